@@ -1,0 +1,69 @@
+"""The connector contract: what the sync engine needs from each side.
+
+Connectors speak one outside API and translate to ``syncer.models``; they hold no sync
+logic. Capabilities are declared, so the reconciler can decide (e.g. never send internal
+content to a tracker that cannot keep a comment private) without knowing the vendor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from syncer.models import (
+    ChangePage,
+    Comment,
+    Cursor,
+    NewComment,
+    NewTicket,
+    Ticket,
+    TicketUpdate,
+)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    private_comments: bool  # can hold a comment invisible to the public/customers
+    edit_comments: bool = False
+    labels: bool = True
+    assignee: bool = True
+    attachments_upload: bool = False
+    markdown_markers: bool = False  # hidden HTML comments survive rendering
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """Both sides: Re:amaze (helpdesk) and every tracker."""
+
+    name: str
+    capabilities: Capabilities
+
+    def iter_changes(self, since: Cursor | None) -> Iterator[ChangePage]:
+        """Tickets changed at or after ``since`` (overlap included, boundary de-duplicated).
+
+        The last page's checkpoint is the new cursor; it never points past what was read.
+        """
+        ...
+
+    def get_ticket(self, ticket_id: str) -> Ticket: ...
+
+    def create_ticket(self, new: NewTicket) -> Ticket: ...
+
+    def update_ticket(self, ticket_id: str, update: TicketUpdate) -> Ticket: ...
+
+    def list_comments(self, ticket_id: str) -> list[Comment]: ...
+
+    def create_comment(self, ticket_id: str, new: NewComment) -> Comment: ...
+
+    def find_ticket_by_marker(self, marker: str) -> Ticket | None:
+        """Recovery after a crash: the ticket we created with this idempotency key, if any."""
+        ...
+
+    def find_comment_by_marker(self, ticket_id: str, marker: str) -> Comment | None: ...
+
+    def ticket_url(self, ticket_id: str) -> str: ...
+
+    def check(self) -> str:
+        """Verify credentials and permissions; return a one-line description of who we are."""
+        ...

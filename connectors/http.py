@@ -1,0 +1,304 @@
+"""The HTTP layer every connector shares.
+
+One injected ``httpx.Client`` per connection (tests pass ``httpx.MockTransport``), explicit
+timeouts, a per-connection request budget, retries with jittered backoff on 429 / 5xx /
+timeouts honouring a clamped ``Retry-After``, status codes turned into the error tree of
+``syncer.errors``, bodies read with a size cap and decoded defensively.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import structlog
+import tenacity
+
+from syncer.errors import (
+    AuthError,
+    BadPayloadError,
+    NotFoundError,
+    RateLimitedError,
+    RejectedError,
+    RetriableError,
+    SyncError,
+    TransientError,
+)
+
+log = structlog.get_logger("reamaze_sync.http")
+
+DEFAULT_TIMEOUT = httpx.Timeout(20.0, connect=5.0)
+MAX_BODY_BYTES = 20 * 1024 * 1024
+SECRET_QUERY_KEYS = frozenset({"key", "api_key", "token", "access_token", "private_token"})
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+
+class RateLimiter:
+    """Token bucket: stay under a requests-per-minute budget instead of bouncing off 429s.
+
+    Hand-written because it must be synchronous and share the injectable clock with the
+    retry layer (benchmarks run a sped-up clock); the available libraries are async-only or
+    own their clock.
+    """
+
+    def __init__(self, per_minute: float, burst: int | None = None, clock: Clock | None = None):
+        if per_minute <= 0:
+            raise ValueError("per_minute must be positive")
+        self.rate = per_minute / 60.0
+        self.capacity = float(burst if burst is not None else max(1, int(per_minute // 60) or 1))
+        self.clock = clock or SystemClock()
+        self._tokens = self.capacity
+        self._last = self.clock.monotonic()
+        self.waited = 0.0
+
+    def acquire(self) -> None:
+        now = self.clock.monotonic()
+        self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return
+        wait = (1 - self._tokens) / self.rate
+        self.waited += wait
+        self.clock.sleep(wait)
+        self._last = self.clock.monotonic()
+        self._tokens = 0.0
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None,
+                      maximum: float = 300.0) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date), clamped."""
+    if not value:
+        return None
+    value = value.strip()
+    seconds: float
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), maximum)
+
+
+def scrub_url(url: httpx.URL | str) -> str:
+    """The URL without credentials in userinfo or in well-known query parameters."""
+    parts = urlsplit(str(url))
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    query = "&".join(
+        p if p.split("=", 1)[0].lower() not in SECRET_QUERY_KEYS else p.split("=", 1)[0] + "=***"
+        for p in parts.query.split("&")
+        if p
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+@dataclass
+class RetryPolicy:
+    attempts: int = 8
+    initial_backoff: float = 0.5
+    max_backoff: float = 30.0
+    max_retry_after: float = 300.0
+
+
+@dataclass
+class CallStats:
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    by_method: dict[str, int] = field(default_factory=dict)
+
+
+class ApiClient:
+    """Sends one logical request with budget, retries and error mapping."""
+
+    def __init__(
+        self,
+        connector: str,
+        client: httpx.Client,
+        *,
+        rate_limiter: RateLimiter | None = None,
+        retry: RetryPolicy | None = None,
+        clock: Clock | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        describe_auth_failure: Callable[[], str] | None = None,
+    ) -> None:
+        self.connector = connector
+        self.client = client
+        self.rate_limiter = rate_limiter
+        self.retry = retry or RetryPolicy()
+        self.clock = clock or SystemClock()
+        self.max_body_bytes = max_body_bytes
+        self.describe_auth_failure = describe_auth_failure or (lambda: "authentication failed")
+        self.stats = CallStats()
+
+    # -- public API -------------------------------------------------------------------
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        object_id: str | None = None,
+    ) -> tuple[int, bytes, httpx.Headers]:
+        def wait(state: tenacity.RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
+                return exc.retry_after
+            return float(backoff(state))
+
+        backoff = tenacity.wait_exponential_jitter(
+            initial=self.retry.initial_backoff, max=self.retry.max_backoff
+        )
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            self.stats.retries += 1
+            exc = state.outcome.exception() if state.outcome else None
+            log.warning(
+                "http_retry",
+                connector=self.connector,
+                method=method,
+                path=path,
+                object_id=object_id,
+                attempt=state.attempt_number,
+                sleep_s=round(state.upcoming_sleep, 3),
+                **(exc.log_fields() if isinstance(exc, SyncError) else {}),
+            )
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.retry.attempts),
+            wait=wait,
+            retry=tenacity.retry_if_exception_type(RetriableError),
+            sleep=self.clock.sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        result: tuple[int, bytes, httpx.Headers] = retrying(
+            self._send_once, method, path, params, json_body, content, headers, object_id
+        )
+        return result
+
+    def get_json(self, path: str, *, params: Mapping[str, Any] | None = None,
+                 object_id: str | None = None) -> Any:
+        _, body, _ = self.request("GET", path, params=params, object_id=object_id)
+        return self.decode(body, object_id=object_id)
+
+    def send_json(self, method: str, path: str, body: Any, *, object_id: str | None = None,
+                  params: Mapping[str, Any] | None = None) -> Any:
+        _, raw, _ = self.request(method, path, json_body=body, params=params, object_id=object_id)
+        return self.decode(raw, object_id=object_id) if raw.strip() else None
+
+    def decode(self, body: bytes, *, object_id: str | None = None) -> Any:
+        try:
+            return json.loads(body.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise BadPayloadError("response is not UTF-8", connector=self.connector,
+                                  object_id=object_id, body=body) from exc
+        except json.JSONDecodeError as exc:
+            raise BadPayloadError(f"response is not JSON ({exc.msg})", connector=self.connector,
+                                  object_id=object_id, body=body) from exc
+
+    # -- one attempt ----------------------------------------------------------------------
+    def _send_once(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        json_body: Any,
+        content: bytes | None,
+        headers: Mapping[str, str] | None,
+        object_id: str | None,
+    ) -> tuple[int, bytes, httpx.Headers]:
+        if self.rate_limiter is not None:
+            self.rate_limiter.acquire()
+        self.stats.requests += 1
+        self.stats.by_method[method] = self.stats.by_method.get(method, 0) + 1
+        kw: dict[str, Any] = {"params": params, "headers": headers}
+        if json_body is not None:
+            kw["json"] = json_body
+        if content is not None:
+            kw["content"] = content
+        try:
+            with self.client.stream(method, path, **kw) as resp:
+                body = self._read_capped(resp, object_id)
+                status, resp_headers, url = resp.status_code, resp.headers, resp.request.url
+        except httpx.TimeoutException as exc:
+            raise TransientError(f"timeout ({type(exc).__name__})", connector=self.connector,
+                                 object_id=object_id) from None
+        except httpx.TransportError as exc:
+            raise TransientError(f"connection failed ({type(exc).__name__})",
+                                 connector=self.connector, object_id=object_id) from None
+        log.debug("http_request", connector=self.connector, method=method, url=scrub_url(url),
+                  status=status, object_id=object_id)
+        if status < 400:
+            return status, body, resp_headers
+        raise self._error_for(status, body, resp_headers, object_id)
+
+    def _read_capped(self, resp: httpx.Response, object_id: str | None) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in resp.iter_bytes():
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise BadPayloadError(
+                    f"response larger than {self.max_body_bytes} bytes",
+                    connector=self.connector, object_id=object_id, status=resp.status_code,
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _error_for(self, status: int, body: bytes, headers: httpx.Headers,
+                   object_id: str | None) -> SyncError:
+        kw: dict[str, Any] = {"connector": self.connector, "object_id": object_id,
+                              "status": status, "body": body}
+        if status == 429:
+            self.stats.rate_limited += 1
+            retry_after = parse_retry_after(headers.get("retry-after"),
+                                            maximum=self.retry.max_retry_after)
+            return RateLimitedError("rate limited", retry_after=retry_after, **kw)
+        if status in (401, 403):
+            return AuthError(self.describe_auth_failure(), **kw)
+        if status == 404:
+            return NotFoundError("not found", **kw)
+        if status >= 500 or status in (408, 425):
+            return TransientError("server error", **kw)
+        return RejectedError("request rejected", **kw)
+
+
+def build_http_client(base_url: str, *, auth: httpx.Auth | None = None,
+                      headers: Mapping[str, str] | None = None,
+                      transport: httpx.BaseTransport | None = None,
+                      timeout: httpx.Timeout | float = DEFAULT_TIMEOUT) -> httpx.Client:
+    return httpx.Client(base_url=base_url, auth=auth, headers=dict(headers or {}),
+                        transport=transport, timeout=timeout, follow_redirects=False)

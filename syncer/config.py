@@ -1,0 +1,238 @@
+"""The TOML configuration, validated by strict pydantic models.
+
+Secrets are never written in the file: each connection names the environment variable
+that holds its token (``api_token_env``), read into a ``SecretStr``. Every validation
+problem is reported at once as ``[section] key: message``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from syncer.errors import ConfigError
+from syncer.models import TicketState
+
+DEFAULT_CONFIG_PATH = Path("reamaze-sync.toml")
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HttpSettings(Strict):
+    requests_per_minute: float = Field(60.0, gt=0)
+    burst: int = Field(5, ge=1)
+    timeout_seconds: float = Field(20.0, gt=0, le=300)
+    max_attempts: int = Field(8, ge=1, le=50)
+    max_retry_after_seconds: float = Field(300.0, gt=0)
+
+
+class ReamazeConfig(Strict):
+    brand: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", description="brand subdomain")
+    login_email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    api_token_env: str = "REAMAZE_API_TOKEN"
+    base_url: HttpUrl | None = None
+    http: HttpSettings = HttpSettings(requests_per_minute=60)
+    overlap_seconds: float = Field(120.0, ge=0)
+
+    def api_base(self) -> str:
+        if self.base_url is not None:
+            return str(self.base_url).rstrip("/")
+        return f"https://{self.brand}.reamaze.io/api/v1"
+
+
+class RedmineConfig(Strict):
+    kind: Literal["redmine"]
+    base_url: HttpUrl
+    api_key_env: str = "REDMINE_API_KEY"
+    project: str = Field(min_length=1, description="project identifier or id")
+    tracker_id: int | None = None
+    priority_id: int | None = None
+    text_formatting: Literal["common_mark", "textile"] = "common_mark"
+    closed_status_id: int | None = None  # None: the first status with is_closed
+    reopened_status_id: int | None = None  # None: the tracker's default status
+    http: HttpSettings = HttpSettings(requests_per_minute=300)
+    overlap_seconds: float = Field(2.0, ge=0)
+
+
+TrackerConfig = Annotated[RedmineConfig, Field(discriminator="kind")]
+
+Direction = Literal["both", "helpdesk_to_tracker", "tracker_to_helpdesk", "none"]
+Owner = Literal["helpdesk", "tracker"]
+
+
+class FieldPolicy(Strict):
+    direction: Direction = "both"
+    owner: Owner = "tracker"  # wins when both sides changed since the last sync
+
+
+class MatchRules(Strict):
+    """A conversation gets an issue when it matches any non-empty rule."""
+
+    tags: list[str] = []
+    channels: list[str] = []
+    statuses: list[TicketState] = []
+
+    @property
+    def empty(self) -> bool:
+        return not (self.tags or self.channels or self.statuses)
+
+
+class VisibilityPolicy(Strict):
+    # A public tracker note goes to the customer only if this is true; otherwise it is
+    # copied as an internal note.
+    customer_replies_from_tracker: bool = False
+    # What to do with an internal note when the tracker cannot keep a comment private.
+    internal_to_public_tracker: Literal["skip", "placeholder"] = "skip"
+    placeholder_text: str = "An internal note was added in Re:amaze (not copied: this tracker cannot keep it private)."
+    # Include the customer's name and email in the issue body.
+    include_customer_pii: bool = False
+
+
+class StatusMap(Strict):
+    on_issue_closed: TicketState | None = TicketState.CLOSED
+    on_issue_reopened: TicketState | None = TicketState.OPEN
+    close_reply_template: str = ""  # public reply to the customer when the issue closes
+    on_conversation_closed: Literal["close_issue", "nothing"] = "nothing"
+
+
+class PairConfig(Strict):
+    name: str = Field(pattern=NAME_RE)
+    tracker: str
+    enabled: bool = True
+    interval_seconds: float = Field(60.0, ge=5)
+    match: MatchRules = MatchRules(tags=["bug"])
+    visibility: VisibilityPolicy = VisibilityPolicy()
+    status: StatusMap = StatusMap()
+    title_template: str = "{subject}"
+    status_field: FieldPolicy = FieldPolicy(direction="tracker_to_helpdesk", owner="tracker")
+    tags_field: FieldPolicy = FieldPolicy(direction="helpdesk_to_tracker", owner="helpdesk")
+    assignee_field: FieldPolicy = FieldPolicy(direction="both", owner="tracker")
+    tag_to_label: dict[str, str] = {}
+    staff_to_user: dict[str, str] = {}  # Re:amaze staff email -> tracker user id
+    since: str | None = None  # backfill start (ISO date); None = everything
+
+    @field_validator("title_template")
+    @classmethod
+    def _template_fields(cls, v: str) -> str:
+        unknown = set(re.findall(r"{(\w+)}", v)) - {"subject", "slug", "channel"}
+        if unknown:
+            raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; use subject, slug, channel")
+        return v
+
+
+class StateConfig(Strict):
+    url: str = "sqlite:///reamaze-sync.db"
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str) -> str:
+        if not re.match(r"^(sqlite|postgresql(\+\w+)?)://", v):
+            raise ValueError("must start with sqlite:// or postgresql://")
+        return v
+
+
+class LoggingConfig(Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class AppConfig(Strict):
+    reamaze: ReamazeConfig
+    trackers: dict[str, TrackerConfig]
+    pairs: list[PairConfig]
+    state: StateConfig = StateConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @model_validator(mode="after")
+    def _references(self) -> AppConfig:
+        names: set[str] = set()
+        for pair in self.pairs:
+            if pair.tracker not in self.trackers:
+                known = ", ".join(sorted(self.trackers)) or "none"
+                raise ValueError(f"pair {pair.name!r}: unknown tracker {pair.tracker!r} "
+                                 f"(known: {known})")
+            if pair.name in names:
+                raise ValueError(f"pair name {pair.name!r} is used twice")
+            names.add(pair.name)
+        return self
+
+    def pair(self, name: str) -> PairConfig:
+        for p in self.pairs:
+            if p.name == name:
+                return p
+        raise ConfigError(f"[pairs] name: no pair named {name!r} "
+                          f"(known: {', '.join(p.name for p in self.pairs)})")
+
+
+def _location(loc: tuple[int | str, ...]) -> tuple[str, str]:
+    """('pairs', 0, 'match', 'tags') -> ('pairs[0].match', 'tags')."""
+    if not loc:
+        return "config", "(root)"
+    parts: list[str] = []
+    for item in loc[:-1]:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        elif item in ("redmine",) and parts and parts[0] == "trackers":
+            continue  # discriminator tag inserted by pydantic
+        else:
+            parts.append(str(item))
+    return ".".join(parts) or "config", str(loc[-1])
+
+
+def format_errors(exc: ValidationError) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        section, key = _location(tuple(err["loc"]))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"[{section}] {key}: {msg}")
+    return lines
+
+
+def parse_config(data: dict[str, Any]) -> AppConfig:
+    try:
+        return AppConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(format_errors(exc))) from None
+
+
+def load_config(path: Path) -> AppConfig:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"[config] file: {path} not found (pass --config PATH, "
+                          "or copy config.example.toml to ./reamaze-sync.toml)") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"[config] file: {path} is not UTF-8") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"[config] syntax: {path}: {exc}") from None
+    return parse_config(data)
+
+
+def read_secret(env_var: str, section: str, key: str,
+                environ: dict[str, str] | None = None) -> SecretStr:
+    env = os.environ if environ is None else environ
+    value = env.get(env_var, "")
+    if not value.strip():
+        raise ConfigError(f"[{section}] {key}: environment variable {env_var} is not set")
+    return SecretStr(value.strip())

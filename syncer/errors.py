@@ -1,0 +1,111 @@
+"""One error hierarchy, grouped by what the caller must do next.
+
+    SyncError
+    ├── ConfigError            fix the configuration; never retried
+    ├── RetriableError         try again later (the HTTP layer already retried)
+    │   ├── RateLimitedError   429; carries retry_after seconds
+    │   └── TransientError     5xx, timeouts, connection failures
+    ├── FatalError             a human must act; retrying will not help
+    │   ├── AuthError          401/403: bad or insufficient credentials
+    │   ├── NotFoundError      404: the object (or the endpoint) does not exist
+    │   └── RejectedError      4xx validation (422), unsafe result (e.g. a note came back public)
+    └── SkippableError         this one object cannot be handled; record it and move on
+        └── BadPayloadError    malformed / undecodable / oversized response body
+
+Every error carries the connector, the object id, the HTTP status and a trimmed body, and
+its message never contains credentials.
+"""
+
+from __future__ import annotations
+
+BODY_LIMIT = 500
+
+
+def trim(text: str | bytes | None, limit: int = BODY_LIMIT) -> str:
+    if text is None:
+        return ""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    text = text.strip()
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit} more chars)"
+
+
+class SyncError(Exception):
+    def __init__(
+        self,
+        message: str,
+        *,
+        connector: str | None = None,
+        object_id: str | None = None,
+        status: int | None = None,
+        body: str | bytes | None = None,
+    ) -> None:
+        self.message = message
+        self.connector = connector
+        self.object_id = object_id
+        self.status = status
+        self.body = trim(body)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.connector:
+            parts.append(f"connector={self.connector}")
+        if self.object_id:
+            parts.append(f"object={self.object_id}")
+        if self.status is not None:
+            parts.append(f"status={self.status}")
+        if self.body:
+            parts.append(f"body={self.body!r}")
+        return " ".join(parts)
+
+    def log_fields(self) -> dict[str, object]:
+        return {
+            "error_type": type(self).__name__,
+            "error": self.message,
+            "connector": self.connector,
+            "object_id": self.object_id,
+            "http_status": self.status,
+        }
+
+
+class ConfigError(SyncError):
+    pass
+
+
+class RetriableError(SyncError):
+    pass
+
+
+class RateLimitedError(RetriableError):
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+
+
+class TransientError(RetriableError):
+    pass
+
+
+class FatalError(SyncError):
+    pass
+
+
+class AuthError(FatalError):
+    pass
+
+
+class NotFoundError(FatalError):
+    pass
+
+
+class RejectedError(FatalError):
+    pass
+
+
+class SkippableError(SyncError):
+    pass
+
+
+class BadPayloadError(SkippableError):
+    pass

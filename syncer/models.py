@@ -1,0 +1,174 @@
+"""Unified, frozen models shared by every connector and the reconciler.
+
+They mirror the unified ticketing resources (Ticket, Comment, Contact, User, Role,
+Attachment, Collection, TicketStatus). Connectors translate their wire formats into these
+and never leak vendor shapes past the boundary; ``raw`` keeps the payload for debugging.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Visibility(StrEnum):
+    PUBLIC = "public"
+    INTERNAL = "internal"
+
+
+class TicketState(StrEnum):
+    """System-neutral lifecycle state; each connector maps its own codes onto these."""
+
+    OPEN = "open"
+    PENDING = "pending"  # waiting on the customer / responded
+    ON_HOLD = "on_hold"
+    CLOSED = "closed"
+    SPAM = "spam"
+
+
+class TicketStatus(Frozen):
+    code: str  # the system's own id ("2", "5", "Closed")
+    name: str
+    state: TicketState
+
+
+class Role(Frozen):
+    id: str
+    name: str
+    permissions: dict[str, Any] = Field(default_factory=dict)
+
+
+class User(Frozen):
+    """A staff member / tracker user."""
+
+    id: str
+    name: str
+    email: str | None = None
+    role: Role | None = None
+
+
+class Contact(Frozen):
+    """A customer."""
+
+    id: str
+    name: str | None = None
+    email: str | None = None
+    mobile: str | None = None
+    data: dict[str, str] = Field(default_factory=dict)
+    created_at: AwareDatetime | None = None
+    updated_at: AwareDatetime | None = None
+
+
+class Collection(Frozen):
+    """A channel (Re:amaze) or project (tracker)."""
+
+    id: str
+    name: str
+    kind: str | None = None
+    email: str | None = None
+
+
+class Attachment(Frozen):
+    name: str
+    content_type: str | None = None
+    size: int | None = None
+    url: str | None = None
+
+
+class Author(Frozen):
+    name: str | None = None
+    email: str | None = None
+    is_staff: bool = False
+    id: str | None = None
+
+
+class Comment(Frozen):
+    id: str  # stable identity within its ticket (see each connector for how it is made)
+    ticket_id: str
+    body: str
+    visibility: Visibility
+    author: Author
+    created_at: AwareDatetime
+    attachments: tuple[Attachment, ...] = ()
+    marker: str | None = None  # our idempotency key when we wrote this comment
+    read_only: bool = False  # e.g. Re:amaze collision messages: read, never written or copied
+    raw: dict[str, Any] | None = Field(default=None, repr=False, exclude=True)
+
+    @property
+    def fingerprint(self) -> str:
+        return content_fingerprint(self.body)
+
+
+class Ticket(Frozen):
+    """A Re:amaze conversation or a tracker issue."""
+
+    id: str
+    subject: str
+    description: str | None = None
+    status: TicketStatus
+    tags: tuple[str, ...] = ()
+    assignee: User | None = None
+    collection: Collection | None = None
+    contact: Contact | None = None
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    url: str | None = None
+    data: dict[str, str] = Field(default_factory=dict)
+    marker: str | None = None  # our idempotency key when we created this ticket
+    raw: dict[str, Any] | None = Field(default=None, repr=False, exclude=True)
+
+
+class NewComment(Frozen):
+    body: str
+    visibility: Visibility
+    marker: str  # idempotency key; stored on the remote so a retry can find it
+    author_name: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+    notify_customer: bool = False
+
+
+class NewTicket(Frozen):
+    subject: str
+    description: str
+    marker: str
+    tags: tuple[str, ...] = ()
+    assignee_id: str | None = None
+    state: TicketState | None = None
+
+
+class TicketUpdate(Frozen):
+    """Fields left as None are not touched."""
+
+    state: TicketState | None = None
+    tags: tuple[str, ...] | None = None
+    assignee_id: str | None = None
+    hold_until: datetime | None = None
+
+
+class Cursor(Frozen):
+    """A change-feed position: everything changed before ``watermark`` has been handled,
+    and the ids in ``seen`` (changed exactly at the boundary) too."""
+
+    watermark: AwareDatetime
+    seen: tuple[str, ...] = ()
+
+
+class ChangePage(Frozen):
+    tickets: tuple[Ticket, ...]
+    # Safe to save once this page's work is durable; None while the feed cannot yet vouch
+    # for anything (e.g. a newest-first walk that has not reached its end).
+    checkpoint: Cursor | None = None
+
+
+def content_fingerprint(text: str) -> str:
+    """Whitespace-insensitive hash used for echo detection and edit detection."""
+    normal = " ".join(text.split())
+    return hashlib.sha256(normal.encode("utf-8")).hexdigest()[:32]

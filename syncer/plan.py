@@ -1,0 +1,139 @@
+"""What the reconciler sees and what it decides: plain frozen values, no I/O.
+
+``Side.HELPDESK`` is Re:amaze, ``Side.TRACKER`` the issue tracker of the pair.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+from syncer.models import Comment, NewComment, NewTicket, Ticket, TicketState, TicketUpdate
+
+MARKER_PREFIX = "rs-"
+
+
+class Side(StrEnum):
+    HELPDESK = "helpdesk"
+    TRACKER = "tracker"
+
+    @property
+    def other(self) -> Side:
+        return Side.TRACKER if self is Side.HELPDESK else Side.HELPDESK
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def make_marker(pair: str, *parts: str) -> str:
+    """Deterministic idempotency key: the same source object always gets the same key, so
+    a retry after a crash finds what the first attempt wrote."""
+    digest = hashlib.sha256("\x1f".join((pair, *parts)).encode()).hexdigest()[:20]
+    return MARKER_PREFIX + digest
+
+
+def is_our_marker(marker: str | None) -> bool:
+    return bool(marker) and str(marker).startswith(MARKER_PREFIX)
+
+
+# --- inputs ---------------------------------------------------------------------------
+
+class CommentLinkView(_Frozen):
+    source_side: Side
+    source_id: str
+    target_id: str
+    fingerprint: str  # of the source body as copied
+
+
+class Snapshot(_Frozen):
+    """Field values both sides agreed on at the last successful sync of a link."""
+
+    helpdesk_state: TicketState | None = None
+    tracker_state: TicketState | None = None
+    helpdesk_tags: tuple[str, ...] = ()
+    tracker_labels: tuple[str, ...] = ()
+    helpdesk_assignee: str | None = None  # staff email
+    tracker_assignee: str | None = None  # tracker user id
+
+
+class LinkView(_Frozen):
+    conversation_id: str
+    issue_id: str | None  # None while the issue create is pending
+    status: str = "active"  # active | orphaned | unlinked
+    origin: Side = Side.HELPDESK
+    comment_links: tuple[CommentLinkView, ...] = ()
+    snapshot: Snapshot | None = None
+
+
+class SideView(_Frozen):
+    ticket: Ticket
+    comments: tuple[Comment, ...] = ()
+
+
+# --- actions --------------------------------------------------------------------------
+
+class CreateIssue(_Frozen):
+    conversation_id: str
+    new: NewTicket
+
+
+class AddComment(_Frozen):
+    conversation_id: str
+    target: Side
+    ticket_id: str | None  # None: the issue created earlier in the same plan
+    source_id: str  # comment id on the other side ("" for notes the engine writes itself)
+    new: NewComment
+    source_fingerprint: str = ""
+
+
+class UpdateTicket(_Frozen):
+    conversation_id: str
+    target: Side
+    ticket_id: str
+    update: TicketUpdate
+    reason: str
+
+
+class MarkOrphaned(_Frozen):
+    conversation_id: str
+    reason: str
+
+
+class SaveSnapshot(_Frozen):
+    conversation_id: str
+    snapshot: Snapshot
+
+
+class Skip(_Frozen):
+    """Something deliberately not done, kept in the plan so it can be explained."""
+
+    conversation_id: str
+    object_id: str
+    reason: str
+
+
+class Conflict(_Frozen):
+    conversation_id: str
+    field: str
+    helpdesk_value: str
+    tracker_value: str
+    winner: Side
+
+
+Action = CreateIssue | AddComment | UpdateTicket | MarkOrphaned | SaveSnapshot | Skip | Conflict
+
+
+class Plan(_Frozen):
+    pair: str
+    actions: tuple[Action, ...] = ()
+
+    @property
+    def writes(self) -> tuple[Action, ...]:
+        return tuple(a for a in self.actions
+                     if isinstance(a, CreateIssue | AddComment | UpdateTicket))
+
+    def __add__(self, other: Plan) -> Plan:
+        return Plan(pair=self.pair, actions=self.actions + other.actions)
