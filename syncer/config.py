@@ -108,8 +108,18 @@ class VisibilityPolicy(Strict):
 class StatusMap(Strict):
     on_issue_closed: TicketState | None = TicketState.CLOSED
     on_issue_reopened: TicketState | None = TicketState.OPEN
-    close_reply_template: str = ""  # public reply to the customer when the issue closes
+    # Public reply emailed to the customer when the issue closes; empty = none.
+    close_reply_template: str = ""
     on_conversation_closed: Literal["close_issue", "nothing"] = "nothing"
+
+    @field_validator("close_reply_template")
+    @classmethod
+    def _reply_fields(cls, v: str) -> str:
+        unknown = set(re.findall(r"{(\w+)}", v)) - {"subject", "issue_id", "issue_url"}
+        if unknown:
+            raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; "
+                             "use subject, issue_id, issue_url")
+        return v
 
 
 class PairConfig(Strict):

@@ -57,6 +57,10 @@ class Snapshot(_Frozen):
     tracker_labels: tuple[str, ...] = ()
     helpdesk_assignee: str | None = None  # staff email
     tracker_assignee: str | None = None  # tracker user id
+    # Change times seen at that sync: an object whose change time has not moved since
+    # needs no reconciliation (keeps idle polls and re-run backfills cheap).
+    helpdesk_updated_at: str | None = None
+    tracker_updated_at: str | None = None
 
 
 class LinkView(_Frozen):
@@ -97,6 +101,13 @@ class UpdateTicket(_Frozen):
     reason: str
 
 
+class PostLinkNote(_Frozen):
+    """Internal note on the conversation pointing at its issue (URL known only after create)."""
+
+    conversation_id: str
+    marker: str
+
+
 class MarkOrphaned(_Frozen):
     conversation_id: str
     reason: str
@@ -123,7 +134,8 @@ class Conflict(_Frozen):
     winner: Side
 
 
-Action = CreateIssue | AddComment | UpdateTicket | MarkOrphaned | SaveSnapshot | Skip | Conflict
+Action = (CreateIssue | AddComment | PostLinkNote | UpdateTicket | MarkOrphaned | SaveSnapshot
+          | Skip | Conflict)
 
 
 class Plan(_Frozen):
@@ -133,7 +145,7 @@ class Plan(_Frozen):
     @property
     def writes(self) -> tuple[Action, ...]:
         return tuple(a for a in self.actions
-                     if isinstance(a, CreateIssue | AddComment | UpdateTicket))
+                     if isinstance(a, CreateIssue | AddComment | PostLinkNote | UpdateTicket))
 
     def __add__(self, other: Plan) -> Plan:
         return Plan(pair=self.pair, actions=self.actions + other.actions)

@@ -1,0 +1,372 @@
+"""The reconciler: turns what both sides look like, plus what we remember, into a Plan.
+
+Pure: no I/O, no clock, no randomness. ``apply`` (syncer/apply.py) is the only code that
+writes. Invariants enforced here and property-tested:
+
+* visibility is preserved or reduced, never raised: an internal note never becomes a
+  public comment or a customer-facing reply; content reaches a customer only when the
+  pair's policy allows it;
+* nothing we wrote is copied back (comment links, and our markers as a second guard);
+* re-running on the result of applying a plan yields no writes (convergence).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from connectors.base import Capabilities
+from syncer import render
+from syncer.config import PairConfig
+from syncer.models import Comment, NewComment, NewTicket, TicketState, TicketUpdate, Visibility
+from syncer.plan import (
+    Action,
+    AddComment,
+    Conflict,
+    CreateIssue,
+    LinkView,
+    MarkOrphaned,
+    Plan,
+    PostLinkNote,
+    SaveSnapshot,
+    Side,
+    SideView,
+    Skip,
+    Snapshot,
+    UpdateTicket,
+    is_our_marker,
+    make_marker,
+)
+
+
+@dataclass(frozen=True)
+class PairContext:
+    policy: PairConfig
+    tracker_caps: Capabilities
+    tracker_name: str = "tracker"
+
+    @property
+    def pair(self) -> str:
+        return self.policy.name
+
+
+def matches(policy: PairConfig, conversation: SideView) -> str | None:
+    """Why this conversation should get an issue, or None."""
+    t = conversation.ticket
+    rules = policy.match
+    hit = set(rules.tags) & set(t.tags)
+    if hit:
+        return f"tag {sorted(hit)[0]!r}"
+    if t.collection is not None and t.collection.id in rules.channels:
+        return f"channel {t.collection.id!r}"
+    if t.status.state in rules.statuses:
+        return f"status {t.status.state.value}"
+    return None
+
+
+def reconcile(
+    ctx: PairContext,
+    conversation: SideView | None,
+    issue: SideView | None,
+    link: LinkView | None,
+    *,
+    issue_deleted: bool = False,
+) -> Plan:
+    """Decide what to do for one conversation and/or issue of a pair."""
+    plan = Plan(pair=ctx.pair)
+    if link is None:
+        if conversation is None:
+            oid = issue.ticket.id if issue else "?"
+            return _plan(ctx, Skip(conversation_id="", object_id=oid,
+                                   reason="issue is not linked to a conversation"))
+        return _new_link(ctx, conversation)
+    cid = link.conversation_id
+    if link.status != "active":
+        return _plan(ctx, Skip(conversation_id=cid, object_id=cid,
+                               reason=f"link is {link.status}"))
+    if link.issue_id is None:
+        return _plan(ctx, Skip(conversation_id=cid, object_id=cid,
+                               reason="issue create is pending recovery"))
+    if issue_deleted:
+        return _plan(
+            ctx,
+            MarkOrphaned(conversation_id=cid, reason=f"issue {link.issue_id} was deleted"),
+            AddComment(conversation_id=cid, target=Side.HELPDESK, ticket_id=cid, source_id="",
+                       new=NewComment(body=render.orphan_note(ctx.tracker_name, link.issue_id),
+                                      visibility=Visibility.INTERNAL,
+                                      marker=make_marker(ctx.pair, "orphan", cid))),
+        )
+    if conversation is None or issue is None:
+        return plan  # the runner fetches both sides of an active link; nothing to decide
+    return _sync_link(ctx, conversation, issue, link)
+
+
+def _plan(ctx: PairContext, *actions: Action) -> Plan:
+    return Plan(pair=ctx.pair, actions=actions)
+
+
+# --- a conversation without a link ----------------------------------------------------
+
+def _new_link(ctx: PairContext, conversation: SideView) -> Plan:
+    conv = conversation.ticket
+    if is_our_marker(conv.marker):
+        return _plan(ctx, Skip(conversation_id=conv.id, object_id=conv.id,
+                               reason="conversation was created by reamaze-sync"))
+    why = matches(ctx.policy, conversation)
+    if why is None:
+        return _plan(ctx, Skip(conversation_id=conv.id, object_id=conv.id,
+                               reason="does not match the pair's rules"))
+    actions: list[Action] = [
+        CreateIssue(
+            conversation_id=conv.id,
+            new=NewTicket(
+                subject=render.issue_title(ctx.policy, conv),
+                description=render.issue_description(ctx.policy, conv),
+                marker=make_marker(ctx.pair, "issue", conv.id),
+                assignee_id=_map_staff(ctx, conv.assignee.email if conv.assignee else None),
+                tags=_labels_for(ctx, conv.tags),
+            ),
+        ),
+        PostLinkNote(conversation_id=conv.id, marker=make_marker(ctx.pair, "linknote", conv.id)),
+    ]
+    actions += _copy_helpdesk_comments(ctx, conv.id, None, conversation.comments, set(), set())
+    return Plan(pair=ctx.pair, actions=tuple(actions))
+
+
+# --- an active link -------------------------------------------------------------------
+
+def _sync_link(ctx: PairContext, conversation: SideView, issue: SideView,
+               link: LinkView) -> Plan:
+    cid = link.conversation_id
+    conv, iss = conversation.ticket, issue.ticket
+    copied = {(c.source_side, c.source_id) for c in link.comment_links}
+    written = {(c.source_side.other, c.target_id) for c in link.comment_links}
+    actions: list[Action] = []
+    actions += _copy_helpdesk_comments(ctx, cid, iss.id, conversation.comments, copied, written)
+    actions += _copy_tracker_comments(ctx, cid, conversation, issue, link, copied, written)
+    field_actions, snapshot = _fields(ctx, conversation, issue, link.snapshot)
+    actions += field_actions
+    if snapshot != link.snapshot:
+        actions.append(SaveSnapshot(conversation_id=cid, snapshot=snapshot))
+    return Plan(pair=ctx.pair, actions=tuple(actions))
+
+
+def _is_echo(comment: Comment, side: Side, written: set[tuple[Side, str]]) -> bool:
+    return (side, comment.id) in written or is_our_marker(comment.marker)
+
+
+def _copy_helpdesk_comments(ctx: PairContext, cid: str, issue_id: str | None,
+                            comments: tuple[Comment, ...], copied: set[tuple[Side, str]],
+                            written: set[tuple[Side, str]]) -> list[Action]:
+    out: list[Action] = []
+    for c in sorted(comments, key=lambda c: (c.created_at, c.id)):
+        if c.read_only or _is_echo(c, Side.HELPDESK, written):
+            continue
+        if (Side.HELPDESK, c.id) in copied:
+            continue
+        marker = make_marker(ctx.pair, "comment", Side.HELPDESK.value, cid, c.id)
+        if c.visibility == Visibility.INTERNAL and not ctx.tracker_caps.private_comments:
+            if ctx.policy.visibility.internal_to_public_tracker == "skip":
+                out.append(Skip(conversation_id=cid, object_id=c.id,
+                                reason=f"internal note not sent: {ctx.tracker_name} "
+                                       "cannot keep a comment private"))
+                continue
+            new = NewComment(body=render.placeholder_note(ctx.policy),
+                             visibility=Visibility.PUBLIC, marker=marker)
+        else:
+            new = NewComment(body=render.helpdesk_comment_to_tracker(ctx.policy, c),
+                             visibility=c.visibility, marker=marker,
+                             attachments=c.attachments)
+        out.append(AddComment(conversation_id=cid, target=Side.TRACKER, ticket_id=issue_id,
+                              source_id=c.id, new=new, source_fingerprint=c.fingerprint))
+    return out
+
+
+def _copy_tracker_comments(ctx: PairContext, cid: str, conversation: SideView,
+                           issue: SideView, link: LinkView, copied: set[tuple[Side, str]],
+                           written: set[tuple[Side, str]]) -> list[Action]:
+    out: list[Action] = []
+    fingerprints = {c.source_id: c.fingerprint for c in link.comment_links
+                    if c.source_side == Side.TRACKER}
+    for c in sorted(issue.comments, key=lambda c: (c.created_at, c.id)):
+        if c.read_only or _is_echo(c, Side.TRACKER, written):
+            continue
+        if (Side.TRACKER, c.id) in copied:
+            if fingerprints.get(c.id) not in (None, c.fingerprint):
+                out.append(Skip(conversation_id=cid, object_id=c.id,
+                                reason="edited on the tracker after it was copied; Re:amaze "
+                                       "messages cannot be edited"))
+            continue
+        to_customer = (c.visibility == Visibility.PUBLIC
+                       and ctx.policy.visibility.customer_replies_from_tracker)
+        visibility = Visibility.PUBLIC if to_customer else Visibility.INTERNAL
+        out.append(AddComment(
+            conversation_id=cid, target=Side.HELPDESK, ticket_id=conversation.ticket.id,
+            source_id=c.id, source_fingerprint=c.fingerprint,
+            new=NewComment(
+                body=render.tracker_comment_to_helpdesk(ctx.tracker_name, issue.ticket, c),
+                visibility=visibility, notify_customer=to_customer, attachments=c.attachments,
+                marker=make_marker(ctx.pair, "comment", Side.TRACKER.value, cid, c.id)),
+        ))
+    return out
+
+
+# --- fields: three-way merge against the last-synced snapshot -------------------------
+
+def _map_staff(ctx: PairContext, email: str | None) -> str | None:
+    return ctx.policy.staff_to_user.get(email) if email else None
+
+
+def _unmap_user(ctx: PairContext, user_id: str | None) -> str | None:
+    if user_id is None:
+        return None
+    for email, uid in ctx.policy.staff_to_user.items():
+        if uid == user_id:
+            return email
+    return None
+
+
+def _labels_for(ctx: PairContext, tags: tuple[str, ...]) -> tuple[str, ...]:
+    if not ctx.tracker_caps.labels:
+        return ()
+    return tuple(sorted({ctx.policy.tag_to_label[t] for t in tags if t in ctx.policy.tag_to_label}))
+
+
+def _flows(direction: str, towards: Side) -> bool:
+    if direction == "both":
+        return True
+    if towards is Side.HELPDESK:
+        return direction == "tracker_to_helpdesk"
+    return direction == "helpdesk_to_tracker"
+
+
+def _current(ctx: PairContext, conversation: SideView, issue: SideView) -> Snapshot:
+    conv, iss = conversation.ticket, issue.ticket
+    return Snapshot(
+        helpdesk_state=conv.status.state,
+        tracker_state=iss.status.state,
+        helpdesk_tags=tuple(sorted(conv.tags)),
+        tracker_labels=tuple(sorted(iss.tags)),
+        helpdesk_assignee=conv.assignee.email if conv.assignee else None,
+        tracker_assignee=iss.assignee.id if iss.assignee else None,
+        helpdesk_updated_at=conv.updated_at.isoformat(),
+        tracker_updated_at=iss.updated_at.isoformat(),
+    )
+
+
+def _fields(ctx: PairContext, conversation: SideView, issue: SideView,
+            base: Snapshot | None) -> tuple[list[Action], Snapshot]:
+    now = _current(ctx, conversation, issue)
+    if base is None:
+        # A link made by hand (or before snapshots existed): adopt today's values as the
+        # base instead of guessing which side changed.
+        return [], now
+    cid = conversation.ticket.id
+    actions: list[Action] = []
+    after = now
+    status_actions, after = _status(ctx, conversation, issue, base, after)
+    actions += status_actions
+    assignee_actions, after = _assignee(ctx, cid, issue.ticket.id, base, after)
+    actions += assignee_actions
+    label_actions, after = _labels(ctx, cid, issue.ticket.id, base, after)
+    actions += label_actions
+    return actions, after
+
+
+def _status(ctx: PairContext, conversation: SideView, issue: SideView, base: Snapshot,
+            now: Snapshot) -> tuple[list[Action], Snapshot]:
+    policy, fp = ctx.policy, ctx.policy.status_field
+    cid, iid = conversation.ticket.id, issue.ticket.id
+    hd_state, tr_state = now.helpdesk_state, now.tracker_state
+    tr_changed = tr_state != base.tracker_state
+    hd_changed = hd_state != base.helpdesk_state
+    to_hd: TicketState | None = None
+    if tr_changed and _flows(fp.direction, Side.HELPDESK):
+        if tr_state == TicketState.CLOSED:
+            to_hd = policy.status.on_issue_closed
+        elif base.tracker_state == TicketState.CLOSED and hd_state == TicketState.CLOSED:
+            to_hd = policy.status.on_issue_reopened
+    to_tr: TicketState | None = None
+    if (hd_changed and _flows(fp.direction, Side.TRACKER)
+            and policy.status.on_conversation_closed == "close_issue"):
+        if hd_state == TicketState.CLOSED and tr_state != TicketState.CLOSED:
+            to_tr = TicketState.CLOSED
+    if to_hd is not None and to_tr is not None:
+        winner = Side.TRACKER if fp.owner == "tracker" else Side.HELPDESK
+        conflict = Conflict(conversation_id=cid, field="status",
+                            helpdesk_value=str(hd_state), tracker_value=str(tr_state),
+                            winner=winner)
+        if winner is Side.TRACKER:
+            to_tr = None
+        else:
+            to_hd = None
+        actions: list[Action] = [conflict]
+    else:
+        actions = []
+    if to_hd is not None and to_hd != hd_state:
+        actions.append(UpdateTicket(conversation_id=cid, target=Side.HELPDESK, ticket_id=cid,
+                                    update=TicketUpdate(state=to_hd),
+                                    reason=f"issue is {tr_state}"))
+        now = now.model_copy(update={"helpdesk_state": to_hd})
+        if tr_state == TicketState.CLOSED and policy.status.close_reply_template:
+            actions.append(AddComment(
+                conversation_id=cid, target=Side.HELPDESK, ticket_id=cid, source_id="",
+                new=NewComment(
+                    body=render.close_reply(policy, conversation.ticket, issue.ticket),
+                    visibility=Visibility.PUBLIC, notify_customer=True,
+                    marker=make_marker(ctx.pair, "close-reply", cid,
+                                       issue.ticket.updated_at.isoformat()))))
+    if to_tr is not None and to_tr != tr_state:
+        actions.append(UpdateTicket(conversation_id=cid, target=Side.TRACKER, ticket_id=iid,
+                                    update=TicketUpdate(state=to_tr),
+                                    reason=f"conversation is {hd_state}"))
+        now = now.model_copy(update={"tracker_state": to_tr})
+    return actions, now
+
+
+def _assignee(ctx: PairContext, cid: str, iid: str, base: Snapshot,
+              now: Snapshot) -> tuple[list[Action], Snapshot]:
+    fp = ctx.policy.assignee_field
+    if not ctx.tracker_caps.assignee:
+        return [], now
+    hd_changed = now.helpdesk_assignee != base.helpdesk_assignee
+    tr_changed = now.tracker_assignee != base.tracker_assignee
+    want_tr = _map_staff(ctx, now.helpdesk_assignee)
+    want_hd = _unmap_user(ctx, now.tracker_assignee)
+    push = hd_changed and _flows(fp.direction, Side.TRACKER) and want_tr is not None
+    pull = tr_changed and _flows(fp.direction, Side.HELPDESK) and want_hd is not None
+    actions: list[Action] = []
+    if push and pull and want_tr != now.tracker_assignee:
+        winner = Side.TRACKER if fp.owner == "tracker" else Side.HELPDESK
+        actions.append(Conflict(conversation_id=cid, field="assignee",
+                                helpdesk_value=str(now.helpdesk_assignee),
+                                tracker_value=str(now.tracker_assignee), winner=winner))
+        push, pull = winner is Side.HELPDESK, winner is Side.TRACKER
+    if push and want_tr != now.tracker_assignee:
+        actions.append(UpdateTicket(conversation_id=cid, target=Side.TRACKER, ticket_id=iid,
+                                    update=TicketUpdate(assignee_id=want_tr),
+                                    reason="assignee changed in Re:amaze"))
+        now = now.model_copy(update={"tracker_assignee": want_tr})
+    elif pull and want_hd != now.helpdesk_assignee:
+        actions.append(UpdateTicket(conversation_id=cid, target=Side.HELPDESK, ticket_id=cid,
+                                    update=TicketUpdate(assignee_id=want_hd),
+                                    reason="assignee changed on the tracker"))
+        now = now.model_copy(update={"helpdesk_assignee": want_hd})
+    return actions, now
+
+
+def _labels(ctx: PairContext, cid: str, iid: str, base: Snapshot,
+            now: Snapshot) -> tuple[list[Action], Snapshot]:
+    """Tags → labels (mapped tags only); labels the mapping doesn't own are left alone."""
+    fp = ctx.policy.tags_field
+    if not ctx.tracker_caps.labels or not _flows(fp.direction, Side.TRACKER):
+        return [], now
+    if now.helpdesk_tags == base.helpdesk_tags:
+        return [], now
+    owned = set(ctx.policy.tag_to_label.values())
+    wanted = set(_labels_for(ctx, now.helpdesk_tags))
+    labels = tuple(sorted((set(now.tracker_labels) - owned) | wanted))
+    if labels == now.tracker_labels:
+        return [], now
+    return ([UpdateTicket(conversation_id=cid, target=Side.TRACKER, ticket_id=iid,
+                          update=TicketUpdate(tags=labels), reason="tags changed in Re:amaze")],
+            now.model_copy(update={"tracker_labels": labels}))
