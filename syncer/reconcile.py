@@ -129,6 +129,17 @@ def _new_link(ctx: PairContext, conversation: SideView) -> Plan:
         PostLinkNote(conversation_id=conv.id, marker=make_marker(ctx.pair, "linknote", conv.id)),
     ]
     actions += _copy_helpdesk_comments(ctx, conv.id, None, conversation.comments, set(), set())
+    # The base for later three-way merges is what both sides look like right after the
+    # create, so a change on either side before the next pass is seen as a change.
+    assignee = conv.assignee.email if conv.assignee else None
+    actions.append(SaveSnapshot(conversation_id=conv.id, snapshot=Snapshot(
+        helpdesk_state=conv.status.state,
+        tracker_state=TicketState.OPEN,
+        helpdesk_tags=tuple(sorted(conv.tags)),
+        tracker_labels=_labels_for(ctx, conv.tags),
+        helpdesk_assignee=assignee,
+        tracker_assignee=_map_staff(ctx, assignee),
+    )))
     return Plan(pair=ctx.pair, actions=tuple(actions))
 
 
@@ -137,7 +148,7 @@ def _new_link(ctx: PairContext, conversation: SideView) -> Plan:
 def _sync_link(ctx: PairContext, conversation: SideView, issue: SideView,
                link: LinkView) -> Plan:
     cid = link.conversation_id
-    conv, iss = conversation.ticket, issue.ticket
+    iss = issue.ticket
     copied = {(c.source_side, c.source_id) for c in link.comment_links}
     written = {(c.source_side.other, c.target_id) for c in link.comment_links}
     actions: list[Action] = []
@@ -287,9 +298,9 @@ def _status(ctx: PairContext, conversation: SideView, issue: SideView, base: Sna
             to_hd = policy.status.on_issue_reopened
     to_tr: TicketState | None = None
     if (hd_changed and _flows(fp.direction, Side.TRACKER)
-            and policy.status.on_conversation_closed == "close_issue"):
-        if hd_state == TicketState.CLOSED and tr_state != TicketState.CLOSED:
-            to_tr = TicketState.CLOSED
+            and policy.status.on_conversation_closed == "close_issue"
+            and hd_state == TicketState.CLOSED and tr_state != TicketState.CLOSED):
+        to_tr = TicketState.CLOSED
     if to_hd is not None and to_tr is not None:
         winner = Side.TRACKER if fp.owner == "tracker" else Side.HELPDESK
         conflict = Conflict(conversation_id=cid, field="status",

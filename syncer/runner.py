@@ -1,0 +1,236 @@
+"""One pass of one pair: read both change feeds, reconcile, apply, advance cursors.
+
+The same code path serves the daemon, ``run --once``, ``backfill`` and ``plan``. Cursor
+discipline: the tracker feed is oldest-first, so its cursor is saved after each page
+whose work is durable; the Re:amaze feed is newest-first, so its cursor is saved only
+when the whole walk is done. An aborted pass (retriable or auth error, stop request)
+saves nothing it did not finish. Objects that fail on their own are recorded as failures
+(retried at the start of later passes) so one poison conversation never blocks a pair.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import structlog
+
+from connectors.base import Connector
+from syncer.apply import Applier, ApplyResult, recover_intents
+from syncer.errors import NotFoundError, SkippableError, SyncError
+from syncer.models import Cursor, Ticket
+from syncer.plan import LinkView, Plan, Side, SideView
+from syncer.reconcile import PairContext, matches, reconcile
+from state import StateStore
+
+log = structlog.get_logger("reamaze_sync.runner")
+
+MAX_AUTO_RETRIES = 10
+
+
+@dataclass
+class PassResult:
+    pair: str
+    counts: Counter[str] = field(default_factory=Counter)
+    plans: list[Plan] = field(default_factory=list)
+    error: str | None = None
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class StopRequested(Exception):
+    pass
+
+
+@dataclass
+class PairRunner:
+    ctx: PairContext
+    store: StateStore
+    helpdesk: Connector
+    tracker: Connector
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    progress: Callable[[int], None] | None = None
+
+    @property
+    def pair(self) -> str:
+        return self.ctx.pair
+
+    def run_once(self, *, kind: str = "poll", dry_run: bool = False, full: bool = False,
+                 since: datetime | None = None) -> PassResult:
+        """One pass. ``full`` (backfill) walks all of Re:amaze's history, or back to ``since``,
+        instead of starting from the saved cursor."""
+        result = PassResult(pair=self.pair)
+        run_id = None if dry_run else self.store.start_run(self.pair, kind)
+        structlog.contextvars.bind_contextvars(pair=self.pair)
+        try:
+            if not dry_run:
+                result.counts.update(recover_intents(self.pair, self.store, self.helpdesk,
+                                                     self.tracker))
+                self._retry_failures(result)
+            done = self._helpdesk_pass(result, dry_run, full, since)
+            self._tracker_pass(result, dry_run, done)
+        except StopRequested:
+            result.error = "stopped before the pass finished"
+            log.info("pass_interrupted")
+        except SyncError as exc:
+            result.error = str(exc)
+            log.error("pass_failed", **exc.log_fields())
+        finally:
+            structlog.contextvars.unbind_contextvars("pair")
+        if run_id is not None:
+            self.store.finish_run(run_id, dict(result.counts), result.error)
+        log.info("pass_finished", pair=self.pair, kind=kind, ok=result.ok,
+                 **{k: v for k, v in sorted(result.counts.items())})
+        return result
+
+    # -- feeds -------------------------------------------------------------------------
+    def _helpdesk_pass(self, result: PassResult, dry_run: bool, full: bool,
+                       since: datetime | None) -> set[str]:
+        saved = self.store.get_cursor(self.pair, Side.HELPDESK)
+        cursor = saved
+        if full:
+            cursor = Cursor(watermark=since) if since is not None else None
+        final: Cursor | None = None
+        done: set[str] = set()
+        for page in self.helpdesk.iter_changes(cursor):
+            for conv in page.tickets:
+                self._check_stop()
+                result.counts["conversations_seen"] += 1
+                if conv.id not in done:
+                    done.add(conv.id)
+                    self._conversation_changed(conv, result, dry_run)
+                if self.progress:
+                    self.progress(1)
+            final = page.checkpoint or final
+        # A backfill's walk may end behind the live cursor; never move a cursor backwards.
+        if final is not None and not dry_run and (
+                saved is None or final.watermark >= saved.watermark):
+            self.store.save_cursor(self.pair, Side.HELPDESK, final)
+            log.debug("cursor_advanced", side="helpdesk", watermark=final.watermark.isoformat())
+        return done
+
+    def _tracker_pass(self, result: PassResult, dry_run: bool, done: set[str]) -> None:
+        cursor = self.store.get_cursor(self.pair, Side.TRACKER)
+        for page in self.tracker.iter_changes(cursor):
+            for issue in page.tickets:
+                self._check_stop()
+                result.counts["issues_seen"] += 1
+                link = self.store.get_link_by_issue(self.pair, issue.id)
+                if link is None or link.conversation_id in done:
+                    continue
+                done.add(link.conversation_id)
+                if _unchanged(link, tracker=issue):
+                    continue
+                self._sync_link(link, result, dry_run, issue=issue)
+            if page.checkpoint is not None and not dry_run:
+                self.store.save_cursor(self.pair, Side.TRACKER, page.checkpoint)
+
+    def _retry_failures(self, result: PassResult) -> None:
+        for failure in self.store.list_failures(self.pair):
+            if failure.skipped or failure.attempts >= MAX_AUTO_RETRIES:
+                continue
+            self._check_stop()
+            result.counts["failures_retried"] += 1
+            try:
+                conv = self.helpdesk.get_ticket(failure.object_id)
+            except NotFoundError:
+                self.store.set_failure_skipped(self.pair, failure.side, failure.object_id, True)
+                continue
+            self._conversation_changed(conv, result, dry_run=False)
+
+    # -- one object ----------------------------------------------------------------------
+    def _conversation_changed(self, conv: Ticket, result: PassResult, dry_run: bool) -> None:
+        if self.store.is_skipped(self.pair, Side.HELPDESK, conv.id):
+            result.counts["skipped_by_operator"] += 1
+            return
+        link = self.store.get_link(self.pair, conv.id)
+        if link is None:
+            if matches(self.ctx.policy, SideView(ticket=conv)) is None:
+                return  # cheap: no message fetch for conversations the pair ignores
+            self._run_plan(conv.id, result, dry_run, lambda: reconcile(
+                self.ctx, SideView(ticket=conv, comments=self._comments(Side.HELPDESK, conv.id)),
+                None, None))
+            return
+        if link.status != "active" or _unchanged(link, helpdesk=conv):
+            return
+        self._sync_link(link, result, dry_run, conversation=conv)
+
+    def _sync_link(self, link: LinkView, result: PassResult, dry_run: bool, *,
+                   conversation: Ticket | None = None, issue: Ticket | None = None) -> None:
+        cid = link.conversation_id
+
+        def decide() -> Plan:
+            conv = conversation or self.helpdesk.get_ticket(cid)
+            conv_view = SideView(ticket=conv, comments=self._comments(Side.HELPDESK, cid))
+            if link.issue_id is None:
+                return reconcile(self.ctx, conv_view, None, link)
+            try:
+                iss = issue or self.tracker.get_ticket(link.issue_id)
+                iss_view = SideView(ticket=iss,
+                                    comments=self._comments(Side.TRACKER, link.issue_id))
+            except NotFoundError:
+                return reconcile(self.ctx, conv_view, None, link, issue_deleted=True)
+            return reconcile(self.ctx, conv_view, iss_view, link)
+
+        self._run_plan(cid, result, dry_run, decide)
+
+    def _comments(self, side: Side, ticket_id: str) -> tuple:  # type: ignore[type-arg]
+        connector = self.helpdesk if side is Side.HELPDESK else self.tracker
+        return tuple(connector.list_comments(ticket_id))
+
+    def _run_plan(self, cid: str, result: PassResult, dry_run: bool,
+                  decide: Callable[[], Plan]) -> None:
+        try:
+            plan = decide()
+        except SkippableError as exc:
+            log.error("object_unreadable", conversation_id=cid, **exc.log_fields())
+            if not dry_run:
+                self.store.record_failure(self.pair, Side.HELPDESK, cid, str(exc))
+            result.failed[cid] = str(exc)
+            return
+        if dry_run:
+            if plan.actions:
+                result.plans.append(plan)
+            result.counts["planned_writes"] += len(plan.writes)
+            return
+        applied: ApplyResult = Applier(self.pair, self.store, self.helpdesk, self.tracker,
+                                       self.ctx.tracker_name).apply(plan)
+        result.counts.update(applied.counts)
+        result.failed.update(applied.failed)
+        if cid not in applied.failed:
+            self.store.clear_failure(self.pair, Side.HELPDESK, cid)
+
+    def _check_stop(self) -> None:
+        if self.stop_event.is_set():
+            raise StopRequested
+
+
+def _unchanged(link: LinkView, *, helpdesk: Ticket | None = None,
+               tracker: Ticket | None = None) -> bool:
+    """True when the object's change time equals the one recorded at its last sync."""
+    snap = link.snapshot
+    if snap is None:
+        return False
+    if helpdesk is not None:
+        return snap.helpdesk_updated_at == helpdesk.updated_at.isoformat()
+    if tracker is not None:
+        return snap.tracker_updated_at == tracker.updated_at.isoformat()
+    return False
+
+
+def run_pairs(runners: Iterable[PairRunner], **kw: object) -> list[PassResult]:
+    """Run each pair once; one pair's failure never stops the others."""
+    results = []
+    for runner in runners:
+        try:
+            results.append(runner.run_once(**kw))  # type: ignore[arg-type]
+        except Exception as exc:  # a bug in one pair must not take the others down
+            log.exception("pair_crashed", pair=runner.pair)
+            results.append(PassResult(pair=runner.pair, error=f"internal error: {exc!r}"))
+    return results
