@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 
 from connectors.base import Connector
+from state import StateStore
 from syncer.errors import AuthError, FatalError, RejectedError, SkippableError
 from syncer.models import Comment, NewComment, Visibility
 from syncer.plan import (
@@ -36,7 +37,6 @@ from syncer.plan import (
     Skip,
     UpdateTicket,
 )
-from state import StateStore
 
 log = structlog.get_logger("reamaze_sync.apply")
 

@@ -19,12 +19,12 @@ from datetime import datetime
 import structlog
 
 from connectors.base import Connector
+from state import StateStore
 from syncer.apply import Applier, ApplyResult, recover_intents
 from syncer.errors import NotFoundError, SkippableError, SyncError
 from syncer.models import Cursor, Ticket
 from syncer.plan import LinkView, Plan, Side, SideView
 from syncer.reconcile import PairContext, matches, reconcile
-from state import StateStore
 
 log = structlog.get_logger("reamaze_sync.runner")
 
