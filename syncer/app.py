@@ -1,0 +1,107 @@
+"""Wiring: configuration in, connectors + state store + one runner per pair out.
+
+A tracker whose credentials are missing or whose config cannot be used does not stop the
+engine: its pairs report the error on every pass and the other pairs keep syncing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import httpx
+from pydantic import SecretStr
+
+from connectors.base import Connector
+from connectors.http import Clock
+from connectors.reamaze.connector import ReamazeConnector
+from connectors.redmine.connector import RedmineConnector
+from state import StateStore
+from syncer.config import AppConfig, PairConfig, RedmineConfig, read_secret
+from syncer.errors import ConfigError
+from syncer.logs import register_secret
+from syncer.reconcile import PairContext
+from syncer.runner import PairRunner, PassResult
+
+TrackerFactory = Callable[..., Connector]
+
+
+def _redmine(cfg: RedmineConfig, secret: SecretStr, transport: httpx.BaseTransport | None,
+             clock: Clock | None) -> Connector:
+    return RedmineConnector.from_config(cfg, secret, transport=transport, clock=clock)
+
+
+# kind -> (factory, name of the secret's env key in the config section)
+TRACKER_KINDS: dict[str, tuple[TrackerFactory, str]] = {
+    "redmine": (_redmine, "api_key_env"),
+}
+
+
+@dataclass
+class Engine:
+    config: AppConfig
+    store: StateStore
+    helpdesk: Connector | ConfigError
+    trackers: dict[str, Connector | ConfigError] = field(default_factory=dict)
+
+    def runner(self, pair: PairConfig) -> PairRunner | ConfigError:
+        tracker = self.trackers[pair.tracker]
+        if isinstance(self.helpdesk, ConfigError):
+            return self.helpdesk
+        if isinstance(tracker, ConfigError):
+            return tracker
+        ctx = PairContext(policy=pair, tracker_caps=tracker.capabilities,
+                          tracker_name=self.config.trackers[pair.tracker].kind.capitalize())
+        return PairRunner(ctx=ctx, store=self.store, helpdesk=self.helpdesk, tracker=tracker)
+
+    def pairs(self, only: str | None = None) -> list[PairConfig]:
+        if only is not None:
+            return [self.config.pair(only)]
+        return [p for p in self.config.pairs if p.enabled]
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def build_engine(config: AppConfig, *, environ: Mapping[str, str] | None = None,
+                 transports: Mapping[str, httpx.BaseTransport] | None = None,
+                 clock: Clock | None = None, store: StateStore | None = None) -> Engine:
+    """``transports`` (keyed "reamaze" or a tracker name) route a connection to a simulator."""
+    env = dict(environ) if environ is not None else None
+    transports = transports or {}
+    helpdesk: Connector | ConfigError
+    try:
+        token = read_secret(config.reamaze.api_token_env, "reamaze", "api_token_env", env)
+        register_secret(token.get_secret_value())
+        helpdesk = ReamazeConnector.from_config(config.reamaze, token,
+                                                transport=transports.get("reamaze"), clock=clock)
+    except ConfigError as exc:
+        helpdesk = exc
+    trackers: dict[str, Connector | ConfigError] = {}
+    for name, tcfg in config.trackers.items():
+        factory, env_key = TRACKER_KINDS[tcfg.kind]
+        try:
+            secret = read_secret(getattr(tcfg, env_key), f"trackers.{name}", env_key, env)
+            register_secret(secret.get_secret_value())
+            trackers[name] = factory(tcfg, secret, transports.get(name), clock)
+        except ConfigError as exc:
+            trackers[name] = exc
+    return Engine(config=config, store=store or StateStore(config.state.url),
+                  helpdesk=helpdesk, trackers=trackers)
+
+
+def run_all_once(engine: Engine, only: str | None = None, **kw: object) -> list[PassResult]:
+    """One pass over every enabled pair; one pair's failure never stops the others."""
+    from syncer.runner import run_pairs
+
+    results: list[PassResult] = []
+    runners: list[PairRunner] = []
+    for pair in engine.pairs(only):
+        runner = engine.runner(pair)
+        if isinstance(runner, ConfigError):
+            run_id = engine.store.start_run(pair.name, "poll")
+            engine.store.finish_run(run_id, {}, runner.message)
+            results.append(PassResult(pair=pair.name, error=runner.message))
+        else:
+            runners.append(runner)
+    return results + run_pairs(runners, **kw)

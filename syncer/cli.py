@@ -1,0 +1,273 @@
+"""The `reamaze-sync` command."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from syncer.config import DEFAULT_CONFIG_PATH, AppConfig, load_config
+from syncer.errors import ConfigError, SyncError
+from syncer.logs import configure_logging
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Ctx:
+    def __init__(self, config_path: Path, log_level: str | None, log_format: str | None):
+        self.config_path = config_path
+        self.log_level = log_level
+        self.log_format = log_format
+
+    def config(self) -> AppConfig:
+        cfg = load_config(self.config_path)
+        configure_logging(self.log_level or cfg.logging.level,
+                          self.log_format or cfg.logging.format)  # type: ignore[arg-type]
+        return cfg
+
+    def engine(self) -> Any:
+        from syncer.app import build_engine
+
+        return build_engine(self.config())
+
+
+def handle_errors(fn: F) -> F:
+    """Config errors: the message and exit 2; other sync errors: the message and exit 1.
+    Never a traceback for a problem the user can fix."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as exc:
+            click.echo(f"configuration error:\n{exc.message}", err=True)
+            sys.exit(2)
+        except SyncError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group()
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
+              default=DEFAULT_CONFIG_PATH, show_default=True, help="TOML configuration file.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--log-format", type=click.Choice(["auto", "json", "console"]))
+@click.pass_context
+def main(ctx: click.Context, config_path: Path, log_level: str | None,
+         log_format: str | None) -> None:
+    """Two-way sync between Re:amaze conversations and issue trackers."""
+    ctx.obj = Ctx(config_path, log_level, log_format)
+
+
+def _print_results(results: list[Any]) -> int:
+    code = 0
+    for r in results:
+        counts = ", ".join(f"{k}={v}" for k, v in sorted(r.counts.items())) or "nothing to do"
+        state = "ok" if r.ok else f"ERROR: {r.error}"
+        click.echo(f"[{r.pair}] {state}; {counts}")
+        for cid, err in sorted(r.failed.items()):
+            click.echo(f"  failed {cid}: {err}")
+        if not r.ok:
+            code = 1
+    return code
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="One pass over every pair, then exit.")
+@click.option("--pair", help="Only this pair.")
+@click.pass_obj
+@handle_errors
+def run(obj: Ctx, once: bool, pair: str | None) -> None:
+    """Run the sync daemon (or one pass with --once)."""
+    engine = obj.engine()
+    try:
+        if once:
+            from syncer.app import run_all_once
+
+            sys.exit(_print_results(run_all_once(engine, pair, kind="poll")))
+        from syncer.daemon import run_daemon
+
+        sys.exit(run_daemon(engine, pair))
+    finally:
+        engine.close()
+
+
+def _parse_date(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"[backfill] since: {value!r} is not an ISO date "
+                          "(e.g. 2026-01-31 or 2026-01-31T08:00:00Z)") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+@main.command()
+@click.option("--pair", help="Only this pair.")
+@click.option("--since", help="Only conversations changed since this ISO date.")
+@click.option("--dry-run", is_flag=True, help="Print what would be done; write nothing.")
+@click.pass_obj
+@handle_errors
+def backfill(obj: Ctx, pair: str | None, since: str | None, dry_run: bool) -> None:
+    """Walk Re:amaze history and sync every matching conversation (safe to re-run)."""
+    from syncer.app import run_all_once
+
+    when = _parse_date(since)
+    engine = obj.engine()
+    try:
+        results = []
+        for p in engine.pairs(pair):
+            start = when or _parse_date(p.since)
+            with click.progressbar(length=0, label=f"[{p.name}] conversations",
+                                   file=sys.stderr, show_pos=True) as bar:
+                runner = engine.runner(p)
+                if isinstance(runner, ConfigError):
+                    results += run_all_once(engine, p.name)
+                    continue
+                runner.progress = bar.update
+                results.append(runner.run_once(kind="backfill", dry_run=dry_run, full=True,
+                                               since=start))
+        if dry_run:
+            _print_plans(results)
+        sys.exit(_print_results(results))
+    finally:
+        engine.close()
+
+
+def _print_plans(results: list[Any]) -> None:
+    from syncer.explain import describe_action
+
+    for r in results:
+        for plan in r.plans:
+            for action in plan.actions:
+                click.echo(f"[{r.pair}] {describe_action(action)}")
+
+
+@main.command()
+@click.option("--pair", help="Only this pair.")
+@click.pass_obj
+@handle_errors
+def plan(obj: Ctx, pair: str | None) -> None:
+    """Print the operations the next pass would perform (writes nothing)."""
+    from syncer.app import run_all_once
+
+    engine = obj.engine()
+    try:
+        results = run_all_once(engine, pair, kind="poll", dry_run=True)
+        _print_plans(results)
+        sys.exit(_print_results(results))
+    finally:
+        engine.close()
+
+
+@main.command()
+@click.pass_obj
+@handle_errors
+def status(obj: Ctx) -> None:
+    """Per pair: links, cursor age, last run, last error, pending intents, failures."""
+    from syncer.status import render_status
+
+    cfg = obj.config()
+    from state import StateStore
+
+    store = StateStore(cfg.state.url)
+    try:
+        click.echo(render_status(cfg, store, datetime.now(UTC)))
+    finally:
+        store.close()
+
+
+@main.command()
+@click.pass_obj
+@handle_errors
+def check(obj: Ctx) -> None:
+    """Validate the config and try the credentials against every API."""
+    engine = obj.engine()
+    failed = False
+    try:
+        targets: list[tuple[str, Any]] = [("reamaze", engine.helpdesk)]
+        targets += [(f"trackers.{n}", t) for n, t in engine.trackers.items()]
+        for name, conn in targets:
+            if isinstance(conn, ConfigError):
+                click.echo(f"[{name}] FAIL {conn.message}")
+                failed = True
+                continue
+            try:
+                click.echo(f"[{name}] ok: {conn.check()}")
+            except SyncError as exc:
+                click.echo(f"[{name}] FAIL {exc}")
+                failed = True
+    finally:
+        engine.close()
+    sys.exit(1 if failed else 0)
+
+
+@main.command()
+@click.argument("conversation")
+@click.argument("issue")
+@click.option("--pair", required=True)
+@click.pass_obj
+@handle_errors
+def link(obj: Ctx, conversation: str, issue: str, pair: str) -> None:
+    """Link a Re:amaze conversation (slug) to an existing tracker issue."""
+    from syncer.plan import Side
+
+    engine = obj.engine()
+    try:
+        runner = engine.runner(engine.config.pair(pair))
+        if isinstance(runner, ConfigError):
+            raise runner
+        conv = runner.helpdesk.get_ticket(conversation)
+        iss = runner.tracker.get_ticket(issue)
+        try:
+            engine.store.create_link(pair, conv.id, iss.id, Side.HELPDESK)
+        except ValueError as exc:
+            raise ConfigError(f"[link] {exc}") from None
+        click.echo(f"[{pair}] linked {conv.id} <-> issue {iss.id}; the next pass syncs them")
+    finally:
+        engine.close()
+
+
+@main.command()
+@click.argument("conversation")
+@click.option("--pair", required=True)
+@click.pass_obj
+@handle_errors
+def unlink(obj: Ctx, conversation: str, pair: str) -> None:
+    """Forget a link (nothing is deleted on either side)."""
+    cfg = obj.config()
+    cfg.pair(pair)
+    from state import StateStore
+
+    store = StateStore(cfg.state.url)
+    try:
+        if store.get_link(pair, conversation) is None:
+            raise ConfigError(f"[unlink] conversation: {conversation!r} is not linked in "
+                              f"pair {pair!r}")
+        store.delete_link(pair, conversation)
+        click.echo(f"[{pair}] unlinked {conversation}")
+    finally:
+        store.close()
+
+
+@main.command()
+@click.option("--keep-state", type=click.Path(path_type=Path),
+              help="Write the demo's state DB here instead of a temporary file.")
+def demo(keep_state: Path | None) -> None:
+    """Run the real engine against built-in simulators (no credentials needed)."""
+    from syncer.demo import run_demo
+
+    configure_logging("warning", "console")
+    sys.exit(run_demo(click.echo, keep_state))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

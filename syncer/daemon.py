@@ -1,0 +1,76 @@
+"""The long-running daemon: one APScheduler job per pair, graceful shutdown.
+
+Jobs run with ``max_instances=1`` and ``coalesce=True`` (a slow pass never overlaps
+itself, missed runs collapse into one) and a little jitter so pairs don't poll in lock
+step. SIGTERM/SIGINT set a stop event: the pass in progress stops after the object it is
+working on, saves what it finished, and the process exits.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from datetime import UTC, datetime
+from types import FrameType
+
+import structlog
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from syncer.app import Engine
+from syncer.errors import ConfigError
+from syncer.runner import PairRunner
+
+log = structlog.get_logger("reamaze_sync.daemon")
+
+
+def _job(runner: PairRunner) -> None:
+    try:
+        runner.run_once(kind="poll")
+    except Exception:  # keep the scheduler alive whatever one pass does
+        log.exception("pair_crashed", pair=runner.pair)
+
+
+def run_daemon(engine: Engine, only: str | None = None,
+               stop_event: threading.Event | None = None,
+               install_signals: bool = True) -> int:
+    stop = stop_event or threading.Event()
+    pairs = engine.pairs(only)
+    workers = max(1, min(4, len(pairs)))
+    scheduler = BackgroundScheduler(
+        executors={"default": ThreadPoolExecutor(workers)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
+        timezone=UTC,
+    )
+    scheduled = 0
+    for pair in pairs:
+        runner = engine.runner(pair)
+        if isinstance(runner, ConfigError):
+            log.error("pair_disabled", pair=pair.name, error=runner.message)
+            run_id = engine.store.start_run(pair.name, "poll")
+            engine.store.finish_run(run_id, {}, runner.message)
+            continue
+        runner.stop_event = stop
+        scheduler.add_job(
+            _job, IntervalTrigger(seconds=pair.interval_seconds,
+                                  jitter=min(10.0, pair.interval_seconds * 0.1)),
+            args=[runner], id=pair.name, name=pair.name, next_run_time=datetime.now(UTC))
+        scheduled += 1
+    if scheduled == 0:
+        log.error("daemon_nothing_to_run")
+        return 1
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("shutdown_requested", signal=signal.Signals(signum).name)
+        stop.set()
+
+    if install_signals:
+        signal.signal(signal.SIGTERM, _on_signal)
+        signal.signal(signal.SIGINT, _on_signal)
+    scheduler.start()
+    log.info("daemon_started", pairs=[p.name for p in pairs], workers=workers)
+    stop.wait()
+    scheduler.shutdown(wait=True)
+    log.info("daemon_stopped")
+    return 0

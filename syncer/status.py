@@ -1,0 +1,60 @@
+"""`reamaze-sync status`: what each pair has done and what is waiting."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from state import StateStore
+from syncer.config import AppConfig
+from syncer.plan import Side
+
+
+def _age(now: datetime, then: datetime | None) -> str:
+    if then is None:
+        return "never"
+    seconds = int((now - then).total_seconds())
+    if seconds < 120:
+        return f"{seconds}s ago"
+    if seconds < 7200:
+        return f"{seconds // 60}m ago"
+    if seconds < 172800:
+        return f"{seconds // 3600}h ago"
+    return f"{seconds // 86400}d ago"
+
+
+def render_status(cfg: AppConfig, store: StateStore, now: datetime) -> str:
+    lines: list[str] = []
+    for pair in cfg.pairs:
+        name = pair.name
+        active = store.count_links(name, "active")
+        orphaned = store.count_links(name, "orphaned")
+        lines.append(f"[{name}] tracker={pair.tracker} enabled={pair.enabled} "
+                     f"links={active} orphaned={orphaned}")
+        for side in Side:
+            cur = store.get_cursor(name, side)
+            mark = cur.watermark.isoformat() if cur else "none"
+            lines.append(f"  cursor {side.value}: {mark} "
+                         f"({_age(now, cur.watermark) if cur else 'never polled'})")
+        last = store.last_run(name)
+        if last is None:
+            lines.append("  last run: never")
+        else:
+            counts = ", ".join(f"{k}={v}" for k, v in sorted(last.counts.items())) or "-"
+            state = "running" if last.finished_at is None else (
+                "ok" if last.error is None else "failed")
+            lines.append(f"  last run: {last.kind} {_age(now, last.started_at)} {state}; "
+                         f"{counts}")
+        err = store.last_error_run(name)
+        if err is not None:
+            lines.append(f"  last error ({_age(now, err.started_at)}): {err.error}")
+        pending = store.pending_intents(name)
+        lines.append(f"  pending intents: {sum(1 for i in pending if i.status == 'pending')}"
+                     f", failed writes: {sum(1 for i in pending if i.status == 'failed')}")
+        failures = store.list_failures(name)
+        if failures:
+            lines.append(f"  failing objects: {len(failures)}")
+            for f in failures[:10]:
+                flag = " (skipped)" if f.skipped else ""
+                lines.append(f"    {f.side.value} {f.object_id}: {f.attempts} attempts{flag}: "
+                             f"{f.error[:120]}")
+    return "\n".join(lines)
