@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -111,6 +112,8 @@ def scrub_url(url: httpx.URL | str) -> str:
     """The URL without credentials in userinfo or in well-known query parameters."""
     parts = urlsplit(str(url))
     netloc = parts.hostname or ""
+    if ":" in netloc:  # IPv6 literal: keep the brackets or the port becomes ambiguous
+        netloc = f"[{netloc}]"
     if parts.port:
         netloc += f":{parts.port}"
     query = "&".join(
@@ -127,6 +130,12 @@ class RetryPolicy:
     initial_backoff: float = 0.5
     max_backoff: float = 30.0
     max_retry_after: float = 300.0
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt ``attempt`` (1-based): doubling, plus up to a
+        second of jitter so clients that failed together do not retry together, capped."""
+        exponential = self.initial_backoff * 2.0 ** min(attempt - 1, 60)
+        return min(self.max_backoff, exponential + random.uniform(0.0, 1.0))
 
 
 @dataclass
@@ -176,25 +185,23 @@ class ApiClient:
             exc = state.outcome.exception() if state.outcome else None
             if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
                 return exc.retry_after
-            return float(backoff(state))
-
-        backoff = tenacity.wait_exponential_jitter(
-            initial=self.retry.initial_backoff, max=self.retry.max_backoff
-        )
+            return self.retry.backoff(state.attempt_number)
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             self.stats.retries += 1
             exc = state.outcome.exception() if state.outcome else None
-            log.warning(
-                "http_retry",
-                connector=self.connector,
-                method=method,
-                path=path,
-                object_id=object_id,
-                attempt=state.attempt_number,
-                sleep_s=round(state.upcoming_sleep, 3),
-                **(exc.log_fields() if isinstance(exc, SyncError) else {}),
-            )
+            fields: dict[str, Any] = {
+                "connector": self.connector,
+                "method": method,
+                "path": scrub_url(path),  # callers may put a key in the path's query
+                "object_id": object_id,
+                "attempt": state.attempt_number,
+                "sleep_s": round(state.upcoming_sleep, 3),
+            }
+            if isinstance(exc, SyncError):
+                # log_fields repeats connector/object_id: merged, not passed twice.
+                fields.update(exc.log_fields())
+            log.warning("http_retry", **fields)
 
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.retry.attempts),

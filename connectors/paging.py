@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 from syncer.errors import BadPayloadError
@@ -68,7 +68,7 @@ def _digest(items: list[Any]) -> str:
 
 
 def walk_pages(
-    fetch: Any,
+    fetch: Callable[[dict[str, Any]], Any],
     paginator: Paginator,
     items_key: str,
     *,
@@ -101,6 +101,8 @@ def walk_pages(
         last_digest = digest
         yield page, items
         pages += 1
-        if pages >= max_pages:
-            raise BadPayloadError(f"more than {max_pages} pages", connector=connector)
         params = paginator.next(page, items)
+        # Only a page that would be fetched beyond the limit is an error: a listing of
+        # exactly max_pages pages is complete.
+        if params is not None and pages >= max_pages:
+            raise BadPayloadError(f"more than {max_pages} pages", connector=connector)

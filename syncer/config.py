@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -73,6 +74,14 @@ class RedmineConfig(Strict):
 
 TrackerConfig = Annotated[RedmineConfig, Field(discriminator="kind")]
 
+
+def tracker_kinds() -> list[str]:
+    """The ``kind`` tags of every tracker model, read from the union so it cannot go stale."""
+    union = get_args(TrackerConfig)[0]
+    members = get_args(union) or (union,)
+    return sorted(str(tag) for model in members
+                  for tag in get_args(model.model_fields["kind"].annotation))
+
 Direction = Literal["both", "helpdesk_to_tracker", "tracker_to_helpdesk", "none"]
 Owner = Literal["helpdesk", "tracker"]
 
@@ -100,7 +109,8 @@ class VisibilityPolicy(Strict):
     customer_replies_from_tracker: bool = False
     # What to do with an internal note when the tracker cannot keep a comment private.
     internal_to_public_tracker: Literal["skip", "placeholder"] = "skip"
-    placeholder_text: str = "An internal note was added in Re:amaze (not copied: this tracker cannot keep it private)."
+    placeholder_text: str = ("An internal note was added in Re:amaze "
+                             "(not copied: this tracker cannot keep it private).")
     # Include the customer's name and email in the issue body.
     include_customer_pii: bool = False
 
@@ -143,7 +153,8 @@ class PairConfig(Strict):
     def _template_fields(cls, v: str) -> str:
         unknown = set(re.findall(r"{(\w+)}", v)) - {"subject", "slug", "channel"}
         if unknown:
-            raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; use subject, slug, channel")
+            raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; "
+                             "use subject, slug, channel")
         return v
 
 
@@ -172,15 +183,22 @@ class AppConfig(Strict):
 
     @model_validator(mode="after")
     def _references(self) -> AppConfig:
-        names: set[str] = set()
-        for pair in self.pairs:
+        # A model validator has no location of its own, so the problems travel as
+        # (section, key, message) triples that format_errors prints like field errors.
+        problems: list[tuple[str, str, str]] = []
+        first_use: dict[str, int] = {}
+        known = ", ".join(sorted(self.trackers)) or "none"
+        for i, pair in enumerate(self.pairs):
             if pair.tracker not in self.trackers:
-                known = ", ".join(sorted(self.trackers)) or "none"
-                raise ValueError(f"pair {pair.name!r}: unknown tracker {pair.tracker!r} "
-                                 f"(known: {known})")
-            if pair.name in names:
-                raise ValueError(f"pair name {pair.name!r} is used twice")
-            names.add(pair.name)
+                problems.append((f"pairs[{i}]", "tracker",
+                                 f"unknown tracker {pair.tracker!r} (known: {known})"))
+            if pair.name in first_use:
+                problems.append((f"pairs[{i}]", "name", f"{pair.name!r} is already used by "
+                                 f"pairs[{first_use[pair.name]}]"))
+            else:
+                first_use[pair.name] = i
+        if problems:
+            raise ReferenceProblems(problems)
         return self
 
     def pair(self, name: str) -> PairConfig:
@@ -191,28 +209,54 @@ class AppConfig(Strict):
                           f"(known: {', '.join(p.name for p in self.pairs)})")
 
 
+class ReferenceProblems(ValueError):
+    """Cross-section errors found after the fields validated, each with its location."""
+
+    def __init__(self, problems: list[tuple[str, str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"[{s}] {k}: {m}" for s, k, m in problems))
+
+
 def _location(loc: tuple[int | str, ...]) -> tuple[str, str]:
-    """('pairs', 0, 'match', 'tags') -> ('pairs[0].match', 'tags')."""
-    if not loc:
-        return "config", "(root)"
-    parts: list[str] = []
-    for item in loc[:-1]:
+    """('pairs', 0, 'match', 'tags', 1) -> ('pairs[0].match', 'tags[1]').
+
+    List indices stick to the name before them, and the discriminator tag pydantic inserts
+    after a tracker's name (``trackers.main.redmine.project``) is dropped.
+    """
+    names: list[str] = []
+    for pos, item in enumerate(loc):
         if isinstance(item, int):
-            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
-        elif item in ("redmine",) and parts and parts[0] == "trackers":
-            continue  # discriminator tag inserted by pydantic
+            names[-1:] = [f"{names[-1]}[{item}]"] if names else [f"[{item}]"]
+        elif pos == 2 and loc[0] == "trackers" and item in tracker_kinds():
+            continue
         else:
-            parts.append(str(item))
-    return ".".join(parts) or "config", str(loc[-1])
+            names.append(str(item))
+    if not names:
+        return "config", "(root)"
+    return ".".join(names[:-1]) or "config", names[-1]
 
 
 def format_errors(exc: ValidationError) -> list[str]:
-    lines = []
+    """One ``[section] key: message`` line per problem, in the order pydantic found them."""
+    lines: list[str] = []
     for err in exc.errors():
-        section, key = _location(tuple(err["loc"]))
-        msg = err["msg"]
+        loc = tuple(err["loc"])
+        ctx = err.get("ctx") or {}
+        error = ctx.get("error")
+        if isinstance(error, ReferenceProblems):
+            lines.extend(f"[{s}] {k}: {m}" for s, k, m in error.problems)
+            continue
+        section, key = _location(loc)
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+        elif err["type"] in ("union_tag_invalid", "union_tag_not_found") and loc[:1] == (
+                "trackers",):
+            # Name the missing/unknown field itself, and list what would have been accepted.
+            section, key = ".".join(map(str, loc)), "kind"
+            known = ", ".join(tracker_kinds())
+            msg = (f"unknown tracker kind {ctx['tag']!r} (known: {known})"
+                   if err["type"] == "union_tag_invalid" else f"missing (known kinds: {known})")
         lines.append(f"[{section}] {key}: {msg}")
     return lines
 
@@ -232,6 +276,9 @@ def load_config(path: Path) -> AppConfig:
                           "or copy config.example.toml to ./reamaze-sync.toml)") from None
     except UnicodeDecodeError:
         raise ConfigError(f"[config] file: {path} is not UTF-8") from None
+    except OSError as exc:  # a directory, no permission...: still a config problem, exit 2
+        raise ConfigError(f"[config] file: {path}: {exc.strerror or type(exc).__name__}"
+                          ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -240,7 +287,7 @@ def load_config(path: Path) -> AppConfig:
 
 
 def read_secret(env_var: str, section: str, key: str,
-                environ: dict[str, str] | None = None) -> SecretStr:
+                environ: Mapping[str, str] | None = None) -> SecretStr:
     env = os.environ if environ is None else environ
     value = env.get(env_var, "")
     if not value.strip():

@@ -15,8 +15,13 @@ from typing import Any, Literal
 
 import structlog
 
-SECRET_KEY_RE = re.compile(r"(authorization|token|api_key|apikey|password|secret|cookie)",
+# api[-_]?key also catches header names such as X-Redmine-API-Key.
+SECRET_KEY_RE = re.compile(r"(authorization|token|api[-_]?key|password|secret|cookie)",
                            re.IGNORECASE)
+# "Authorization: Basic x", and the same header inside a dict/JSON repr
+# ("'authorization': 'Bearer x'", '"Authorization":"Basic x"').
+AUTH_HEADER_RE = re.compile(
+    r"""(?i)(authorization['"]?\s*[:=]\s*['"]?)(basic|bearer|token)\s+[^\s'",}]+""")
 _registered: set[str] = set()
 
 
@@ -27,10 +32,10 @@ def register_secret(value: str) -> None:
 
 
 def _scrub_text(text: str) -> str:
-    for secret in _registered:
+    for secret in sorted(_registered, key=len, reverse=True):  # longest first: no tails left
         if secret in text:
             text = text.replace(secret, "***")
-    return re.sub(r"(?i)(authorization:\s*)(basic|bearer)\s+\S+", r"\1\2 ***", text)
+    return AUTH_HEADER_RE.sub(r"\1\2 ***", text)
 
 
 def _scrub(value: Any) -> Any:
@@ -39,9 +44,13 @@ def _scrub(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: ("***" if SECRET_KEY_RE.search(str(k)) else _scrub(v))
                 for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_scrub(v) for v in value)
-    return value
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_scrub(v) for v in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    # Anything else (an exception, a request, a model) is rendered by its repr/str, which
+    # may carry a secret: render it here, where it can still be scrubbed.
+    return _scrub_text(str(value))
 
 
 def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

@@ -8,7 +8,6 @@ and never leak vendor shapes past the boundary; ``raw`` keeps the payload for de
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -150,7 +149,7 @@ class TicketUpdate(Frozen):
     state: TicketState | None = None
     tags: tuple[str, ...] | None = None
     assignee_id: str | None = None
-    hold_until: datetime | None = None
+    hold_until: AwareDatetime | None = None
 
 
 class Cursor(Frozen):
