@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import threading
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -71,8 +72,15 @@ class RateLimiter:
         self._tokens = self.capacity
         self._last = self.clock.monotonic()
         self.waited = 0.0
+        # Pairs run in worker threads and share a connection's budget; holding the lock
+        # while sleeping queues callers in order instead of letting them burst together.
+        self._lock = threading.Lock()
 
     def acquire(self) -> None:
+        with self._lock:
+            self._acquire()
+
+    def _acquire(self) -> None:
         now = self.clock.monotonic()
         self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
         self._last = now
