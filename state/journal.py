@@ -1,0 +1,218 @@
+"""The write-ahead journal (intents), run history and the dead letter of failing objects.
+
+Intents close the crash window every anchor tripped over: the engine records what it is
+about to write, under the idempotency key it also writes on the remote object, *before*
+the remote call, and completes it afterwards. A pending intent found later means "the
+write may or may not have happened; search the remote for the key before retrying".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic_core import to_jsonable_python
+from sqlalchemy import delete, update
+from sqlmodel import Session, col, select
+
+from state.core import StoreCore, check_value, row_id
+from state.records import FailureRecord, Intent, RunRecord
+from state.tables import INTENT_KINDS, RUN_KINDS, FailureRow, IntentRow, RunRow
+from syncer.errors import trim
+from syncer.plan import Side
+
+ERROR_LIMIT = 2000  # stored error text; enough for a trimmed HTTP body and the context
+
+
+class JournalStore(StoreCore):
+    # --- intents ------------------------------------------------------------------------
+
+    def begin_intent(self, pair: str, key: str, kind: str, conversation_id: str,
+                     target: Side, payload: dict[str, Any]) -> Intent:
+        """Journal a write before making it; for a known key return the existing intent.
+
+        Each call that may lead to a write (the intent is not done yet) counts as an
+        attempt and puts a failed intent back to pending. ``payload`` is stored as JSON
+        (datetimes become ISO strings); it must never contain credentials.
+        """
+        check_value(kind, INTENT_KINDS, "intent kind")
+        side = Side(target)
+        data = to_jsonable_python(payload)
+        if not isinstance(data, dict):
+            raise TypeError("intent payload must be a JSON object")
+        now = self._now()
+        with self._tx(write=True) as s:
+            s.execute(self._insert(IntentRow).values(
+                pair=pair, key=key, kind=kind, conversation_id=conversation_id,
+                target=side.value, payload=data, status="pending", attempts=0,
+                created_at=now, updated_at=now,
+            ).on_conflict_do_nothing(index_elements=["pair", "key"]))
+            s.execute(update(IntentRow)
+                      .where(col(IntentRow.pair) == pair, col(IntentRow.key) == key,
+                             col(IntentRow.status) != "done")
+                      .values(attempts=col(IntentRow.attempts) + 1, status="pending",
+                              updated_at=now))
+            return _intent(self._require_intent(s, pair, key))
+
+    def complete_intent(self, pair: str, key: str, result_id: str) -> None:
+        with self._tx(write=True) as s:
+            self._set_intent(s, pair, key, status="done", result_id=result_id, error=None)
+
+    def fail_intent(self, pair: str, key: str, error: str) -> None:
+        """Mark the write failed; it stays in ``pending_intents`` to be retried."""
+        with self._tx(write=True) as s:
+            self._set_intent(s, pair, key, status="failed", error=trim(error, ERROR_LIMIT))
+
+    def pending_intents(self, pair: str) -> list[Intent]:
+        with self._tx(write=False) as s:
+            rows = self._all(s, select(IntentRow).where(
+                IntentRow.pair == pair, col(IntentRow.status).in_(("pending", "failed")))
+                .order_by(col(IntentRow.id)))
+            return [_intent(r) for r in rows]
+
+    def get_intent(self, pair: str, key: str) -> Intent | None:
+        with self._tx(write=False) as s:
+            row = self._intent_row(s, pair, key)
+            return _intent(row) if row else None
+
+    def _intent_row(self, s: Session, pair: str, key: str) -> IntentRow | None:
+        return self._first(s, select(IntentRow).where(IntentRow.pair == pair,
+                                                      IntentRow.key == key))
+
+    def _require_intent(self, s: Session, pair: str, key: str) -> IntentRow:
+        row = self._intent_row(s, pair, key)
+        if row is None:
+            raise KeyError(f"no intent {key!r} in pair {pair!r}")
+        return row
+
+    def _set_intent(self, s: Session, pair: str, key: str, **values: Any) -> None:
+        row = self._require_intent(s, pair, key)
+        for name, value in values.items():
+            setattr(row, name, value)
+        row.updated_at = self._now()
+        s.add(row)
+        s.flush()
+
+    # --- runs ---------------------------------------------------------------------------
+
+    def start_run(self, pair: str, kind: str) -> int:
+        check_value(kind, RUN_KINDS, "run kind")
+        with self._tx(write=True) as s:
+            row = RunRow(pair=pair, kind=kind, started_at=self._now(), counts={})
+            s.add(row)
+            s.flush()
+            return row_id(row.id)
+
+    def finish_run(self, run_id: int, counts: dict[str, int], error: str | None) -> None:
+        with self._tx(write=True) as s:
+            row = self._first(s, select(RunRow).where(RunRow.id == run_id))
+            if row is None:
+                raise KeyError(f"no run {run_id}")
+            row.finished_at = self._now()
+            row.counts = {str(k): int(v) for k, v in counts.items()}
+            row.error = trim(error, ERROR_LIMIT) if error else None
+            s.add(row)
+            s.flush()
+
+    def last_run(self, pair: str) -> RunRecord | None:
+        """The latest run, finished or not."""
+        with self._tx(write=False) as s:
+            row = self._first(s, select(RunRow).where(RunRow.pair == pair)
+                              .order_by(col(RunRow.id).desc()))
+            return _run(row) if row else None
+
+    def last_error_run(self, pair: str) -> RunRecord | None:
+        with self._tx(write=False) as s:
+            row = self._first(s, select(RunRow).where(
+                RunRow.pair == pair, col(RunRow.error).is_not(None))
+                .order_by(col(RunRow.id).desc()))
+            return _run(row) if row else None
+
+    def prune_runs(self, pair: str, keep: int) -> int:
+        """Delete all but the ``keep`` latest runs of a pair (a daemon polling every minute
+        would otherwise add half a million rows a year); returns how many went."""
+        if keep < 1:
+            raise ValueError("keep at least one run")
+        with self._tx(write=True) as s:
+            oldest_kept = self._first(s, select(RunRow).where(RunRow.pair == pair)
+                                      .order_by(col(RunRow.id).desc()).offset(keep - 1))
+            if oldest_kept is None:
+                return 0
+            result = s.execute(delete(RunRow).where(col(RunRow.pair) == pair,
+                                                    col(RunRow.id) < oldest_kept.id))
+            return self._rowcount(result)
+
+    # --- failures (dead letter) ---------------------------------------------------------
+
+    def record_failure(self, pair: str, side: Side, object_id: str, error: str) -> int:
+        """Count one more failure of this object; returns the attempts so far."""
+        side = Side(side)
+        message = trim(error, ERROR_LIMIT)
+        now = self._now()
+        with self._tx(write=True) as s:
+            s.execute(self._insert(FailureRow).values(
+                pair=pair, side=side.value, object_id=object_id, error=message, attempts=1,
+                first_seen=now, last_seen=now, skipped=False,
+            ).on_conflict_do_update(
+                index_elements=["pair", "side", "object_id"],
+                set_={"attempts": col(FailureRow.attempts) + 1, "error": message,
+                      "last_seen": now}))
+            return self._require_failure(s, pair, side, object_id).attempts
+
+    def clear_failure(self, pair: str, side: Side, object_id: str) -> None:
+        with self._tx(write=True) as s:
+            s.execute(delete(FailureRow).where(
+                col(FailureRow.pair) == pair, col(FailureRow.side) == Side(side).value,
+                col(FailureRow.object_id) == object_id))
+
+    def list_failures(self, pair: str | None = None) -> list[FailureRecord]:
+        """Most recently failing first."""
+        with self._tx(write=False) as s:
+            stmt = select(FailureRow)
+            if pair is not None:
+                stmt = stmt.where(FailureRow.pair == pair)
+            rows = self._all(s, stmt.order_by(col(FailureRow.last_seen).desc(),
+                                              col(FailureRow.id).desc()))
+            return [_failure(r) for r in rows]
+
+    def set_failure_skipped(self, pair: str, side: Side, object_id: str,
+                            skipped: bool) -> None:
+        """An operator may skip an object before it ever failed; that creates the entry."""
+        side = Side(side)
+        now = self._now()
+        with self._tx(write=True) as s:
+            s.execute(self._insert(FailureRow).values(
+                pair=pair, side=side.value, object_id=object_id,
+                error="skipped by operator", attempts=0, first_seen=now, last_seen=now,
+                skipped=skipped,
+            ).on_conflict_do_update(index_elements=["pair", "side", "object_id"],
+                                    set_={"skipped": skipped}))
+
+    def is_skipped(self, pair: str, side: Side, object_id: str) -> bool:
+        with self._tx(write=False) as s:
+            row = self._failure_row(s, pair, Side(side), object_id)
+            return bool(row and row.skipped)
+
+    def _failure_row(self, s: Session, pair: str, side: Side,
+                     object_id: str) -> FailureRow | None:
+        return self._first(s, select(FailureRow).where(
+            FailureRow.pair == pair, FailureRow.side == side.value,
+            FailureRow.object_id == object_id))
+
+    def _require_failure(self, s: Session, pair: str, side: Side,
+                         object_id: str) -> FailureRow:
+        row = self._failure_row(s, pair, side, object_id)
+        if row is None:
+            raise KeyError(f"no failure for {side.value} object {object_id} in {pair!r}")
+        return row
+
+
+def _intent(row: IntentRow) -> Intent:
+    return Intent.model_validate(row.model_dump())
+
+
+def _run(row: RunRow) -> RunRecord:
+    return RunRecord.model_validate(row.model_dump())
+
+
+def _failure(row: FailureRow) -> FailureRecord:
+    return FailureRecord.model_validate(row.model_dump(exclude={"id"}))
