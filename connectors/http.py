@@ -188,7 +188,12 @@ class ApiClient:
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         object_id: str | None = None,
+        retry_transient: bool = True,
     ) -> tuple[int, bytes, httpx.Headers]:
+        """``retry_transient=False`` is for creates the server does not deduplicate: after a
+        timeout or 5xx the write may have happened, so only 429 (not processed) is retried
+        and the caller looks its idempotency key up before sending again."""
+
         def wait(state: tenacity.RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
             if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
@@ -214,7 +219,8 @@ class ApiClient:
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.retry.attempts),
             wait=wait,
-            retry=tenacity.retry_if_exception_type(RetriableError),
+            retry=tenacity.retry_if_exception_type(
+                RetriableError if retry_transient else RateLimitedError),
             sleep=self.clock.sleep,
             before_sleep=before_sleep,
             reraise=True,
@@ -230,8 +236,9 @@ class ApiClient:
         return self.decode(body, object_id=object_id)
 
     def send_json(self, method: str, path: str, body: Any, *, object_id: str | None = None,
-                  params: Mapping[str, Any] | None = None) -> Any:
-        _, raw, _ = self.request(method, path, json_body=body, params=params, object_id=object_id)
+                  params: Mapping[str, Any] | None = None, retry_transient: bool = True) -> Any:
+        _, raw, _ = self.request(method, path, json_body=body, params=params, object_id=object_id,
+                                 retry_transient=retry_transient)
         return self.decode(raw, object_id=object_id) if raw.strip() else None
 
     def decode(self, body: bytes, *, object_id: str | None = None) -> Any:
