@@ -1,0 +1,361 @@
+"""The Re:amaze connector: conversations are tickets, messages are comments.
+
+It speaks ``https://{brand}.reamaze.io/api/v1`` with HTTP Basic (login email + API token)
+and translates through ``wire`` and ``mapping``; it decides nothing about syncing.
+
+Idempotency keys ("markers") live where Re:amaze keeps them for us: a conversation we
+create carries ``data.reamaze_sync_marker`` (findable with the ``data[...]`` list filter),
+and a message we post carries ``origin_id``. Re:amaze deduplicates neither, so creates are
+never blindly re-sent: after a timeout or 5xx the marker is looked up first. Message ids
+and status codes are explained in ``mapping``; the change feed in ``feed``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from datetime import timedelta
+from typing import Any, TypeVar
+from urllib.parse import quote, urlsplit
+
+import httpx
+import structlog
+from pydantic import SecretStr
+
+from connectors import http
+from connectors.base import Capabilities
+from connectors.reamaze import directory
+from connectors.reamaze.feed import walk_changes
+from connectors.reamaze.mapping import (
+    INTERNAL,
+    MARKER_DATA_KEY,
+    PUBLIC,
+    STATUSES,
+    code_for_state,
+    comments_from_wire,
+    ticket_from_wire,
+)
+from connectors.reamaze.wire import (
+    CONNECTOR,
+    WireConversation,
+    WireMessage,
+    parse_items,
+    parse_one,
+)
+from syncer.config import ReamazeConfig
+from syncer.errors import BadPayloadError, RejectedError, TransientError
+from syncer.logs import register_secret
+from syncer.models import (
+    ChangePage,
+    Collection,
+    Comment,
+    Contact,
+    Cursor,
+    NewComment,
+    NewTicket,
+    Role,
+    Ticket,
+    TicketState,
+    TicketStatus,
+    TicketUpdate,
+    User,
+    Visibility,
+)
+
+log = structlog.get_logger("reamaze_sync.reamaze")
+T = TypeVar("T")
+
+
+class ReamazeConnector:
+    name = "reamaze"
+    capabilities = Capabilities(private_comments=True, edit_comments=False, labels=True,
+                                assignee=True, attachments_upload=False)
+
+    def __init__(self, api: http.ApiClient, *, brand: str, login_email: str,
+                 overlap: timedelta = timedelta(seconds=120), web_base: str | None = None,
+                 default_category: str | None = None) -> None:
+        self.api = api
+        self.brand = brand
+        self.login_email = login_email
+        self.overlap = overlap
+        self.web_base = (web_base or f"https://{brand}.reamaze.com").rstrip("/")
+        self.default_category = default_category
+        api.describe_auth_failure = self._auth_failure
+
+    @classmethod
+    def from_config(cls, cfg: ReamazeConfig, token: SecretStr, *,
+                    transport: httpx.BaseTransport | None = None,
+                    clock: http.Clock | None = None,
+                    default_category: str | None = None) -> ReamazeConnector:
+        secret = token.get_secret_value()
+        register_secret(secret)
+        timeout = httpx.Timeout(cfg.http.timeout_seconds,
+                                connect=min(5.0, cfg.http.timeout_seconds))
+        client = http.build_http_client(
+            cfg.api_base(), auth=httpx.BasicAuth(cfg.login_email, secret),
+            headers={"Accept": "application/json"}, transport=transport, timeout=timeout)
+        api = http.ApiClient(
+            CONNECTOR, client,
+            rate_limiter=http.RateLimiter(cfg.http.requests_per_minute, cfg.http.burst,
+                                          clock=clock),
+            retry=http.RetryPolicy(attempts=cfg.http.max_attempts,
+                                   max_retry_after=cfg.http.max_retry_after_seconds),
+            clock=clock)
+        web_base = None
+        if cfg.base_url is not None:
+            parts = urlsplit(str(cfg.base_url))
+            web_base = f"{parts.scheme}://{parts.netloc}"
+        return cls(api, brand=cfg.brand, login_email=cfg.login_email,
+                   overlap=timedelta(seconds=cfg.overlap_seconds), web_base=web_base,
+                   default_category=default_category)
+
+    def _auth_failure(self) -> str:
+        return (f"Re:amaze refused login {self.login_email!r} for brand {self.brand!r} "
+                "(check the API token and the user's API permissions)")
+
+    # -- tickets (conversations) --------------------------------------------------------
+    def ticket_url(self, ticket_id: str) -> str:
+        return f"{self.web_base}/admin/conversations/{quote(ticket_id, safe='')}"
+
+    def _path(self, slug: str) -> str:
+        return "/conversations/" + quote(slug, safe="")
+
+    def _ticket(self, raw: Any, object_id: str | None = None) -> Ticket:
+        # MCP-style clients read {"conversation": {...}}; the docs show a bare object.
+        if isinstance(raw, Mapping) and isinstance(raw.get("conversation"), Mapping) \
+                and "slug" not in raw:
+            raw = raw["conversation"]
+        conv = parse_one(WireConversation, raw, object_id=object_id)
+        return ticket_from_wire(conv, url=self.ticket_url(conv.slug))
+
+    def _tickets(self, items: list[Any]) -> list[Ticket]:
+        return [ticket_from_wire(c, url=self.ticket_url(c.slug))
+                for c in parse_items(WireConversation, items, kind="conversation")]
+
+    def list_tickets(self, filter: str = "all", tag: str | None = None,
+                     category: str | None = None,
+                     data: Mapping[str, str] | None = None) -> Iterator[Ticket]:
+        params: dict[str, Any] = {"filter": filter}
+        if tag:
+            params["tag"] = tag
+        if category:
+            params["category"] = category
+        for k, v in (data or {}).items():
+            params[f"data[{k}]"] = v
+        for items in directory.iter_raw(self.api, "/conversations", "conversations", params):
+            yield from self._tickets(items)
+
+    def get_ticket(self, ticket_id: str) -> Ticket:
+        return self._ticket(self.api.get_json(self._path(ticket_id), object_id=ticket_id),
+                            ticket_id)
+
+    def create_conversation(self, subject: str, category: str, body: str, contact_email: str,
+                            contact_name: str | None = None, tags: tuple[str, ...] = (),
+                            status: int | None = None, data: Mapping[str, str] | None = None,
+                            *, notify: bool = False) -> Ticket:
+        """POST /conversations on behalf of ``contact_email`` (created if unknown)."""
+        user: dict[str, Any] = {"email": contact_email}
+        if contact_name:
+            user["name"] = contact_name
+        conv: dict[str, Any] = {
+            "subject": subject, "category": category,
+            "message": {"body": body, "suppress_notifications": not notify,
+                        "suppress_autoresolve": True},
+            "user": user,
+        }
+        if tags:
+            conv["tag_list"] = list(tags)
+        if status is not None:
+            conv["status"] = status
+        if data:
+            conv["data"] = dict(data)
+        return self._ticket(self.api.send_json("POST", "/conversations", {"conversation": conv},
+                                               retry_transient=False))
+
+    def create_ticket(self, new: NewTicket) -> Ticket:
+        """A conversation opened by our login user, carrying the marker in ``data``."""
+        if new.state is TicketState.ON_HOLD:
+            raise RejectedError("Re:amaze needs hold_until for On Hold; create, then update",
+                                connector=CONNECTOR)
+        category = self._category()
+        ticket = self._write_once(
+            lambda: self.create_conversation(
+                new.subject, category, new.description, self.login_email, tags=new.tags,
+                status=code_for_state(new.state) if new.state is not None else None,
+                data={MARKER_DATA_KEY: new.marker}),
+            lambda: self.find_ticket_by_marker(new.marker))
+        if new.assignee_id:
+            ticket = self.update_ticket(ticket.id, TicketUpdate(assignee_id=new.assignee_id))
+        return ticket
+
+    def _category(self) -> str:
+        if self.default_category is None:
+            channels = self.list_collections()
+            emails = [c for c in channels if c.kind == "email"] or channels
+            if not emails:
+                raise RejectedError("brand has no channel to create conversations in",
+                                    connector=CONNECTOR)
+            self.default_category = emails[0].id
+        return self.default_category
+
+    def update_ticket(self, ticket_id: str, update: TicketUpdate) -> Ticket:
+        conv: dict[str, Any] = {}
+        if update.state is not None:
+            conv["status"] = code_for_state(update.state)
+            if update.state is TicketState.ON_HOLD and update.hold_until is None:
+                raise RejectedError("On Hold needs hold_until", connector=CONNECTOR,
+                                    object_id=ticket_id)
+        if update.hold_until is not None:
+            conv["hold_until"] = update.hold_until.isoformat()
+        if update.tags is not None:
+            conv["tag_list"] = list(update.tags)
+        if update.assignee_id is not None:
+            conv["assignee"] = {"email": update.assignee_id}
+        if not conv:
+            return self.get_ticket(ticket_id)
+        raw = self.api.send_json("PUT", self._path(ticket_id), {"conversation": conv},
+                                 object_id=ticket_id)
+        return self._ticket(raw, ticket_id) if raw is not None else self.get_ticket(ticket_id)
+
+    def find_ticket_by_marker(self, marker: str) -> Ticket | None:
+        for ticket in self.list_tickets(data={MARKER_DATA_KEY: marker}):
+            if ticket.marker == marker:
+                return ticket
+            if MARKER_DATA_KEY not in ticket.data:  # list items may omit data: confirm
+                full = self.get_ticket(ticket.id)
+                if full.marker == marker:
+                    return full
+        return None
+
+    def list_statuses(self) -> list[TicketStatus]:
+        return [TicketStatus(code=str(code), name=name, state=state)
+                for code, (name, state) in STATUSES.items()]
+
+    # -- comments (messages) --------------------------------------------------------------
+    def list_comments(self, ticket_id: str) -> list[Comment]:
+        messages: list[WireMessage] = []
+        for items in directory.iter_raw(self.api, self._path(ticket_id) + "/messages",
+                                        "messages"):
+            messages.extend(parse_items(WireMessage, items, kind="message"))
+        return comments_from_wire(ticket_id, messages)
+
+    def find_comment_by_marker(self, ticket_id: str, marker: str) -> Comment | None:
+        for comment in self.list_comments(ticket_id):
+            if comment.id == marker:
+                return comment
+        return None
+
+    def create_comment(self, ticket_id: str, new: NewComment) -> Comment:
+        internal = new.visibility is Visibility.INTERNAL
+        notify = new.notify_customer and not internal
+        msg: dict[str, Any] = {
+            "body": new.body,
+            "visibility": INTERNAL if internal else PUBLIC,
+            "origin_id": new.marker,
+            "suppress_notifications": not notify,
+            "suppress_autoresolve": True,
+            "suppress_surveys": not notify,
+        }
+        urls = [a.url for a in new.attachments if a.url]
+        if len(urls) < len(new.attachments):
+            log.warning("reamaze_attachment_without_url_skipped", slug=ticket_id,
+                        skipped=len(new.attachments) - len(urls))
+        if len(urls) == 1:
+            msg["attachment"] = urls[0]
+        elif urls:
+            msg["attachments"] = urls
+        def post() -> Comment:
+            raw = self.api.send_json("POST", self._path(ticket_id) + "/messages",
+                                     {"message": msg}, object_id=ticket_id,
+                                     retry_transient=False)
+            return self._created_comment(ticket_id, raw, new.marker)
+
+        comment = self._write_once(post, lambda: self.find_comment_by_marker(ticket_id,
+                                                                            new.marker))
+        if internal and comment.visibility is not Visibility.INTERNAL:
+            raise RejectedError("unsafe result: an internal note came back public",
+                                connector=CONNECTOR, object_id=ticket_id)
+        return comment
+
+    def _write_once(self, send: Callable[[], T], lookup: Callable[[], T | None]) -> T:
+        """Create without duplicates: Re:amaze does not deduplicate ``origin_id`` or
+        conversation data, so after a timeout or 5xx (the write may have happened) the
+        marker is looked up before the request is sent again."""
+        attempts = max(1, self.api.retry.attempts)
+        for attempt in range(1, attempts + 1):
+            try:
+                return send()
+            except TransientError:
+                if attempt == attempts:
+                    raise
+                self.api.clock.sleep(self.api.retry.backoff(attempt))
+                found = lookup()
+                if found is not None:
+                    log.info("reamaze_write_found_after_error", attempt=attempt)
+                    return found
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _created_comment(self, ticket_id: str, raw: Any, marker: str) -> Comment:
+        if isinstance(raw, Mapping) and isinstance(raw.get("message"), Mapping):
+            raw = raw["message"]
+        try:
+            wire = parse_one(WireMessage, raw, object_id=ticket_id)
+        except BadPayloadError:
+            # The message exists; its marker lets us read it back instead of failing.
+            found = self.find_comment_by_marker(ticket_id, marker)
+            if found is None:
+                raise
+            return found
+        if wire.origin_id != marker:
+            log.warning("reamaze_marker_not_echoed", slug=ticket_id)
+        return comments_from_wire(ticket_id, [wire])[0]
+
+    # -- change feed -----------------------------------------------------------------------
+    def iter_changes(self, since: Cursor | None) -> Iterator[ChangePage]:
+        def fetch(p: dict[str, Any]) -> Any:
+            return self.api.get_json("/conversations",
+                                     params={"filter": "all", "sort": "changed", **p})
+
+        return walk_changes(fetch, self._tickets, since, self.overlap)
+
+    # -- people and places ------------------------------------------------------------------
+    def list_contacts(self, q: str | None = None,
+                      data: Mapping[str, str] | None = None) -> Iterator[Contact]:
+        return directory.list_contacts(self.api, q, data)
+
+    def get_contact(self, identifier: str) -> Contact:
+        return directory.get_contact(self.api, identifier)
+
+    def find_contact(self, email: str) -> Contact | None:
+        return directory.find_contact(self.api, email)
+
+    def create_contact(self, *, email: str | None = None, name: str | None = None,
+                       mobile: str | None = None, external_id: str | None = None,
+                       data: Mapping[str, str] | None = None) -> Contact:
+        return directory.create_contact(self.api, email=email, name=name, mobile=mobile,
+                                        external_id=external_id, data=data)
+
+    def update_contact(self, identifier: str, *, name: str | None = None,
+                       friendly_name: str | None = None, data: Mapping[str, str] | None = None,
+                       identifier_type: str | None = None) -> Contact:
+        return directory.update_contact(self.api, identifier, name=name,
+                                        friendly_name=friendly_name, data=data,
+                                        identifier_type=identifier_type)
+
+    def list_users(self) -> list[User]:
+        return directory.list_staff(self.api)
+
+    def list_roles(self) -> list[Role]:
+        return directory.roles_of(self.list_users())
+
+    def list_collections(self) -> list[Collection]:
+        return directory.list_channels(self.api)
+
+    def check(self) -> str:
+        raw = self.api.get_json("/staff", params={"page": 1})
+        staff = raw.get("staff") if isinstance(raw, Mapping) else None
+        if not isinstance(staff, list):
+            raise BadPayloadError("GET /staff did not return a staff list", connector=CONNECTOR)
+        me = next((s for s in staff if isinstance(s, Mapping)
+                   and str(s.get("email", "")).lower() == self.login_email.lower()), None)
+        who = f" ({me['name']})" if me is not None and isinstance(me.get("name"), str) else ""
+        return f"brand {self.brand} as {self.login_email}{who}"
