@@ -8,7 +8,7 @@ from reamaze_support import AGENT, LOGIN
 from connectors.reamaze.connector import ReamazeConnector
 from connectors.reamaze.sim_state import SimClock
 from connectors.reamaze.simulator import ReamazeSimulator
-from syncer.errors import NotFoundError, RejectedError
+from syncer.errors import NotFoundError, RejectedError, TransientError
 from syncer.models import NewTicket
 
 pytest_plugins = ["reamaze_fixtures"]
@@ -127,3 +127,13 @@ def test_create_ticket_uses_the_first_email_channel(rz_conn: ReamazeConnector,
     rz_sim.add_channel("bugs", "Bugs", channel=1)
     ticket = rz_conn.create_ticket(NewTicket(subject="s", description="d", marker="rs-ch"))
     assert ticket.collection is not None and ticket.collection.id == "bugs"
+
+
+def test_a_contact_create_is_not_resent_after_a_lost_response(rz_conn: ReamazeConnector,
+                                                              rz_sim: ReamazeSimulator) -> None:
+    """A timed-out contact POST that took effect is not repeated into a 422."""
+    rz_sim.faults.add(timeout=True, method="POST", commit=True)
+    with pytest.raises(TransientError):
+        rz_conn.create_contact(email="once@x.example", name="Once")
+    assert len(rz_sim.calls("POST")) == 1
+    assert rz_conn.get_contact("once@x.example").name == "Once"

@@ -73,6 +73,21 @@ def test_list_tickets_pages_through_everything(rz_conn: ReamazeConnector,
     assert len(list(rz_conn.list_tickets(filter="open"))) == 64
 
 
+def test_list_tickets_has_no_duplicates_when_pages_shift(rz_conn: ReamazeConnector,
+                                                         rz_sim: ReamazeSimulator) -> None:
+    """A conversation created mid-listing shifts newest-first pages without doubling items."""
+    for i in range(40):
+        rz_sim.add_conversation(f"Issue {i}", "b", f"c{i}@x.example")
+
+    def arrive(request: object) -> None:
+        if "page=2" in str(getattr(request, "url", "")) and "late" not in rz_sim.conversations:
+            rz_sim.add_conversation("Late", "b", "l@x.example")
+
+    rz_sim.before_request.append(arrive)
+    ids = [t.id for t in rz_conn.list_tickets()]
+    assert len(ids) == len(set(ids)) == 40
+
+
 def test_list_tickets_filters_by_tag_category_and_data(rz_conn: ReamazeConnector,
                                                        rz_sim: ReamazeSimulator) -> None:
     """tag, category and data[...] filters reach the API and narrow the listing."""

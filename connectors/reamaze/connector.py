@@ -141,8 +141,12 @@ class ReamazeConnector:
             params["category"] = category
         for k, v in (data or {}).items():
             params[f"data[{k}]"] = v
+        seen: set[str] = set()  # pages shift when conversations arrive mid-walk
         for items in directory.iter_raw(self.api, "/conversations", "conversations", params):
-            yield from self._tickets(items)
+            for ticket in self._tickets(items):
+                if ticket.id not in seen:
+                    seen.add(ticket.id)
+                    yield ticket
 
     def get_ticket(self, ticket_id: str) -> Ticket:
         return self._ticket(self.api.get_json(self._path(ticket_id), object_id=ticket_id),

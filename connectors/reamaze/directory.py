@@ -114,7 +114,11 @@ def create_contact(api: ApiClient, *, email: str | None = None, name: str | None
     if notes:
         body["notes"] = list(notes)
     ident = email or mobile or ""
-    return _contact(api.send_json("POST", "/contacts", {"contact": body}, object_id=ident), ident)
+    # Not re-sent after a timeout/5xx: a second POST of a stored contact is a 422
+    # "already taken"; the caller can read the contact instead.
+    raw = api.send_json("POST", "/contacts", {"contact": body}, object_id=ident,
+                        retry_transient=False)
+    return _contact(raw, ident)
 
 
 def update_contact(api: ApiClient, identifier: str, *, name: str | None = None,
