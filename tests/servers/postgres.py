@@ -22,7 +22,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -86,6 +85,7 @@ class PostgresServer:
         self.data = self.root / "data"
         self.log = self.root / "server.log"
         self.port = 0
+        self._shared: str | None = None
         self._as_root = os.geteuid() == 0
         if self._as_root:
             user = pwd.getpwnam(SUPERUSER)
@@ -140,22 +140,45 @@ class PostgresServer:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
+    def new_schema(self, prefix: str = "s") -> str:
+        """Create an empty schema in a shared database and return a URL whose connections
+        use it as their search path: as isolated as a database for unqualified names,
+        but milliseconds to make instead of a third of a second."""
+        import psycopg
+
+        if self._shared is None:
+            self._shared = self.new_database("shared")
+        name = f"{prefix}_{os.getpid()}_{next(_names)}"
+        with psycopg.connect(self._shared.replace("+psycopg", ""), autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{name}"')
+        return f"{self._shared}?options=-csearch_path%3D{name}"
+
+
+_SERVER = pytest.StashKey[PostgresServer]()
+
 
 @pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    reason = missing_reason()
-    if reason is not None:
-        require_or_skip(reason)
-    bindir = find_bindir()
-    assert bindir is not None
-    server = PostgresServer(bindir).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def postgres_server(request: pytest.FixtureRequest) -> PostgresServer:
+    """The session's server, started on first use.
+
+    Kept in the pytest config stash rather than relying on the session scope alone: test
+    modules import this fixture, and pytest makes each import a separate definition, so
+    the scope alone would start one server per module.
+    """
+    stash = request.config.stash
+    if _SERVER not in stash:
+        reason = missing_reason()
+        if reason is not None:
+            require_or_skip(reason)
+        bindir = find_bindir()
+        assert bindir is not None
+        server = PostgresServer(bindir).start()
+        request.config.add_cleanup(server.stop)
+        stash[_SERVER] = server
+    return stash[_SERVER]
 
 
 @pytest.fixture
 def postgres_url(postgres_server: PostgresServer) -> str:
-    """A URL to a fresh, empty database on the session's server."""
-    return postgres_server.new_database()
+    """A URL to a fresh, empty schema on the session's server."""
+    return postgres_server.new_schema()

@@ -1,0 +1,386 @@
+"""The Redmine connector: issues <-> tickets, journals with notes <-> comments.
+
+Choices worth knowing (the Redmine facts behind them are in shared/redmine.md):
+
+* Comments are journals with a non-empty note; pure field-change journals are not.
+  Journals only come from ``GET /issues/:id.json?include=journals`` (no endpoint in 5.0).
+* Status: ``is_closed`` statuses are CLOSED, all others OPEN (mapping.py). Closing uses
+  ``closed_status_id`` or the first closed status; reopening ``reopened_status_id`` or the
+  tracker's default status. Redmine answers 204 and ignores a status the workflow forbids,
+  so every status change is read back and a silent refusal becomes a ``RejectedError``.
+  A state already satisfied sends nothing: even a no-op PUT bumps ``updated_on``.
+* Creating an issue cannot set a closed status (5.0 ignores it for new issues), so a
+  ticket wanted CLOSED is created, then closed.
+* ``TicketUpdate.assignee_id == ""`` unassigns; tags are ignored (Redmine has no labels).
+* Writes that are not idempotent (issue create, note create) are never retried blindly:
+  after a timeout or 5xx the marker is searched first (notes.py).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import structlog
+from pydantic import SecretStr
+
+from connectors.base import Capabilities
+from connectors.http import ApiClient, Clock, RateLimiter, RetryPolicy, SystemClock
+from connectors.http import build_http_client as _build_http_client
+from connectors.redmine.feed import ChangeFeed, FeedSettings
+from connectors.redmine.guard import PrivateNotesGuard
+from connectors.redmine.mapping import (
+    attachment_to_unified,
+    check_marker,
+    embed_marker,
+    issue_to_ticket,
+    split_marker,
+    ticket_status,
+    user_to_unified,
+)
+from connectors.redmine.notes import Notes, send_once_or_find
+from connectors.redmine.wire import (
+    CONNECTOR,
+    Issue,
+    IssueStatus,
+    ListPage,
+    Membership,
+    Project,
+    Tracker,
+    Upload,
+    UserWire,
+    parse_list,
+    parse_one,
+)
+from syncer.config import RedmineConfig
+from syncer.errors import NotFoundError, RejectedError
+from syncer.logs import register_secret
+from syncer.models import (
+    Attachment,
+    ChangePage,
+    Comment,
+    Cursor,
+    NewComment,
+    NewTicket,
+    Ticket,
+    TicketState,
+    TicketStatus,
+    TicketUpdate,
+    User,
+)
+
+log = structlog.get_logger("reamaze_sync.redmine")
+
+_CLOSING = (TicketState.CLOSED, TicketState.SPAM)
+_DOWNLOAD_RE = re.compile(r"/attachments/download/(\d+)/([^/?#]+)$")
+
+
+class RedmineConnector:
+    name = "redmine"
+    capabilities = Capabilities(private_comments=True, edit_comments=True, labels=False,
+                                assignee=True, attachments_upload=True, markdown_markers=True)
+
+    def __init__(self, api: ApiClient, cfg: RedmineConfig, *, api_once: ApiClient | None = None,
+                 now: Callable[[], datetime] | None = None, skew_seconds: float = 1.0,
+                 permission_ttl: float = 60.0) -> None:
+        self.api = api
+        # Same connection, no automatic retry: for writes that must not be repeated blindly.
+        self.api_once = api_once or ApiClient(
+            api.connector, api.client, rate_limiter=api.rate_limiter, clock=api.clock,
+            retry=RetryPolicy(attempts=1), max_body_bytes=api.max_body_bytes,
+            describe_auth_failure=api.describe_auth_failure)
+        self.cfg = cfg
+        self.base_url = str(cfg.base_url).rstrip("/")
+        self.now = now or (lambda: datetime.now(UTC))
+        self.capabilities = Capabilities(
+            private_comments=True, edit_comments=True, labels=False, assignee=True,
+            attachments_upload=True, markdown_markers=cfg.text_formatting == "common_mark")
+        self._project: Project | None = None
+        self._statuses: list[IssueStatus] | None = None
+        self._trackers: list[Tracker] | None = None
+        self.guard = PrivateNotesGuard(api, self.project, api.clock, ttl=permission_ttl)
+        self.notes = Notes(api, self.api_once, self.guard, api.clock, self._read_issue,
+                           self._issue_path)
+        self.feed = ChangeFeed(self._fetch_issues, self._ticket,
+                               FeedSettings(project=cfg.project,
+                                            overlap_seconds=cfg.overlap_seconds,
+                                            skew_seconds=skew_seconds),
+                               self.now)
+
+    @classmethod
+    def from_config(cls, cfg: RedmineConfig, api_key: SecretStr, *,
+                    transport: httpx.BaseTransport | None = None, clock: Clock | None = None,
+                    now: Callable[[], datetime] | None = None) -> RedmineConnector:
+        key = api_key.get_secret_value()
+        register_secret(key)
+        base = str(cfg.base_url).rstrip("/")
+        client = _build_http_client(
+            base, headers={"X-Redmine-API-Key": key, "Accept": "application/json"},
+            transport=transport,
+            timeout=httpx.Timeout(cfg.http.timeout_seconds,
+                                  connect=min(5.0, cfg.http.timeout_seconds)))
+        clock = clock or SystemClock()
+        api = ApiClient(
+            CONNECTOR, client, clock=clock,
+            rate_limiter=RateLimiter(cfg.http.requests_per_minute, burst=cfg.http.burst,
+                                     clock=clock),
+            retry=RetryPolicy(attempts=cfg.http.max_attempts,
+                              max_retry_after=cfg.http.max_retry_after_seconds),
+            describe_auth_failure=lambda: (f"Redmine at {base} rejected the API key or denied "
+                                           "access (check the API key and the user's roles)"))
+        return cls(api, cfg, now=now)
+
+    def close(self) -> None:
+        self.api.client.close()
+
+    # -- lookups, cached per instance ---------------------------------------------------
+    def project(self) -> Project:
+        if self._project is None:
+            self._project = parse_one(
+                Project, self.api.get_json(f"/projects/{self._segment(self.cfg.project)}.json"),
+                "project", object_id=self.cfg.project)
+        return self._project
+
+    def statuses(self) -> list[IssueStatus]:
+        if self._statuses is None:
+            self._statuses, _ = parse_list(IssueStatus, self.api.get_json("/issue_statuses.json"),
+                                           "issue_statuses")
+        return self._statuses
+
+    def list_statuses(self) -> list[TicketStatus]:
+        return [ticket_status(s) for s in self.statuses()]
+
+    def _trackers_list(self) -> list[Tracker]:
+        if self._trackers is None:
+            self._trackers, _ = parse_list(Tracker, self.api.get_json("/trackers.json"),
+                                           "trackers")
+        return self._trackers
+
+    def _closed_status_id(self) -> int:
+        if self.cfg.closed_status_id is not None:
+            return self.cfg.closed_status_id
+        closed = [s for s in self.statuses() if s.is_closed]
+        if not closed:
+            raise RejectedError("Redmine has no closed issue status", connector=CONNECTOR)
+        return closed[0].id
+
+    def _reopen_status_id(self, issue: Issue) -> int:
+        if self.cfg.reopened_status_id is not None:
+            return self.cfg.reopened_status_id
+        tracker_id = issue.tracker.id if issue.tracker else self.cfg.tracker_id
+        for tracker in self._trackers_list():
+            if tracker.id == tracker_id and tracker.default_status is not None:
+                return tracker.default_status.id
+        opened = [s for s in self.statuses() if not s.is_closed]
+        if not opened:
+            raise RejectedError("Redmine has no open issue status", connector=CONNECTOR)
+        return opened[0].id
+
+    # -- tickets --------------------------------------------------------------------------
+    @staticmethod
+    def _segment(value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", value):
+            raise NotFoundError("not a Redmine id or identifier", connector=CONNECTOR,
+                                object_id=value[:40])
+        return value
+
+    def _issue_path(self, issue_id: str) -> str:
+        if not issue_id.isascii() or not issue_id.isdigit():
+            raise NotFoundError("not a Redmine issue id", connector=CONNECTOR,
+                                object_id=issue_id[:40])
+        return f"/issues/{int(issue_id)}.json"
+
+    def _read_issue(self, issue_id: str, include: str = "journals,attachments") -> Issue:
+        return parse_one(Issue, self.api.get_json(self._issue_path(issue_id),
+                                                  params={"include": include} if include else None,
+                                                  object_id=issue_id),
+                         "issue", object_id=issue_id)
+
+    def _ticket(self, issue: Issue) -> Ticket:
+        return issue_to_ticket(issue, base_url=self.base_url)
+
+    def ticket_url(self, ticket_id: str) -> str:
+        return f"{self.base_url}/issues/{ticket_id}"
+
+    def get_ticket(self, ticket_id: str) -> Ticket:
+        return self._ticket(self._read_issue(ticket_id, include=""))
+
+    def create_ticket(self, new: NewTicket) -> Ticket:
+        check_marker(new.marker)
+        issue: dict[str, Any] = {"project_id": self.cfg.project, "subject": new.subject,
+                                 "description": embed_marker(new.description, new.marker)}
+        if self.cfg.tracker_id is not None:
+            issue["tracker_id"] = self.cfg.tracker_id
+        if self.cfg.priority_id is not None:
+            issue["priority_id"] = self.cfg.priority_id
+        if new.assignee_id:
+            issue["assigned_to_id"] = self._user_id(new.assignee_id)
+        created: list[Issue] = []
+
+        def send() -> None:
+            created.append(parse_one(Issue, self.api_once.send_json(
+                "POST", "/issues.json", {"issue": issue}), "issue"))
+
+        send_once_or_find(self.api.clock, send, lambda: self.find_ticket_by_marker(new.marker))
+        ticket = self._ticket(created[0]) if created else self.find_ticket_by_marker(new.marker)
+        if ticket is None:  # pragma: no cover - send_once_or_find only returns after one of them
+            raise RejectedError("issue create not confirmed", connector=CONNECTOR)
+        log.info("redmine_issue_created", connector=CONNECTOR, issue_id=ticket.id,
+                 marker=new.marker)
+        if new.state in _CLOSING:
+            ticket = self.update_ticket(ticket.id, TicketUpdate(state=TicketState.CLOSED))
+        return ticket
+
+    @staticmethod
+    def _user_id(value: str) -> int | str:
+        if value == "":
+            return ""
+        if not value.isascii() or not value.isdigit():
+            raise RejectedError("Redmine user ids are numeric", connector=CONNECTOR,
+                                object_id=value[:40])
+        return int(value)
+
+    def update_ticket(self, ticket_id: str, update: TicketUpdate) -> Ticket:
+        issue = self._read_issue(ticket_id, include="")
+        change: dict[str, Any] = {}
+        if update.state is not None and issue.status.is_closed != (update.state in _CLOSING):
+            change["status_id"] = (self._closed_status_id() if update.state in _CLOSING
+                                   else self._reopen_status_id(issue))
+        if update.assignee_id is not None:
+            current = str(issue.assigned_to.id) if issue.assigned_to else ""
+            if update.assignee_id != current:
+                change["assigned_to_id"] = self._user_id(update.assignee_id)
+        if not change:
+            return self._ticket(issue)
+        self.api.send_json("PUT", self._issue_path(ticket_id), {"issue": change},
+                           object_id=ticket_id)
+        after = self._read_issue(ticket_id, include="")
+        if "status_id" in change and after.status.id != change["status_id"]:
+            log.warning("redmine_status_ignored", connector=CONNECTOR, issue_id=ticket_id,
+                        wanted=change["status_id"], actual=after.status.id)
+            raise RejectedError(
+                f"Redmine ignored the status change to {change['status_id']} (unknown status "
+                "or not allowed by the workflow for this user)", connector=CONNECTOR,
+                object_id=ticket_id)
+        if "assigned_to_id" in change:
+            now = str(after.assigned_to.id) if after.assigned_to else ""
+            if now != str(change["assigned_to_id"]):
+                raise RejectedError("Redmine ignored the assignee change", connector=CONNECTOR,
+                                    object_id=ticket_id)
+        return self._ticket(after)
+
+    # -- change feed ----------------------------------------------------------------------
+    def _fetch_issues(self, params: Mapping[str, Any]) -> tuple[list[Issue], ListPage]:
+        return parse_list(Issue, self.api.get_json("/issues.json", params=params), "issues")
+
+    def iter_changes(self, since: Cursor | None) -> Iterator[ChangePage]:
+        return self.feed.walk(since)
+
+    # -- comments -------------------------------------------------------------------------
+    def list_comments(self, ticket_id: str) -> list[Comment]:
+        return self.notes.list(ticket_id)
+
+    def create_comment(self, ticket_id: str, new: NewComment) -> Comment:
+        return self.notes.create(ticket_id, new)
+
+    def update_comment(self, ticket_id: str, comment_id: str, body: str) -> Comment:
+        return self.notes.update(ticket_id, comment_id, body)
+
+    def find_comment_by_marker(self, ticket_id: str, marker: str) -> Comment | None:
+        return self.notes.find(ticket_id, marker)
+
+    def find_ticket_by_marker(self, marker: str) -> Ticket | None:
+        """Issues of the project whose description contains the marker (``~`` = contains)."""
+        check_marker(marker)
+        params = {"project_id": self.cfg.project, "status_id": "*", "description": "~" + marker,
+                  "sort": "id", "limit": 100}
+        issues, _ = self._fetch_issues(params)
+        for issue in sorted(issues, key=lambda i: i.id):
+            if issue.description and split_marker(issue.description)[1] == marker:
+                return self._ticket(issue)
+        return None
+
+    # -- attachments ------------------------------------------------------------------------
+    def upload_attachment(self, ticket_id: str, filename: str, content_type: str,
+                          data: bytes) -> Attachment:
+        """Attach a file to the issue. Redmine attachments have no private flag: whoever
+        can see the issue can see the file, so never upload what came from an internal note."""
+        path = self._issue_path(ticket_id)
+        _, raw, _ = self.api.request("POST", "/uploads.json", params={"filename": filename},
+                                     content=data,
+                                     headers={"Content-Type": "application/octet-stream"},
+                                     object_id=ticket_id)
+        upload = parse_one(Upload, self.api.decode(raw, object_id=ticket_id), "upload",
+                           object_id=ticket_id)
+        before = {a.id for a in self._read_issue(ticket_id, include="attachments").attachments
+                  or ()}
+        self.api.send_json("PUT", path, {"issue": {"uploads": [
+            {"token": upload.token, "filename": filename, "content_type": content_type}]}},
+            object_id=ticket_id)
+        after = self._read_issue(ticket_id, include="attachments").attachments or ()
+        added = [a for a in after if a.id not in before and a.filename == filename]
+        if not added:
+            raise RejectedError("upload was accepted but is not attached", connector=CONNECTOR,
+                                object_id=ticket_id)
+        return attachment_to_unified(max(added, key=lambda a: a.id))
+
+    def list_attachments(self, ticket_id: str) -> list[Attachment]:
+        issue = self._read_issue(ticket_id, include="attachments")
+        return [attachment_to_unified(a) for a in issue.attachments or ()]
+
+    def download_attachment(self, attachment: Attachment) -> bytes:
+        """Fetch an attachment through our own base URL: the key never goes to another host."""
+        match = _DOWNLOAD_RE.search(httpx.URL(attachment.url or "").path)
+        if match is None:
+            raise RejectedError("not a Redmine attachment URL", connector=CONNECTOR,
+                                object_id=attachment.name)
+        _, body, _ = self.api.request(
+            "GET", f"/attachments/download/{match.group(1)}/{match.group(2)}",
+            object_id=attachment.name)
+        return body
+
+    # -- users, health ----------------------------------------------------------------------
+    def current_user(self) -> UserWire:
+        return parse_one(UserWire, self.api.get_json("/users/current.json"), "user")
+
+    def list_users(self) -> list[User]:
+        """All users when the API user is an admin, else the members of the project."""
+        if self.current_user().admin:
+            users: list[User] = []
+            offset = 0
+            while True:
+                page, meta = parse_list(UserWire, self.api.get_json(
+                    "/users.json", params={"limit": 100, "offset": offset}), "users")
+                users.extend(user_to_unified(u) for u in page)
+                offset += len(page)
+                if not page or offset >= (meta.total_count or 0):
+                    return users
+        members: dict[str, User] = {}
+        offset = 0
+        while True:
+            rows, meta = parse_list(Membership, self.api.get_json(
+                f"/projects/{self._segment(self.cfg.project)}/memberships.json",
+                params={"limit": 100, "offset": offset}), "memberships")
+            for m in rows:
+                if m.user is not None:
+                    members[str(m.user.id)] = User(id=str(m.user.id), name=m.user.name)
+            offset += len(rows)
+            if not rows or offset >= (meta.total_count or 0):
+                return list(members.values())
+
+    def check(self) -> str:
+        me = self.current_user()
+        try:
+            self.project()
+        except NotFoundError:
+            raise NotFoundError(f"Redmine project {self.cfg.project!r} does not exist or is not "
+                                f"visible to {me.login}", connector=CONNECTOR,
+                                object_id=self.cfg.project) from None
+        verdict = self.guard.verdict()
+        if not verdict.allowed:
+            log.warning("redmine_private_notes_unavailable", connector=CONNECTOR,
+                        reason=verdict.reason)
+        return f"redmine {self.base_url} as {me.login}"

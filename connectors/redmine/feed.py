@@ -1,0 +1,136 @@
+"""The Redmine change feed: issues of one project by ascending ``updated_on``, keyset-paged.
+
+Why not plain offset paging: when an issue already read is updated during the walk it
+moves to the end of the ``updated_on`` order, every later issue shifts back by one, and
+the next offset skips one of them. So each page re-queries from the newest second read so
+far (``updated_on>=T``, which Redmine runs as ``updated_on > T - 1s`` on sub-second stored
+times) and drops what it already yielded by ``(id, updated_on)``; offsets are only used
+inside a window where a whole page shares the same second, and then with half-page
+overlap so a shift inside that window cannot skip either.
+
+Cursor: ``watermark`` is the newest ``updated_on`` read, ``seen`` the keys ``id@updated_on``
+the next query can return again (the look-back of ``overlap_seconds`` plus Redmine's 1 s),
+so an idle poll is one request that yields nothing. Timestamps have second precision, so
+an issue read at second S and updated again within S would keep its key; a key only
+enters ``seen`` once its second is over by ``skew_seconds`` on our clock (the server's
+clock may differ by that much). Until then the issue is yielded again on the next poll:
+the feed is at-least-once, never at-most-once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from connectors.redmine.wire import CONNECTOR, Issue, ListPage
+from syncer.errors import BadPayloadError
+from syncer.models import ChangePage, Cursor, Ticket
+
+MAX_PAGES = 10_000
+ONE_SECOND = timedelta(seconds=1)
+
+Fetch = Callable[[Mapping[str, Any]], tuple[list[Issue], ListPage]]
+
+
+def redmine_time(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def item_key(issue: Issue) -> str:
+    return f"{issue.id}@{redmine_time(issue.updated_on)}"
+
+
+def key_time(key: str) -> datetime | None:
+    _, _, stamp = key.partition("@")
+    try:
+        parsed = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC)
+
+
+def whole_second(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(microsecond=0)
+
+
+@dataclass(frozen=True)
+class FeedSettings:
+    project: str
+    overlap_seconds: float = 2.0
+    skew_seconds: float = 1.0
+    page_size: int = 100
+
+
+class ChangeFeed:
+    def __init__(self, fetch: Fetch, to_ticket: Callable[[Issue], Ticket],
+                 settings: FeedSettings, now: Callable[[], datetime]) -> None:
+        self.fetch = fetch
+        self.to_ticket = to_ticket
+        self.settings = settings
+        self.now = now
+
+    def walk(self, since: Cursor | None) -> Iterator[ChangePage]:
+        started = self.now()
+        prior_seen = set(since.seen) if since else set()
+        watermark = since.watermark if since else None
+        lower = (whole_second(watermark - timedelta(seconds=self.settings.overlap_seconds))
+                 if watermark is not None else None)
+        read: dict[str, datetime] = {}
+        yielded: set[str] = set()
+        offset = 0
+        for _ in range(MAX_PAGES):
+            issues, meta = self.fetch(self._params(lower, offset))
+            fresh: list[Issue] = []
+            for issue in issues:
+                key = item_key(issue)
+                read[key] = issue.updated_on
+                if key in prior_seen or key in yielded:
+                    continue
+                yielded.add(key)
+                fresh.append(issue)
+            if issues:
+                newest = max(i.updated_on for i in issues)
+                watermark = newest if watermark is None else max(watermark, newest)
+            checkpoint = (Cursor(watermark=watermark,
+                                 seen=self._seen(prior_seen, read, watermark, started))
+                          if watermark is not None else None)
+            yield ChangePage(tickets=tuple(self.to_ticket(i) for i in fresh),
+                             checkpoint=checkpoint)
+            page_limit = min(self.settings.page_size, meta.limit or self.settings.page_size)
+            if len(issues) < page_limit:
+                return
+            last = whole_second(max(i.updated_on for i in issues))
+            if lower is not None and last <= lower:
+                # A crowded window: everything on this page shares the lower bound's second.
+                offset += max(1, len(issues) // 2)
+            else:
+                lower, offset = last, 0
+        raise BadPayloadError(f"change feed did not end after {MAX_PAGES} pages",
+                              connector=CONNECTOR)
+
+    def _params(self, lower: datetime | None, offset: int) -> dict[str, Any]:
+        params: dict[str, Any] = {"project_id": self.settings.project, "status_id": "*",
+                                  "sort": "updated_on,id", "limit": self.settings.page_size,
+                                  "offset": offset}
+        if lower is not None:
+            params["updated_on"] = ">=" + redmine_time(lower)
+        return params
+
+    def _seen(self, prior: set[str], read: dict[str, datetime], watermark: datetime,
+              started: datetime) -> tuple[str, ...]:
+        # The next walk queries >= watermark - overlap, i.e. stored times above one second
+        # less than that; every key it can return again must be remembered.
+        horizon = (whole_second(watermark - timedelta(seconds=self.settings.overlap_seconds))
+                   - ONE_SECOND)
+        settled_before = started - timedelta(seconds=self.settings.skew_seconds) - ONE_SECOND
+        keep = set()
+        for key in prior:
+            stamp = key_time(key)
+            if stamp is not None and stamp >= horizon:
+                keep.add(key)
+        for key, stamp in read.items():
+            if horizon <= stamp <= settled_before:
+                keep.add(key)
+        return tuple(sorted(keep))

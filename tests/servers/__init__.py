@@ -1,0 +1,1 @@
+"""Real test servers (Redmine) started by the test suite."""

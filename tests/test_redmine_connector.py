@@ -1,0 +1,359 @@
+"""Redmine connector behaviour that needs the simulator: faults, leaks, guards, hygiene."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+import structlog
+from pydantic import SecretStr
+
+from connectors.base import Connector
+from connectors.http import ApiClient, build_http_client
+from connectors.loopback import LoopbackServer
+from connectors.redmine.connector import RedmineConnector
+from syncer.errors import (
+    AuthError,
+    BadPayloadError,
+    NotFoundError,
+    RejectedError,
+    TransientError,
+)
+from syncer.models import Attachment, NewComment, NewTicket, TicketState, TicketUpdate, Visibility
+
+if TYPE_CHECKING:
+    from redmine_fixtures import FakeClock
+
+    from connectors.redmine.simulator import RedmineSimulator
+
+pytest_plugins = ["redmine_fixtures"]
+
+
+def _note(body: str, visibility: Visibility = Visibility.PUBLIC, marker: str = "rs-n1"
+          ) -> NewComment:
+    return NewComment(body=body, visibility=visibility, marker=marker)
+
+
+def _issue(sim: RedmineSimulator, subject: str = "Broken") -> str:
+    return str(sim.add_issue(sim.state.project_by_ref("sync"), subject).id)
+
+
+def _as_user(sim: RedmineSimulator, clock: FakeClock, key: str) -> RedmineConnector:
+    from redmine_fixtures import SIM_URL, redmine_config
+
+    return RedmineConnector.from_config(redmine_config(SIM_URL, "sync"), SecretStr(key),
+                                        transport=httpx.MockTransport(sim.handle), clock=clock,
+                                        now=sim.clock.now)
+
+
+def _journals_with(sim: RedmineSimulator, marker: str) -> list[int]:
+    return [j.id for j in sim.state.journals.values() if j.notes and marker in j.notes]
+
+
+def _writes(sim: RedmineSimulator, method: str, path_start: str) -> int:
+    return sum(1 for r in sim.requests if r.method == method and r.path.startswith(path_start))
+
+
+# -- retries and faults ----------------------------------------------------------------------
+
+def test_503_twice_then_success_is_retried_without_real_sleep(
+        redmine_sim: RedmineSimulator, redmine_conn: RedmineConnector,
+        redmine_clock: FakeClock) -> None:
+    """Two 503s are retried with backoff on the injected clock, then the read succeeds."""
+    issue_id = _issue(redmine_sim)
+    redmine_sim.faults.add(status=503, times=2, path=r"^/issues/\d+\.json$")
+    assert redmine_conn.get_ticket(issue_id).subject == "Broken"
+    assert redmine_conn.api.stats.retries == 2 and len(redmine_clock.sleeps) == 2
+
+
+def test_429_retry_after_is_honoured(redmine_sim: RedmineSimulator,
+                                     redmine_conn: RedmineConnector,
+                                     redmine_clock: FakeClock) -> None:
+    """A 429 waits exactly the server's Retry-After before trying again."""
+    issue_id = _issue(redmine_sim)
+    redmine_sim.faults.add(status=429, headers={"Retry-After": "7"}, path=r"^/issues/")
+    redmine_conn.get_ticket(issue_id)
+    assert redmine_clock.sleeps == [7.0]
+
+
+def test_persistent_timeouts_end_in_transient_error(redmine_sim: RedmineSimulator,
+                                                    redmine_conn: RedmineConnector) -> None:
+    """Timeouts are retried up to max_attempts and then surface as TransientError."""
+    issue_id = _issue(redmine_sim)
+    fault = redmine_sim.faults.add(timeout=True, times=100, path=r"^/issues/")
+    with pytest.raises(TransientError, match="timeout"):
+        redmine_conn.get_ticket(issue_id)
+    assert fault.hits == 4
+
+
+def test_note_whose_response_timed_out_is_not_posted_twice(
+        redmine_sim: RedmineSimulator, redmine_conn: RedmineConnector) -> None:
+    """If the PUT landed but its answer was lost, the marker is found and nothing is resent."""
+    issue_id = _issue(redmine_sim)
+    redmine_sim.faults.add(timeout=True, after=True, method="PUT", path=r"^/issues/")
+    with structlog.testing.capture_logs() as logs:
+        comment = redmine_conn.create_comment(issue_id, _note("only once", marker="rs-once"))
+    assert _journals_with(redmine_sim, "rs-once") == [int(comment.id)]
+    assert _writes(redmine_sim, "PUT", "/issues/") == 1
+    assert any(e["event"] == "redmine_write_landed_despite_error" for e in logs)
+
+
+def test_note_refused_with_503_is_sent_again_once(redmine_sim: RedmineSimulator,
+                                                  redmine_conn: RedmineConnector) -> None:
+    """A 503 before processing: the marker is not there, so the note is sent again, once."""
+    issue_id = _issue(redmine_sim)
+    redmine_sim.faults.add(status=503, method="PUT", path=r"^/issues/")
+    comment = redmine_conn.create_comment(issue_id, _note("hello", marker="rs-retry"))
+    assert _journals_with(redmine_sim, "rs-retry") == [int(comment.id)]
+    assert _writes(redmine_sim, "PUT", "/issues/") == 2
+
+
+def test_note_rate_limited_is_sent_after_retry_after(redmine_sim: RedmineSimulator,
+                                                     redmine_conn: RedmineConnector,
+                                                     redmine_clock: FakeClock) -> None:
+    """A 429 on the note PUT was not processed: wait Retry-After, send again, one journal."""
+    issue_id = _issue(redmine_sim)
+    redmine_sim.faults.add(status=429, headers={"Retry-After": "3"}, method="PUT")
+    redmine_conn.create_comment(issue_id, _note("hello", marker="rs-limited"))
+    assert len(_journals_with(redmine_sim, "rs-limited")) == 1 and 3.0 in redmine_clock.sleeps
+
+
+def test_issue_create_whose_response_was_lost_is_not_duplicated(
+        redmine_sim: RedmineSimulator, redmine_conn: RedmineConnector) -> None:
+    """A POST that created the issue but timed out is recovered by its marker."""
+    redmine_sim.faults.add(timeout=True, after=True, method="POST", path=r"^/issues\.json$")
+    created = redmine_conn.create_ticket(NewTicket(subject="Once", description="d",
+                                                   marker="rs-create1"))
+    assert [i.id for i in redmine_sim.state.issues.values()] == [int(created.id)]
+    assert created.marker == "rs-create1"
+
+
+def test_persistent_write_failure_raises_after_checking_each_time(
+        redmine_sim: RedmineSimulator, redmine_conn: RedmineConnector) -> None:
+    """When every note PUT fails, the error surfaces and no journal exists."""
+    issue_id = _issue(redmine_sim)
+    redmine_sim.faults.add(status=502, times=100, method="PUT")
+    with pytest.raises(TransientError):
+        redmine_conn.create_comment(issue_id, _note("never", marker="rs-never"))
+    assert _journals_with(redmine_sim, "rs-never") == []
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    (b"<html>maintenance</html>", "not JSON"),
+    (b"\xff\xfe\xfd", "not UTF-8"),
+    (b'{"issue": {"id": 1, "subject": "no status"}}', "malformed issue"),
+    (b'{"something": "else"}', "no 'issue' object"),
+    (b"[1, 2, 3]", "no 'issue' object"),
+])
+def test_malformed_bodies_are_bad_payload_errors(redmine_sim: RedmineSimulator,
+                                                 redmine_conn: RedmineConnector,
+                                                 body: bytes, message: str) -> None:
+    """A 200 with a broken body raises BadPayloadError instead of crashing."""
+    issue_id = _issue(redmine_sim)
+    redmine_sim.faults.add(status=200, body=body, path=r"^/issues/\d+\.json$",
+                           headers={"Content-Type": "application/json"})
+    with pytest.raises(BadPayloadError, match=message):
+        redmine_conn.get_ticket(issue_id)
+
+
+def test_huge_body_is_refused(redmine_sim: RedmineSimulator) -> None:
+    """A response over the body cap is a BadPayloadError, not a memory problem."""
+    from redmine_fixtures import SIM_URL, redmine_config
+
+    client = build_http_client(SIM_URL, transport=httpx.MockTransport(redmine_sim.handle),
+                               headers={"X-Redmine-API-Key": redmine_sim.admin_key})
+    conn = RedmineConnector(ApiClient("redmine", client, max_body_bytes=2_000),
+                            redmine_config(SIM_URL, "sync"))
+    issue_id = _issue(redmine_sim)
+    redmine_sim.add_note(int(issue_id), "x" * 5_000)
+    with pytest.raises(BadPayloadError, match="larger than 2000 bytes"):
+        conn.list_comments(issue_id)
+
+
+# -- private notes: the leak guard ------------------------------------------------------------
+
+def test_private_note_that_comes_back_public_is_removed(
+        redmine_sim: RedmineSimulator, redmine_clock: FakeClock) -> None:
+    """A note Redmine made public despite the permission is deleted at once and reported."""
+    project = redmine_sim.state.project_by_ref("sync")
+    user = redmine_sim.add_user("leaky", drop_private_notes=True)
+    redmine_sim.add_member(project, user, ("Manager",))
+    conn = _as_user(redmine_sim, redmine_clock, user.api_key)
+    issue_id = _issue(redmine_sim)
+    with structlog.testing.capture_logs() as logs, pytest.raises(
+            RejectedError, match="came back public; removed"):
+        conn.create_comment(issue_id, _note("internal only", Visibility.INTERNAL, "rs-leak"))
+    assert _journals_with(redmine_sim, "rs-leak") == []
+    removed = [e for e in logs if e["event"] == "visibility_leak_removed"]
+    assert len(removed) == 1 and removed[0]["log_level"] == "error"
+    puts = _writes(redmine_sim, "PUT", "/issues/")
+    with pytest.raises(RejectedError, match="set_notes_private"):
+        conn.create_comment(issue_id, _note("second", Visibility.INTERNAL, "rs-leak2"))
+    assert _writes(redmine_sim, "PUT", "/issues/") == puts
+
+
+def test_permission_answer_is_cached_then_refreshed(redmine_sim: RedmineSimulator,
+                                                    redmine_clock: FakeClock) -> None:
+    """The permission lookup happens once per TTL, not once per note."""
+    project = redmine_sim.state.project_by_ref("sync")
+    user = redmine_sim.add_user("dev")
+    redmine_sim.add_member(project, user, ("Developer",))
+    conn = _as_user(redmine_sim, redmine_clock, user.api_key)
+    issue_id = _issue(redmine_sim)
+    for n in range(3):
+        conn.create_comment(issue_id, _note(f"n{n}", Visibility.INTERNAL, f"rs-c{n}"))
+    lookups = sum(1 for r in redmine_sim.requests if r.path == "/users/current.json")
+    assert lookups == 1
+    redmine_clock.sleep(61)
+    conn.create_comment(issue_id, _note("later", Visibility.INTERNAL, "rs-later"))
+    assert sum(1 for r in redmine_sim.requests if r.path == "/users/current.json") == 2
+
+
+def test_non_member_cannot_send_internal_notes(redmine_sim: RedmineSimulator,
+                                               redmine_clock: FakeClock) -> None:
+    """Without a membership (public project) internal notes are refused up front."""
+    user = redmine_sim.add_user("outsider")
+    conn = _as_user(redmine_sim, redmine_clock, user.api_key)
+    issue_id = _issue(redmine_sim)
+    with pytest.raises(RejectedError, match="not a member"):
+        conn.create_comment(issue_id, _note("x", Visibility.INTERNAL))
+    assert conn.create_comment(issue_id, _note("public is fine")).visibility is Visibility.PUBLIC
+
+
+def test_admin_needs_no_role_lookup(redmine_sim: RedmineSimulator,
+                                    redmine_conn: RedmineConnector) -> None:
+    """An administrator may set notes private; no /roles request is made."""
+    verdict = redmine_conn.guard.verdict()
+    assert verdict.allowed and "administrator" in verdict.reason
+    assert not any(r.path.startswith("/roles/") for r in redmine_sim.requests)
+
+
+def test_edit_refuses_to_blank_a_note(redmine_sim: RedmineSimulator,
+                                      redmine_conn: RedmineConnector) -> None:
+    """Blanking a note would delete it in Redmine, so an empty edit is refused."""
+    issue_id = _issue(redmine_sim)
+    journal = redmine_sim.add_note(int(issue_id), "a human note")
+    with pytest.raises(RejectedError, match="blank"):
+        redmine_conn.update_comment(issue_id, str(journal.id), "  \n")
+    assert redmine_sim.state.journals[journal.id].notes == "a human note"
+
+
+# -- hygiene ---------------------------------------------------------------------------------
+
+def test_key_travels_in_the_header_and_never_in_logs_or_errors(
+        redmine_sim: RedmineSimulator) -> None:
+    """Requests carry X-Redmine-API-Key and Accept JSON; no log event or error shows the key."""
+    from redmine_fixtures import SIM_URL, FakeClock, redmine_config
+
+    seen: list[httpx.Request] = []
+
+    def spy(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return redmine_sim.handle(request)
+
+    conn = RedmineConnector.from_config(redmine_config(SIM_URL, "sync"),
+                                        SecretStr(redmine_sim.admin_key),
+                                        transport=httpx.MockTransport(spy), clock=FakeClock(),
+                                        now=redmine_sim.clock.now)
+    with structlog.testing.capture_logs() as logs:
+        conn.check()
+        list(conn.iter_changes(None))
+        redmine_sim.faults.add(status=403, path=r"^/issues/")
+        with pytest.raises(AuthError) as err:
+            conn.get_ticket("1")
+    assert all(r.headers["X-Redmine-API-Key"] == redmine_sim.admin_key for r in seen)
+    assert all(r.headers["Accept"] == "application/json" for r in seen)
+    assert all("key=" not in str(r.url) for r in seen)
+    assert redmine_sim.admin_key not in repr(logs) and redmine_sim.admin_key not in str(err.value)
+
+
+def test_feed_query_is_percent_encoded_on_the_wire(redmine_sim: RedmineSimulator,
+                                                   redmine_conn: RedmineConnector) -> None:
+    """The >= of updated_on is sent as %3E%3D (puma rejects it raw)."""
+    redmine_sim.add_issue(redmine_sim.state.project_by_ref("sync"), "x")
+    redmine_sim.clock.advance(5)
+    raw: list[bytes] = []
+    inner = redmine_conn.api.client._transport  # the MockTransport from the fixture
+
+    class Spy(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            raw.append(request.url.raw_path)
+            return inner.handle_request(request)
+
+    redmine_conn.api.client._transport = Spy()
+    cursor = list(redmine_conn.iter_changes(None))[-1].checkpoint
+    list(redmine_conn.iter_changes(cursor))
+    assert b"updated_on=%3E%3D" in raw[-1] and b">=" not in raw[-1]
+
+
+def test_ids_are_validated_before_any_request(redmine_sim: RedmineSimulator,
+                                              redmine_conn: RedmineConnector) -> None:
+    """Non-numeric issue ids and odd markers never reach the server."""
+    with pytest.raises(NotFoundError):
+        redmine_conn.get_ticket("1/../../users")
+    with pytest.raises(ValueError, match="not a sync marker"):
+        redmine_conn.create_comment("1", _note("x", marker="rs-x --> <b>hi</b>"))
+    with pytest.raises(RejectedError, match="numeric"):
+        redmine_conn.update_ticket(_issue(redmine_sim), TicketUpdate(assignee_id="bob"))
+    assert not any(r.method in ("PUT", "POST") for r in redmine_sim.requests)
+
+
+def test_download_uses_our_base_url_only(redmine_sim: RedmineSimulator,
+                                         redmine_conn: RedmineConnector) -> None:
+    """An attachment URL on another host is fetched from our Redmine, so the key stays home."""
+    issue_id = _issue(redmine_sim)
+    att = redmine_conn.upload_attachment(issue_id, "a.txt", "text/plain", b"data")
+    foreign = att.model_copy(update={"url": "http://evil.example/attachments/download/1/a.txt"})
+    assert redmine_conn.download_attachment(foreign) == b"data"
+    with pytest.raises(RejectedError):
+        redmine_conn.download_attachment(Attachment(name="x", url="http://evil.example/x"))
+
+
+def test_capabilities_follow_text_formatting(redmine_sim: RedmineSimulator) -> None:
+    """Markers count as hidden markdown only under common_mark; the rest is fixed."""
+    from redmine_fixtures import SIM_URL, redmine_config
+
+    def caps(fmt: str) -> tuple[bool, bool, bool, bool]:
+        conn = RedmineConnector.from_config(redmine_config(SIM_URL, "sync", text_formatting=fmt),
+                                            SecretStr("k" * 40),
+                                            transport=httpx.MockTransport(redmine_sim.handle))
+        assert isinstance(conn, Connector)
+        c = conn.capabilities
+        return c.markdown_markers, c.private_comments, c.labels, c.attachments_upload
+
+    assert caps("common_mark") == (True, True, False, True)
+    assert caps("textile") == (False, True, False, True)
+
+
+def test_non_admin_list_users_returns_members_only(redmine_sim: RedmineSimulator,
+                                                   redmine_clock: FakeClock) -> None:
+    """A non-admin cannot read /users.json (403), so members of the project are returned."""
+    project = redmine_sim.state.project_by_ref("sync")
+    dev, rep = redmine_sim.add_user("dev"), redmine_sim.add_user("rep")
+    redmine_sim.add_member(project, dev, ("Developer",))
+    redmine_sim.add_member(project, rep, ("Reporter",))
+    users = _as_user(redmine_sim, redmine_clock, dev.api_key).list_users()
+    assert sorted((u.id, u.name) for u in users) == [(str(dev.id), "Dev User"),
+                                                     (str(rep.id), "Rep User")]
+
+
+def test_works_over_real_http_on_loopback(redmine_sim: RedmineSimulator) -> None:
+    """The simulator served on 127.0.0.1 drives the connector through real sockets."""
+    from redmine_fixtures import FakeClock, redmine_config
+
+    with LoopbackServer(redmine_sim.handle) as server:
+        conn = RedmineConnector.from_config(redmine_config(server.url, "sync"),
+                                            SecretStr(redmine_sim.admin_key), clock=FakeClock(),
+                                            now=redmine_sim.clock.now)
+        created = conn.create_ticket(NewTicket(subject="Over HTTP", description="d",
+                                               marker="rs-http"))
+        conn.create_comment(created.id, _note("private", Visibility.INTERNAL, "rs-http-n"))
+        conn.update_ticket(created.id, TicketUpdate(state=TicketState.CLOSED))
+        redmine_sim.clock.advance(5)
+        first = list(conn.iter_changes(None))
+        assert [t.id for p in first for t in p.tickets] == [created.id]
+        assert [t for p in conn.iter_changes(first[-1].checkpoint) for t in p.tickets] == []
+        att = conn.upload_attachment(created.id, "f.bin", "application/octet-stream", b"\0\1")
+        assert att.url is not None and att.url.startswith(server.url)
+        conn.close()

@@ -1,0 +1,49 @@
+"""Facts only a real Redmine can confirm: how our markers render in its HTML pages."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+from syncer.models import NewComment, NewTicket, Visibility
+
+if TYPE_CHECKING:
+    from servers.redmine_server import RedmineServer
+
+pytest_plugins = ["redmine_fixtures"]
+
+
+@pytest.mark.redmine
+@pytest.mark.parametrize("formatting", ["textile", "common_mark"])
+def test_markers_are_invisible_in_rendered_pages(redmine_server: RedmineServer,
+                                                 formatting: str) -> None:
+    """The trailing <!-- reamaze-sync:… --> is dropped from the rendered description and
+    notes under both text formats, while the human text shows."""
+    from redmine_fixtures import RedmineBackend
+
+    backend = RedmineBackend("real", redmine_server.url, redmine_server.admin_key,
+                             server=redmine_server)
+    redmine_server.set_setting("text_formatting", formatting)
+    try:
+        project = backend.new_project()
+        conn = backend.connector(project, text_formatting=formatting)
+        created = conn.create_ticket(NewTicket(subject="Render", description="Visible *body*",
+                                               marker="rs-renderdesc"))
+        comment = conn.create_comment(created.id, NewComment(
+            body="Visible note", visibility=Visibility.INTERNAL, marker="rs-rendernote"))
+        page = httpx.get(f"{redmine_server.url}/issues/{created.id}",
+                         headers={"X-Redmine-API-Key": redmine_server.admin_key}).text
+        description = re.search(r"<strong>Description</strong></p>\s*<div class=\"wiki\">"
+                                r"(.*?)</div>", page, re.S)
+        notes = re.search(rf'<div id="journal-{comment.id}-notes" class="wiki">(.*?)</div>',
+                          page, re.S)
+        assert description is not None and notes is not None
+        assert "Visible" in description.group(1) and "Visible note" in notes.group(1)
+        for rendered in (description.group(1), notes.group(1)):
+            assert "reamaze-sync" not in rendered and "rs-render" not in rendered
+    finally:
+        redmine_server.set_setting("text_formatting", "textile")
+        backend.close()
