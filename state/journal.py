@@ -18,6 +18,7 @@ from state.core import StoreCore, check_value, row_id
 from state.records import FailureRecord, Intent, RunRecord
 from state.tables import INTENT_KINDS, RUN_KINDS, FailureRow, IntentRow, RunRow
 from syncer.errors import trim
+from syncer.logs import SECRET_KEY_RE
 from syncer.plan import Side
 
 ERROR_LIMIT = 2000  # stored error text; enough for a trimmed HTTP body and the context
@@ -39,6 +40,7 @@ class JournalStore(StoreCore):
         data = to_jsonable_python(payload)
         if not isinstance(data, dict):
             raise TypeError("intent payload must be a JSON object")
+        _refuse_secrets(data)
         now = self._now()
         with self._tx(write=True) as s:
             s.execute(self._insert(IntentRow).values(
@@ -204,6 +206,18 @@ class JournalStore(StoreCore):
         if row is None:
             raise KeyError(f"no failure for {side.value} object {object_id} in {pair!r}")
         return row
+
+
+def _refuse_secrets(value: Any, path: str = "payload") -> None:
+    """The journal is plain data an operator may dump; a credential must never land in it."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if SECRET_KEY_RE.search(str(key)):
+                raise ValueError(f"refusing to journal {path}.{key}: looks like a credential")
+            _refuse_secrets(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for n, item in enumerate(value):
+            _refuse_secrets(item, f"{path}[{n}]")
 
 
 def _intent(row: IntentRow) -> Intent:

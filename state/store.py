@@ -8,8 +8,10 @@ record values, never ORM rows; see ``state.core`` for the transaction rules and
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import structlog
+from pydantic import BaseModel
 from sqlalchemy import delete, func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -173,7 +175,7 @@ class StateStore(JournalStore):
         with self._tx(write=False) as s:
             row = self._first(s, select(CursorRow).where(
                 CursorRow.pair == pair, CursorRow.side == Side(side).value))
-            return Cursor.model_validate(row.data) if row else None
+            return Cursor.model_validate(known_fields(Cursor, row.data)) if row else None
 
     def save_cursor(self, pair: str, side: Side, cursor: Cursor) -> None:
         now = self._now()
@@ -229,7 +231,7 @@ class StateStore(JournalStore):
                 source_side=Side(c.source_side), source_id=c.source_id,
                 target_id=c.target_id, fingerprint=c.fingerprint))
         snapshots = {
-            r.conversation_id: Snapshot.model_validate(r.data)
+            r.conversation_id: Snapshot.model_validate(known_fields(Snapshot, r.data))
             for r in self._all(s, select(SnapshotRow).where(
                 SnapshotRow.pair == pair, col(SnapshotRow.conversation_id).in_(ids)))
         }
@@ -238,3 +240,10 @@ class StateStore(JournalStore):
                          comment_links=tuple(comments.get(r.conversation_id, ())),
                          snapshot=snapshots.get(r.conversation_id))
                 for r in rows]
+
+
+def known_fields(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
+    """Drop keys a newer or older release stored that the model no longer has: the models
+    forbid extra fields, and one removed field must not make every stored link unreadable.
+    A changed field type still fails loudly (that needs a migration)."""
+    return {k: v for k, v in data.items() if k in model.model_fields}

@@ -232,3 +232,12 @@ def test_naive_clock_is_refused(db_url: str) -> None:
         assert naive.last_run("p") is None
     finally:
         naive.close()
+
+
+def test_credentials_are_never_journalled(store: StateStore) -> None:
+    """A payload carrying a credential-like key, however nested, is refused and not stored."""
+    for payload in ({"api_key": "k"}, {"ticket": {"Authorization": "Basic x"}},
+                    {"items": [{"body": "ok"}, {"password": "p"}]}):
+        with pytest.raises(ValueError, match="credential"):
+            store.begin_intent("p", "rs-1", "add_comment", "conv-1", T, payload)
+    assert store.get_intent("p", "rs-1") is None

@@ -317,3 +317,22 @@ def test_link_timestamps_are_kept_out_of_the_view(store: StateStore, clock: Fake
         row = s.exec(select(Link)).one()
     assert row.updated_at - row.created_at == timedelta(seconds=60)
     assert row.created_at.tzinfo is not None and row.created_at.utcoffset() == timedelta(0)
+
+
+def test_stored_values_with_retired_fields_still_load(store: StateStore) -> None:
+    """A snapshot or cursor saved with a field the model no longer has is read, not fatal."""
+    from sqlalchemy import update
+
+    from state.tables import CursorRow, SnapshotRow
+
+    store.create_link("p", "conv-1", "101", H)
+    store.save_snapshot("p", "conv-1", Snapshot(helpdesk_tags=("a",)))
+    store.save_cursor("p", H, Cursor(watermark=datetime(2026, 1, 1, tzinfo=UTC)))
+    with store.engine.begin() as conn:
+        conn.execute(update(SnapshotRow).values(
+            data={"helpdesk_tags": ["a"], "retired_field": 1}))
+        conn.execute(update(CursorRow).values(
+            data={"watermark": "2026-01-01T00:00:00Z", "seen": [], "old_knob": True}))
+    link = store.get_link("p", "conv-1")
+    assert link is not None and link.snapshot == Snapshot(helpdesk_tags=("a",))
+    assert store.get_cursor("p", H) == Cursor(watermark=datetime(2026, 1, 1, tzinfo=UTC))

@@ -102,6 +102,7 @@ class PostgresServer:
         done = self._run("initdb", "-D", str(self.data), "-U", SUPERUSER, "--auth=trust",
                          "-E", "UTF8", "--no-locale", "--no-sync")
         if done.returncode != 0:
+            self.stop()
             raise RuntimeError(f"initdb failed: {done.stderr.strip() or done.stdout.strip()}")
         last_error = ""
         for _ in range(3):  # the free port may be taken between our probe and the bind
