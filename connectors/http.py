@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import email.utils
 import json
-import threading
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
