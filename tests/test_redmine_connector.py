@@ -157,6 +157,18 @@ def test_malformed_bodies_are_bad_payload_errors(redmine_sim: RedmineSimulator,
         redmine_conn.get_ticket(issue_id)
 
 
+def test_write_answered_with_an_odd_body_still_counts_as_done(
+        redmine_sim: RedmineSimulator, redmine_conn: RedmineConnector) -> None:
+    """PUT answers are not decoded: a proxy's HTML 200 after a landed write is not an error."""
+    issue_id = _issue(redmine_sim)
+    redmine_sim.faults.add(status=200, after=True, method="PUT", body=b"<html>ok</html>",
+                           times=2)
+    comment = redmine_conn.create_comment(issue_id, _note("hi", marker="rs-odd"))
+    assert _journals_with(redmine_sim, "rs-odd") == [int(comment.id)]
+    closed = redmine_conn.update_ticket(issue_id, TicketUpdate(state=TicketState.CLOSED))
+    assert closed.status.state is TicketState.CLOSED
+
+
 def test_huge_body_is_refused(redmine_sim: RedmineSimulator) -> None:
     """A response over the body cap is a BadPayloadError, not a memory problem."""
     from redmine_fixtures import SIM_URL, redmine_config
@@ -191,6 +203,27 @@ def test_private_note_that_comes_back_public_is_removed(
     with pytest.raises(RejectedError, match="set_notes_private"):
         conn.create_comment(issue_id, _note("second", Visibility.INTERNAL, "rs-leak2"))
     assert _writes(redmine_sim, "PUT", "/issues/") == puts
+
+
+def test_role_change_after_the_check_is_caught_and_the_note_removed(
+        redmine_sim: RedmineSimulator, redmine_clock: FakeClock) -> None:
+    """A role that loses set_notes_private (but may edit own notes) after the cached check
+    gets its public copy deleted by the connector itself."""
+    project = redmine_sim.state.project_by_ref("sync")
+    base = ("view_issues", "add_issue_notes", "edit_own_issue_notes")
+    helper = redmine_sim.add_role("Helper", (*base, "set_notes_private"))
+    editor = redmine_sim.add_role("Editor", base)
+    user = redmine_sim.add_user("helper")
+    member = redmine_sim.add_member(project, user, [helper.id])
+    conn = _as_user(redmine_sim, redmine_clock, user.api_key)
+    issue_id = _issue(redmine_sim)
+    assert conn.create_comment(issue_id, _note("ok", Visibility.INTERNAL, "rs-ok")
+                               ).visibility is Visibility.INTERNAL
+    member.role_ids = [editor.id]
+    with pytest.raises(RejectedError, match="removed"):
+        conn.create_comment(issue_id, _note("now leaks", Visibility.INTERNAL, "rs-gone"))
+    assert _journals_with(redmine_sim, "rs-gone") == []
+    assert len(_journals_with(redmine_sim, "rs-ok")) == 1
 
 
 def test_permission_answer_is_cached_then_refreshed(redmine_sim: RedmineSimulator,

@@ -444,6 +444,36 @@ def test_error_bodies_match_redmine(redmine_backend: RedmineBackend) -> None:
         assert (filt.status_code, filt.json()) == (422, {"errors": ["Updated is invalid"]})
         switched = raw.get("/users/current.json", headers={"X-Redmine-Switch-User": "nobody-x"})
         assert switched.status_code == 412
+        nowhere = raw.post("/issues.json", json={"issue": {"project_id": "no-such-project",
+                                                           "subject": "x"}})
+        assert (nowhere.status_code, nowhere.json()) == (422, {"errors": [
+            "Project cannot be blank", "Tracker cannot be blank", "Status cannot be blank"]})
+        odd = raw.post("/issues.json", json={"issue": {"project_id": project, "subject": "x",
+                                                       "tracker_id": 99}})
+        assert odd.status_code == 201 and odd.json()["issue"]["tracker"]["id"] == 1
+        prio = raw.put(f"/issues/{odd.json()['issue']['id']}.json",
+                       json={"issue": {"priority_id": 99}})
+        assert (prio.status_code, prio.json()) == (422, {"errors": ["Priority cannot be blank"]})
+
+
+def test_private_project_is_forbidden_to_outsiders(redmine_backend: RedmineBackend) -> None:
+    """A non-member gets 403 for a private project's data and 422 when creating in it."""
+    identifier = f"priv-{uuid.uuid4().hex[:8]}"
+    redmine_backend.admin.create_project(identifier, public=False)
+    hidden = redmine_backend.admin.create_issue(identifier, "hidden")
+    outsider = redmine_backend.admin.create_user(f"o{uuid.uuid4().hex[:8]}")
+    with redmine_backend.raw(outsider["api_key"]) as raw:
+        assert raw.get(f"/projects/{identifier}.json").status_code == 403
+        assert raw.get(f"/issues/{hidden['id']}.json").status_code == 403
+        assert raw.get("/issues.json", params={"project_id": identifier}).status_code == 403
+        assert raw.put(f"/issues/{hidden['id']}.json",
+                       json={"issue": {"notes": "x"}}).status_code == 403
+        assert raw.post("/issues.json", json={"issue": {"project_id": identifier,
+                                                        "subject": "x"}}).status_code == 422
+        assert raw.get("/users.json").status_code == 403
+    with pytest.raises(AuthError):
+        redmine_backend.connector(identifier, key=outsider["api_key"]).get_ticket(
+            str(hidden["id"]))
 
 
 # -- the OpenAPI spec ---------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-import httpx
 import pytest
 
 from syncer.models import NewComment, NewTicket, Visibility
@@ -34,8 +33,8 @@ def test_markers_are_invisible_in_rendered_pages(redmine_server: RedmineServer,
                                                marker="rs-renderdesc"))
         comment = conn.create_comment(created.id, NewComment(
             body="Visible note", visibility=Visibility.INTERNAL, marker="rs-rendernote"))
-        page = httpx.get(f"{redmine_server.url}/issues/{created.id}",
-                         headers={"X-Redmine-API-Key": redmine_server.admin_key}).text
+        with backend.raw() as raw:
+            page = raw.get(f"/issues/{created.id}").text
         description = re.search(r"<strong>Description</strong></p>\s*<div class=\"wiki\">"
                                 r"(.*?)</div>", page, re.S)
         notes = re.search(rf'<div id="journal-{comment.id}-notes" class="wiki">(.*?)</div>',

@@ -14,6 +14,8 @@ Choices worth knowing (the Redmine facts behind them are in shared/redmine.md):
 * ``TicketUpdate.assignee_id == ""`` unassigns; tags are ignored (Redmine has no labels).
 * Writes that are not idempotent (issue create, note create) are never retried blindly:
   after a timeout or 5xx the marker is searched first (notes.py).
+* PUT answers are not decoded (Redmine sends 204 with no body): an odd body from a proxy
+  must not turn a write that landed into an error; every write is read back instead.
 """
 
 from __future__ import annotations
@@ -255,8 +257,8 @@ class RedmineConnector:
                 change["assigned_to_id"] = self._user_id(update.assignee_id)
         if not change:
             return self._ticket(issue)
-        self.api.send_json("PUT", self._issue_path(ticket_id), {"issue": change},
-                           object_id=ticket_id)
+        self.api.request("PUT", self._issue_path(ticket_id), json_body={"issue": change},
+                         object_id=ticket_id)
         after = self._read_issue(ticket_id, include="")
         if "status_id" in change and after.status.id != change["status_id"]:
             log.warning("redmine_status_ignored", connector=CONNECTOR, issue_id=ticket_id,
@@ -317,7 +319,7 @@ class RedmineConnector:
                            object_id=ticket_id)
         before = {a.id for a in self._read_issue(ticket_id, include="attachments").attachments
                   or ()}
-        self.api.send_json("PUT", path, {"issue": {"uploads": [
+        self.api.request("PUT", path, json_body={"issue": {"uploads": [
             {"token": upload.token, "filename": filename, "content_type": content_type}]}},
             object_id=ticket_id)
         after = self._read_issue(ticket_id, include="attachments").attachments or ()

@@ -77,18 +77,17 @@ class ChangeFeed:
         watermark = since.watermark if since else None
         lower = (whole_second(watermark - timedelta(seconds=self.settings.overlap_seconds))
                  if watermark is not None else None)
+        # Keys read in this walk (dedupe and the cursor's ``seen``), pruned as the window moves.
         read: dict[str, datetime] = {}
-        yielded: set[str] = set()
         offset = 0
         for _ in range(MAX_PAGES):
             issues, meta = self.fetch(self._params(lower, offset))
             fresh: list[Issue] = []
             for issue in issues:
                 key = item_key(issue)
-                read[key] = issue.updated_on
-                if key in prior_seen or key in yielded:
+                if key in prior_seen or key in read:
                     continue
-                yielded.add(key)
+                read[key] = issue.updated_on
                 fresh.append(issue)
             if issues:
                 newest = max(i.updated_on for i in issues)
@@ -99,7 +98,7 @@ class ChangeFeed:
             yield ChangePage(tickets=tuple(self.to_ticket(i) for i in fresh),
                              checkpoint=checkpoint)
             page_limit = min(self.settings.page_size, meta.limit or self.settings.page_size)
-            if len(issues) < page_limit:
+            if len(issues) < page_limit or watermark is None:
                 return
             last = whole_second(max(i.updated_on for i in issues))
             if lower is not None and last <= lower:
@@ -107,6 +106,10 @@ class ChangeFeed:
                 offset += max(1, len(issues) // 2)
             else:
                 lower, offset = last, 0
+            # Later queries return nothing older than lower - 1s, and the cursor keeps
+            # nothing older than the horizon: forget the rest (keeps long backfills linear).
+            floor = min(lower - ONE_SECOND, self._horizon(watermark))
+            read = {k: t for k, t in read.items() if t >= floor}
         raise BadPayloadError(f"change feed did not end after {MAX_PAGES} pages",
                               connector=CONNECTOR)
 
@@ -118,12 +121,15 @@ class ChangeFeed:
             params["updated_on"] = ">=" + redmine_time(lower)
         return params
 
+    def _horizon(self, watermark: datetime) -> datetime:
+        return (whole_second(watermark - timedelta(seconds=self.settings.overlap_seconds))
+                - ONE_SECOND)
+
     def _seen(self, prior: set[str], read: dict[str, datetime], watermark: datetime,
               started: datetime) -> tuple[str, ...]:
         # The next walk queries >= watermark - overlap, i.e. stored times above one second
         # less than that; every key it can return again must be remembered.
-        horizon = (whole_second(watermark - timedelta(seconds=self.settings.overlap_seconds))
-                   - ONE_SECOND)
+        horizon = self._horizon(watermark)
         settled_before = started - timedelta(seconds=self.settings.skew_seconds) - ONE_SECOND
         keep = set()
         for key in prior:

@@ -84,7 +84,7 @@ class Notes:
         path = self.issue_path(issue_id)
         send_once_or_find(
             self.clock,
-            lambda: self.api_once.send_json("PUT", path, body, object_id=issue_id),
+            lambda: self.api_once.request("PUT", path, json_body=body, object_id=issue_id),
             lambda: self._journal_with_marker(self.read_issue(issue_id), new.marker))
         issue = self.read_issue(issue_id)
         journal = self._journal_with_marker(issue, new.marker)
@@ -113,8 +113,9 @@ class Notes:
             # An empty note on a journal without details is a delete in Redmine.
             raise RejectedError("refusing to blank a note (Redmine would delete it)",
                                 connector=CONNECTOR, object_id=f"{issue_id}#{comment_id}")
-        self.api.send_json("PUT", f"/journals/{journal.id}.json", {"journal": {"notes": notes}},
-                           object_id=f"{issue_id}#{comment_id}")
+        self.api.request("PUT", f"/journals/{journal.id}.json",
+                         json_body={"journal": {"notes": notes}},
+                         object_id=f"{issue_id}#{comment_id}")
         after = self.read_issue(issue_id)
         edited = next((j for j in after.journals or () if j.id == journal.id), None)
         if edited is None:
@@ -135,8 +136,8 @@ class Notes:
         self.guard.revoke("a private note came back public")
         object_id = f"{issue_id}#{journal.id}"
         try:
-            self.api.send_json("PUT", f"/journals/{journal.id}.json",
-                               {"journal": {"notes": ""}}, object_id=object_id)
+            self.api.request("PUT", f"/journals/{journal.id}.json",
+                             json_body={"journal": {"notes": ""}}, object_id=object_id)
             after = self.read_issue(issue_id)
         except SyncError as exc:
             log.critical("visibility_leak_unremoved", issue_id=issue_id, journal_id=journal.id,

@@ -34,16 +34,23 @@ def _int(value: Any) -> int | None:
 
 
 def create_issue(st: SimState, user: SimUser, attrs: Mapping[str, Any]) -> SimIssue:
-    project = st.project_by_ref(attrs.get("project_id", ""))
+    try:
+        project = st.project_by_ref(attrs.get("project_id", ""))
+    except SimHTTPError:
+        project = None
+    if project is None or not st.project_visible(user, project):
+        # Redmine cannot pick a project, hence no tracker and no default status either.
+        raise SimHTTPError(422, ["Project cannot be blank", "Tracker cannot be blank",
+                                 "Status cannot be blank"])
     if not st.allowed(user, "add_issues", project):
         raise SimHTTPError(403)
     errors: list[str] = []
     subject = "" if attrs.get("subject") is None else str(attrs.get("subject"))
     if not subject.strip():
         errors.append("Subject cannot be blank")
-    tracker_id = _int(attrs.get("tracker_id")) or project.tracker_ids[0]
-    if tracker_id not in project.tracker_ids:
-        errors.append("Tracker is not included in the list")
+    tracker_id = _int(attrs.get("tracker_id"))
+    if tracker_id not in project.tracker_ids:  # an unknown tracker is ignored, not an error
+        tracker_id = project.tracker_ids[0]
     priority_id = _int(attrs.get("priority_id")) or D.DEFAULT_PRIORITY
     if priority_id not in {p[0] for p in D.PRIORITIES}:
         errors.append("Priority cannot be blank")
@@ -100,10 +107,12 @@ def update_issue(st: SimState, user: SimUser, issue: SimIssue,
             desc = crlf("" if attrs["description"] is None else str(attrs["description"]))
             if desc != (issue.description or ""):
                 changes.append(("description", issue.description, desc))
-        priority = _int(attrs.get("priority_id"))
-        if priority is not None and priority != issue.priority_id and priority in {
-                p[0] for p in D.PRIORITIES}:
-            changes.append(("priority_id", issue.priority_id, priority))
+        if "priority_id" in attrs:
+            priority = _int(attrs["priority_id"])
+            if priority not in {p[0] for p in D.PRIORITIES}:
+                errors.append("Priority cannot be blank")
+            elif priority != issue.priority_id:
+                changes.append(("priority_id", issue.priority_id, priority))
         if "assigned_to_id" in attrs:
             assignee = _assignee(st, attrs, author=issue.author_id, project_id=project.id,
                                  previous=issue.assigned_to_id, errors=errors)
@@ -251,6 +260,8 @@ def query_issues(st: SimState, user: SimUser,
                                                _status_filter(params.get("status_id"), st)]
     if params.get("project_id"):
         project = st.project_by_ref(params["project_id"])
+        if not st.project_visible(user, project):
+            raise SimHTTPError(403)
         tests.append(lambda i: i.project_id == project.id)
     for name, label in (("updated_on", "Updated"), ("created_on", "Created")):
         if params.get(name):

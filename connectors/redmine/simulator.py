@@ -38,6 +38,7 @@ from connectors.redmine.sim_state import (
     SimJournal,
     SimMember,
     SimProject,
+    SimRole,
     SimState,
     SimUser,
     crlf,
@@ -71,8 +72,17 @@ class Faults:
         self._rules: list[Fault] = []
         self._lock = threading.Lock()
 
-    def add(self, **kw: Any) -> Fault:
-        fault = Fault(**kw)
+    def add(self, *, status: int | None = None, times: int = 1, method: str | None = None,
+            path: str | None = None, headers: dict[str, str] | None = None, body: bytes = b"",
+            timeout: bool = False, delay: float = 0.0, after: bool = False,
+            action: Callable[[httpx.Request], None] | None = None) -> Fault:
+        """Match the next ``times`` requests (by method and path regex) and answer ``status``
+        with ``headers``/``body``, or raise ``httpx.ReadTimeout`` (``timeout``), after
+        sleeping ``delay``; ``after=True`` lets the request be processed first (a write
+        that landed but whose answer was lost); ``action`` runs before anything else."""
+        fault = Fault(status=status, times=times, method=method, path=path,
+                      headers=dict(headers or {}), body=body, timeout=timeout, delay=delay,
+                      after=after, action=action)
         with self._lock:
             self._rules.append(fault)
         return fault
@@ -465,6 +475,13 @@ class RedmineSimulator:
                            drop_private_notes=drop_private_notes)
             self.state.users[user.id] = user
             return user
+
+    def add_role(self, name: str, permissions: tuple[str, ...] | list[str]) -> SimRole:
+        """A custom role (the real API cannot create one; the admin UI can)."""
+        with self.state.lock:
+            role = SimRole(self.state.next_id(self.state.roles), name, tuple(permissions))
+            self.state.roles[role.id] = role
+            return role
 
     def add_project(self, identifier: str, *, name: str | None = None,
                     public: bool = True) -> SimProject:
