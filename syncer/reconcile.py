@@ -87,14 +87,19 @@ def reconcile(
         return _plan(ctx, Skip(conversation_id=cid, object_id=cid,
                                reason="issue create is pending recovery"))
     if issue_deleted:
-        return _plan(
-            ctx,
-            MarkOrphaned(conversation_id=cid, reason=f"issue {link.issue_id} was deleted"),
-            AddComment(conversation_id=cid, target=Side.HELPDESK, ticket_id=cid, source_id="",
-                       new=NewComment(body=render.orphan_note(ctx.tracker_name, link.issue_id),
-                                      visibility=Visibility.INTERNAL,
-                                      marker=make_marker(ctx.pair, "orphan", cid))),
-        )
+        # The note goes first: the applier stops a conversation at its first failed write,
+        # and a link marked orphaned is never looked at again, so a note planned after the
+        # marking would be lost for good. The marker keeps a repeat from writing it twice.
+        marker = make_marker(ctx.pair, "orphan", cid, link.issue_id)
+        actions: list[Action] = []
+        if conversation is None or marker not in _markers(conversation.comments):
+            actions.append(AddComment(
+                conversation_id=cid, target=Side.HELPDESK, ticket_id=cid, source_id="",
+                new=NewComment(body=render.orphan_note(ctx.tracker_name, link.issue_id),
+                               visibility=Visibility.INTERNAL, marker=marker)))
+        actions.append(MarkOrphaned(conversation_id=cid,
+                                    reason=f"issue {link.issue_id} was deleted"))
+        return _plan(ctx, *actions)
     if conversation is None or issue is None:
         return plan  # the runner fetches both sides of an active link; nothing to decide
     return _sync_link(ctx, conversation, issue, link)
@@ -115,6 +120,12 @@ def _new_link(ctx: PairContext, conversation: SideView) -> Plan:
     if why is None:
         return _plan(ctx, Skip(conversation_id=conv.id, object_id=conv.id,
                                reason="does not match the pair's rules"))
+    assignee = conv.assignee.email if conv.assignee else None
+    # The create obeys the same capability and direction rules as later field updates.
+    tr_assignee = (_map_staff(ctx, assignee) if ctx.tracker_caps.assignee
+                   and _flows(ctx.policy.assignee_field.direction, Side.TRACKER) else None)
+    tr_labels = (_labels_for(ctx, conv.tags)
+                 if _flows(ctx.policy.tags_field.direction, Side.TRACKER) else ())
     actions: list[Action] = [
         CreateIssue(
             conversation_id=conv.id,
@@ -122,23 +133,23 @@ def _new_link(ctx: PairContext, conversation: SideView) -> Plan:
                 subject=render.issue_title(ctx.policy, conv),
                 description=render.issue_description(ctx.policy, conv),
                 marker=make_marker(ctx.pair, "issue", conv.id),
-                assignee_id=_map_staff(ctx, conv.assignee.email if conv.assignee else None),
-                tags=_labels_for(ctx, conv.tags),
+                assignee_id=tr_assignee,
+                tags=tr_labels,
             ),
         ),
         PostLinkNote(conversation_id=conv.id, marker=make_marker(ctx.pair, "linknote", conv.id)),
     ]
-    actions += _copy_helpdesk_comments(ctx, conv.id, None, conversation.comments, set(), set())
+    actions += _copy_helpdesk_comments(ctx, conv.id, None, conversation.comments, set(), set(),
+                                       set())
     # The base for later three-way merges is what both sides look like right after the
     # create, so a change on either side before the next pass is seen as a change.
-    assignee = conv.assignee.email if conv.assignee else None
     actions.append(SaveSnapshot(conversation_id=conv.id, snapshot=Snapshot(
         helpdesk_state=conv.status.state,
         tracker_state=TicketState.OPEN,
         helpdesk_tags=tuple(sorted(conv.tags)),
-        tracker_labels=_labels_for(ctx, conv.tags),
+        tracker_labels=tr_labels,
         helpdesk_assignee=assignee,
-        tracker_assignee=_map_staff(ctx, assignee),
+        tracker_assignee=tr_assignee,
     )))
     return Plan(pair=ctx.pair, actions=tuple(actions))
 
@@ -152,7 +163,8 @@ def _sync_link(ctx: PairContext, conversation: SideView, issue: SideView,
     copied = {(c.source_side, c.source_id) for c in link.comment_links}
     written = {(c.source_side.other, c.target_id) for c in link.comment_links}
     actions: list[Action] = []
-    actions += _copy_helpdesk_comments(ctx, cid, iss.id, conversation.comments, copied, written)
+    actions += _copy_helpdesk_comments(ctx, cid, iss.id, conversation.comments, copied, written,
+                                       _markers(issue.comments))
     actions += _copy_tracker_comments(ctx, cid, conversation, issue, link, copied, written)
     field_actions, snapshot = _fields(ctx, conversation, issue, link.snapshot)
     actions += field_actions
@@ -165,9 +177,14 @@ def _is_echo(comment: Comment, side: Side, written: set[tuple[Side, str]]) -> bo
     return (side, comment.id) in written or is_our_marker(comment.marker)
 
 
+def _markers(comments: tuple[Comment, ...]) -> set[str]:
+    """Our markers present on a side: a copy whose link row was lost is still found here."""
+    return {c.marker for c in comments if c.marker is not None and is_our_marker(c.marker)}
+
+
 def _copy_helpdesk_comments(ctx: PairContext, cid: str, issue_id: str | None,
                             comments: tuple[Comment, ...], copied: set[tuple[Side, str]],
-                            written: set[tuple[Side, str]]) -> list[Action]:
+                            written: set[tuple[Side, str]], present: set[str]) -> list[Action]:
     out: list[Action] = []
     for c in sorted(comments, key=lambda c: (c.created_at, c.id)):
         if c.read_only or _is_echo(c, Side.HELPDESK, written):
@@ -175,6 +192,8 @@ def _copy_helpdesk_comments(ctx: PairContext, cid: str, issue_id: str | None,
         if (Side.HELPDESK, c.id) in copied:
             continue
         marker = make_marker(ctx.pair, "comment", Side.HELPDESK.value, cid, c.id)
+        if marker in present:
+            continue
         if c.visibility == Visibility.INTERNAL and not ctx.tracker_caps.private_comments:
             if ctx.policy.visibility.internal_to_public_tracker == "skip":
                 out.append(Skip(conversation_id=cid, object_id=c.id,
@@ -198,6 +217,7 @@ def _copy_tracker_comments(ctx: PairContext, cid: str, conversation: SideView,
     out: list[Action] = []
     fingerprints = {c.source_id: c.fingerprint for c in link.comment_links
                     if c.source_side == Side.TRACKER}
+    present = _markers(conversation.comments)
     for c in sorted(issue.comments, key=lambda c: (c.created_at, c.id)):
         if c.read_only or _is_echo(c, Side.TRACKER, written):
             continue
@@ -206,6 +226,9 @@ def _copy_tracker_comments(ctx: PairContext, cid: str, conversation: SideView,
                 out.append(Skip(conversation_id=cid, object_id=c.id,
                                 reason="edited on the tracker after it was copied; Re:amaze "
                                        "messages cannot be edited"))
+            continue
+        marker = make_marker(ctx.pair, "comment", Side.TRACKER.value, cid, c.id)
+        if marker in present:
             continue
         to_customer = (c.visibility == Visibility.PUBLIC
                        and ctx.policy.visibility.customer_replies_from_tracker)
@@ -216,7 +239,7 @@ def _copy_tracker_comments(ctx: PairContext, cid: str, conversation: SideView,
             new=NewComment(
                 body=render.tracker_comment_to_helpdesk(ctx.tracker_name, issue.ticket, c),
                 visibility=visibility, notify_customer=to_customer, attachments=c.attachments,
-                marker=make_marker(ctx.pair, "comment", Side.TRACKER.value, cid, c.id)),
+                marker=marker),
         ))
     return out
 
@@ -314,18 +337,21 @@ def _status(ctx: PairContext, conversation: SideView, issue: SideView, base: Sna
     else:
         actions = []
     if to_hd is not None and to_hd != hd_state:
-        actions.append(UpdateTicket(conversation_id=cid, target=Side.HELPDESK, ticket_id=cid,
-                                    update=TicketUpdate(state=to_hd),
-                                    reason=f"issue is {tr_state}"))
-        now = now.model_copy(update={"helpdesk_state": to_hd})
-        if tr_state == TicketState.CLOSED and policy.status.close_reply_template:
+        # The reply goes before the state change: once the conversation has its new state
+        # the change is no longer seen, so a reply planned after it would be lost if the
+        # pass stopped in between. Its marker keeps a repeat from mailing the customer twice.
+        marker = make_marker(ctx.pair, "close-reply", cid, issue.ticket.updated_at.isoformat())
+        if (tr_state == TicketState.CLOSED and policy.status.close_reply_template
+                and marker not in _markers(conversation.comments)):
             actions.append(AddComment(
                 conversation_id=cid, target=Side.HELPDESK, ticket_id=cid, source_id="",
                 new=NewComment(
                     body=render.close_reply(policy, conversation.ticket, issue.ticket),
-                    visibility=Visibility.PUBLIC, notify_customer=True,
-                    marker=make_marker(ctx.pair, "close-reply", cid,
-                                       issue.ticket.updated_at.isoformat()))))
+                    visibility=Visibility.PUBLIC, notify_customer=True, marker=marker)))
+        actions.append(UpdateTicket(conversation_id=cid, target=Side.HELPDESK, ticket_id=cid,
+                                    update=TicketUpdate(state=to_hd),
+                                    reason=f"issue is {tr_state}"))
+        now = now.model_copy(update={"helpdesk_state": to_hd})
     if to_tr is not None and to_tr != tr_state:
         actions.append(UpdateTicket(conversation_id=cid, target=Side.TRACKER, ticket_id=iid,
                                     update=TicketUpdate(state=to_tr),
@@ -339,25 +365,28 @@ def _assignee(ctx: PairContext, cid: str, iid: str, base: Snapshot,
     fp = ctx.policy.assignee_field
     if not ctx.tracker_caps.assignee:
         return [], now
-    hd_changed = now.helpdesk_assignee != base.helpdesk_assignee
-    tr_changed = now.tracker_assignee != base.tracker_assignee
     want_tr = _map_staff(ctx, now.helpdesk_assignee)
+    if want_tr == now.tracker_assignee:
+        return [], now  # already agree (two staff emails may map to one tracker user)
     want_hd = _unmap_user(ctx, now.tracker_assignee)
-    push = hd_changed and _flows(fp.direction, Side.TRACKER) and want_tr is not None
-    pull = tr_changed and _flows(fp.direction, Side.HELPDESK) and want_hd is not None
+    push = (now.helpdesk_assignee != base.helpdesk_assignee
+            and _flows(fp.direction, Side.TRACKER))
+    pull = now.tracker_assignee != base.tracker_assignee and _flows(fp.direction, Side.HELPDESK)
     actions: list[Action] = []
-    if push and pull and want_tr != now.tracker_assignee:
+    if push and pull:
+        # Decided before looking at the mapping: an owner's value that cannot be carried
+        # over (unmapped) still wins, it must not be overwritten by the other side's.
         winner = Side.TRACKER if fp.owner == "tracker" else Side.HELPDESK
         actions.append(Conflict(conversation_id=cid, field="assignee",
                                 helpdesk_value=str(now.helpdesk_assignee),
                                 tracker_value=str(now.tracker_assignee), winner=winner))
         push, pull = winner is Side.HELPDESK, winner is Side.TRACKER
-    if push and want_tr != now.tracker_assignee:
+    if push and want_tr is not None:
         actions.append(UpdateTicket(conversation_id=cid, target=Side.TRACKER, ticket_id=iid,
                                     update=TicketUpdate(assignee_id=want_tr),
                                     reason="assignee changed in Re:amaze"))
         now = now.model_copy(update={"tracker_assignee": want_tr})
-    elif pull and want_hd != now.helpdesk_assignee:
+    elif pull and want_hd is not None:
         actions.append(UpdateTicket(conversation_id=cid, target=Side.HELPDESK, ticket_id=cid,
                                     update=TicketUpdate(assignee_id=want_hd),
                                     reason="assignee changed on the tracker"))
@@ -373,9 +402,11 @@ def _labels(ctx: PairContext, cid: str, iid: str, base: Snapshot,
         return [], now
     if now.helpdesk_tags == base.helpdesk_tags:
         return [], now
-    owned = set(ctx.policy.tag_to_label.values())
+    # Only the labels whose mapped tags came or went since the snapshot move; a label a
+    # tracker user removed by hand is not put back by an unrelated tag change.
+    was = set(_labels_for(ctx, base.helpdesk_tags))
     wanted = set(_labels_for(ctx, now.helpdesk_tags))
-    labels = tuple(sorted((set(now.tracker_labels) - owned) | wanted))
+    labels = tuple(sorted((set(now.tracker_labels) - (was - wanted)) | (wanted - was)))
     if labels == now.tracker_labels:
         return [], now
     return ([UpdateTicket(conversation_id=cid, target=Side.TRACKER, ticket_id=iid,

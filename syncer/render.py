@@ -41,7 +41,8 @@ def issue_description(policy: PairConfig, conversation: Ticket) -> str:
         lines.append("Tags: " + ", ".join(conversation.tags))
     lines.append("")
     lines.append("Messages from the conversation follow as notes.")
-    return "\n".join(lines)
+    # Channel, customer and tag names are free text too: none of them may ping anyone.
+    return neutralise_mentions("\n".join(lines))
 
 
 def _when(ts: datetime) -> str:
@@ -58,13 +59,13 @@ def helpdesk_comment_to_tracker(policy: PairConfig, comment: Comment) -> str:
         role = "customer"
     kind = "internal note" if comment.visibility == "internal" else "message"
     header = f"**{who}** ({role}) — Re:amaze {kind}, {_when(comment.created_at)}"
-    return f"{header}\n\n{neutralise_mentions(comment.body)}"
+    return neutralise_mentions(f"{header}\n\n{comment.body}")  # author names too
 
 
 def tracker_comment_to_helpdesk(tracker_name: str, issue: Ticket, comment: Comment) -> str:
     who = comment.author.name or comment.author.email or "someone"
-    return (f"{who} commented on {tracker_name} issue #{issue.id}:\n\n"
-            f"{neutralise_mentions(comment.body)}")
+    return neutralise_mentions(f"{who} commented on {tracker_name} issue #{issue.id}:\n\n"
+                               f"{comment.body}")
 
 
 def placeholder_note(policy: PairConfig) -> str:

@@ -1,0 +1,272 @@
+"""Small builders for reconciler tests, and a pure in-memory "apply" of a Plan.
+
+``apply_plan`` mirrors what syncer/apply.py does to both remotes and to the state store
+(comments we write carry our marker, comment links are recorded with the source side and
+id the applier records, updates bump ``updated_at``) without any I/O, so convergence and
+echo can be checked by reconciling the result again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from connectors.base import Capabilities
+from syncer.config import PairConfig
+from syncer.models import (
+    Attachment,
+    Author,
+    Collection,
+    Comment,
+    Contact,
+    Ticket,
+    TicketState,
+    TicketStatus,
+    User,
+    Visibility,
+)
+from syncer.plan import (
+    AddComment,
+    CommentLinkView,
+    Conflict,
+    CreateIssue,
+    LinkView,
+    MarkOrphaned,
+    Plan,
+    PostLinkNote,
+    SaveSnapshot,
+    Side,
+    SideView,
+    Skip,
+    Snapshot,
+    UpdateTicket,
+)
+from syncer.reconcile import PairContext, reconcile
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+PAIR = "support-redmine"
+CID = "login-fails-123"
+IID = "42"
+CUSTOMER_NAME = "Zelda Quixote"
+CUSTOMER_EMAIL = "zelda.q@customer.example"
+
+
+def ts(minutes: int) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def status(state: TicketState) -> TicketStatus:
+    return TicketStatus(code=state.value, name=state.value.replace("_", " ").title(),
+                        state=state)
+
+
+def staff(email: str) -> User:
+    return User(id=email, name=email.split("@")[0].title(), email=email)
+
+
+def tracker_user(uid: str) -> User:
+    return User(id=uid, name=f"Dev {uid}")
+
+
+def customer() -> Contact:
+    return Contact(id="contact-1", name=CUSTOMER_NAME, email=CUSTOMER_EMAIL)
+
+
+def conversation(cid: str = CID, *, subject: str = "Login fails on Safari",
+                 state: TicketState = TicketState.OPEN, tags: tuple[str, ...] = (),
+                 channel: str | None = "support", assignee: str | None = None,
+                 updated: int = 0, marker: str | None = None,
+                 url: str | None = "https://acme.reamaze.io/admin/conversations/x",
+                 contact: Contact | None = None) -> Ticket:
+    return Ticket(
+        id=cid, subject=subject, status=status(state), tags=tags,
+        assignee=staff(assignee) if assignee else None,
+        collection=Collection(id=channel, name=f"{channel.title()} inbox") if channel else None,
+        contact=contact if contact is not None else customer(),
+        created_at=T0, updated_at=ts(updated), url=url, marker=marker,
+    )
+
+
+def issue(iid: str = IID, *, subject: str = "Login fails on Safari",
+          state: TicketState = TicketState.OPEN, labels: tuple[str, ...] = (),
+          assignee: str | None = None, updated: int = 0, marker: str | None = None,
+          url: str | None = "https://redmine.example/issues/42") -> Ticket:
+    return Ticket(
+        id=iid, subject=subject, status=status(state), tags=labels,
+        assignee=tracker_user(assignee) if assignee else None,
+        created_at=T0, updated_at=ts(updated), url=url, marker=marker,
+    )
+
+
+def comment(cid: str, *, ticket: str = CID, body: str = "hello", internal: bool = False,
+            by_staff: bool = True, name: str | None = "Alice Agent",
+            email: str | None = "alice@acme.example", at: int = 1, marker: str | None = None,
+            read_only: bool = False, attachments: tuple[Attachment, ...] = ()) -> Comment:
+    return Comment(
+        id=cid, ticket_id=ticket, body=body,
+        visibility=Visibility.INTERNAL if internal else Visibility.PUBLIC,
+        author=Author(name=name, email=email, is_staff=by_staff),
+        created_at=ts(at), marker=marker, read_only=read_only, attachments=attachments,
+    )
+
+
+def customer_comment(cid: str, *, body: str = "It still fails", at: int = 1,
+                     ticket: str = CID) -> Comment:
+    return comment(cid, ticket=ticket, body=body, by_staff=False, name=CUSTOMER_NAME,
+                   email=CUSTOMER_EMAIL, at=at)
+
+
+def policy(**overrides: Any) -> PairConfig:
+    """A pair config; nested sections may be given as dicts (validated like the TOML)."""
+    data: dict[str, Any] = {"name": PAIR, "tracker": "redmine"}
+    data.update(overrides)
+    return PairConfig.model_validate(data)
+
+
+def context(pol: PairConfig | None = None, *, private: bool = True, labels: bool = True,
+            assignee: bool = True) -> PairContext:
+    return PairContext(
+        policy=pol if pol is not None else policy(),
+        tracker_caps=Capabilities(private_comments=private, labels=labels, assignee=assignee),
+        tracker_name="Redmine",
+    )
+
+
+def link(cid: str = CID, iid: str | None = IID, *, status_: str = "active",
+         comment_links: tuple[CommentLinkView, ...] = (),
+         snapshot: Snapshot | None = None) -> LinkView:
+    return LinkView(conversation_id=cid, issue_id=iid, status=status_,
+                    comment_links=comment_links, snapshot=snapshot)
+
+
+def agreed(conv: Ticket, iss: Ticket, **changes: Any) -> Snapshot:
+    """The snapshot a sync that saw exactly these two tickets would have saved."""
+    snap = Snapshot(
+        helpdesk_state=conv.status.state, tracker_state=iss.status.state,
+        helpdesk_tags=tuple(sorted(conv.tags)), tracker_labels=tuple(sorted(iss.tags)),
+        helpdesk_assignee=conv.assignee.email if conv.assignee else None,
+        tracker_assignee=iss.assignee.id if iss.assignee else None,
+        helpdesk_updated_at=conv.updated_at.isoformat(),
+        tracker_updated_at=iss.updated_at.isoformat(),
+    )
+    return snap.model_copy(update=changes)
+
+
+def of_type(plan: Plan, kind: type[Any]) -> list[Any]:
+    return [a for a in plan.actions if isinstance(a, kind)]
+
+
+# --- an in-memory world and a pure apply ---------------------------------------------
+
+ENGINE = Author(name="reamaze-sync", is_staff=True)
+
+
+@dataclass(frozen=True)
+class World:
+    """Both sides of one conversation plus what the state store remembers about it."""
+
+    ctx: PairContext
+    conversation: SideView
+    issue: SideView | None = None
+    link: LinkView | None = None
+    clock: int = 1000  # minutes after T0; every write moves it forward
+    issue_deleted: bool = False
+
+    def reconcile(self) -> Plan:
+        # Like the runner: a deleted issue cannot be fetched, only reported as deleted.
+        return reconcile(self.ctx, self.conversation,
+                         None if self.issue_deleted else self.issue, self.link,
+                         issue_deleted=self.issue_deleted)
+
+
+def _touch(view: SideView, when: datetime, **changes: Any) -> SideView:
+    return view.model_copy(update={"ticket": view.ticket.model_copy(
+        update={"updated_at": when, **changes})})
+
+
+def _updated(ticket: Ticket, side: Side, action: UpdateTicket) -> dict[str, Any]:
+    u = action.update
+    changes: dict[str, Any] = {}
+    if u.state is not None:
+        changes["status"] = status(u.state)
+    if u.tags is not None:
+        changes["tags"] = u.tags
+    if u.assignee_id is not None:
+        changes["assignee"] = (staff(u.assignee_id) if side is Side.HELPDESK
+                               else tracker_user(u.assignee_id))
+    return changes
+
+
+def apply_plan(world: World, plan: Plan) -> World:
+    """What the applier would leave behind, with ids and times drawn from ``world.clock``."""
+    w = world
+    for action in plan.actions:
+        clock = w.clock + 1
+        now = ts(clock)
+        if isinstance(action, CreateIssue):
+            assert w.link is None and w.issue is None, "issue created twice"
+            new = action.new
+            iss = Ticket(id=f"i{clock}", subject=new.subject, description=new.description,
+                         status=status(new.state or TicketState.OPEN), tags=new.tags,
+                         assignee=tracker_user(new.assignee_id) if new.assignee_id else None,
+                         created_at=now, updated_at=now, marker=new.marker,
+                         url=f"https://redmine.example/issues/i{clock}")
+            w = replace(w, issue=SideView(ticket=iss), clock=clock,
+                        link=LinkView(conversation_id=action.conversation_id, issue_id=iss.id))
+        elif isinstance(action, AddComment | PostLinkNote):
+            w = _add_comment(w, action, clock, now)
+        elif isinstance(action, UpdateTicket):
+            if action.target is Side.HELPDESK:
+                assert action.ticket_id == w.conversation.ticket.id
+                conv = _touch(w.conversation, now,
+                              **_updated(w.conversation.ticket, Side.HELPDESK, action))
+                w = replace(w, conversation=conv, clock=clock)
+            else:
+                assert w.issue is not None and action.ticket_id == w.issue.ticket.id
+                iss_view = _touch(w.issue, now, **_updated(w.issue.ticket, Side.TRACKER, action))
+                w = replace(w, issue=iss_view, clock=clock)
+        elif isinstance(action, MarkOrphaned):
+            assert w.link is not None
+            w = replace(w, link=w.link.model_copy(update={"status": "orphaned"}))
+        elif isinstance(action, SaveSnapshot):
+            assert w.link is not None
+            w = replace(w, link=w.link.model_copy(update={"snapshot": action.snapshot}))
+        else:
+            assert isinstance(action, Skip | Conflict)
+    return w
+
+
+def _add_comment(w: World, action: AddComment | PostLinkNote, clock: int,
+                 now: datetime) -> World:
+    assert w.link is not None, "comment planned before the link exists"
+    if isinstance(action, PostLinkNote):
+        target, source_id, fingerprint = Side.HELPDESK, action.marker, ""
+        body = f"Linked to issue #{w.link.issue_id}"
+        vis, marker = Visibility.INTERNAL, action.marker
+        attachments: tuple[Attachment, ...] = ()
+    else:
+        target, source_id = action.target, action.source_id or action.new.marker
+        fingerprint = action.source_fingerprint
+        body, vis, marker = action.new.body, action.new.visibility, action.new.marker
+        attachments = action.new.attachments
+    view = w.conversation if target is Side.HELPDESK else w.issue
+    assert view is not None
+    if isinstance(action, AddComment) and action.ticket_id is not None:
+        assert action.ticket_id == view.ticket.id
+    new = Comment(id=f"{target.value[0]}{clock}", ticket_id=view.ticket.id, body=body,
+                  visibility=vis, author=ENGINE, created_at=now, marker=marker,
+                  attachments=attachments)
+    view = _touch(view, now).model_copy(update={"comments": (*view.comments, new)})
+    links = (*w.link.comment_links,
+             CommentLinkView(source_side=target.other, source_id=source_id,
+                             target_id=new.id, fingerprint=fingerprint))
+    w = replace(w, link=w.link.model_copy(update={"comment_links": links}), clock=clock)
+    if target is Side.HELPDESK:
+        return replace(w, conversation=view)
+    return replace(w, issue=view)
+
+
+def run_round(world: World) -> tuple[Plan, World]:
+    plan = world.reconcile()
+    return plan, apply_plan(world, plan)

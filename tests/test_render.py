@@ -1,0 +1,147 @@
+"""Text the engine writes: titles, descriptions, attributed copies, notes, mention safety."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from syncer import render
+from syncer.models import Contact
+from tests.reconcile_builders import (
+    CID,
+    CUSTOMER_EMAIL,
+    CUSTOMER_NAME,
+    comment,
+    conversation,
+    issue,
+    policy,
+)
+
+LIVE_MENTION = re.compile(r"(?<![\w`])@[A-Za-z0-9_]")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("@bob", "@\u200bbob"),
+    ("hi @bob and @alice_2", "hi @\u200bbob and @\u200balice_2"),
+    ("(@ops-team)", "(@\u200bops-team)"),
+    ("line\n@dev look", "line\n@\u200bdev look"),
+    ("bob@example.com", "bob@example.com"),
+    ("`@decorator`", "`@decorator`"),
+    ("@ alone", "@ alone"),
+    ("@@bob", "@@\u200bbob"),
+    ("@Jörg", "@\u200bJörg"),
+    ("", ""),
+])
+def test_neutralise_mentions_table(text: str, expected: str) -> None:
+    """Mentions get a zero-width space after the @; emails and code spans are untouched."""
+    assert render.neutralise_mentions(text) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.sampled_from("@ab_1 .\n`-é"), max_size=40))
+def test_neutralise_mentions_leaves_no_live_mention_and_is_idempotent(text: str) -> None:
+    """No live @mention survives, visible characters are kept, and a second pass changes nothing."""
+    once = render.neutralise_mentions(text)
+    assert LIVE_MENTION.search(once) is None
+    assert once.replace("\u200b", "") == text
+    assert render.neutralise_mentions(once) == once
+
+
+def test_issue_title_falls_back_to_slug_and_is_capped() -> None:
+    """An empty rendered title uses the conversation slug; long titles are cut to 250 characters."""
+    pol = policy(title_template="{subject}")
+    assert render.issue_title(pol, conversation(subject="   ")) == CID
+    assert len(render.issue_title(pol, conversation(subject="x" * 400))) == 250
+
+
+def test_issue_title_keeps_braces_in_subject_verbatim() -> None:
+    """A subject containing format braces is inserted as text, not interpreted."""
+    pol = policy(title_template="[{channel}] {subject}")
+    title = render.issue_title(pol, conversation(subject="Error {0} in {subject}"))
+    assert title == "[Support inbox] Error {0} in {subject}"
+
+
+def test_issue_description_lines() -> None:
+    """The description links the conversation and lists channel, customer (PII on) and tags."""
+    pol = policy(visibility={"include_customer_pii": True})
+    desc = render.issue_description(pol, conversation(tags=("bug", "vip")))
+    assert desc.splitlines()[:4] == [
+        "Re:amaze conversation: https://acme.reamaze.io/admin/conversations/x",
+        "Channel: Support inbox",
+        f"Customer: {CUSTOMER_NAME} <{CUSTOMER_EMAIL}>",
+        "Tags: bug, vip",
+    ]
+
+
+def test_issue_description_without_url_channel_contact_or_pii() -> None:
+    """Missing optional parts are left out, and the customer is never named with PII off."""
+    desc = render.issue_description(policy(), conversation(url=None, channel=None))
+    assert desc.splitlines()[0] == f"Re:amaze conversation: {CID}"
+    assert "Channel:" not in desc and "Customer" not in desc and "Tags:" not in desc
+    assert CUSTOMER_EMAIL not in desc
+
+
+@pytest.mark.parametrize(("contact", "line"), [
+    (Contact(id="c", name=None, email=CUSTOMER_EMAIL), f"Customer: <{CUSTOMER_EMAIL}>"),
+    (Contact(id="c", name=CUSTOMER_NAME, email=None), f"Customer: {CUSTOMER_NAME}"),
+    (Contact(id="c"), None),
+])
+def test_issue_description_partial_contact(contact: Contact, line: str | None) -> None:
+    """With PII on, whatever part of the customer is known is shown, and nothing when neither is."""
+    pol = policy(visibility={"include_customer_pii": True})
+    desc = render.issue_description(pol, conversation(contact=contact))
+    customer_lines = [x for x in desc.splitlines() if x.startswith("Customer")]
+    assert customer_lines == ([line] if line else [])
+
+
+def test_issue_description_neutralises_mentions() -> None:
+    """A channel or tag that looks like a mention does not ping anyone on the tracker."""
+    desc = render.issue_description(policy(), conversation(tags=("@oncall",)))
+    assert LIVE_MENTION.search(desc) is None
+
+
+def test_helpdesk_copy_header_in_utc() -> None:
+    """The copy header gives author, role, kind and the UTC time of the message."""
+    c = comment("m1", body="Body", name="Alice Agent").model_copy(update={
+        "created_at": datetime(2026, 3, 1, 12, 30, tzinfo=timezone(timedelta(hours=2)))})
+    text = render.helpdesk_comment_to_tracker(policy(), c)
+    assert text == "**Alice Agent** (staff) — Re:amaze message, 2026-03-01 10:30 UTC\n\nBody"
+
+
+def test_helpdesk_copy_header_fallbacks() -> None:
+    """Staff without a name are shown by email, then as 'Staff'."""
+    by_email = comment("m1", name=None, email="al@acme.example")
+    anonymous = comment("m1", name=None, email=None)
+    assert render.helpdesk_comment_to_tracker(policy(), by_email).startswith(
+        "**al@acme.example** (staff)")
+    assert render.helpdesk_comment_to_tracker(policy(), anonymous).startswith("**Staff** (staff)")
+
+
+def test_author_names_that_look_like_mentions_are_neutralised() -> None:
+    """An author named like a mention cannot ping anyone through the attribution line."""
+    hd = render.helpdesk_comment_to_tracker(policy(), comment("m1", name="@admin"))
+    tr = render.tracker_comment_to_helpdesk("Redmine", issue(), comment("n1", name="@support"))
+    assert LIVE_MENTION.search(hd) is None and LIVE_MENTION.search(tr) is None
+
+
+def test_tracker_copy_names_author_tracker_and_issue() -> None:
+    """A tracker note copy says who wrote it on which tracker issue."""
+    text = render.tracker_comment_to_helpdesk("Redmine", issue(), comment(
+        "n1", body="Fixed", name="Dev Dan"))
+    assert text == "Dev Dan commented on Redmine issue #42:\n\nFixed"
+
+
+def test_notes_and_close_reply() -> None:
+    """Placeholder, orphan note and close reply render from policy and ids."""
+    pol = policy(visibility={"placeholder_text": "Internal note hidden."},
+                 status={"close_reply_template": "{subject}: fixed in #{issue_id} {issue_url}"})
+    assert render.placeholder_note(pol) == "Internal note hidden."
+    assert "#42" in render.orphan_note("Redmine", "42")
+    assert "Redmine" in render.orphan_note("Redmine", "42")
+    assert render.close_reply(pol, conversation(), issue()) == (
+        "Login fails on Safari: fixed in #42 https://redmine.example/issues/42")
+    assert render.close_reply(pol, conversation(), issue(url=None)).endswith("#42 ")
