@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import string
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +31,23 @@ from syncer.models import TicketState
 
 DEFAULT_CONFIG_PATH = Path("reamaze-sync.toml")
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+def check_template(template: str, allowed: tuple[str, ...]) -> str:
+    """Reject at load time what would make str.format fail on every pass."""
+    try:
+        fields = [f for _, f, spec, conv in string.Formatter().parse(template)
+                  if f is not None]
+    except ValueError as exc:
+        raise ValueError(f"not a valid template ({exc}); write {{{{ and }}}} for braces") from None
+    bad = sorted({f for f in fields if f not in allowed})
+    if bad:
+        raise ValueError(f"unknown placeholder(s) {bad}; use {', '.join(allowed)}")
+    try:
+        template.format(**{name: "x" for name in allowed})
+    except (ValueError, KeyError, IndexError) as exc:
+        raise ValueError(f"not a valid template ({exc})") from None
+    return template
 
 
 class Strict(BaseModel):
@@ -125,11 +143,7 @@ class StatusMap(Strict):
     @field_validator("close_reply_template")
     @classmethod
     def _reply_fields(cls, v: str) -> str:
-        unknown = set(re.findall(r"{(\w+)}", v)) - {"subject", "issue_id", "issue_url"}
-        if unknown:
-            raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; "
-                             "use subject, issue_id, issue_url")
-        return v
+        return check_template(v, ("subject", "issue_id", "issue_url"))
 
 
 class PairConfig(Strict):
@@ -151,11 +165,7 @@ class PairConfig(Strict):
     @field_validator("title_template")
     @classmethod
     def _template_fields(cls, v: str) -> str:
-        unknown = set(re.findall(r"{(\w+)}", v)) - {"subject", "slug", "channel"}
-        if unknown:
-            raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; "
-                             "use subject, slug, channel")
-        return v
+        return check_template(v, ("subject", "slug", "channel"))
 
 
 class StateConfig(Strict):

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from syncer.config import (
     AppConfig,
@@ -344,3 +345,13 @@ def test_config_errors_never_echo_values() -> None:
     assert len(lines) == 3
     assert all(secretish not in line for line in lines)
     assert "[reamaze] password: unknown key" in lines
+
+
+@pytest.mark.parametrize("template", ["{}", "{ subject }", "Bug {", "{subject.x}", "{nope}"])
+def test_title_templates_that_would_fail_at_render_time_are_rejected_at_load(
+        template: str) -> None:
+    """A title template str.format cannot render is a config error, not a crash every pass."""
+    from syncer.config import PairConfig
+
+    with pytest.raises(ValidationError):
+        PairConfig(name="p", tracker="t", title_template=template)
