@@ -23,7 +23,7 @@ from state import StateStore
 from syncer.apply import Applier, ApplyResult, recover_intents
 from syncer.errors import NotFoundError, SkippableError, SyncError
 from syncer.models import Cursor, Ticket
-from syncer.plan import LinkView, Plan, Side, SideView
+from syncer.plan import LinkView, Plan, PostLinkNote, Side, SideView, make_marker
 from syncer.reconcile import PairContext, matches, reconcile
 
 log = structlog.get_logger("reamaze_sync.runner")
@@ -97,14 +97,18 @@ class PairRunner:
         if full:
             cursor = Cursor(watermark=since) if since is not None else None
         final: Cursor | None = None
+        seen: set[str] = set()
+        # Only conversations reconciled against a fresh read of their issue: one re-read
+        # unchanged (a walk repeated after an aborted pass) still needs the tracker feed.
         done: set[str] = set()
         for page in self.helpdesk.iter_changes(cursor):
             for conv in page.tickets:
                 self._check_stop()
                 result.counts["conversations_seen"] += 1
-                if conv.id not in done:
-                    done.add(conv.id)
-                    self._conversation_changed(conv, result, dry_run)
+                if conv.id not in seen:
+                    seen.add(conv.id)
+                    if self._conversation_changed(conv, result, dry_run):
+                        done.add(conv.id)
                 if self.progress:
                     self.progress(1)
             final = page.checkpoint or final
@@ -145,21 +149,24 @@ class PairRunner:
             self._conversation_changed(conv, result, dry_run=False)
 
     # -- one object ----------------------------------------------------------------------
-    def _conversation_changed(self, conv: Ticket, result: PassResult, dry_run: bool) -> None:
+    def _conversation_changed(self, conv: Ticket, result: PassResult, dry_run: bool) -> bool:
+        """Reconcile one conversation from the feed; False when it was left alone because
+        nothing changed since its last sync (its issue may still have)."""
         if self.store.is_skipped(self.pair, Side.HELPDESK, conv.id):
             result.counts["skipped_by_operator"] += 1
-            return
+            return True
         link = self.store.get_link(self.pair, conv.id)
         if link is None:
             if matches(self.ctx.policy, SideView(ticket=conv)) is None:
-                return  # cheap: no message fetch for conversations the pair ignores
+                return True  # cheap: no message fetch for conversations the pair ignores
             self._run_plan(conv.id, result, dry_run, lambda: reconcile(
                 self.ctx, SideView(ticket=conv, comments=self._comments(Side.HELPDESK, conv.id)),
                 None, None))
-            return
+            return True
         if link.status != "active" or _unchanged(link, helpdesk=conv):
-            return
+            return False
         self._sync_link(link, result, dry_run, conversation=conv)
+        return True
 
     def _sync_link(self, link: LinkView, result: PassResult, dry_run: bool, *,
                    conversation: Ticket | None = None, issue: Ticket | None = None) -> None:
@@ -176,7 +183,8 @@ class PairRunner:
                                     comments=self._comments(Side.TRACKER, link.issue_id))
             except NotFoundError:
                 return reconcile(self.ctx, conv_view, None, link, issue_deleted=True)
-            return reconcile(self.ctx, conv_view, iss_view, link)
+            return _with_link_note(reconcile(self.ctx, conv_view, iss_view, link), link,
+                                   conv_view)
 
         self._run_plan(cid, result, dry_run, decide)
 
@@ -209,6 +217,23 @@ class PairRunner:
     def _check_stop(self) -> None:
         if self.stop_event.is_set():
             raise StopRequested
+
+
+def _with_link_note(plan: Plan, link: LinkView, conversation: SideView) -> Plan:
+    """Put back the internal "linked to issue #N" note when it was never written.
+
+    It is planned together with the issue create; a pass that stopped in between (a
+    crash recovered by its intent, an aborted pass, a link made by hand) would otherwise
+    leave the conversation without it for good. Its marker keeps this to one note.
+    """
+    marker = make_marker(plan.pair, "linknote", link.conversation_id)
+    if (link.issue_id is None or link.status != "active"
+            or any(c.source_id == marker for c in link.comment_links)
+            or any(c.marker == marker for c in conversation.comments)
+            or any(isinstance(a, PostLinkNote) for a in plan.actions)):
+        return plan
+    return Plan(pair=plan.pair, actions=(
+        PostLinkNote(conversation_id=link.conversation_id, marker=marker), *plan.actions))
 
 
 def _unchanged(link: LinkView, *, helpdesk: Ticket | None = None,

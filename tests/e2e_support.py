@@ -1,0 +1,172 @@
+"""Helpers for the end-to-end tests: the whole engine against the simulators (or a real
+Redmine), with request-log accounting and the human actors on both sides.
+
+Nothing here replaces engine code: engines are built by ``build_engine`` (through
+``syncer.sandbox``) and only the transports are pointed at simulators or wrapped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from connectors.reamaze.sim_state import SimMessage
+from connectors.redmine.sim_state import SimJournal, SimUser
+from syncer.app import Engine, run_all_once
+from syncer.runner import PassResult
+from syncer.sandbox import PROJECT, Sandbox, make_sandbox
+
+STAFF = "jane@acme.example"
+SIM_REDMINE_URL = "http://redmine.sandbox"
+WRITE_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+class FakeClock:
+    """The ApiClients' clock: time moves only when something sleeps (retries, rate limits),
+    and every sleep is recorded, so retry storms cost no wall time."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += max(seconds, 0.0)
+
+
+def sandbox(tmp_path: Path, *, config: dict[str, Any] | None = None, **pair: Any) -> Sandbox:
+    """A sandbox whose state lives in a file, so a brand-new engine can take over."""
+    sb = make_sandbox(f"sqlite:///{tmp_path / 'state.db'}", config=config, **pair)
+    sb.reamaze.add_staff(STAFF, "Jane Support")
+    return sb
+
+
+def run_pass(engine: Engine, **kw: Any) -> PassResult:
+    """One ``run --once`` pass of the (single) pair; it must succeed."""
+    results = run_all_once(engine, kind=kw.pop("kind", "poll"), **kw)
+    assert len(results) == 1, results
+    result = results[0]
+    assert result.ok, result.error
+    assert not result.failed, result.failed
+    return result
+
+
+# --- request accounting -------------------------------------------------------------------
+
+@dataclass
+class Mark:
+    """A position in both simulators' request logs."""
+
+    sb: Sandbox
+    reamaze: int = 0
+    redmine: int = 0
+
+    @classmethod
+    def now(cls, sb: Sandbox) -> Mark:
+        return cls(sb, len(sb.reamaze.requests), len(sb.redmine.requests))
+
+    def writes(self) -> list[str]:
+        """Every write request sent to either side since the mark, as "side METHOD path"."""
+        rz = [f"reamaze {r.method} {r.path}" for r in self.sb.reamaze.requests[self.reamaze:]
+              if r.method in WRITE_METHODS]
+        rm = [f"redmine {r.method} {r.path}" for r in self.sb.redmine.requests[self.redmine:]
+              if r.method in WRITE_METHODS]
+        return rz + rm
+
+    def requests(self) -> int:
+        return (len(self.sb.reamaze.requests) - self.reamaze
+                + len(self.sb.redmine.requests) - self.redmine)
+
+
+# --- the humans on both sides -------------------------------------------------------------
+
+class Engineer:
+    """A Redmine user working through the REST API, a member of the sandbox project (as
+    Manager by default: Redmine's default workflow lets a Developer close but not reopen)."""
+
+    def __init__(self, sb: Sandbox, login: str = "dev", role: str = "Manager") -> None:
+        self.sim = sb.redmine
+        self.user: SimUser = sb.redmine.add_user(login, firstname="Dana", lastname="Dev")
+        project = next(p for p in sb.redmine.state.projects.values() if p.identifier == PROJECT)
+        sb.redmine.add_member(project, self.user, (role,))
+        self.http = httpx.Client(base_url=SIM_REDMINE_URL,
+                                 transport=httpx.MockTransport(sb.redmine.handle),
+                                 headers={"X-Redmine-API-Key": self.user.api_key})
+
+    def put(self, issue_id: str | int, **fields: Any) -> None:
+        # Humans do not act in the same second as the sync: Redmine keeps whole seconds in
+        # its filters, so the simulator's clock moves on first, as the real one would.
+        self.sim.clock.advance(2)
+        response = self.http.put(f"/issues/{issue_id}.json", json={"issue": fields})
+        assert response.status_code == 204, (response.status_code, response.text)
+
+    def note(self, issue_id: str | int, text: str, *, private: bool = False) -> None:
+        self.put(issue_id, notes=text, private_notes=private)
+
+    def close(self, issue_id: str | int) -> None:
+        self.put(issue_id, status_id=5)
+
+    def reopen(self, issue_id: str | int) -> None:
+        self.put(issue_id, status_id=2)
+
+
+def journals(sb: Sandbox, issue_id: str | int) -> list[SimJournal]:
+    """The issue's notes (journals with text), oldest first."""
+    return sorted((j for j in sb.redmine.state.journals.values()
+                   if j.issue_id == int(issue_id) and j.notes), key=lambda j: j.id)
+
+
+def messages(sb: Sandbox, slug: str) -> list[SimMessage]:
+    return sorted(sb.reamaze.conversations[slug].messages, key=lambda m: m.seq)
+
+
+def issue_ids(sb: Sandbox) -> list[int]:
+    return sorted(sb.redmine.state.issues)
+
+
+def issue_for(engine: Engine, slug: str, pair: str = "bugs") -> str:
+    link = engine.store.get_link(pair, slug)
+    assert link is not None and link.issue_id is not None, f"{slug} is not linked"
+    return link.issue_id
+
+
+# --- transport wrappers -------------------------------------------------------------------
+
+@dataclass
+class CrashAfter:
+    """Wrap a handler: the first time ``hit(request)`` is true, the request reaches the
+    server and is applied, then the client sees this exception instead of the answer (the
+    process died between the remote write and the local commit)."""
+
+    hit: Callable[[httpx.Request], bool]
+    times: int = 1
+    crashed: list[str] = field(default_factory=list)
+
+    def wrap(self, handler: Handler) -> Handler:
+        def handle(request: httpx.Request) -> httpx.Response:
+            response = handler(request)
+            if self.times > 0 and self.hit(request):
+                self.times -= 1
+                self.crashed.append(f"{request.method} {request.url.path}")
+                raise SimulatedCrash(f"crash after {request.method} {request.url.path}")
+            return response
+        return handle
+
+
+class SimulatedCrash(BaseException):
+    """Not an ``Exception``: nothing in the engine may catch it, as with a killed process."""
+
+
+def is_write(method: str, path_pattern: str) -> Callable[[httpx.Request], bool]:
+    import re
+
+    rx = re.compile(path_pattern)
+    return lambda r: r.method == method and rx.search(r.url.path) is not None

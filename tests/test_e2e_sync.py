@@ -1,0 +1,221 @@
+"""The whole engine against both simulators: backfill, two-way copies with visibility kept
+message by message, quiet second runs, and the issue status round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from e2e_support import (
+    STAFF,
+    Engineer,
+    Mark,
+    issue_for,
+    issue_ids,
+    journals,
+    messages,
+    run_pass,
+    sandbox,
+)
+
+from syncer.runner import PairRunner
+from syncer.sandbox import Sandbox
+
+PUBLIC, INTERNAL, COLLISION = 0, 1, 2
+
+
+def _seed(sb: Sandbox) -> tuple[str, str, str]:
+    rz = sb.reamaze
+    crash = rz.add_conversation("App crashes on login", "Since the update the app crashes.",
+                                "carol@customer.example", customer_name="Carol", tags=["bug"])
+    rz.add_staff_message(crash, "INTERNAL-1 reproduced, customer is on the Enterprise plan",
+                         email=STAFF, visibility=INTERNAL)
+    rz.add_staff_message(crash, "COLLISION-1 Jane is also replying", email=STAFF,
+                         visibility=COLLISION)
+    rz.add_staff_message(crash, "Thanks Carol, we are looking into it.", email=STAFF,
+                         suppress_autoresolve=True)
+    export = rz.add_conversation("Export button does nothing", "Clicking Export does nothing.",
+                                 "dave@customer.example", tags=["bug", "export"])
+    invoice = rz.add_conversation("Invoice copy", "Could you send last month's invoice?",
+                                  "erin@customer.example")
+    rz.add_staff_message(invoice, "INTERNAL-2 billing is late this month", email=STAFF,
+                         visibility=INTERNAL)
+    return crash, export, invoice
+
+
+def _backfill(sb: Sandbox) -> tuple[object, PairRunner]:
+    engine = sb.engine()
+    runner = engine.runner(sb.config.pairs[0])
+    assert isinstance(runner, PairRunner)
+    result = runner.run_once(kind="backfill", full=True)
+    assert result.ok and not result.failed, (result.error, result.failed)
+    return engine, runner
+
+
+def _first_line(note: str) -> str:
+    """The copied text of a note (after the attribution header, before the marker)."""
+    return note.split("\n\n")[1].splitlines()[0]
+
+
+def _public_texts(sb: Sandbox) -> list[str]:
+    texts = [m.body for c in sb.reamaze.conversations.values() for m in c.messages
+             if m.visibility == PUBLIC]
+    texts += [j.notes for j in sb.redmine.state.journals.values()
+              if not j.private_notes and j.notes]
+    texts += [i.subject + "\n" + (i.description or "") for i in sb.redmine.state.issues.values()]
+    return texts
+
+
+def _assert_no_internal_text_is_public(sb: Sandbox, *needles: str) -> None:
+    public = "\n".join(_public_texts(sb))
+    for needle in needles:
+        assert needle not in public, f"{needle!r} leaked into a public message"
+
+
+def test_backfill_then_changes_on_both_sides_keep_visibility_and_settle(tmp_path: Path) -> None:
+    """Backfill creates issues for bug conversations only, every message keeps (or lowers)
+    its visibility in both directions, collisions are never copied, and a second run
+    after the changes writes nothing."""
+    sb = sandbox(tmp_path)
+    crash, export, invoice = _seed(sb)
+    engine, _ = _backfill(sb)
+    assert len(issue_ids(sb)) == 2
+    assert engine.store.get_link("bugs", invoice) is None
+    crash_issue = issue_for(engine, crash)
+    export_issue = issue_for(engine, export)
+
+    # One note per copied message, its privacy that of the source (order within one
+    # millisecond is not defined, so match by text).
+    notes = {_first_line(j.notes): j.private_notes for j in journals(sb, crash_issue)}
+    assert notes == {"Since the update the app crashes.": False,
+                     "INTERNAL-1 reproduced, customer is on the Enterprise plan": True,
+                     "Thanks Carol, we are looking into it.": False}
+    assert not any("COLLISION-1" in (j.notes or "") for j in sb.redmine.state.journals.values())
+    link_note = messages(sb, crash)[-1]
+    assert f"issues/{crash_issue}" in link_note.body and link_note.visibility == INTERNAL
+
+    # Changes on both sides.
+    dev = Engineer(sb)
+    sb.reamaze.add_customer_message(crash, "It also crashes on the web app.")
+    sb.reamaze.add_staff_message(export, "INTERNAL-3 probably the CSV worker", email=STAFF,
+                                 visibility=INTERNAL)
+    dev.note(crash_issue, "PRIVATE-1 root cause is the token refresh race", private=True)
+    dev.note(crash_issue, "Fixed in build 2.3.1, deploying tonight.")
+    dev.note(export_issue, "Could not reproduce on staging yet.")
+
+    first = run_pass(engine)
+    assert first.counts["comments_to_tracker"] == 2
+    assert first.counts["comments_to_helpdesk"] == 3
+    mark = Mark.now(sb)
+    second = run_pass(engine)
+    assert mark.writes() == [], "the second run wrote something"
+    assert second.counts["comments_to_tracker"] == second.counts["comments_to_helpdesk"] == 0
+
+    # Re:amaze side, message by message.
+    crash_msgs = [(m.visibility, m.body.splitlines()[0][:40]) for m in messages(sb, crash)]
+    assert crash_msgs[:4] == [
+        (PUBLIC, "Since the update the app crashes."),
+        (INTERNAL, "INTERNAL-1 reproduced, customer is on th"),
+        (COLLISION, "COLLISION-1 Jane is also replying"),
+        (PUBLIC, "Thanks Carol, we are looking into it."),
+    ]
+    copies = [m for m in messages(sb, crash)[4:] if "commented on Redmine" in m.body]
+    assert [(m.visibility, m.notified) for m in copies] == [(INTERNAL, False), (INTERNAL, False)]
+    assert "PRIVATE-1" in copies[0].body and "Fixed in build" in copies[1].body
+    export_copies = [m for m in messages(sb, export) if "commented on Redmine" in m.body]
+    assert [m.visibility for m in export_copies] == [INTERNAL]
+
+    # Redmine side, note by note.
+    crash_notes = journals(sb, crash_issue)
+    new = [j for j in crash_notes if "web app" in j.notes]
+    assert len(new) == 1 and not new[0].private_notes
+    export_notes = journals(sb, export_issue)
+    internal3 = [j for j in export_notes if "INTERNAL-3" in j.notes]
+    assert len(internal3) == 1 and internal3[0].private_notes
+    # Every note exists once: nothing we wrote was copied back.
+    for issue in (crash_issue, export_issue):
+        texts = [j.notes for j in journals(sb, issue)]
+        assert not any("commented on Redmine" in t for t in texts)
+    assert len([m for m in messages(sb, crash) if "PRIVATE-1" in m.body]) == 1
+
+    _assert_no_internal_text_is_public(sb, "INTERNAL-1", "INTERNAL-2", "INTERNAL-3",
+                                       "COLLISION-1", "PRIVATE-1")
+    assert sb.reamaze.conversations[crash].status == 0  # no status change was asked for
+    engine.close()
+
+
+def test_public_tracker_notes_reach_the_customer_only_when_the_pair_allows(
+        tmp_path: Path) -> None:
+    """With customer_replies_from_tracker=true a public Redmine note becomes a public,
+    emailed reply; a private note still arrives as an internal note."""
+    sb = sandbox(tmp_path, visibility={"customer_replies_from_tracker": True})
+    crash, _, _ = _seed(sb)
+    engine, _ = _backfill(sb)
+    issue = issue_for(engine, crash)
+    dev = Engineer(sb)
+    dev.note(issue, "PRIVATE-2 the fix touches the auth service", private=True)
+    dev.note(issue, "We found the bug; a fix ships tomorrow.")
+    run_pass(engine)
+    mark = Mark.now(sb)
+    run_pass(engine)
+    assert mark.writes() == []
+    copies = [m for m in messages(sb, crash) if "commented on Redmine" in m.body]
+    assert [(m.visibility, m.notified) for m in copies] == [(INTERNAL, False), (PUBLIC, True)]
+    assert "PRIVATE-2" in copies[0].body and "fix ships tomorrow" in copies[1].body
+    # The public reply is not copied back to Redmine as a new note.
+    assert [j.notes for j in journals(sb, issue)].count(
+        next(j.notes for j in journals(sb, issue) if "fix ships" in j.notes)) == 1
+    assert not any("commented on Redmine" in j.notes for j in journals(sb, issue))
+    _assert_no_internal_text_is_public(sb, "PRIVATE-2", "INTERNAL-1", "COLLISION-1")
+    engine.close()
+
+
+def test_issue_closed_then_reopened_moves_the_conversation_with_one_close_reply(
+        tmp_path: Path) -> None:
+    """Closing the issue marks the conversation Done and emails the configured close reply
+    once; reopening the issue reopens the conversation; quiet runs after each write nothing."""
+    sb = sandbox(tmp_path, status={"close_reply_template": "Fixed: {subject} (#{issue_id})."})
+    crash, _, _ = _seed(sb)
+    engine, _ = _backfill(sb)
+    issue = issue_for(engine, crash)
+    dev = Engineer(sb)
+
+    dev.close(issue)
+    result = run_pass(engine)
+    assert result.counts["helpdesk_updated"] == 1
+    conv = sb.reamaze.conversations[crash]
+    assert conv.status == 2
+    replies = [m for m in conv.messages if m.body.startswith("Fixed:")]
+    assert [(m.body, m.visibility, m.notified) for m in replies] == [
+        (f"Fixed: App crashes on login (#{issue}).", PUBLIC, True)]
+    mark = Mark.now(sb)
+    run_pass(engine)
+    assert mark.writes() == []
+
+    dev.reopen(issue)
+    run_pass(engine)
+    assert sb.reamaze.conversations[crash].status == 0
+    assert len([m for m in conv.messages if m.body.startswith("Fixed:")]) == 1
+    mark = Mark.now(sb)
+    run_pass(engine)
+    assert mark.writes() == []
+
+    dev.close(issue)  # closed again: Done again, and a second close reply for the new close
+    run_pass(engine)
+    assert sb.reamaze.conversations[crash].status == 2
+    assert len([m for m in conv.messages if m.body.startswith("Fixed:")]) == 2
+    engine.close()
+
+
+def test_close_without_reply_template_sends_nothing_to_the_customer(tmp_path: Path) -> None:
+    """Without a close reply template, closing the issue only changes the status: the
+    customer gets no message."""
+    sb = sandbox(tmp_path)
+    crash, _, _ = _seed(sb)
+    engine, _ = _backfill(sb)
+    before = [m.seq for m in messages(sb, crash)]
+    Engineer(sb).close(issue_for(engine, crash))
+    run_pass(engine)
+    conv = sb.reamaze.conversations[crash]
+    assert conv.status == 2
+    assert [m.seq for m in conv.messages if m.visibility == PUBLIC and m.seq not in before] == []
+    engine.close()
