@@ -14,7 +14,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
@@ -23,12 +23,23 @@ from state import StateStore
 from syncer.apply import Applier, ApplyResult, recover_intents
 from syncer.errors import NotFoundError, SkippableError, SyncError
 from syncer.models import Cursor, Ticket
-from syncer.plan import LinkView, Plan, PostLinkNote, Side, SideView, make_marker
+from syncer.plan import (
+    LinkView,
+    Plan,
+    PostLinkNote,
+    SaveSnapshot,
+    Side,
+    SideView,
+    make_marker,
+)
 from syncer.reconcile import PairContext, matches, reconcile
 
 log = structlog.get_logger("reamaze_sync.runner")
 
 MAX_AUTO_RETRIES = 10
+# Trackers such as Redmine show change times in whole seconds; with 1 s of clock skew on
+# top, a time is only final once it is this old.
+SETTLE_TIME = timedelta(seconds=2)
 
 
 @dataclass
@@ -183,8 +194,8 @@ class PairRunner:
                                     comments=self._comments(Side.TRACKER, link.issue_id))
             except NotFoundError:
                 return reconcile(self.ctx, conv_view, None, link, issue_deleted=True)
-            return _with_link_note(reconcile(self.ctx, conv_view, iss_view, link), link,
-                                   conv_view)
+            plan = reconcile(self.ctx, conv_view, iss_view, link)
+            return _with_link_note(_distrust_unsettled(plan, iss), link, conv_view)
 
         self._run_plan(cid, result, dry_run, decide)
 
@@ -217,6 +228,22 @@ class PairRunner:
     def _check_stop(self) -> None:
         if self.stop_event.is_set():
             raise StopRequested
+
+
+def _distrust_unsettled(plan: Plan, issue: Ticket) -> Plan:
+    """Keep a change time out of the snapshot while its second may not be over.
+
+    ``_unchanged`` skips an issue whose change time equals the one recorded at its last
+    sync. With whole-second times, a note added later in the same second as our read shows
+    the same time, and would be skipped for good; leaving the time out makes the next pass
+    look again (the tracker feed returns the issue until its second has settled).
+    """
+    if datetime.now(UTC) - issue.updated_at >= SETTLE_TIME:
+        return plan
+    return Plan(pair=plan.pair, actions=tuple(
+        a.model_copy(update={"snapshot": a.snapshot.model_copy(
+            update={"tracker_updated_at": None})}) if isinstance(a, SaveSnapshot) else a
+        for a in plan.actions))
 
 
 def _with_link_note(plan: Plan, link: LinkView, conversation: SideView) -> Plan:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from connectors.reamaze.sim_state import SimMessage
-from connectors.redmine.sim_state import SimJournal, SimUser
+from connectors.redmine.sim_state import SimClock, SimJournal, SimUser
+from connectors.redmine.simulator import RedmineSimulator
 from syncer.app import Engine, run_all_once
 from syncer.runner import PassResult
 from syncer.sandbox import PROJECT, Sandbox, make_sandbox
@@ -42,9 +44,22 @@ class FakeClock:
         self.now += max(seconds, 0.0)
 
 
-def sandbox(tmp_path: Path, *, config: dict[str, Any] | None = None, **pair: Any) -> Sandbox:
-    """A sandbox whose state lives in a file, so a brand-new engine can take over."""
+def sandbox(tmp_path: Path, *, config: dict[str, Any] | None = None,
+            live_tracker_clock: bool = False, **pair: Any) -> Sandbox:
+    """A sandbox whose state lives in a file, so a brand-new engine can take over.
+
+    ``live_tracker_clock`` starts the Redmine simulator's clock at the real time (the
+    sandbox's starts at a fixed date), as a real server's would be, for tests about
+    whole-second change times.
+    """
     sb = make_sandbox(f"sqlite:///{tmp_path / 'state.db'}", config=config, **pair)
+    if live_tracker_clock:
+        # Early in the current second: the simulator's clock only moves 1 ms per reading,
+        # so everything a short test does lands in this one second.
+        start = datetime.now(UTC).replace(microsecond=100_000)
+        sb.redmine = RedmineSimulator(clock=SimClock(start=start),
+                                      admin_key=sb.redmine.admin_key)
+        sb.redmine.add_project(PROJECT, name="Support bugs")
     sb.reamaze.add_staff(STAFF, "Jane Support")
     return sb
 

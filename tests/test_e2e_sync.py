@@ -219,3 +219,27 @@ def test_close_without_reply_template_sends_nothing_to_the_customer(tmp_path: Pa
     assert conv.status == 2
     assert [m.seq for m in conv.messages if m.visibility == PUBLIC and m.seq not in before] == []
     engine.close()
+
+
+def test_tracker_note_in_the_same_second_as_our_read_is_not_lost(tmp_path: Path) -> None:
+    """Redmine shows change times in whole seconds: a note added in the same second as the
+    last sync's read keeps the issue's visible change time, and must still be copied."""
+    sb = sandbox(tmp_path, live_tracker_clock=True)
+    slug = sb.reamaze.add_conversation("Crash on save", "It crashes.", "c@customer.example",
+                                       tags=["bug"])
+    engine = sb.engine()
+    run_pass(engine)
+    run_pass(engine)  # reads the issue as it is now, in this very second
+    issue = issue_for(engine, slug)
+    before = sb.redmine.state.issues[int(issue)].updated_on
+    sb.redmine.add_note(int(issue), "Same-second note from the developer")
+    assert sb.redmine.state.issues[int(issue)].updated_on.replace(microsecond=0) == \
+        before.replace(microsecond=0)
+    result = run_pass(engine)
+    assert result.counts["comments_to_helpdesk"] == 1
+    assert [m.visibility for m in messages(sb, slug)
+            if "Same-second note" in m.body] == [INTERNAL]
+    mark = Mark.now(sb)
+    run_pass(engine)
+    assert mark.writes() == []
+    engine.close()
