@@ -88,8 +88,10 @@ class Applier:
             except (SkippableError, FatalError) as exc:
                 bound.error("operation_failed", **exc.log_fields())
                 attempts = self.store.record_failure(self.pair, Side.HELPDESK, cid, str(exc))
-                raise ObjectFailed(f"{type(exc).__name__}: {exc.message} "
-                                   f"(attempt {attempts})") from None
+                # The whole error (status, trimmed body): "request rejected" alone does
+                # not tell the operator what the tracker objected to.
+                raise ObjectFailed(f"{type(exc).__name__}: {exc} (attempt {attempts})"
+                                   ) from None
 
     def _apply_one(self, action: Action, issue_id: str | None, bound: Any,
                    result: ApplyResult) -> str | None:

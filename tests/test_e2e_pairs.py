@@ -241,3 +241,38 @@ def test_daemon_with_a_broken_pair_runs_the_others(tmp_path: Path) -> None:
     assert failed is not None and "PRODUCT_REDMINE_KEY" in (failed.error or "")
     assert len(env.bugs.state.issues) == 1
     engine.close()
+
+
+def test_conversation_in_two_pairs_gets_two_issues_and_no_echo_between_them(
+        tmp_path: Path) -> None:
+    """A conversation tagged both bug and feature gets one issue in each tracker; a note on
+    one issue arrives in Re:amaze once and is not relayed to the other tracker; a second
+    run writes nothing anywhere."""
+    env = TwoTrackers(tmp_path)
+    both = env.reamaze.add_conversation("Export crashes and needs CSV", "Export crashes.",
+                                        "erin@customer.example", tags=["bug", "feature"])
+    engine = env.engine()
+    assert all(r.ok for r in _by_pair(engine).values())
+    bug_link = engine.store.get_link("bugs", both)
+    feature_link = engine.store.get_link("features", both)
+    assert bug_link is not None and feature_link is not None
+    assert len(env.bugs.state.issues) == 2 and len(env.features.state.issues) == 2
+    link_notes = [m for m in env.reamaze.conversations[both].messages
+                  if m.body.startswith("Linked to Redmine issue")]
+    assert len(link_notes) == 2 and all(m.visibility == 1 for m in link_notes)
+
+    env.bugs.clock.advance(2)
+    env.bugs.add_note(int(bug_link.issue_id or 0), "ENGINEERING-ONLY stack trace attached")
+    assert all(r.ok for r in _by_pair(engine).values())
+    copies = [m for m in env.reamaze.conversations[both].messages
+              if "ENGINEERING-ONLY" in m.body]
+    assert [m.visibility for m in copies] == [1]
+    feature_notes = [j.notes for j in env.features.state.journals.values()
+                     if j.issue_id == int(feature_link.issue_id or 0) and j.notes]
+    assert not any("ENGINEERING-ONLY" in n for n in feature_notes)
+    marks = len(env.reamaze.requests), len(env.bugs.requests), len(env.features.requests)
+    assert all(r.ok for r in _by_pair(engine).values())
+    writes = [r.method for r in env.reamaze.requests[marks[0]:] + env.bugs.requests[marks[1]:]
+              + env.features.requests[marks[2]:] if r.method != "GET"]
+    assert writes == []
+    engine.close()

@@ -7,6 +7,7 @@ import json
 import random
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -30,6 +31,7 @@ from e2e_support import (
 
 from syncer.app import Engine, run_all_once
 from syncer.sandbox import Sandbox
+from syncer.status import render_status
 
 INTERNAL = 1
 
@@ -163,11 +165,15 @@ def test_lost_answers_on_both_sides_inside_one_pass_create_nothing_twice(
     are found by marker within the same pass: no duplicates, no failure."""
     sb = sandbox(tmp_path)
     slugs = _seed(sb)
-    sb.redmine.faults.add(timeout=True, after=True, method="POST", path=r"^/issues\.json$")
-    sb.redmine.faults.add(status=502, after=True, method="PUT", path=r"^/issues/\d+\.json$")
-    sb.reamaze.faults.add(status=500, commit=True, method="POST", path_prefix="/api/v1/conv")
+    faults = [
+        sb.redmine.faults.add(timeout=True, after=True, method="POST", path=r"^/issues\.json$"),
+        sb.redmine.faults.add(status=502, after=True, method="PUT", path=r"^/issues/\d+\.json$"),
+        sb.reamaze.faults.add(status=500, commit=True, method="POST",
+                              path_prefix="/api/v1/conversations/"),
+    ]
     engine = sb.engine(clock=FakeClock())
     run_pass(engine)
+    assert [f.hits for f in faults] == [1, 1, 1]
     _assert_converged(sb, engine, slugs)
     engine.close()
 
@@ -255,6 +261,29 @@ def test_tracker_change_is_not_lost_when_an_aborted_pass_is_repeated(tmp_path: P
     copies = [m for m in messages(sb, a) if "null pointer" in m.body]
     assert [m.visibility for m in copies] == [INTERNAL]
     _assert_converged(sb, engine, [a, b])
+    engine.close()
+
+
+def test_rejected_note_is_recorded_as_failing_then_retried_once(tmp_path: Path) -> None:
+    """Redmine refusing one note (422) fails only that conversation: the other is synced,
+    `status` lists the failing object, and the next pass writes the note exactly once."""
+    sb = sandbox(tmp_path)
+    first, second = _seed(sb)
+    sb.redmine.faults.add(status=422, body=b'{"errors":["Notes is invalid"]}', method="PUT",
+                          path=r"^/issues/\d+\.json$")
+    engine = sb.engine(clock=FakeClock())
+    result = run_all_once(engine)[0]
+    assert result.ok and len(result.failed) == 1
+    [failed] = result.failed
+    assert "Notes is invalid" in result.failed[failed]
+    [failure] = engine.store.list_failures("bugs")
+    assert failure.object_id == failed and failure.attempts == 1
+    status = render_status(sb.config, engine.store, datetime.now(UTC))
+    assert f"helpdesk {failed}: 1 attempts: " in status
+    retried = run_pass(engine)
+    assert retried.counts["failures_retried"] == 1
+    assert engine.store.list_failures("bugs") == []
+    _assert_converged(sb, engine, [first, second])
     engine.close()
 
 

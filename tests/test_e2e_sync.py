@@ -243,3 +243,47 @@ def test_tracker_note_in_the_same_second_as_our_read_is_not_lost(tmp_path: Path)
     run_pass(engine)
     assert mark.writes() == []
     engine.close()
+
+
+def test_deleted_issue_orphans_the_link_with_one_internal_note(tmp_path: Path) -> None:
+    """When the linked issue is deleted, the next change of the conversation leaves one
+    internal note saying so, the link is marked orphaned, and no new issue is created."""
+    sb = sandbox(tmp_path)
+    crash, _, _ = _seed(sb)
+    engine, _ = _backfill(sb)
+    issue = issue_for(engine, crash)
+    sb.redmine.delete_issue(int(issue))
+    sb.reamaze.add_customer_message(crash, "Any news?")
+    result = run_pass(engine)
+    assert result.counts["orphaned"] == 1
+    link = engine.store.get_link("bugs", crash)
+    assert link is not None and link.status == "orphaned"
+    notes = [m for m in messages(sb, crash) if "no longer exists" in m.body]
+    assert [(m.visibility, f"#{issue}" in m.body) for m in notes] == [(INTERNAL, True)]
+    assert int(issue) not in issue_ids(sb) and len(issue_ids(sb)) == 1
+    sb.reamaze.add_customer_message(crash, "Hello?")
+    mark = Mark.now(sb)
+    run_pass(engine)
+    assert mark.writes() == []
+    engine.close()
+
+
+def test_conversation_done_closes_the_issue_when_configured(tmp_path: Path) -> None:
+    """With on_conversation_closed = "close_issue" (and status flowing both ways), marking
+    the conversation Done closes the issue; the issue's close is not echoed back as a
+    close reply to the customer."""
+    sb = sandbox(tmp_path, status={"on_conversation_closed": "close_issue",
+                                   "close_reply_template": "Fixed: {subject}."},
+                 status_field={"direction": "both", "owner": "tracker"})
+    crash, _, _ = _seed(sb)
+    engine, _ = _backfill(sb)
+    issue = issue_for(engine, crash)
+    sb.reamaze.set_status(crash, 2)
+    result = run_pass(engine)
+    assert result.counts["tracker_updated"] == 1
+    assert sb.redmine.state.issues[int(issue)].status_id == 5
+    mark = Mark.now(sb)
+    run_pass(engine)
+    assert mark.writes() == []
+    assert not [m for m in messages(sb, crash) if m.body.startswith("Fixed:")]
+    engine.close()
