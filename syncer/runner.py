@@ -83,8 +83,10 @@ class PairRunner:
             if not dry_run:
                 result.counts.update(recover_intents(self.pair, self.store, self.helpdesk,
                                                      self.tracker))
-                self._retry_failures(result)
-            done = self._helpdesk_pass(result, dry_run, full, since)
+                retried = self._retry_failures(result)
+            else:
+                retried = set()
+            done = self._helpdesk_pass(result, dry_run, full, since, retried)
             self._tracker_pass(result, dry_run, done)
         except StopRequested:
             result.error = "stopped before the pass finished"
@@ -102,16 +104,16 @@ class PairRunner:
 
     # -- feeds -------------------------------------------------------------------------
     def _helpdesk_pass(self, result: PassResult, dry_run: bool, full: bool,
-                       since: datetime | None) -> set[str]:
+                       since: datetime | None, retried: set[str]) -> set[str]:
         saved = self.store.get_cursor(self.pair, Side.HELPDESK)
         cursor = saved
         if full:
             cursor = Cursor(watermark=since) if since is not None else None
         final: Cursor | None = None
-        seen: set[str] = set()
+        seen = set(retried)  # just reconciled from a fresh read: once per pass is enough
         # Only conversations reconciled against a fresh read of their issue: one re-read
         # unchanged (a walk repeated after an aborted pass) still needs the tracker feed.
-        done: set[str] = set()
+        done = set(retried)
         for page in self.helpdesk.iter_changes(cursor):
             for conv in page.tickets:
                 self._check_stop()
@@ -146,7 +148,8 @@ class PairRunner:
             if page.checkpoint is not None and not dry_run:
                 self.store.save_cursor(self.pair, Side.TRACKER, page.checkpoint)
 
-    def _retry_failures(self, result: PassResult) -> None:
+    def _retry_failures(self, result: PassResult) -> set[str]:
+        retried: set[str] = set()
         for failure in self.store.list_failures(self.pair):
             if failure.skipped or failure.attempts >= MAX_AUTO_RETRIES:
                 continue
@@ -157,10 +160,15 @@ class PairRunner:
             except NotFoundError:
                 self.store.set_failure_skipped(self.pair, failure.side, failure.object_id, True)
                 continue
-            self._conversation_changed(conv, result, dry_run=False)
+            # Forced: what failed may have come from the issue (a note copy), so an
+            # unchanged conversation is no reason to skip it.
+            self._conversation_changed(conv, result, dry_run=False, force=True)
+            retried.add(conv.id)
+        return retried
 
     # -- one object ----------------------------------------------------------------------
-    def _conversation_changed(self, conv: Ticket, result: PassResult, dry_run: bool) -> bool:
+    def _conversation_changed(self, conv: Ticket, result: PassResult, dry_run: bool,
+                              force: bool = False) -> bool:
         """Reconcile one conversation from the feed; False when it was left alone because
         nothing changed since its last sync (its issue may still have)."""
         if self.store.is_skipped(self.pair, Side.HELPDESK, conv.id):
@@ -169,12 +177,14 @@ class PairRunner:
         link = self.store.get_link(self.pair, conv.id)
         if link is None:
             if matches(self.ctx.policy, SideView(ticket=conv)) is None:
+                if force:  # a failing conversation that no longer matches: nothing to retry
+                    self.store.clear_failure(self.pair, Side.HELPDESK, conv.id)
                 return True  # cheap: no message fetch for conversations the pair ignores
             self._run_plan(conv.id, result, dry_run, lambda: reconcile(
                 self.ctx, SideView(ticket=conv, comments=self._comments(Side.HELPDESK, conv.id)),
                 None, None))
             return True
-        if link.status != "active" or _unchanged(link, helpdesk=conv):
+        if link.status != "active" or (not force and _unchanged(link, helpdesk=conv)):
             return False
         self._sync_link(link, result, dry_run, conversation=conv)
         return True

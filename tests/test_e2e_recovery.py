@@ -287,6 +287,50 @@ def test_rejected_note_is_recorded_as_failing_then_retried_once(tmp_path: Path) 
     engine.close()
 
 
+def test_failed_copy_of_a_tracker_note_is_retried_although_the_conversation_is_unchanged(
+        tmp_path: Path) -> None:
+    """Re:amaze refusing the copy of a Redmine note fails the conversation; the next pass
+    retries it even though the conversation itself did not change, and the note arrives
+    once (the tracker feed has already moved past the issue)."""
+    sb = sandbox(tmp_path)
+    first, second = _seed(sb)
+    engine = sb.engine(clock=FakeClock())
+    run_pass(engine)
+    run_pass(engine)
+    issue = issue_for(engine, first)
+    Engineer(sb).note(issue, "Found the cause.")
+    rule = sb.reamaze.faults.add(status=422, body=b'{"errors":{"body":["is invalid"]}}',
+                                 method="POST", path_prefix=f"/api/v1/conversations/{first}/")
+    failed = run_all_once(engine)[0]
+    assert rule.hits == 1 and first in failed.failed and "is invalid" in failed.failed[first]
+    retried = run_pass(engine)
+    assert retried.counts["failures_retried"] == 1 and retried.counts["comments_to_helpdesk"] == 1
+    assert engine.store.list_failures("bugs") == []
+    assert len([m for m in messages(sb, first) if "Found the cause." in m.body]) == 1
+    _assert_converged(sb, engine, [first, second])
+    engine.close()
+
+
+def test_failing_conversation_that_stops_matching_is_no_longer_retried(tmp_path: Path) -> None:
+    """A conversation whose issue create was refused stops being retried (and listed as
+    failing) once it no longer matches the pair's rules."""
+    sb = sandbox(tmp_path)
+    _seed(sb)
+    sb.redmine.faults.add(status=422, body=b'{"errors":["Subject is invalid"]}',
+                          method="POST", path=r"^/issues\.json$")
+    engine = sb.engine(clock=FakeClock())
+    result = run_all_once(engine)[0]
+    assert len(result.failed) == 1 and len(issue_ids(sb)) == 1
+    [failed] = result.failed
+    sb.reamaze.set_tags(failed, [])
+    retried = run_pass(engine)
+    assert retried.counts["failures_retried"] == 1
+    assert engine.store.list_failures("bugs") == []
+    assert engine.store.get_link("bugs", failed) is None and len(issue_ids(sb)) == 1
+    assert run_pass(engine).counts["failures_retried"] == 0
+    engine.close()
+
+
 def test_429_storm_is_waited_out_within_one_pass(tmp_path: Path) -> None:
     """A burst of 429s on both APIs (on reads and on the non-idempotent creates) is absorbed
     by waits on the injected clock that honour the servers' Retry-After: the pass succeeds."""

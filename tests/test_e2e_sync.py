@@ -17,6 +17,7 @@ from e2e_support import (
     sandbox,
 )
 
+from syncer.app import run_all_once
 from syncer.runner import PairRunner
 from syncer.sandbox import Sandbox
 
@@ -286,4 +287,27 @@ def test_conversation_done_closes_the_issue_when_configured(tmp_path: Path) -> N
     run_pass(engine)
     assert mark.writes() == []
     assert not [m for m in messages(sb, crash) if m.body.startswith("Fixed:")]
+    engine.close()
+
+
+def test_tracker_dropping_the_private_flag_never_leaves_internal_text_public(
+        tmp_path: Path) -> None:
+    """When Redmine silently saves an internal note as public (a plugin drops the flag),
+    the copy is deleted at once and the conversation is reported as failing: no internal
+    text stays readable on the tracker, and retries do not leak it again."""
+    sb = sandbox(tmp_path)
+    crash, _, _ = _seed(sb)
+    bot = sb.redmine.add_user("syncbot", drop_private_notes=True)
+    project = next(p for p in sb.redmine.state.projects.values() if p.identifier == "support")
+    sb.redmine.add_member(project, bot, ("Manager",))
+    sb.environ["REDMINE_API_KEY"] = bot.api_key
+    engine = sb.engine()
+    for _ in range(3):
+        result = run_all_once(engine)[0]
+        assert result.ok and crash in result.failed
+        assert "came back public" in result.failed[crash]
+        _assert_no_internal_text_is_public(sb, "INTERNAL-1", "COLLISION-1")
+    assert not any("INTERNAL-1" in (j.notes or "") for j in sb.redmine.state.journals.values())
+    [failure] = [f for f in engine.store.list_failures("bugs") if f.object_id == crash]
+    assert failure.attempts == 3
     engine.close()
