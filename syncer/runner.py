@@ -94,6 +94,9 @@ class PairRunner:
         except SyncError as exc:
             result.error = str(exc)
             log.error("pass_failed", **exc.log_fields())
+        except Exception as exc:  # a bug: record the run as failed, not "running" forever
+            result.error = f"internal error: {exc!r}"
+            log.exception("pass_crashed")
         finally:
             structlog.contextvars.unbind_contextvars("pair")
         if run_id is not None:

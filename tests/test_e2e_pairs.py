@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from e2e_support import STAFF, Mark, sandbox
+from e2e_support import STAFF, Handler, Mark, sandbox
 
 from connectors.reamaze.simulator import ReamazeSimulator
 from connectors.redmine.simulator import RedmineSimulator
@@ -51,12 +51,13 @@ class TwoTrackers:
         self.wish = self.reamaze.add_conversation("Dark mode please", "Would love dark mode.",
                                                   "dave@customer.example", tags=["feature"])
 
-    def engine(self, **environ: str) -> Engine:
+    def engine(self, handlers: dict[str, Handler] | None = None, **environ: str) -> Engine:
         env = {**self.environ, **environ}
+        routes: dict[str, Handler] = {"reamaze": self.reamaze.handle,
+                                      "redmine": self.bugs.handle,
+                                      "product": self.features.handle, **(handlers or {})}
         return build_engine(self.config, environ={k: v for k, v in env.items() if v},
-                            transports={"reamaze": httpx.MockTransport(self.reamaze.handle),
-                                        "redmine": httpx.MockTransport(self.bugs.handle),
-                                        "product": httpx.MockTransport(self.features.handle)})
+                            transports={k: httpx.MockTransport(h) for k, h in routes.items()})
 
 
 def _by_pair(engine: Engine) -> dict[str, Any]:
@@ -275,4 +276,25 @@ def test_conversation_in_two_pairs_gets_two_issues_and_no_echo_between_them(
     writes = [r.method for r in env.reamaze.requests[marks[0]:] + env.bugs.requests[marks[1]:]
               + env.features.requests[marks[2]:] if r.method != "GET"]
     assert writes == []
+    engine.close()
+
+
+def test_unexpected_crash_in_one_pair_is_recorded_and_others_sync(tmp_path: Path) -> None:
+    """An unexpected exception inside one pair's pass (a bug, not an API error) is reported
+    for that pair, recorded as its failed run in `status`, and the other pair syncs."""
+    env = TwoTrackers(tmp_path)
+
+    def explode(request: httpx.Request) -> httpx.Response:
+        raise RuntimeError("simulated bug in a connector")
+
+    engine = env.engine({"redmine": explode})
+    results = _by_pair(engine)
+    assert results["bugs"].error == "internal error: RuntimeError('simulated bug in a connector')"
+    assert results["features"].ok and len(env.features.state.issues) == 1
+    last = engine.store.last_run("bugs")
+    assert last is not None and last.finished_at is not None
+    assert last.error == results["bugs"].error
+    status = render_status(env.config, engine.store, datetime.now(UTC))
+    bugs = status[:status.index("[features]")]
+    assert "failed" in bugs and "simulated bug in a connector" in bugs
     engine.close()
