@@ -325,3 +325,43 @@ def test_link_refuses_unknown_objects_and_pairs(served: Served) -> None:
     assert no_pair.exit_code == 2
     assert "[pairs] name: no pair named 'features' (known: bugs)" in no_pair.stderr
     assert "Traceback" not in no_issue.output + no_conv.output + no_pair.output
+
+
+def test_daemon_process_stops_on_sigterm_after_saving_its_pass(served: Served) -> None:
+    """`reamaze-sync run` as a real process: it syncs on start, and SIGTERM makes it exit 0
+    with the pass's work in the state file."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    slug = _bug(served)
+    exe = Path(sys.executable).with_name("reamaze-sync")
+    proc = subprocess.Popen([str(exe), "--config", str(served.path), "--log-format", "json",
+                             "run"], env={**os.environ, **served.env},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not served.redmine.state.issues or not [
+                m for m in served.reamaze.conversations[slug].messages
+                if "Linked to Redmine" in m.body]:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the daemon never synced"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert '"event": "shutdown_requested"' in err and '"event": "daemon_stopped"' in err
+    assert TOKEN not in err and served.redmine.admin_key not in err
+    store = StateStore(f"sqlite:///{served.db}")
+    try:
+        link = store.get_link("bugs", slug)
+        assert link is not None and link.issue_id is not None
+        run = store.last_run("bugs")
+        assert run is not None and run.finished_at is not None
+    finally:
+        store.close()
