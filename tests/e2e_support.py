@@ -133,10 +133,19 @@ class Engineer:
         self.put(issue_id, status_id=2)
 
 
-def journals(sb: Sandbox, issue_id: str | int) -> list[SimJournal]:
+@dataclass(frozen=True)
+class Note:
+    id: int
+    text: str
+    private: bool
+
+
+def journals(sb: Sandbox, issue_id: str | int) -> list[Note]:
     """The issue's notes (journals with text), oldest first."""
-    return sorted((j for j in sb.redmine.state.journals.values()
-                   if j.issue_id == int(issue_id) and j.notes), key=lambda j: j.id)
+    found: list[SimJournal] = sorted((j for j in sb.redmine.state.journals.values()
+                                      if j.issue_id == int(issue_id) and j.notes),
+                                     key=lambda j: j.id)
+    return [Note(j.id, j.notes or "", j.private_notes) for j in found]
 
 
 def messages(sb: Sandbox, slug: str) -> list[SimMessage]:

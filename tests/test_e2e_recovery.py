@@ -57,17 +57,17 @@ def _assert_converged(sb: Sandbox, engine: Engine, slugs: list[str]) -> None:
         for m in messages(sb, slug):
             if "Linked to Redmine" in m.body or "commented on Redmine" in m.body:
                 continue
-            copies = [j for j in notes if m.body in j.notes]
+            copies = [j for j in notes if m.body in j.text]
             assert len(copies) == 1, (slug, m.body, len(copies))
-            assert copies[0].private_notes == (m.visibility != 0)
+            assert copies[0].private == (m.visibility != 0)
         link_notes = [m for m in messages(sb, slug) if "Linked to Redmine" in m.body]
         assert [(m.visibility, f"#{issue}:" in m.body) for m in link_notes] == [
             (INTERNAL, True)], slug
         for j in notes:
-            if "Re:amaze" in j.notes:
+            if "Re:amaze" in j.text:
                 continue
-            copies = [m for m in messages(sb, slug) if j.notes.split("\n\n<!--")[0] in m.body]
-            assert len(copies) == 1, (slug, j.notes)
+            arrived = [m for m in messages(sb, slug) if j.text.split("\n\n<!--")[0] in m.body]
+            assert len(arrived) == 1, (slug, j.text)
     assert not engine.store.pending_intents("bugs") or all(
         i.status != "pending" for i in engine.store.pending_intents("bugs"))
     mark = Mark.now(sb)
@@ -165,15 +165,15 @@ def test_lost_answers_on_both_sides_inside_one_pass_create_nothing_twice(
     are found by marker within the same pass: no duplicates, no failure."""
     sb = sandbox(tmp_path)
     slugs = _seed(sb)
-    faults = [
-        sb.redmine.faults.add(timeout=True, after=True, method="POST", path=r"^/issues\.json$"),
-        sb.redmine.faults.add(status=502, after=True, method="PUT", path=r"^/issues/\d+\.json$"),
-        sb.reamaze.faults.add(status=500, commit=True, method="POST",
-                              path_prefix="/api/v1/conversations/"),
-    ]
+    create = sb.redmine.faults.add(timeout=True, after=True, method="POST",
+                                   path=r"^/issues\.json$")
+    note = sb.redmine.faults.add(status=502, after=True, method="PUT",
+                                 path=r"^/issues/\d+\.json$")
+    message = sb.reamaze.faults.add(status=500, commit=True, method="POST",
+                                    path_prefix="/api/v1/conversations/")
     engine = sb.engine(clock=FakeClock())
     run_pass(engine)
-    assert [f.hits for f in faults] == [1, 1, 1]
+    assert (create.hits, note.hits, message.hits) == (1, 1, 1)
     _assert_converged(sb, engine, slugs)
     engine.close()
 
@@ -255,7 +255,7 @@ def test_tracker_change_is_not_lost_when_an_aborted_pass_is_repeated(tmp_path: P
                           path_prefix=f"/api/v1/conversations/{b}/messages")
     aborted = run_all_once(engine)[0]
     assert aborted.error is not None and "503" in aborted.error
-    assert any("INTERNAL-B" in j.notes for j in journals(sb, issue_for(engine, a)))
+    assert any("INTERNAL-B" in j.text for j in journals(sb, issue_for(engine, a)))
     Engineer(sb).note(issue_for(engine, a), "Found it: a null pointer in the draft store.")
     run_pass(engine)
     copies = [m for m in messages(sb, a) if "null pointer" in m.body]

@@ -17,7 +17,7 @@ from e2e_support import (
     sandbox,
 )
 
-from syncer.app import run_all_once
+from syncer.app import Engine, run_all_once
 from syncer.runner import PairRunner
 from syncer.sandbox import Sandbox
 
@@ -43,7 +43,7 @@ def _seed(sb: Sandbox) -> tuple[str, str, str]:
     return crash, export, invoice
 
 
-def _backfill(sb: Sandbox) -> tuple[object, PairRunner]:
+def _backfill(sb: Sandbox) -> tuple[Engine, PairRunner]:
     engine = sb.engine()
     runner = engine.runner(sb.config.pairs[0])
     assert isinstance(runner, PairRunner)
@@ -86,7 +86,7 @@ def test_backfill_then_changes_on_both_sides_keep_visibility_and_settle(tmp_path
 
     # One note per copied message, its privacy that of the source (order within one
     # millisecond is not defined, so match by text).
-    notes = {_first_line(j.notes): j.private_notes for j in journals(sb, crash_issue)}
+    notes = {_first_line(j.text): j.private for j in journals(sb, crash_issue)}
     assert notes == {"Since the update the app crashes.": False,
                      "INTERNAL-1 reproduced, customer is on the Enterprise plan": True,
                      "Thanks Carol, we are looking into it.": False}
@@ -127,14 +127,14 @@ def test_backfill_then_changes_on_both_sides_keep_visibility_and_settle(tmp_path
 
     # Redmine side, note by note.
     crash_notes = journals(sb, crash_issue)
-    new = [j for j in crash_notes if "web app" in j.notes]
-    assert len(new) == 1 and not new[0].private_notes
+    new = [j for j in crash_notes if "web app" in j.text]
+    assert len(new) == 1 and not new[0].private
     export_notes = journals(sb, export_issue)
-    internal3 = [j for j in export_notes if "INTERNAL-3" in j.notes]
-    assert len(internal3) == 1 and internal3[0].private_notes
+    internal3 = [j for j in export_notes if "INTERNAL-3" in j.text]
+    assert len(internal3) == 1 and internal3[0].private
     # Every note exists once: nothing we wrote was copied back.
     for issue in (crash_issue, export_issue):
-        texts = [j.notes for j in journals(sb, issue)]
+        texts = [j.text for j in journals(sb, issue)]
         assert not any("commented on Redmine" in t for t in texts)
     assert len([m for m in messages(sb, crash) if "PRIVATE-1" in m.body]) == 1
 
@@ -163,9 +163,9 @@ def test_public_tracker_notes_reach_the_customer_only_when_the_pair_allows(
     assert [(m.visibility, m.notified) for m in copies] == [(INTERNAL, False), (PUBLIC, True)]
     assert "PRIVATE-2" in copies[0].body and "fix ships tomorrow" in copies[1].body
     # The public reply is not copied back to Redmine as a new note.
-    assert [j.notes for j in journals(sb, issue)].count(
-        next(j.notes for j in journals(sb, issue) if "fix ships" in j.notes)) == 1
-    assert not any("commented on Redmine" in j.notes for j in journals(sb, issue))
+    assert [j.text for j in journals(sb, issue)].count(
+        next(j.text for j in journals(sb, issue) if "fix ships" in j.text)) == 1
+    assert not any("commented on Redmine" in j.text for j in journals(sb, issue))
     _assert_no_internal_text_is_public(sb, "PRIVATE-2", "INTERNAL-1", "COLLISION-1")
     engine.close()
 
