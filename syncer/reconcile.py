@@ -163,6 +163,13 @@ def _sync_link(ctx: PairContext, conversation: SideView, issue: SideView,
     copied = {(c.source_side, c.source_id) for c in link.comment_links}
     written = {(c.source_side.other, c.target_id) for c in link.comment_links}
     actions: list[Action] = []
+    # The link note is planned with the issue create; a pass that stopped in between (a
+    # crash recovered by its intent, an aborted pass) or a link made by hand would leave
+    # the conversation without it for good. Its marker keeps this to one note.
+    note_marker = make_marker(ctx.pair, "linknote", cid)
+    if (Side.TRACKER, note_marker) not in copied and \
+            note_marker not in _markers(conversation.comments):
+        actions.append(PostLinkNote(conversation_id=cid, marker=note_marker))
     actions += _copy_helpdesk_comments(ctx, cid, iss.id, conversation.comments, copied, written,
                                        _markers(issue.comments))
     actions += _copy_tracker_comments(ctx, cid, conversation, issue, link, copied, written)

@@ -22,16 +22,8 @@ from connectors.base import Connector
 from state import StateStore
 from syncer.apply import Applier, ApplyResult, recover_intents
 from syncer.errors import NotFoundError, SkippableError, SyncError
-from syncer.models import Cursor, Ticket
-from syncer.plan import (
-    LinkView,
-    Plan,
-    PostLinkNote,
-    SaveSnapshot,
-    Side,
-    SideView,
-    make_marker,
-)
+from syncer.models import Comment, Cursor, Ticket
+from syncer.plan import LinkView, Plan, SaveSnapshot, Side, SideView
 from syncer.reconcile import PairContext, matches, reconcile
 
 log = structlog.get_logger("reamaze_sync.runner")
@@ -208,11 +200,11 @@ class PairRunner:
             except NotFoundError:
                 return reconcile(self.ctx, conv_view, None, link, issue_deleted=True)
             plan = reconcile(self.ctx, conv_view, iss_view, link)
-            return _with_link_note(_distrust_unsettled(plan, iss), link, conv_view)
+            return _distrust_unsettled(plan, iss)
 
         self._run_plan(cid, result, dry_run, decide)
 
-    def _comments(self, side: Side, ticket_id: str) -> tuple:  # type: ignore[type-arg]
+    def _comments(self, side: Side, ticket_id: str) -> tuple[Comment, ...]:
         connector = self.helpdesk if side is Side.HELPDESK else self.tracker
         return tuple(connector.list_comments(ticket_id))
 
@@ -257,23 +249,6 @@ def _distrust_unsettled(plan: Plan, issue: Ticket) -> Plan:
         a.model_copy(update={"snapshot": a.snapshot.model_copy(
             update={"tracker_updated_at": None})}) if isinstance(a, SaveSnapshot) else a
         for a in plan.actions))
-
-
-def _with_link_note(plan: Plan, link: LinkView, conversation: SideView) -> Plan:
-    """Put back the internal "linked to issue #N" note when it was never written.
-
-    It is planned together with the issue create; a pass that stopped in between (a
-    crash recovered by its intent, an aborted pass, a link made by hand) would otherwise
-    leave the conversation without it for good. Its marker keeps this to one note.
-    """
-    marker = make_marker(plan.pair, "linknote", link.conversation_id)
-    if (link.issue_id is None or link.status != "active"
-            or any(c.source_id == marker for c in link.comment_links)
-            or any(c.marker == marker for c in conversation.comments)
-            or any(isinstance(a, PostLinkNote) for a in plan.actions)):
-        return plan
-    return Plan(pair=plan.pair, actions=(
-        PostLinkNote(conversation_id=link.conversation_id, marker=marker), *plan.actions))
 
 
 def _unchanged(link: LinkView, *, helpdesk: Ticket | None = None,

@@ -41,6 +41,7 @@ from syncer.plan import (
     Skip,
     Snapshot,
     UpdateTicket,
+    make_marker,
 )
 from syncer.reconcile import PairContext, reconcile
 
@@ -133,11 +134,20 @@ def context(pol: PairConfig | None = None, *, private: bool = True, labels: bool
     )
 
 
+def link_note_view(cid: str = CID, pair: str = PAIR) -> CommentLinkView:
+    """The comment link the engine records for the "linked to issue" note it posts."""
+    marker = make_marker(pair, "linknote", cid)
+    return CommentLinkView(source_side=Side.TRACKER, source_id=marker, target_id=marker,
+                           fingerprint="")
+
+
 def link(cid: str = CID, iid: str | None = IID, *, status_: str = "active",
          comment_links: tuple[CommentLinkView, ...] = (),
-         snapshot: Snapshot | None = None) -> LinkView:
+         snapshot: Snapshot | None = None, link_note: bool = True) -> LinkView:
+    """A link as the engine leaves it; ``link_note=False`` for one whose note is missing."""
+    notes = (link_note_view(cid),) if link_note else ()
     return LinkView(conversation_id=cid, issue_id=iid, status=status_,
-                    comment_links=comment_links, snapshot=snapshot)
+                    comment_links=notes + comment_links, snapshot=snapshot)
 
 
 def agreed(conv: Ticket, iss: Ticket, **changes: Any) -> Snapshot:

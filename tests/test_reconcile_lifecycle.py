@@ -9,6 +9,7 @@ from syncer.plan import (
     AddComment,
     CreateIssue,
     MarkOrphaned,
+    PostLinkNote,
     Side,
     SideView,
     Skip,
@@ -133,3 +134,18 @@ def test_linked_plan_is_independent_of_comment_input_order() -> None:
                        SideView(ticket=iss_t, comments=t), link(snapshot=base))
              for h, t in [(hd, tr), (hd[::-1], tr[::-1]), ((hd[1], hd[2], hd[0]), tr)]}
     assert len(plans) == 1
+
+
+def test_missing_link_note_is_put_back_once() -> None:
+    """A link whose "linked to issue" note was never written gets it, and only once."""
+    conv, iss = conversation(tags=("bug",)), issue()
+    marker = make_marker(PAIR, "linknote", CID)
+    bare = link(link_note=False, snapshot=agreed(conv, iss))
+    plan = reconcile(context(policy()), SideView(ticket=conv), SideView(ticket=iss), bare)
+    notes = [a for a in plan.writes if isinstance(a, PostLinkNote)]
+    assert [n.marker for n in notes] == [marker]
+
+    already_there = SideView(ticket=conv, comments=(
+        comment(marker, internal=True, marker=marker),))
+    plan = reconcile(context(policy()), already_there, SideView(ticket=iss), bare)
+    assert not [a for a in plan.actions if isinstance(a, PostLinkNote)]
