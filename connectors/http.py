@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -324,3 +324,30 @@ def build_http_client(base_url: str, *, auth: httpx.Auth | None = None,
                       timeout: httpx.Timeout | float = DEFAULT_TIMEOUT) -> httpx.Client:
     return httpx.Client(base_url=base_url, auth=auth, headers=dict(headers or {}),
                         transport=transport, timeout=timeout, follow_redirects=False)
+
+
+T = TypeVar("T")
+
+
+def write_once(api: ApiClient, send: Callable[[], T], lookup: Callable[[], T | None],
+               *, object_id: str | None = None) -> T:
+    """Send a create that the remote does not de-duplicate, without ever doubling it.
+
+    ``send`` must use ``retry_transient=False``: a 429 is an answer (nothing was written)
+    and is retried by the client, but after a timeout or 5xx the write may have landed, so
+    the idempotency key is looked up before the request is sent again.
+    """
+    attempts = max(1, api.retry.attempts)
+    for attempt in range(1, attempts + 1):
+        try:
+            return send()
+        except TransientError:
+            if attempt == attempts:
+                raise
+            api.clock.sleep(api.retry.backoff(attempt))
+            found = lookup()
+            if found is not None:
+                log.info("write_found_after_error", connector=api.connector,
+                         object_id=object_id, attempt=attempt)
+                return found
+    raise AssertionError("unreachable")  # pragma: no cover

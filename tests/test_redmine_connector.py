@@ -96,7 +96,7 @@ def test_note_whose_response_timed_out_is_not_posted_twice(
         comment = redmine_conn.create_comment(issue_id, _note("only once", marker="rs-once"))
     assert _journals_with(redmine_sim, "rs-once") == [int(comment.id)]
     assert _writes(redmine_sim, "PUT", "/issues/") == 1
-    assert any(e["event"] == "redmine_write_landed_despite_error" for e in logs)
+    assert any(e["event"] == "write_found_after_error" for e in logs)
 
 
 def test_note_refused_with_503_is_sent_again_once(redmine_sim: RedmineSimulator,

@@ -12,7 +12,7 @@ and status codes are explained in ``mapping``; the change feed in ``feed``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
@@ -42,7 +42,7 @@ from connectors.reamaze.wire import (
     parse_one,
 )
 from syncer.config import ReamazeConfig
-from syncer.errors import BadPayloadError, RejectedError, TransientError
+from syncer.errors import BadPayloadError, RejectedError
 from syncer.logs import register_secret
 from syncer.models import (
     ChangePage,
@@ -181,7 +181,7 @@ class ReamazeConnector:
             raise RejectedError("Re:amaze needs hold_until for On Hold; create, then update",
                                 connector=CONNECTOR)
         category = self._category()
-        ticket = self._write_once(
+        ticket = http.write_once(self.api,
             lambda: self.create_conversation(
                 new.subject, category, new.description, self.login_email, tags=new.tags,
                 status=code_for_state(new.state) if new.state is not None else None,
@@ -273,30 +273,12 @@ class ReamazeConnector:
                                      retry_transient=False)
             return self._created_comment(ticket_id, raw, new.marker)
 
-        comment = self._write_once(post, lambda: self.find_comment_by_marker(ticket_id,
+        comment = http.write_once(self.api, post, lambda: self.find_comment_by_marker(ticket_id,
                                                                             new.marker))
         if internal and comment.visibility is not Visibility.INTERNAL:
             raise RejectedError("unsafe result: an internal note came back public",
                                 connector=CONNECTOR, object_id=ticket_id)
         return comment
-
-    def _write_once(self, send: Callable[[], T], lookup: Callable[[], T | None]) -> T:
-        """Create without duplicates: Re:amaze does not deduplicate ``origin_id`` or
-        conversation data, so after a timeout or 5xx (the write may have happened) the
-        marker is looked up before the request is sent again."""
-        attempts = max(1, self.api.retry.attempts)
-        for attempt in range(1, attempts + 1):
-            try:
-                return send()
-            except TransientError:
-                if attempt == attempts:
-                    raise
-                self.api.clock.sleep(self.api.retry.backoff(attempt))
-                found = lookup()
-                if found is not None:
-                    log.info("reamaze_write_found_after_error", attempt=attempt)
-                    return found
-        raise AssertionError("unreachable")  # the loop returns or raises
 
     def _created_comment(self, ticket_id: str, raw: Any, marker: str) -> Comment:
         if isinstance(raw, Mapping) and isinstance(raw.get("message"), Mapping):

@@ -30,7 +30,14 @@ import structlog
 from pydantic import SecretStr
 
 from connectors.base import Capabilities
-from connectors.http import ApiClient, Clock, RateLimiter, RetryPolicy, SystemClock
+from connectors.http import (
+    ApiClient,
+    Clock,
+    RateLimiter,
+    RetryPolicy,
+    SystemClock,
+    write_once,
+)
 from connectors.http import build_http_client as _build_http_client
 from connectors.redmine.feed import ChangeFeed, FeedSettings
 from connectors.redmine.guard import PrivateNotesGuard
@@ -43,7 +50,7 @@ from connectors.redmine.mapping import (
     ticket_status,
     user_to_unified,
 )
-from connectors.redmine.notes import Notes, send_once_or_find
+from connectors.redmine.notes import Notes
 from connectors.redmine.wire import (
     CONNECTOR,
     Issue,
@@ -85,15 +92,10 @@ class RedmineConnector:
     capabilities = Capabilities(private_comments=True, edit_comments=True, labels=False,
                                 assignee=True, attachments_upload=True, markdown_markers=True)
 
-    def __init__(self, api: ApiClient, cfg: RedmineConfig, *, api_once: ApiClient | None = None,
+    def __init__(self, api: ApiClient, cfg: RedmineConfig, *,
                  now: Callable[[], datetime] | None = None, skew_seconds: float = 1.0,
                  permission_ttl: float = 60.0) -> None:
         self.api = api
-        # Same connection, no automatic retry: for writes that must not be repeated blindly.
-        self.api_once = api_once or ApiClient(
-            api.connector, api.client, rate_limiter=api.rate_limiter, clock=api.clock,
-            retry=RetryPolicy(attempts=1), max_body_bytes=api.max_body_bytes,
-            describe_auth_failure=api.describe_auth_failure)
         self.cfg = cfg
         self.base_url = str(cfg.base_url).rstrip("/")
         self.now = now or (lambda: datetime.now(UTC))
@@ -104,7 +106,7 @@ class RedmineConnector:
         self._statuses: list[IssueStatus] | None = None
         self._trackers: list[Tracker] | None = None
         self.guard = PrivateNotesGuard(api, self.project, api.clock, ttl=permission_ttl)
-        self.notes = Notes(api, self.api_once, self.guard, api.clock, self._read_issue,
+        self.notes = Notes(api, self.guard, api.clock, self._read_issue,
                            self._issue_path)
         self.feed = ChangeFeed(self._fetch_issues, self._ticket,
                                FeedSettings(project=cfg.project,
@@ -220,16 +222,11 @@ class RedmineConnector:
             issue["priority_id"] = self.cfg.priority_id
         if new.assignee_id:
             issue["assigned_to_id"] = self._user_id(new.assignee_id)
-        created: list[Issue] = []
+        def send() -> Ticket:
+            return self._ticket(parse_one(Issue, self.api.send_json(
+                "POST", "/issues.json", {"issue": issue}, retry_transient=False), "issue"))
 
-        def send() -> None:
-            created.append(parse_one(Issue, self.api_once.send_json(
-                "POST", "/issues.json", {"issue": issue}), "issue"))
-
-        send_once_or_find(self.api.clock, send, lambda: self.find_ticket_by_marker(new.marker))
-        ticket = self._ticket(created[0]) if created else self.find_ticket_by_marker(new.marker)
-        if ticket is None:  # pragma: no cover - send_once_or_find only returns after one of them
-            raise RejectedError("issue create not confirmed", connector=CONNECTOR)
+        ticket = write_once(self.api, send, lambda: self.find_ticket_by_marker(new.marker))
         log.info("redmine_issue_created", connector=CONNECTOR, issue_id=ticket.id,
                  marker=new.marker)
         if new.state in _CLOSING:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import structlog
 
-from connectors.http import ApiClient, Clock
+from connectors.http import ApiClient, Clock, write_once
 from connectors.redmine.guard import PrivateNotesGuard
 from connectors.redmine.mapping import (
     check_marker,
@@ -30,24 +30,19 @@ from connectors.redmine.mapping import (
 from connectors.redmine.wire import CONNECTOR, Issue, Journal
 from syncer.errors import (
     NotFoundError,
-    RateLimitedError,
     RejectedError,
     SyncError,
-    TransientError,
 )
 from syncer.models import Comment, NewComment, Visibility
 
 log = structlog.get_logger("reamaze_sync.redmine")
 
-WRITE_ATTEMPTS = 4
-
 
 class Notes:
-    def __init__(self, api: ApiClient, api_once: ApiClient, guard: PrivateNotesGuard,
+    def __init__(self, api: ApiClient, guard: PrivateNotesGuard,
                  clock: Clock, read_issue: Callable[[str], Issue],
                  issue_path: Callable[[str], str]) -> None:
         self.api = api
-        self.api_once = api_once
         self.guard = guard
         self.clock = clock
         self.read_issue = read_issue
@@ -82,10 +77,12 @@ class Notes:
         body = {"issue": {"notes": embed_marker(new.body, new.marker),
                           "private_notes": internal}}
         path = self.issue_path(issue_id)
-        send_once_or_find(
-            self.clock,
-            lambda: self.api_once.request("PUT", path, json_body=body, object_id=issue_id),
-            lambda: self._journal_with_marker(self.read_issue(issue_id), new.marker))
+        write_once(
+            self.api,
+            lambda: self.api.request("PUT", path, json_body=body, object_id=issue_id,
+                                     retry_transient=False),
+            lambda: self._journal_with_marker(self.read_issue(issue_id), new.marker),
+            object_id=issue_id)
         issue = self.read_issue(issue_id)
         journal = self._journal_with_marker(issue, new.marker)
         if journal is None:
@@ -156,26 +153,3 @@ class Notes:
                   journal_id=journal.id)
         raise RejectedError("private note came back public; removed", connector=CONNECTOR,
                             object_id=object_id)
-
-
-def send_once_or_find(clock: Clock, send: Callable[[], object],
-                      landed: Callable[[], object | None]) -> None:
-    """Send a non-idempotent write; after an ambiguous failure look for it before resending."""
-    delay = 0.5
-    for attempt in range(1, WRITE_ATTEMPTS + 1):
-        try:
-            send()
-            return
-        except RateLimitedError as exc:
-            if attempt == WRITE_ATTEMPTS:
-                raise
-            clock.sleep(exc.retry_after if exc.retry_after is not None else delay)
-        except TransientError:
-            if landed() is not None:
-                log.info("redmine_write_landed_despite_error", connector=CONNECTOR,
-                         attempt=attempt)
-                return
-            if attempt == WRITE_ATTEMPTS:
-                raise
-            clock.sleep(delay)
-        delay = min(delay * 2, 30.0)
