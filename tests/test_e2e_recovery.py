@@ -144,7 +144,7 @@ def test_issue_create_answer_lost_then_engine_restarted(tmp_path: Path) -> None:
     pass gives up with a pending intent; a brand-new engine resolves it: one issue."""
     sb = sandbox(tmp_path)
     slugs = _seed(sb)
-    sb.redmine.faults.add(status=503, after=True, method="POST", path=r"^/issues\.json$")
+    sb.redmine.faults.add(status=503, commit=True, method="POST", path=r"^/issues\.json$")
     sb.redmine.faults.add(status=503, times=10_000, method="GET", path=r"^/issues\.json$")
     engine = sb.engine(clock=FakeClock())
     results = run_all_once(engine)
@@ -165,9 +165,9 @@ def test_lost_answers_on_both_sides_inside_one_pass_create_nothing_twice(
     are found by marker within the same pass: no duplicates, no failure."""
     sb = sandbox(tmp_path)
     slugs = _seed(sb)
-    create = sb.redmine.faults.add(timeout=True, after=True, method="POST",
+    create = sb.redmine.faults.add(timeout=True, commit=True, method="POST",
                                    path=r"^/issues\.json$")
-    note = sb.redmine.faults.add(status=502, after=True, method="PUT",
+    note = sb.redmine.faults.add(status=502, commit=True, method="PUT",
                                  path=r"^/issues/\d+\.json$")
     message = sb.reamaze.faults.add(status=500, commit=True, method="POST",
                                     path_prefix="/api/v1/conversations/")

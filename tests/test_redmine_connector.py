@@ -91,7 +91,7 @@ def test_note_whose_response_timed_out_is_not_posted_twice(
         redmine_sim: RedmineSimulator, redmine_conn: RedmineConnector) -> None:
     """If the PUT landed but its answer was lost, the marker is found and nothing is resent."""
     issue_id = _issue(redmine_sim)
-    redmine_sim.faults.add(timeout=True, after=True, method="PUT", path=r"^/issues/")
+    redmine_sim.faults.add(timeout=True, commit=True, method="PUT", path=r"^/issues/")
     with structlog.testing.capture_logs() as logs:
         comment = redmine_conn.create_comment(issue_id, _note("only once", marker="rs-once"))
     assert _journals_with(redmine_sim, "rs-once") == [int(comment.id)]
@@ -122,7 +122,7 @@ def test_note_rate_limited_is_sent_after_retry_after(redmine_sim: RedmineSimulat
 def test_issue_create_whose_response_was_lost_is_not_duplicated(
         redmine_sim: RedmineSimulator, redmine_conn: RedmineConnector) -> None:
     """A POST that created the issue but timed out is recovered by its marker."""
-    redmine_sim.faults.add(timeout=True, after=True, method="POST", path=r"^/issues\.json$")
+    redmine_sim.faults.add(timeout=True, commit=True, method="POST", path=r"^/issues\.json$")
     created = redmine_conn.create_ticket(NewTicket(subject="Once", description="d",
                                                    marker="rs-create1"))
     assert [i.id for i in redmine_sim.state.issues.values()] == [int(created.id)]
@@ -161,7 +161,7 @@ def test_write_answered_with_an_odd_body_still_counts_as_done(
         redmine_sim: RedmineSimulator, redmine_conn: RedmineConnector) -> None:
     """PUT answers are not decoded: a proxy's HTML 200 after a landed write is not an error."""
     issue_id = _issue(redmine_sim)
-    redmine_sim.faults.add(status=200, after=True, method="PUT", body=b"<html>ok</html>",
+    redmine_sim.faults.add(status=200, commit=True, method="PUT", body=b"<html>ok</html>",
                            times=2)
     comment = redmine_conn.create_comment(issue_id, _note("hi", marker="rs-odd"))
     assert _journals_with(redmine_sim, "rs-odd") == [int(comment.id)]

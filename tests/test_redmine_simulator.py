@@ -101,9 +101,9 @@ def test_faults_status_timeout_delay_and_after(redmine_sim: RedmineSimulator) ->
         redmine_sim.faults.add(timeout=True, path=r"^/issues/")
         with pytest.raises(httpx.ReadTimeout):
             c.get(f"/issues/{issue.id}.json")
-        redmine_sim.faults.add(delay=1.5, method="GET")
+        redmine_sim.faults.add(delay_s=1.5, method="GET")
         assert c.get("/issues.json").status_code == 200 and slept == [1.5]
-        redmine_sim.faults.add(status=500, after=True, method="PUT")
+        redmine_sim.faults.add(status=500, commit=True, method="PUT")
         assert c.put(f"/issues/{issue.id}.json", json={"issue": {"notes": "landed"}}
                      ).status_code == 500
         assert [j["notes"] for j in _journals(c, issue.id)] == ["landed"]

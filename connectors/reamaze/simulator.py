@@ -21,7 +21,7 @@ with ``connectors.loopback.LoopbackServer``. It follows shared/reamaze-api.md:
 * Validation failures are 422 ``{"errors": {field: [messages]}}``; an undecodable JSON
   body is 400. Creates answer 201 (the docs do not say 200 or 201).
 
-Data rules and seeding helpers live in ``sim_state``; fault injection in ``sim_faults``.
+Data rules and seeding helpers live in ``sim_state``; fault injection in ``connectors.simfaults``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from typing import Any
 import httpx
 
 from connectors.reamaze.sim_directory import DirectoryRoutes
-from connectors.reamaze.sim_faults import Faults, MinuteWindow, RequestRecord
+from connectors.reamaze.sim_faults import MinuteWindow, RequestRecord, error_body
 from connectors.reamaze.sim_http import (
     BadJson,
     Invalid,
@@ -60,6 +60,7 @@ from connectors.reamaze.sim_validate import (
     validate_conversation_write,
     validate_message_write,
 )
+from connectors.simfaults import Faults
 
 API_PREFIX = "/api/v1"
 Route = tuple[str, re.Pattern[str], Callable[..., httpx.Response]]
@@ -73,7 +74,7 @@ class ReamazeSimulator(DirectoryRoutes):
         super().__init__(brand=brand, clock=clock)
         self.login_email = login_email
         self.token = token
-        self.faults = Faults()
+        self.faults = Faults(error_body)
         self.requests: list[RequestRecord] = []
         self.before_request: list[Callable[[httpx.Request], None]] = []
         self.sleep = sleep
@@ -110,21 +111,15 @@ class ReamazeSimulator(DirectoryRoutes):
     def handle(self, request: httpx.Request) -> httpx.Response:
         for hook in list(self.before_request):
             hook(request)
-        rule = self.faults.take(request)
-        if rule is not None and rule.delay_s > 0:
-            self.sleep(rule.delay_s)
-        response: httpx.Response | None = None
-        if rule is None or rule.commit:
+        def dispatch() -> httpx.Response:
             with self.lock:
-                response = self._dispatch(request)
-        if rule is not None:
-            if rule.timeout:
-                self._record(request, None)
-                raise httpx.ReadTimeout("simulated read timeout", request=request)
-            response = rule.response() or response
-        if response is None:  # a delay-only rule: now answer for real
-            with self.lock:
-                response = self._dispatch(request)
+                return self._dispatch(request)
+
+        try:
+            response, _rule = self.faults.apply(request, dispatch, self.sleep)
+        except httpx.ReadTimeout:
+            self._record(request, None)
+            raise
         self._record(request, response.status_code)
         return response
 

@@ -28,7 +28,7 @@ import httpx
 
 from connectors.redmine import sim_data as D
 from connectors.redmine import sim_render as R
-from connectors.redmine.sim_faults import Fault, Faults, SimRequest
+from connectors.redmine.sim_faults import SimRequest
 from connectors.redmine.sim_rules import create_issue, query_issues, update_issue, update_journal
 from connectors.redmine.sim_state import (
     SimClock,
@@ -42,6 +42,7 @@ from connectors.redmine.sim_state import (
     SimUser,
     crlf,
 )
+from connectors.simfaults import Faults
 
 Route = Callable[[httpx.Request, SimUser, "re.Match[str]"], httpx.Response]
 
@@ -85,38 +86,25 @@ class RedmineSimulator:
     # -- entry point ----------------------------------------------------------------------
     def handle(self, request: httpx.Request) -> httpx.Response:
         request.read()
-        fault = self.faults.take(request)
-        if fault is not None:
-            if fault.action is not None:
-                fault.action(request)
-            if fault.delay:
-                self.sleep(fault.delay)
-            if not fault.after:
-                early = self._fault_response(fault, request)
-                if early is not None:
-                    return self._log(request, early, None)
-        with self.state.lock:
-            user: SimUser | None = None
-            try:
-                route, match = self._route(request)
-                user = self._authenticate(request)
-                response = route(request, user, match)
-            except SimHTTPError as exc:
-                response = (R.html_404() if exc.html else R.json_response(exc.status, {
-                    "errors": exc.errors}) if exc.errors is not None else R.empty(exc.status))
-        if fault is not None and fault.after:
-            late = self._fault_response(fault, request)
-            if late is not None:
-                return self._log(request, late, user)
-        return self._log(request, response, user)
+        user: SimUser | None = None
 
-    def _fault_response(self, fault: Fault, request: httpx.Request) -> httpx.Response | None:
-        if fault.timeout:
+        def dispatch() -> httpx.Response:
+            nonlocal user
+            with self.state.lock:
+                try:
+                    route, match = self._route(request)
+                    user = self._authenticate(request)
+                    return route(request, user, match)
+                except SimHTTPError as exc:
+                    return (R.html_404() if exc.html else R.json_response(exc.status, {
+                        "errors": exc.errors}) if exc.errors is not None else R.empty(exc.status))
+
+        try:
+            response, _fault = self.faults.apply(request, dispatch, self.sleep)
+        except httpx.ReadTimeout:
             self._log(request, None, None)
-            raise httpx.ReadTimeout("simulated timeout", request=request)
-        if fault.status is None:
-            return None
-        return httpx.Response(fault.status, headers=fault.headers, content=fault.body)
+            raise
+        return self._log(request, response, user)
 
     def _log(self, request: httpx.Request, response: httpx.Response | None,
              user: SimUser | None) -> httpx.Response:
