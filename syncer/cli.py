@@ -125,7 +125,7 @@ def backfill(obj: Ctx, pair: str | None, since: str | None, dry_run: bool) -> No
     try:
         results = []
         for p in engine.pairs(pair):
-            start = when or _parse_date(p.since)
+            start = when or p.since
             with click.progressbar(length=0, label=f"[{p.name}] conversations",
                                    file=sys.stderr, show_pos=True) as bar:
                 runner = engine.runner(p)

@@ -12,6 +12,7 @@ import re
 import string
 import tomllib
 from collections.abc import Mapping
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -160,7 +161,27 @@ class PairConfig(Strict):
     assignee_field: FieldPolicy = FieldPolicy(direction="both", owner="tracker")
     tag_to_label: dict[str, str] = {}
     staff_to_user: dict[str, str] = {}  # Re:amaze staff email -> tracker user id
-    since: str | None = None  # backfill start (ISO date); None = everything
+    # Where history starts for this pair: the first pass and `backfill` walk back to here.
+    # None = everything.
+    since: datetime | None = None
+
+    @field_validator("since", mode="before")
+    @classmethod
+    def _since_aware(cls, v: object) -> object:
+        if isinstance(v, date) and not isinstance(v, datetime):
+            return datetime(v.year, v.month, v.day, tzinfo=UTC)
+        if isinstance(v, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", v):
+            return f"{v}T00:00:00Z"
+        if isinstance(v, datetime) and v.tzinfo is None:
+            return v.replace(tzinfo=UTC)
+        return v
+
+    @field_validator("since")
+    @classmethod
+    def _since_has_zone(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            return v.replace(tzinfo=UTC)
+        return v
 
     @field_validator("title_template")
     @classmethod

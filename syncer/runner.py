@@ -102,8 +102,10 @@ class PairRunner:
                        since: datetime | None, retried: set[str]) -> set[str]:
         saved = self.store.get_cursor(self.pair, Side.HELPDESK)
         cursor = saved
-        if full:
-            cursor = Cursor(watermark=since) if since is not None else None
+        start = since or self.ctx.policy.since
+        if full or saved is None:
+            # A backfill, or a pair's very first pass: history back to the pair's start.
+            cursor = Cursor(watermark=start) if start is not None else None
         final: Cursor | None = None
         seen = set(retried)  # just reconciled from a fresh read: once per pass is enough
         # Only conversations reconciled against a fresh read of their issue: one re-read
