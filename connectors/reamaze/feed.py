@@ -39,7 +39,11 @@ ToTickets = Callable[[list[Any]], list[Ticket]]
 
 
 def change_key(ticket: Ticket) -> str:
-    return f"{ticket.id}@{utc_iso(ticket.updated_at)}"
+    return _key(ticket.id, ticket.updated_at)
+
+
+def _key(slug: str, updated_at: datetime) -> str:
+    return f"{slug}@{utc_iso(updated_at)}"
 
 
 def walk_changes(
@@ -55,7 +59,9 @@ def walk_changes(
     """
     floor = since.watermark - overlap if since is not None else None
     already = frozenset(since.seen) if since is not None else frozenset()
-    read: dict[str, Ticket] = {}  # slug -> newest version read in this walk
+    # slug -> newest change time read in this walk. Times, not tickets: a backfill walks
+    # the whole history, and holding every ticket made memory grow ~12 KB a conversation.
+    read: dict[str, datetime] = {}
     held: list[Ticket] = []  # the latest non-empty page, held back until the walk ends
 
     for _page, items in walk_pages(fetch, PageNumberPaginator(), "conversations",
@@ -67,9 +73,9 @@ def walk_changes(
                 reached_floor = True
                 continue
             known = read.get(ticket.id)
-            if known is not None and known.updated_at >= ticket.updated_at:
+            if known is not None and known >= ticket.updated_at:
                 continue
-            read[ticket.id] = ticket
+            read[ticket.id] = ticket.updated_at
             if change_key(ticket) not in already:
                 fresh.append(ticket)
         if fresh:
@@ -79,22 +85,22 @@ def walk_changes(
         if reached_floor:
             break
 
-    new_cursor = _next_cursor(list(read.values()), since, overlap)
+    new_cursor = _next_cursor(read, since, overlap)
     if held or (new_cursor is not None and new_cursor != since):
         yield ChangePage(tickets=tuple(held), checkpoint=new_cursor)
 
 
-def _next_cursor(read: list[Ticket], since: Cursor | None, overlap: timedelta
+def _next_cursor(read: dict[str, datetime], since: Cursor | None, overlap: timedelta
                  ) -> Cursor | None:
     """Newest time read (never earlier than the old watermark), plus the keys of what was
     read inside the overlap window below it."""
     if not read:
         return since
-    watermark: datetime = max(t.updated_at for t in read)
+    watermark: datetime = max(read.values())
     if since is not None and watermark <= since.watermark:
-        if all(change_key(t) in since.seen for t in read):
+        if all(_key(slug, t) in since.seen for slug, t in read.items()):
             return since
         watermark = since.watermark
     low = watermark - overlap
-    seen = sorted(change_key(t) for t in read if t.updated_at >= low)
+    seen = sorted(_key(slug, t) for slug, t in read.items() if t >= low)
     return Cursor(watermark=watermark, seen=tuple(seen))
