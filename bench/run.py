@@ -1,0 +1,263 @@
+"""``python -m bench.run [--quick]``: run every scenario, print a table, save the figures.
+
+Full mode takes about ten minutes on two cores and writes ``bench/results/latest.json``;
+``--quick`` uses small sizes, finishes in under a minute and writes ``quick.json``. The
+memory scenario runs its engine in a child process (the simulators would swamp its
+figure); quick mode overlaps it with the other scenarios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from bench.scenarios.backfill import run_backfill, run_profile
+from bench.scenarios.idle import run_idle_seeded
+from bench.scenarios.latency import run_latency
+from bench.scenarios.ratelimit import run_rate_limit
+from bench.scenarios.scaling import run_pairs_capacity, run_store
+
+RESULTS = Path(__file__).resolve().parent / "results"
+# Below this the second half of the memory run is a handful of samples dominated by
+# caches still filling; its slope says nothing about 100,000 conversations.
+MIN_EXTRAPOLATE = 500
+
+
+@dataclass(frozen=True)
+class Sizes:
+    backfill: tuple[int, ...]  # real backfills; the idle poll is measured after each
+    seeded_idle: tuple[int, ...]  # links seeded directly
+    profile: int
+    rate_limit: int
+    latency_links: int
+    latency_changes: int
+    memory: int
+    memory_parallel: bool
+    store_existing: int
+    store_ops: int
+    postgres: bool
+    pairs: tuple[int, ...]
+
+
+FULL = Sizes(backfill=(100, 1000), seeded_idle=(10_000,), profile=100, rate_limit=60,
+             latency_links=50, latency_changes=200, memory=600, memory_parallel=False,
+             store_existing=2000, store_ops=200, postgres=True, pairs=(1, 10, 30))
+QUICK = Sizes(backfill=(50,), seeded_idle=(500,), profile=30, rate_limit=15,
+              latency_links=10, latency_changes=40, memory=150, memory_parallel=True,
+              store_existing=300,
+              store_ops=50, postgres=False, pairs=(1, 3))
+
+
+def _timed(name: str, work: Callable[[], Any], log: Callable[[str], None]) -> Any:
+    log(f"  {name} ...")
+    start = time.perf_counter()
+    result = work()
+    log(f"  {name} done in {time.perf_counter() - start:.1f} s")
+    return result
+
+
+def _start_memory(n: int, out: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "bench.scenarios.memory", str(n), str(out)],
+                            cwd=Path(__file__).resolve().parents[1])
+
+
+def run_all(sizes: Sizes, log: Callable[[str], None]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
+        memory_json = Path(tmp) / "memory.json"
+        # Quick mode overlaps the memory run with the others to stay under a minute (its
+        # CPU figures are only indicative); the full run keeps the machine to one
+        # scenario at a time, since two busy processes slow each other's CPU time too.
+        memory = _start_memory(sizes.memory, memory_json) if sizes.memory_parallel else None
+        try:
+            out["backfill"] = [_timed(f"backfill {n}x5", partial(run_backfill, n), log)
+                               for n in sizes.backfill]
+            out["idle_seeded"] = [_timed(f"idle poll, {n} seeded links",
+                                         partial(run_idle_seeded, n), log)
+                                  for n in sizes.seeded_idle]
+            out["profile"] = _timed("profile", lambda: run_profile(sizes.profile), log)
+            n = sizes.rate_limit
+            out["rate_limit"] = [
+                _timed("rate limit, all requests", lambda: run_rate_limit(n), log),
+                _timed("rate limit, burst 1", lambda: run_rate_limit(n, burst=1), log),
+                _timed("rate limit, writes only",
+                       lambda: run_rate_limit(n, writes_only=True), log),
+            ]
+            out["latency"] = [
+                _timed(f"latency, {interval:.0f} s polls", partial(
+                    run_latency, sizes.latency_links, sizes.latency_changes,
+                    interval=interval), log)
+                for interval in (60.0, 15.0)]
+            out["store"] = _timed("state store", lambda: run_store(
+                existing=sizes.store_existing, n=sizes.store_ops, postgres=sizes.postgres), log)
+            out["pairs"] = _timed("pairs per instance",
+                                  lambda: run_pairs_capacity(list(sizes.pairs)), log)
+            log(f"  memory, backfill {sizes.memory}x5 in a child process ...")
+            memory = memory or _start_memory(sizes.memory, memory_json)
+            if memory.wait(timeout=1800) != 0:
+                raise RuntimeError("memory scenario failed")
+            out["memory"] = json.loads(memory_json.read_text())
+        finally:
+            if memory is not None and memory.poll() is None:
+                memory.kill()
+    return out
+
+
+# --- the table ------------------------------------------------------------------------------
+
+def _verdict(ok: bool | None) -> str:
+    return "info" if ok is None else ("meets" if ok else "MISSES")
+
+
+def table(res: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    rows: list[tuple[str, str, str, str]] = []
+    idle = [(b["conversations"], b["idle"]) for b in res["backfill"]] + \
+        [(s["links"], s["idle"]) for s in res["idle_seeded"]]
+    sizes = " / ".join(f"{n:,}" for n, _ in idle)
+    calls = [i["calls"] for _, i in idle]
+    rows.append((f"Idle poll: API calls at {sizes} links", " / ".join(map(str, calls)),
+                 "1 list per side (2), flat", _verdict(all(c == 2 for c in calls))))
+    cpu = [i["engine_cpu_ms"] for _, i in idle]
+    rows.append((f"Idle poll: engine CPU ms at {sizes} links (median of "
+                 f"{idle[0][1]['repeats']})", " / ".join(f"{c:.0f}" for c in cpu),
+                 "flat in links", _verdict(cpu[-1] <= 1.5 * cpu[0])))
+    rows.append((f"Idle poll: simulator CPU ms at {sizes} links",
+                 " / ".join(f"{i['sim_cpu_ms']:.0f}" for _, i in idle), "-", "info"))
+    rows.append(("Idle poll right after a backfill burst: API calls",
+                 " / ".join(f"{b['idle_after_burst_calls']} at {b['conversations']:,}"
+                            for b in res["backfill"]), "-", "info"))
+    big = res["backfill"][-1]
+    n = big["conversations"]
+    rows.append((f"Backfill {n:,}x5: API calls / minimum",
+                 f"{big['calls_total']:,} / {big['minimum_total']:,} = "
+                 f"{big['ratio_to_minimum']:.2f}x", "<= 1.05x",
+                 _verdict(big["ratio_to_minimum"] <= 1.05)))
+    rows.append(("  ... without the Redmine note read-backs",
+                 f"{big['ratio_without_readbacks']:.2f}x "
+                 f"({big['calls']['note_readbacks']:,} read-backs, "
+                 f"{big['calls']['other']} other)", "<= 1.05x",
+                 _verdict(big["ratio_without_readbacks"] <= 1.05)))
+    settle = sum(big["settle_pass_calls"].values())
+    rows.append(("  ... first poll after the backfill (settle pass)",
+                 f"{settle:,} calls ({settle / n:.1f} per conversation)", "-", "info"))
+    rows.append((f"Engine throughput, backfill {n:,}x5",
+                 f"{big['conversations_per_engine_cpu_s']:.1f} conv/s engine CPU, "
+                 f"{big['conversations_per_wall_s']:.1f} conv/s wall",
+                 ">= 1,000 conv/s",
+                 _verdict(big["conversations_per_engine_cpu_s"] >= 1000)))
+    rows.append(("  ... state store share of engine CPU",
+                 f"{100 * (big['store_share_of_engine_cpu'] or 0):.0f} %", "-", "info"))
+    for r in res["rate_limit"]:
+        ok = r["utilisation"] >= 0.9 and r["responses_429"] == 0 and r["failed_operations"] == 0
+        rows.append((f"Rate limit {r['limit_per_minute']}/min on {r['limit_counts']}, "
+                     f"engine burst {r['engine_burst']}",
+                     f"{100 * r['utilisation']:.1f} % used, {r['responses_429']} x 429, "
+                     f"{r['failed_operations']} failed", ">= 90 %, no 429, none failed",
+                     _verdict(ok)))
+    for lat in res["latency"]:
+        rows.append((f"Latency, daemon polling every {lat['interval_s']:.0f} s, "
+                     f"{lat['changes']} changes",
+                     f"p50 {lat['latency_s']['p50']:.1f} s, p95 {lat['latency_s']['p95']:.1f} s"
+                     f", max {lat['latency_s']['max']:.1f} s",
+                     f"p95 <= {lat['target_p95_s']:.0f} s",
+                     _verdict(lat["latency_s"]["p95"] <= lat["target_p95_s"])))
+    mem = res["memory"]
+    rows.append((f"Peak RSS, backfill {mem['conversations']:,}x5 (measured)",
+                 f"{mem['peak_rss_mb']:.0f} MB ({mem['growth_mb']:.1f} MB growth)", "-",
+                 "info"))
+    ext = mem["extrapolated"]
+    trusted = mem["conversations"] >= MIN_EXTRAPOLATE
+    rows.append((f"Peak RSS at {ext['conversations']:,} (EXTRAPOLATED)",
+                 f"~{ext['peak_rss_mb']:.0f} MB (heap +{mem['heap_slope_kb_per_conversation']:.2f}"
+                 f" KB/conversation; RSS +{mem['rss_slope_kb_per_conversation']:.2f})"
+                 + ("" if trusted else "; too short a run to extrapolate"),
+                 "< 200 MB", _verdict(ext["peak_rss_mb"] < 200) if trusted else "info"))
+    store = res["store"]
+    for db in ("sqlite", "postgresql"):
+        data = store[db]
+        if "skipped" in data:
+            rows.append((f"State store on {db}", f"skipped: {data['skipped']}", "-", "info"))
+            continue
+        rows.append((f"State store on {db} ({store['existing_links']:,} links), ops/s",
+                     ", ".join(f"{op} {data[op]['ops_per_s']:.0f}" for op in
+                               ("get_link", "create_link", "begin_intent", "add_comment_link",
+                                "save_cursor")), "-", "info"))
+    pairs = res["pairs"]
+    rows.append(("Pairs per instance (60 s polls)",
+                 f"CPU: ~{pairs['cpu_bound_pairs_per_core']:,} idle pairs/core; API: "
+                 f"{pairs['api_bound_pairs']} pairs per Re:amaze token at "
+                 f"{pairs['reamaze_rpm']:.0f} req/min", "-", "info"))
+    return rows
+
+
+def render(rows: list[tuple[str, str, str, str]]) -> str:
+    widths = [max(len(r[i]) for r in [("Benchmark", "Measured", "Target", ""), *rows])
+              for i in range(4)]
+    head = ("Benchmark", "Measured", "Target", "")
+    lines = [" | ".join(c.ljust(w) for c, w in zip(head, widths, strict=True)),
+             "-+-".join("-" * w for w in widths)]
+    lines += [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(lines)
+
+
+def _meta(mode: str, seconds: float) -> dict[str, Any]:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=False, cwd=RESULTS.parent).stdout.strip()
+    except OSError:
+        commit = ""
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next((line.split(":", 1)[1].strip() for line in info
+                        if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return {"mode": mode, "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+            "duration_s": round(seconds, 1), "git_commit": commit,
+            "python": platform.python_version(), "cpu": cpu, "cpus": os.cpu_count(),
+            "note": "CPU figures are this process's CPU time (the machine is shared); wall "
+                    "figures include waiting for the CPU and for fsync"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
+    parser.add_argument("--out", type=Path, help="where to write the JSON results")
+    args = parser.parse_args(argv)
+    sizes, mode = (QUICK, "quick") if args.quick else (FULL, "full")
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    log(f"reamaze-sync benchmarks ({mode})")
+    start = time.perf_counter()
+    results = run_all(sizes, log)
+    rows = table(results)
+    meta = _meta(mode, time.perf_counter() - start)
+    payload = {"meta": meta,
+               "table": [{"benchmark": r[0], "measured": r[1], "target": r[2], "verdict": r[3]}
+                         for r in rows],
+               "results": results}
+    out = args.out or RESULTS / ("quick.json" if args.quick else "latest.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=1) + "\n")
+    print(render(rows))
+    print(f"\n{mode} run: {meta['duration_s']} s; results in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""One module per benchmark scenario; each exposes a ``run_*`` function returning a dict."""

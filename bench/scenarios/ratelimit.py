@@ -1,0 +1,128 @@
+"""Rate-limit utilisation: how close to a server's request budget the engine runs, and
+how many 429s it provokes on the way.
+
+The servers get a budget on the virtual clock: the Re:amaze simulator its own per-minute
+limit (``rate_limit``), the Redmine simulator (real Redmine has none) a sliding one-minute
+window in front of it that answers 429 with ``Retry-After``, like GitHub's secondary
+limit. The engine is configured as an operator would: ``requests_per_minute`` set to the
+documented limit. A backfill then runs for several virtual minutes; every wait (rate
+limiter, ``Retry-After``) passes on the virtual clock, so minutes cost milliseconds.
+
+Variants: the limit counted on all requests with the default burst (5) and with burst 1;
+and a GitHub-style limit counted on writes only (``POST``/``PUT``) while the engine, which
+has a single budget per connection, spends its budget on reads too.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import threading
+from collections import deque
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.harness import (
+    Handler,
+    Mark,
+    VirtualClock,
+    bench_engine,
+    bench_sandbox,
+    quiet_production_logging,
+    seed_conversations,
+    tally,
+)
+from bench.scenarios.backfill import one_pass, verify_backfill
+from syncer.sandbox import TRACKER, sandbox_config
+
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class WindowLimit:
+    """A server's per-minute budget: a sliding 60 s window on the virtual clock."""
+
+    def __init__(self, per_minute: int, clock: VirtualClock,
+                 methods: Collection[str] | None = None) -> None:
+        self.per_minute = per_minute
+        self.clock = clock
+        self.methods = methods
+        self.admitted = 0
+        self.rejected = 0
+        self._times: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def wrap(self, handler: Handler) -> Handler:
+        def limited(request: httpx.Request) -> httpx.Response:
+            if self.methods is None or request.method in self.methods:
+                with self._lock:
+                    now = self.clock.monotonic()
+                    while self._times and now - self._times[0] >= 60:
+                        self._times.popleft()
+                    if len(self._times) >= self.per_minute:
+                        self.rejected += 1
+                        wait = 60 - (now - self._times[0])
+                        return httpx.Response(
+                            429, json={"error": "rate limit exceeded"},
+                            headers={"Retry-After": str(max(1, math.ceil(wait)))})
+                    self._times.append(now)
+                    self.admitted += 1
+            return handler(request)
+        return limited
+
+
+def run_rate_limit(n: int, *, limit: int = 80, burst: int | None = None,
+                   writes_only: bool = False, messages: int = 5) -> dict[str, Any]:
+    """Backfill ``n`` conversations against servers allowing ``limit`` requests a minute."""
+    http: dict[str, Any] = {"requests_per_minute": limit}
+    if burst is not None:
+        http["burst"] = burst
+    with tempfile.TemporaryDirectory(prefix="bench-ratelimit-") as tmp, \
+            quiet_production_logging():
+        clock = VirtualClock()
+        config = sandbox_config(f"sqlite:///{Path(tmp) / 'state.db'}")
+        config["reamaze"]["http"] = dict(http)
+        config["trackers"][TRACKER]["http"] = dict(http)
+        sb = bench_sandbox(config["state"]["url"], clock, config=config)
+        window = WindowLimit(limit, clock, WRITES if writes_only else None)
+        sb.wrap = lambda name, handler: window.wrap(handler) if name == TRACKER else handler
+        if not writes_only:
+            sb.reamaze.rate_limit(limit)
+        slugs = seed_conversations(sb, clock, n, messages=messages)
+        clock.advance(3600)
+        engine = bench_engine(sb, clock)
+        try:
+            mark = Mark.of(sb)
+            start, slept0 = clock.monotonic(), clock.slept
+            result = one_pass(engine, kind="backfill", full=True)
+            minutes = (clock.monotonic() - start) / 60
+            slept = clock.slept - slept0
+            verify_backfill(sb, engine, slugs, messages)
+        finally:
+            engine.close()
+    calls = tally(sb, mark)
+    redmine_calls = sum(v for k, v in calls.items() if k.startswith("rm_") and k != "rm_429")
+    redmine_writes = sum(v for k, v in calls.items()
+                         if k in ("rm_create_issue", "rm_add_note", "rm_update_issue"))
+    limited = redmine_writes if writes_only else redmine_calls
+    rejected = window.rejected + calls.get("rz_429", 0)
+    return {
+        "conversations": n,
+        "limit_per_minute": limit,
+        "limit_counts": "writes (POST/PUT)" if writes_only else "all requests",
+        "engine_requests_per_minute": limit,
+        "engine_burst": burst if burst is not None else 5,
+        "virtual_minutes": round(minutes, 2),
+        "engine_waited_s": round(slept, 1),
+        "redmine_requests": redmine_calls,
+        "redmine_writes": redmine_writes,
+        "reamaze_requests": sum(v for k, v in calls.items()
+                                if k.startswith("rz_") and k != "rz_429"),
+        "limited_per_minute": round(limited / minutes, 2),
+        "utilisation": round(limited / minutes / limit, 4),
+        "responses_429": rejected,
+        "failed_operations": len(result.failed),
+        "counts": dict(sorted(result.counts.items())),
+    }

@@ -1,0 +1,42 @@
+"""Smoke test of the benchmarks: the smallest scenarios run, and their request counts (never
+their timings) are what the engine's design promises."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench.scenarios.backfill import run_backfill
+from bench.scenarios.ratelimit import run_rate_limit
+
+N, MESSAGES = 6, 2
+
+
+@pytest.fixture(scope="module")
+def backfill() -> dict[str, Any]:
+    return run_backfill(N, MESSAGES, idle_repeats=2)
+
+
+def test_idle_poll_is_one_list_request_per_side(backfill: dict[str, Any]) -> None:
+    """Once the backfill has settled, an idle poll sends one list request to each side."""
+    assert backfill["idle"]["calls_by_kind"] == {"rm_list_issues": 1,
+                                                 "rz_list_conversations": 1}
+
+
+def test_backfill_sends_the_minimum_plus_one_note_read_back(backfill: dict[str, Any]) -> None:
+    """A backfill sends the least possible requests plus one read-back per Redmine note."""
+    assert backfill["calls"] == {"list_pages": 2, "message_lists": N, "issue_creates": N,
+                                 "comment_writes": N * MESSAGES, "link_notes": N,
+                                 "note_readbacks": N * MESSAGES, "other": 0}
+    assert backfill["ratio_without_readbacks"] == 1.0
+    assert backfill["counts"]["issues_created"] == N
+
+
+def test_rate_limited_backfill_stays_under_the_limit() -> None:
+    """With burst 1 the engine never provokes a 429 and fails nothing under a strict limit."""
+    result = run_rate_limit(3, limit=20, burst=1, messages=MESSAGES)
+    assert result["responses_429"] == 0
+    assert result["failed_operations"] == 0
+    assert result["counts"]["issues_created"] == 3
+    assert result["redmine_writes"] == 3 + 3 * MESSAGES
