@@ -8,7 +8,7 @@ limit. The engine is configured as an operator would: ``requests_per_minute`` se
 documented limit. A backfill then runs for several virtual minutes; every wait (rate
 limiter, ``Retry-After``) passes on the virtual clock, so minutes cost milliseconds.
 
-Variants: the limit counted on all requests with the default burst (5) and with burst 1;
+Variants: the limit counted on all requests with burst 5 and with the default burst (1);
 and a GitHub-style limit counted on writes only (``POST``/``PUT``) while the engine, which
 has a single budget per connection, spends its budget on reads too.
 """
@@ -36,6 +36,7 @@ from bench.harness import (
     tally,
 )
 from bench.scenarios.backfill import one_pass, verify_backfill
+from syncer.config import HttpSettings
 from syncer.sandbox import TRACKER, sandbox_config
 
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -113,7 +114,7 @@ def run_rate_limit(n: int, *, limit: int = 80, burst: int | None = None,
         "limit_per_minute": limit,
         "limit_counts": "writes (POST/PUT)" if writes_only else "all requests",
         "engine_requests_per_minute": limit,
-        "engine_burst": burst if burst is not None else 5,
+        "engine_burst": burst if burst is not None else HttpSettings().burst,
         "virtual_minutes": round(minutes, 2),
         "engine_waited_s": round(slept, 1),
         "redmine_requests": redmine_calls,
