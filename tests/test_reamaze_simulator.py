@@ -307,7 +307,7 @@ def test_a_slow_loopback_response_times_out_and_is_retried() -> None:
     slug = rz_sim.add_conversation("Slow", "b", "cu@x.example")
     rz_sim.faults.add(delay_s=0.6, times=1)
     with LoopbackServer(rz_sim.handle) as server:
-        http = HttpSettings(timeout_seconds=0.2, max_attempts=2)
+        http = HttpSettings(timeout_seconds=0.2, max_attempts=2, requests_per_minute=60_000)
         rz_clock = RecordingClock()
         rz_conn = ReamazeConnector.from_config(
             make_config(base_url=f"{server.url}/api/v1", http=http), SecretStr(TOKEN),
