@@ -28,20 +28,6 @@ WRITE_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-class FakeClock:
-    """The ApiClients' clock: time moves only when something sleeps (retries, rate limits),
-    and every sleep is recorded, so retry storms cost no wall time."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += max(seconds, 0.0)
 
 
 def sandbox(tmp_path: Path, *, config: dict[str, Any] | None = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from fakes import FakeClock
 from pydantic import SecretStr
 
 from connectors.reamaze.connector import ReamazeConnector
@@ -18,23 +19,14 @@ TOKEN = "tok-5ecret-VALUE-123"
 AGENT = "agent@acme.example"
 
 
-class RecordingClock:
-    """The ApiClient's clock: records every sleep and moves the simulator's time with it,
-    so a per-minute rate limit in the simulator sees the client's back-off."""
+class RecordingClock(FakeClock):
+    """The ApiClient's clock, moving the simulator's time with it, so a per-minute rate
+    limit in the simulator sees the client's back-off."""
 
     def __init__(self, sim_clock: SimClock | None = None) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
+        super().__init__(0.0, on_sleep=sim_clock.advance if sim_clock is not None else None)
         self.sim_clock = sim_clock
 
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        if self.sim_clock is not None:
-            self.sim_clock.advance(seconds)
 
 
 def make_config(**overrides: Any) -> ReamazeConfig:

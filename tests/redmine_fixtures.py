@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fakes import FakeClock
 from pydantic import SecretStr
 from servers.redmine_server import (
     REQUIRE_ENV,
@@ -40,19 +41,6 @@ FAST_HTTP = HttpSettings(requests_per_minute=60_000, burst=1_000, max_attempts=4
 _timings: list[str] = []
 
 
-class FakeClock:
-    """Monotonic time that only moves when someone sleeps; every sleep is recorded."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += max(seconds, 0.0)
 
 
 def redmine_config(url: str, project: str, **overrides: Any) -> RedmineConfig:

@@ -16,7 +16,6 @@ from e2e_support import (
     STAFF,
     CrashAfter,
     Engineer,
-    FakeClock,
     Handler,
     Mark,
     SimulatedCrash,
@@ -28,6 +27,7 @@ from e2e_support import (
     run_pass,
     sandbox,
 )
+from fakes import FakeClock
 
 from syncer.app import Engine, run_all_once
 from syncer.sandbox import Sandbox

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 import structlog
+from fakes import FakeClock
 
 from connectors.http import (
     ApiClient,
@@ -38,19 +39,6 @@ BASIC = base64.b64encode(f"{EMAIL}:{TOKEN}".encode()).decode()
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-class FakeClock:
-    """Monotonic time that only moves when someone sleeps; every sleep is recorded."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += max(seconds, 0.0)
 
 
 def scripted(*responses: httpx.Response | Exception) -> tuple[Handler, list[httpx.Request]]:

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 import httpx
 import pytest
 import structlog
+from fakes import FakeClock
 
 from connectors.http import ApiClient, RetryPolicy, build_http_client
 from syncer.errors import TransientError
@@ -20,19 +21,6 @@ SECRET = "sk-live-8d1f0a7c33e94b2b"
 OTHER_SECRET = "redmine-key-51c0e2f9aa"
 
 
-class FakeClock:
-    """Monotonic time that only moves when someone sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture(autouse=True)

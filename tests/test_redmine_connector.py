@@ -23,7 +23,7 @@ from syncer.errors import (
 from syncer.models import Attachment, NewComment, NewTicket, TicketState, TicketUpdate, Visibility
 
 if TYPE_CHECKING:
-    from redmine_fixtures import FakeClock
+    from fakes import FakeClock
 
     from connectors.redmine.simulator import RedmineSimulator
 
@@ -277,7 +277,8 @@ def test_edit_refuses_to_blank_a_note(redmine_sim: RedmineSimulator,
 def test_key_travels_in_the_header_and_never_in_logs_or_errors(
         redmine_sim: RedmineSimulator) -> None:
     """Requests carry X-Redmine-API-Key and Accept JSON; no log event or error shows the key."""
-    from redmine_fixtures import SIM_URL, FakeClock, redmine_config
+    from fakes import FakeClock
+    from redmine_fixtures import SIM_URL, redmine_config
 
     seen: list[httpx.Request] = []
 
@@ -373,7 +374,8 @@ def test_non_admin_list_users_returns_members_only(redmine_sim: RedmineSimulator
 
 def test_works_over_real_http_on_loopback(redmine_sim: RedmineSimulator) -> None:
     """The simulator served on 127.0.0.1 drives the connector through real sockets."""
-    from redmine_fixtures import FakeClock, redmine_config
+    from fakes import FakeClock
+    from redmine_fixtures import redmine_config
 
     with LoopbackServer(redmine_sim.handle) as server:
         conn = RedmineConnector.from_config(redmine_config(server.url, "sync"),
