@@ -191,14 +191,12 @@ class PairRunner:
         cid = link.conversation_id
 
         def decide() -> Plan:
-            conv = conversation or self.helpdesk.get_ticket(cid)
-            conv_view = SideView(ticket=conv, comments=self._comments(Side.HELPDESK, cid))
+            conv_view = self._view(self.helpdesk, cid, conversation)
             if link.issue_id is None:
                 return reconcile(self.ctx, conv_view, None, link)
             try:
-                iss = issue or self.tracker.get_ticket(link.issue_id)
-                iss_view = SideView(ticket=iss,
-                                    comments=self._comments(Side.TRACKER, link.issue_id))
+                iss_view = self._view(self.tracker, link.issue_id, issue)
+                iss = iss_view.ticket
             except NotFoundError:
                 return reconcile(self.ctx, conv_view, None, link, issue_deleted=True)
             plan = reconcile(self.ctx, conv_view, iss_view, link)
@@ -209,6 +207,14 @@ class PairRunner:
     def _comments(self, side: Side, ticket_id: str) -> tuple[Comment, ...]:
         connector = self.helpdesk if side is Side.HELPDESK else self.tracker
         return tuple(connector.list_comments(ticket_id))
+
+    @staticmethod
+    def _view(connector: Connector, ticket_id: str, known: Ticket | None) -> SideView:
+        """A ticket with its comments; the ticket from the feed when we have it."""
+        if known is not None:
+            return SideView(ticket=known, comments=tuple(connector.list_comments(ticket_id)))
+        ticket, comments = connector.read_ticket(ticket_id)
+        return SideView(ticket=ticket, comments=tuple(comments))
 
     def _run_plan(self, cid: str, result: PassResult, dry_run: bool,
                   decide: Callable[[], Plan]) -> None:

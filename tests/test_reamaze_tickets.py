@@ -221,3 +221,15 @@ def test_ticket_url_follows_a_base_url_override(rz_sim: ReamazeSimulator,
     """With base_url set (a simulator on loopback), ticket links point at that host."""
     rz_conn = make_connector(rz_sim, rz_clock, base_url="http://127.0.0.1:8123/api/v1")
     assert rz_conn.ticket_url("a b") == "http://127.0.0.1:8123/admin/conversations/a%20b"
+
+
+def test_read_ticket_is_the_conversation_and_its_messages(
+        rz_conn: ReamazeConnector, rz_sim: ReamazeSimulator) -> None:
+    """read_ticket answers what get_ticket + list_comments do (two requests on Re:amaze)."""
+    slug = rz_sim.add_conversation("Two parts", "first message", "cu@x.example")
+    before = len(rz_sim.requests)
+    ticket, comments = rz_conn.read_ticket(slug)
+    assert len(rz_sim.requests) - before == 2
+    assert ticket == rz_conn.get_ticket(slug)
+    assert comments == rz_conn.list_comments(slug)
+    assert [c.body for c in comments] == ["first message"]

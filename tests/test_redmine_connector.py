@@ -392,3 +392,16 @@ def test_works_over_real_http_on_loopback(redmine_sim: RedmineSimulator) -> None
         att = conn.upload_attachment(created.id, "f.bin", "application/octet-stream", b"\0\1")
         assert att.url is not None and att.url.startswith(server.url)
         conn.close()
+
+
+def test_read_ticket_gets_the_issue_and_its_notes_in_one_request(
+        redmine_conn: Connector, redmine_sim: RedmineSimulator) -> None:
+    """read_ticket answers what get_ticket + list_comments do, with a single GET."""
+    issue_id = _issue(redmine_sim)
+    redmine_conn.create_comment(issue_id, _note("first", marker="rs-read1"))
+    before = len(redmine_sim.requests)
+    ticket, comments = redmine_conn.read_ticket(issue_id)
+    assert len(redmine_sim.requests) - before == 1
+    assert ticket == redmine_conn.get_ticket(issue_id)
+    assert comments == redmine_conn.list_comments(issue_id)
+    assert [c.body for c in comments] == ["first"]

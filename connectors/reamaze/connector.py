@@ -152,6 +152,10 @@ class ReamazeConnector:
         return self._ticket(self.api.get_json(self._path(ticket_id), object_id=ticket_id),
                             ticket_id)
 
+    def read_ticket(self, ticket_id: str) -> tuple[Ticket, list[Comment]]:
+        """Two requests: Re:amaze lists messages separately from the conversation."""
+        return self.get_ticket(ticket_id), self.list_comments(ticket_id)
+
     def create_conversation(self, subject: str, category: str, body: str, contact_email: str,
                             contact_name: str | None = None, tags: tuple[str, ...] = (),
                             status: int | None = None, data: Mapping[str, str] | None = None,

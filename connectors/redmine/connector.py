@@ -45,6 +45,7 @@ from connectors.redmine.mapping import (
     attachment_to_unified,
     check_marker,
     embed_marker,
+    issue_comments,
     issue_to_ticket,
     split_marker,
     ticket_status,
@@ -211,6 +212,11 @@ class RedmineConnector:
 
     def get_ticket(self, ticket_id: str) -> Ticket:
         return self._ticket(self._read_issue(ticket_id, include=""))
+
+    def read_ticket(self, ticket_id: str) -> tuple[Ticket, list[Comment]]:
+        """One request: the journals come with the issue."""
+        issue = self._read_issue(ticket_id)
+        return self._ticket(issue), issue_comments(issue)
 
     def create_ticket(self, new: NewTicket) -> Ticket:
         check_marker(new.marker)
