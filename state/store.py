@@ -80,14 +80,9 @@ class StateStore(JournalStore):
             if mine is not None and mine.status != "unlinked":
                 raise ValueError(f"conversation {conversation_id} is already linked in pair "
                                  f"{pair!r} (issue {mine.issue_id}, {mine.status})")
-            other = self._issue_holder(s, pair, issue_id, conversation_id)
-            if other is not None and other.status != "unlinked":
-                raise ValueError(f"issue {issue_id} is already linked in pair {pair!r} "
-                                 f"(conversation {other.conversation_id}, {other.status})")
             try:
                 with s.begin_nested():
-                    if other is not None:
-                        self._delete_link_rows(s, pair, other.conversation_id)
+                    self._claim_issue(s, pair, issue_id, conversation_id)
                     if mine is None:
                         s.add(Link(pair=pair, conversation_id=conversation_id,
                                    issue_id=issue_id, origin=origin.value, status="active",
@@ -112,12 +107,7 @@ class StateStore(JournalStore):
             if link.issue_id is not None:
                 raise ValueError(f"conversation {conversation_id} is linked to issue "
                                  f"{link.issue_id}, not re-pointing it to {issue_id}")
-            other = self._issue_holder(s, pair, issue_id, conversation_id)
-            if other is not None and other.status != "unlinked":
-                raise ValueError(f"issue {issue_id} is already linked in pair {pair!r} "
-                                 f"(conversation {other.conversation_id}, {other.status})")
-            if other is not None:
-                self._delete_link_rows(s, pair, other.conversation_id)
+            self._claim_issue(s, pair, issue_id, conversation_id)
             link.issue_id, link.updated_at = issue_id, self._now()
             s.add(link)
             s.flush()
@@ -200,6 +190,18 @@ class StateStore(JournalStore):
         return self._first(s, select(Link).where(
             Link.pair == pair, Link.issue_id == issue_id,
             Link.conversation_id != conversation_id))
+
+    def _claim_issue(self, s: Session, pair: str, issue_id: str | None,
+                     conversation_id: str) -> None:
+        """Make ``issue_id`` free for this conversation: refuse if another live link holds
+        it; a stale ``unlinked`` row holding it gives way."""
+        other = self._issue_holder(s, pair, issue_id, conversation_id)
+        if other is None:
+            return
+        if other.status != "unlinked":
+            raise ValueError(f"issue {issue_id} is already linked in pair {pair!r} "
+                             f"(conversation {other.conversation_id}, {other.status})")
+        self._delete_link_rows(s, pair, other.conversation_id)
 
     def _require_link(self, s: Session, pair: str, conversation_id: str) -> Link:
         link = self._link_row(s, pair, conversation_id)

@@ -22,7 +22,7 @@ from connectors.base import Connector
 from state import StateStore
 from syncer.apply import Applier, ApplyResult, recover_intents
 from syncer.errors import NotFoundError, SkippableError, SyncError
-from syncer.models import Comment, Cursor, Ticket
+from syncer.models import Cursor, Ticket
 from syncer.plan import LinkView, Plan, SaveSnapshot, Side, SideView
 from syncer.reconcile import PairContext, matches, reconcile
 
@@ -178,8 +178,7 @@ class PairRunner:
                     self.store.clear_failure(self.pair, Side.HELPDESK, conv.id)
                 return True  # cheap: no message fetch for conversations the pair ignores
             self._run_plan(conv.id, result, dry_run, lambda: reconcile(
-                self.ctx, SideView(ticket=conv, comments=self._comments(Side.HELPDESK, conv.id)),
-                None, None))
+                self.ctx, self._view(self.helpdesk, conv.id, conv), None, None))
             return True
         if link.status != "active" or (not force and _unchanged(link, helpdesk=conv)):
             return False
@@ -203,10 +202,6 @@ class PairRunner:
             return _distrust_unsettled(plan, iss)
 
         self._run_plan(cid, result, dry_run, decide)
-
-    def _comments(self, side: Side, ticket_id: str) -> tuple[Comment, ...]:
-        connector = self.helpdesk if side is Side.HELPDESK else self.tracker
-        return tuple(connector.list_comments(ticket_id))
 
     @staticmethod
     def _view(connector: Connector, ticket_id: str, known: Ticket | None) -> SideView:

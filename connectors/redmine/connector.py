@@ -90,8 +90,6 @@ _DOWNLOAD_RE = re.compile(r"/attachments/download/(\d+)/([^/?#]+)$")
 
 class RedmineConnector:
     name = "redmine"
-    capabilities = Capabilities(private_comments=True, edit_comments=True, labels=False,
-                                assignee=True, attachments_upload=True, markdown_markers=True)
 
     def __init__(self, api: ApiClient, cfg: RedmineConfig, *,
                  now: Callable[[], datetime] | None = None, skew_seconds: float = 1.0,
