@@ -7,10 +7,11 @@ content to a tracker that cannot keep a comment private) without knowing the ven
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from syncer.errors import RejectedError, SkippableError, SyncError
 from syncer.models import (
     ChangePage,
     Comment,
@@ -30,6 +31,37 @@ class Capabilities:
     assignee: bool = True
     attachments_upload: bool = False
     markdown_markers: bool = False  # hidden HTML comments survive rendering
+
+
+@dataclass
+class CommentBatch:
+    """What a batch of comment writes to one ticket did.
+
+    ``created``: written and confirmed, in order. ``not_written``: markers of comments
+    that certainly are not on the remote (never sent, refused, or removed again). Any other
+    comment of the batch may or may not have landed (the error came in between); the
+    caller keeps its intent pending so recovery looks for its marker. ``error`` is what
+    stopped the batch.
+    """
+
+    created: list[Comment] = field(default_factory=list)
+    not_written: list[str] = field(default_factory=list)
+    error: SyncError | None = None
+
+
+def create_one_by_one(create: Callable[[str, NewComment], Comment], ticket_id: str,
+                      news: Sequence[NewComment]) -> CommentBatch:
+    """``create_comments`` for an API with nothing better than one request per comment."""
+    batch = CommentBatch()
+    for n, new in enumerate(news):
+        try:
+            batch.created.append(create(ticket_id, new))
+        except SyncError as exc:
+            refused = isinstance(exc, RejectedError | SkippableError)
+            batch.not_written += [c.marker for c in news[n if refused else n + 1:]]
+            batch.error = exc
+            break
+    return batch
 
 
 @runtime_checkable
@@ -59,6 +91,10 @@ class Connector(Protocol):
     def list_comments(self, ticket_id: str) -> list[Comment]: ...
 
     def create_comment(self, ticket_id: str, new: NewComment) -> Comment: ...
+
+    def create_comments(self, ticket_id: str, news: Sequence[NewComment]) -> CommentBatch:
+        """Several comments on one ticket, in order; errors are reported, not raised."""
+        ...
 
     def find_ticket_by_marker(self, marker: str) -> Ticket | None:
         """Recovery after a crash: the ticket we created with this idempotency key, if any."""

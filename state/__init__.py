@@ -2,8 +2,10 @@
 dead letter, on SQLite or PostgreSQL."""
 
 from state.core import utc_now
+from state.journal import NewIntent
 from state.migrations import CURRENT_VERSION
 from state.records import FailureRecord, Intent, RunRecord
-from state.store import StateStore
+from state.store import NewCommentLink, StateStore
 
-__all__ = ["CURRENT_VERSION", "FailureRecord", "Intent", "RunRecord", "StateStore", "utc_now"]
+__all__ = ["CURRENT_VERSION", "FailureRecord", "Intent", "NewCommentLink", "NewIntent", "RunRecord",
+           "StateStore", "utc_now"]

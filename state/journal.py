@@ -8,10 +8,12 @@ write may or may not have happened; search the remote for the key before retryin
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic_core import to_jsonable_python
-from sqlalchemy import delete, update
+from sqlalchemy import bindparam, delete, update
 from sqlmodel import Session, col, select
 
 from state.core import StoreCore, check_value, row_id
@@ -22,6 +24,15 @@ from syncer.logs import SECRET_KEY_RE
 from syncer.plan import Side
 
 ERROR_LIMIT = 2000  # stored error text; enough for a trimmed HTTP body and the context
+
+
+@dataclass(frozen=True)
+class NewIntent:
+    key: str
+    kind: str
+    conversation_id: str
+    target: Side
+    payload: dict[str, Any] = field(default_factory=dict)
 
 
 class JournalStore(StoreCore):
@@ -35,34 +46,79 @@ class JournalStore(StoreCore):
         attempt and puts a failed intent back to pending. ``payload`` is stored as JSON
         (datetimes become ISO strings); it must never contain credentials.
         """
-        check_value(kind, INTENT_KINDS, "intent kind")
-        side = Side(target)
-        data = to_jsonable_python(payload)
-        if not isinstance(data, dict):
-            raise TypeError("intent payload must be a JSON object")
-        _refuse_secrets(data)
-        now = self._now()
         with self._tx(write=True) as s:
-            s.execute(self._insert(IntentRow).values(
-                pair=pair, key=key, kind=kind, conversation_id=conversation_id,
-                target=side.value, payload=data, status="pending", attempts=0,
-                created_at=now, updated_at=now,
-            ).on_conflict_do_nothing(index_elements=["pair", "key"]))
-            s.execute(update(IntentRow)
-                      .where(col(IntentRow.pair) == pair, col(IntentRow.key) == key,
-                             col(IntentRow.status) != "done")
-                      .values(attempts=col(IntentRow.attempts) + 1, status="pending",
-                              updated_at=now))
+            self.begin_intents(pair, [NewIntent(key=key, kind=kind,
+                                                conversation_id=conversation_id,
+                                                target=target, payload=payload)])
             return _intent(self._require_intent(s, pair, key))
 
-    def complete_intent(self, pair: str, key: str, result_id: str) -> None:
+    def begin_intents(self, pair: str, intents: Sequence[NewIntent]) -> None:
+        """``begin_intent`` for several writes in one transaction and three statements:
+        the engine journals all the writes of a conversation before sending the first, so
+        a backfill pays one commit per conversation instead of one per write."""
+        if not intents:
+            return
+        now = self._now()
+        rows = []
+        for it in intents:
+            check_value(it.kind, INTENT_KINDS, "intent kind")
+            data = to_jsonable_python(it.payload)
+            if not isinstance(data, dict):
+                raise TypeError("intent payload must be a JSON object")
+            _refuse_secrets(data)
+            rows.append({"pair": pair, "key": it.key, "kind": it.kind,
+                         "conversation_id": it.conversation_id,
+                         "target": Side(it.target).value, "payload": data,
+                         "status": "pending", "attempts": 0, "created_at": now,
+                         "updated_at": now})
+        table = IntentRow.__table__  # type: ignore[attr-defined]
         with self._tx(write=True) as s:
-            self._set_intent(s, pair, key, status="done", result_id=result_id, error=None)
+            s.execute(self._insert(table).on_conflict_do_nothing(
+                index_elements=["pair", "key"]), rows)
+            s.execute(update(table)
+                      .where(table.c.pair == pair, table.c.key.in_([r["key"] for r in rows]),
+                             table.c.status != "done")
+                      .values(attempts=table.c.attempts + 1, status="pending", updated_at=now))
+
+    def complete_intent(self, pair: str, key: str, result_id: str) -> None:
+        self.complete_intents(pair, {key: result_id})
+
+    def complete_intents(self, pair: str, results: dict[str, str]) -> None:
+        """Mark done the intents ``key -> id of the object the write created``."""
+        if not results:
+            return
+        table = IntentRow.__table__  # type: ignore[attr-defined]
+        now = self._now()
+        with self._tx(write=True) as s:
+            self._require_intents(s, pair, list(results))
+            s.execute(update(table).where(table.c.pair == pair, table.c.key == bindparam("k"))
+                      .values(status="done", result_id=bindparam("rid"), error=None,
+                              updated_at=now),
+                      [{"k": k, "rid": v} for k, v in results.items()])
 
     def fail_intent(self, pair: str, key: str, error: str) -> None:
         """Mark the write failed; it stays in ``pending_intents`` to be retried."""
+        self.fail_intents(pair, [key], error)
+
+    def fail_intents(self, pair: str, keys: Sequence[str], error: str) -> None:
+        if not keys:
+            return
+        table = IntentRow.__table__  # type: ignore[attr-defined]
         with self._tx(write=True) as s:
-            self._set_intent(s, pair, key, status="failed", error=trim(error, ERROR_LIMIT))
+            self._require_intents(s, pair, list(keys))
+            s.execute(update(table).where(table.c.pair == pair, table.c.key.in_(list(keys)))
+                      .values(status="failed", error=trim(error, ERROR_LIMIT),
+                              updated_at=self._now()))
+
+    @staticmethod
+    def _require_intents(s: Session, pair: str, keys: list[str]) -> None:
+        # Checked up front: executemany row counts are not reliable on every driver.
+        table = IntentRow.__table__  # type: ignore[attr-defined]
+        known = set(s.execute(select(table.c.key).where(
+            table.c.pair == pair, table.c.key.in_(keys))).scalars())
+        missing = sorted(set(keys) - known)
+        if missing:
+            raise KeyError(f"no intent {missing[0]!r} in pair {pair!r}")
 
     def pending_intents(self, pair: str) -> list[Intent]:
         with self._tx(write=False) as s:
@@ -85,14 +141,6 @@ class JournalStore(StoreCore):
         if row is None:
             raise KeyError(f"no intent {key!r} in pair {pair!r}")
         return row
-
-    def _set_intent(self, s: Session, pair: str, key: str, **values: Any) -> None:
-        row = self._require_intent(s, pair, key)
-        for name, value in values.items():
-            setattr(row, name, value)
-        row.updated_at = self._now()
-        s.add(row)
-        s.flush()
 
     # --- runs ---------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ record values, never ORM rows; see ``state.core`` for the transaction rules and
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -23,6 +24,15 @@ from syncer.models import Cursor
 from syncer.plan import CommentLinkView, LinkView, Side, Snapshot
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class NewCommentLink:
+    source_side: Side
+    source_id: str
+    target_id: str
+    visibility: str
+    fingerprint: str
 
 
 class StateStore(JournalStore):
@@ -131,25 +141,44 @@ class StateStore(JournalStore):
                          source_id: str, target_id: str, visibility: str,
                          fingerprint: str) -> None:
         """Idempotent: a second call for the same source comment keeps the first target."""
-        side = Side(source_side)
-        check_value(str(visibility), VISIBILITIES, "visibility")
+        self.add_comment_links(pair, conversation_id, [NewCommentLink(
+            source_side=source_side, source_id=source_id, target_id=target_id,
+            visibility=visibility, fingerprint=fingerprint)])
+
+    def add_comment_links(self, pair: str, conversation_id: str,
+                          links: Sequence[NewCommentLink]) -> None:
+        """``add_comment_link`` for several comments of one conversation, in three
+        statements whatever their number."""
+        if not links:
+            return
+        for c in links:
+            check_value(str(c.visibility), VISIBILITIES, "visibility")
+        table = CommentLink.__table__  # type: ignore[attr-defined]
+        now = self._now()
         with self._tx(write=True) as s:
             self._require_link(s, pair, conversation_id)
-            existing = self._first(s, select(CommentLink).where(
-                CommentLink.pair == pair, CommentLink.conversation_id == conversation_id,
-                CommentLink.source_side == side.value, CommentLink.source_id == source_id))
-            if existing is not None:
-                if existing.target_id != target_id:
-                    log.warning("comment_link_conflict", pair=pair,
-                                conversation_id=conversation_id, source_id=source_id,
-                                kept_target=existing.target_id, ignored_target=target_id)
-                return
-            s.execute(self._insert(CommentLink).values(
-                pair=pair, conversation_id=conversation_id, source_side=side.value,
-                source_id=source_id, target_id=target_id, visibility=str(visibility),
-                fingerprint=fingerprint, created_at=self._now(),
-            ).on_conflict_do_nothing(
-                index_elements=["pair", "conversation_id", "source_side", "source_id"]))
+            existing = {(side, sid): target for side, sid, target in s.execute(
+                select(table.c.source_side, table.c.source_id, table.c.target_id).where(
+                    table.c.pair == pair, table.c.conversation_id == conversation_id,
+                    table.c.source_id.in_([c.source_id for c in links])))}
+            rows = []
+            for c in links:
+                side = Side(c.source_side).value
+                kept = existing.get((side, c.source_id))
+                if kept is not None:
+                    if kept != c.target_id:
+                        log.warning("comment_link_conflict", pair=pair,
+                                    conversation_id=conversation_id, source_id=c.source_id,
+                                    kept_target=kept, ignored_target=c.target_id)
+                    continue
+                existing[(side, c.source_id)] = c.target_id
+                rows.append({"pair": pair, "conversation_id": conversation_id,
+                             "source_side": side, "source_id": c.source_id,
+                             "target_id": c.target_id, "visibility": str(c.visibility),
+                             "fingerprint": c.fingerprint, "created_at": now})
+            if rows:
+                s.execute(self._insert(table).on_conflict_do_nothing(index_elements=[
+                    "pair", "conversation_id", "source_side", "source_id"]), rows)
 
     def save_snapshot(self, pair: str, conversation_id: str, snapshot: Snapshot) -> None:
         now = self._now()

@@ -15,15 +15,16 @@ on with the others.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
-from connectors.base import Connector
-from state import StateStore
+from connectors.base import CommentBatch, Connector
+from state import NewCommentLink, NewIntent, StateStore
 from syncer.errors import AuthError, FatalError, RejectedError, SkippableError
-from syncer.models import Comment, NewComment, Visibility
+from syncer.models import NewComment, Visibility
 from syncer.plan import (
     Action,
     AddComment,
@@ -78,41 +79,56 @@ class Applier:
 
     # -- one conversation ------------------------------------------------------------------
     def _apply_conversation(self, cid: str, actions: list[Action], result: ApplyResult) -> None:
+        writes = _Writes(cid)
         issue_id: str | None = None
-        for action in actions:
-            bound = log.bind(pair=self.pair, conversation_id=cid, operation=type(action).__name__)
-            try:
-                issue_id = self._apply_one(action, issue_id, bound, result) or issue_id
-            except AuthError:
-                raise  # credentials: every object would fail the same way; abort the pass
-            except (SkippableError, FatalError) as exc:
-                bound.error("operation_failed", **exc.log_fields())
-                attempts = self.store.record_failure(self.pair, Side.HELPDESK, cid, str(exc))
-                # The whole error (status, trimmed body): "request rejected" alone does
-                # not tell the operator what the tracker objected to.
-                raise ObjectFailed(f"{type(exc).__name__}: {exc} (attempt {attempts})"
-                                   ) from None
+        bound = log.bind(pair=self.pair, conversation_id=cid)
+        try:
+            for step in _steps(actions):
+                if isinstance(step, list):
+                    bound = log.bind(pair=self.pair, conversation_id=cid,
+                                     operation=type(step[0]).__name__)
+                    self._write_comments(step, issue_id, actions, writes, bound, result)
+                    continue
+                bound = log.bind(pair=self.pair, conversation_id=cid,
+                                 operation=type(step).__name__)
+                issue_id = self._apply_one(step, writes, bound, result) or issue_id
+        except AuthError:
+            raise  # credentials: every object would fail the same way; abort the pass
+        except (SkippableError, FatalError) as exc:
+            bound.error("operation_failed", **exc.log_fields())
+            self._flush(writes)
+            attempts = self.store.record_failure(self.pair, Side.HELPDESK, cid, str(exc))
+            # The whole error (status, trimmed body): "request rejected" alone does
+            # not tell the operator what the tracker objected to.
+            raise ObjectFailed(f"{type(exc).__name__}: {exc} (attempt {attempts})") from None
+        finally:
+            self._flush(writes)
 
-    def _apply_one(self, action: Action, issue_id: str | None, bound: Any,
+    def _flush(self, writes: _Writes) -> None:
+        """Commit what the conversation's writes produced, in one transaction."""
+        if not writes.pending():
+            return
+        with self.store.atomic():
+            writes.commit(self.store, self.pair)
+
+    def _apply_one(self, action: Action, writes: _Writes, bound: Any,
                    result: ApplyResult) -> str | None:
         if isinstance(action, CreateIssue):
-            return self._create_issue(action, bound, result)
-        if isinstance(action, AddComment):
-            self._add_comment(action, issue_id, bound, result)
-        elif isinstance(action, PostLinkNote):
-            self._post_link_note(action, issue_id, bound, result)
-        elif isinstance(action, UpdateTicket):
+            return self._create_issue(action, writes, bound, result)
+        if isinstance(action, UpdateTicket):
             self.sides[action.target].update_ticket(action.ticket_id, action.update)
             result.counts[f"{action.target.value}_updated"] += 1
             bound.info("ticket_updated", side=action.target.value, object_id=action.ticket_id,
                        reason=action.reason,
                        update=action.update.model_dump(exclude_none=True, mode="json"))
         elif isinstance(action, MarkOrphaned):
-            self.store.set_link_status(self.pair, action.conversation_id, "orphaned")
+            writes.later.append(lambda: self.store.set_link_status(
+                self.pair, action.conversation_id, "orphaned"))
             result.counts["orphaned"] += 1
             bound.warning("link_orphaned", reason=action.reason)
         elif isinstance(action, SaveSnapshot):
-            self.store.save_snapshot(self.pair, action.conversation_id, action.snapshot)
+            writes.later.append(lambda: self.store.save_snapshot(
+                self.pair, action.conversation_id, action.snapshot))
         elif isinstance(action, Skip):
             result.counts["skipped"] += 1
             bound.debug("skipped", object_id=action.object_id, reason=action.reason)
@@ -122,9 +138,11 @@ class Applier:
                           helpdesk_value=action.helpdesk_value, tracker_value=action.tracker_value)
         return None
 
-    def _create_issue(self, action: CreateIssue, bound: Any, result: ApplyResult) -> str:
+    def _create_issue(self, action: CreateIssue, writes: _Writes, bound: Any,
+                      result: ApplyResult) -> str:
         cid, key = action.conversation_id, action.new.marker
         with self.store.atomic():
+            writes.commit(self.store, self.pair)
             if self.store.get_link(self.pair, cid) is None:
                 self.store.create_link(self.pair, cid, None, Side.HELPDESK)
             self.store.begin_intent(self.pair, key, "create_issue", cid, Side.TRACKER,
@@ -137,26 +155,55 @@ class Applier:
                 self.store.fail_intent(self.pair, key, exc.message)
                 self.store.delete_link(self.pair, cid)
             raise
-        with self.store.atomic():
+        # Completed with the conversation's next journal write: until then a crash leaves
+        # the intent pending and recovery finds the issue by its marker.
+        def complete() -> None:
             self.store.set_link_issue(self.pair, cid, issue.id)
             self.store.complete_intent(self.pair, key, issue.id)
+
+        writes.later.append(complete)
         result.counts["issues_created"] += 1
         bound.info("issue_created", object_id=issue.id, marker=key)
         return issue.id
 
-    def _add_comment(self, action: AddComment, issue_id: str | None, bound: Any,
-                     result: ApplyResult) -> None:
-        ticket_id = action.ticket_id or issue_id
-        if ticket_id is None:
-            raise RejectedError("comment target is unknown (issue was not created)",
-                                object_id=action.conversation_id)
-        self._write_comment(action.conversation_id, action.target, ticket_id, action.new,
-                            source_id=action.source_id or action.new.marker,
-                            fingerprint=action.source_fingerprint, bound=bound, result=result)
-
-    def _post_link_note(self, action: PostLinkNote, issue_id: str | None, bound: Any,
+    # -- comments ---------------------------------------------------------------------------
+    def _write_comments(self, group: list[CommentWrite], issue_id: str | None,
+                        actions: list[Action], writes: _Writes, bound: Any,
                         result: ApplyResult) -> None:
+        """One batch of comments to one ticket. The intents of every comment the
+        conversation still has to write are journalled together before the first is sent,
+        in the transaction that also commits what came before."""
+        if not writes.journalled:
+            intents = [self._comment(a, issue_id) for a in actions
+                       if isinstance(a, AddComment | PostLinkNote)]
+            with self.store.atomic():
+                writes.commit(self.store, self.pair)
+                self.store.begin_intents(self.pair, [c.intent(self.pair) for c in intents])
+            writes.journal(intents)
+        target = _target(group[0])
+        items = [writes.planned[_marker(a)] for a in group]
+        writes.sending(items)
+        batch = self.sides[target].create_comments(items[0].ticket_id,
+                                                   [c.new for c in items])
+        writes.sent(batch)
+        for comment in batch.created:
+            c = writes.planned[comment.marker or ""]
+            result.counts[f"comments_to_{target.value}"] += 1
+            bound.info("comment_created", side=target.value, object_id=c.ticket_id,
+                       comment_id=comment.id, source_id=c.source_id,
+                       visibility=c.new.visibility.value, notify_customer=c.new.notify_customer)
+        if batch.error is not None:
+            raise batch.error
+
+    def _comment(self, action: AddComment | PostLinkNote, issue_id: str | None) -> _Comment:
         cid = action.conversation_id
+        if isinstance(action, AddComment):
+            ticket_id = action.ticket_id or issue_id
+            if ticket_id is None:
+                raise RejectedError("comment target is unknown (issue was not created)",
+                                    object_id=cid)
+            return _Comment(cid, action.target, ticket_id, action.new,
+                            action.source_id or action.new.marker, action.source_fingerprint)
         if issue_id is None:
             link = self.store.get_link(self.pair, cid)
             issue_id = link.issue_id if link else None
@@ -165,31 +212,112 @@ class Applier:
         url = self.sides[Side.TRACKER].ticket_url(issue_id)
         note = NewComment(body=f"Linked to {self.tracker_name} issue #{issue_id}: {url}",
                           visibility=Visibility.INTERNAL, marker=action.marker)
-        self._write_comment(cid, Side.HELPDESK, cid, note, source_id=action.marker,
-                            fingerprint="", bound=bound, result=result)
+        return _Comment(cid, Side.HELPDESK, cid, note, action.marker, "")
 
-    def _write_comment(self, cid: str, target: Side, ticket_id: str, new: NewComment, *,
-                       source_id: str, fingerprint: str, bound: Any,
-                       result: ApplyResult) -> Comment:
-        key = new.marker
-        payload = {"ticket_id": ticket_id, "source_side": target.other.value,
-                   "source_id": source_id, "visibility": new.visibility.value,
-                   "fingerprint": fingerprint}
-        self.store.begin_intent(self.pair, key, "add_comment", cid, target, payload)
-        try:
-            comment = self.sides[target].create_comment(ticket_id, new)
-        except (RejectedError, SkippableError) as exc:
-            self.store.fail_intent(self.pair, key, exc.message)
-            raise
-        with self.store.atomic():
-            self.store.add_comment_link(self.pair, cid, target.other, source_id, comment.id,
-                                        new.visibility.value, fingerprint)
-            self.store.complete_intent(self.pair, key, comment.id)
-        result.counts[f"comments_to_{target.value}"] += 1
-        bound.info("comment_created", side=target.value, object_id=ticket_id,
-                   comment_id=comment.id, source_id=source_id, visibility=new.visibility.value,
-                   notify_customer=new.notify_customer)
-        return comment
+
+CommentWrite = AddComment | PostLinkNote
+
+
+def _marker(action: CommentWrite) -> str:
+    return action.new.marker if isinstance(action, AddComment) else action.marker
+
+
+def _target(action: CommentWrite) -> Side:
+    return action.target if isinstance(action, AddComment) else Side.HELPDESK
+
+
+def _steps(actions: list[Action]) -> Iterator[Action | list[CommentWrite]]:
+    """The actions in order, runs of comments to the same side joined into one batch."""
+    run: list[CommentWrite] = []
+    for action in actions:
+        if isinstance(action, AddComment | PostLinkNote):
+            if run and (_target(run[0]) is not _target(action)
+                        or (isinstance(action, AddComment) and isinstance(run[0], AddComment)
+                            and action.ticket_id != run[0].ticket_id)):
+                yield run
+                run = []
+            run.append(action)
+            continue
+        if run:
+            yield run
+            run = []
+        yield action
+    if run:
+        yield run
+
+
+@dataclass(frozen=True)
+class _Comment:
+    conversation_id: str
+    target: Side
+    ticket_id: str
+    new: NewComment
+    source_id: str
+    fingerprint: str
+
+    def intent(self, pair: str) -> NewIntent:
+        return NewIntent(key=self.new.marker, kind="add_comment",
+                         conversation_id=self.conversation_id, target=self.target,
+                         payload={"ticket_id": self.ticket_id,
+                                  "source_side": self.target.other.value,
+                                  "source_id": self.source_id,
+                                  "visibility": self.new.visibility.value,
+                                  "fingerprint": self.fingerprint})
+
+
+@dataclass
+class _Writes:
+    """A conversation's journal bookkeeping, committed in as few transactions as the
+    write-ahead rule allows: intents before their remote writes, everything else with the
+    next intent transaction or at the end."""
+
+    conversation_id: str
+    planned: dict[str, _Comment] = field(default_factory=dict)  # marker -> comment
+    journalled: bool = False
+    unsent: set[str] = field(default_factory=set)
+    links: list[tuple[_Comment, str]] = field(default_factory=list)  # (comment, remote id)
+    failed: dict[str, str] = field(default_factory=dict)  # marker -> error
+    later: list[Callable[[], object]] = field(default_factory=list)
+
+    def journal(self, comments: list[_Comment]) -> None:
+        self.journalled = True
+        self.planned = {c.new.marker: c for c in comments}
+        self.unsent = set(self.planned)
+
+    def sending(self, items: list[_Comment]) -> None:
+        """From here on these may reach the remote: an exception of any kind leaves their
+        intents pending, for recovery to look for."""
+        self.unsent -= {c.new.marker for c in items}
+
+    def sent(self, batch: CommentBatch) -> None:
+        for comment in batch.created:
+            self.links.append((self.planned[comment.marker or ""], comment.id))
+        error = batch.error.message if batch.error is not None else "not written"
+        for marker in batch.not_written:
+            self.failed[marker] = error
+
+    def pending(self) -> bool:
+        return bool(self.unsent or self.links or self.failed or self.later)
+
+    def commit(self, store: StateStore, pair: str) -> None:
+        """Inside the caller's transaction; what is committed is forgotten here."""
+        for marker in sorted(self.unsent):
+            self.failed[marker] = "not sent: an earlier write of the conversation failed"
+        self.unsent = set()
+        if self.links:
+            by_side: dict[Side, list[NewCommentLink]] = {}
+            for c, remote_id in self.links:
+                by_side.setdefault(c.target, []).append(NewCommentLink(
+                    source_side=c.target.other, source_id=c.source_id, target_id=remote_id,
+                    visibility=c.new.visibility.value, fingerprint=c.fingerprint))
+            for links in by_side.values():
+                store.add_comment_links(pair, self.conversation_id, links)
+            store.complete_intents(pair, {c.new.marker: rid for c, rid in self.links})
+        for error in sorted(set(self.failed.values())):
+            store.fail_intents(pair, [m for m, e in self.failed.items() if e == error], error)
+        for step in self.later:
+            step()
+        self.links, self.failed, self.later = [], {}, []
 
 
 def recover_intents(pair: str, store: StateStore, helpdesk: Connector,

@@ -120,8 +120,12 @@ def test_crash_after_note_write_keeps_one_copy(tmp_path: Path, which: str) -> No
     crash = CrashAfter(private_note)
     engine = _crash_then_restart(sb, crash, "redmine")
     assert sum(len(journals(sb, i)) for i in issue_ids(sb)) >= 1
+    # Notes are confirmed by one read-back after their batch: the notes of the batch the
+    # crash interrupted are unconfirmed, and each is recovered by its marker.
+    pending = [i for i in engine.store.pending_intents("bugs") if i.status == "pending"]
+    assert pending and {i.kind for i in pending} == {"add_comment"}
     result = run_pass(engine)
-    assert result.counts["intents_recovered"] == 1
+    assert result.counts["intents_recovered"] == len(pending)
     _assert_converged(sb, engine, slugs)
     engine.close()
 

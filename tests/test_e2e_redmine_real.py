@@ -229,12 +229,16 @@ def test_real_redmine_crash_after_write_restarts_without_duplicates(rig: Rig,
     doomed = rig.engine(RecordingTransport(crash_after=_crash_point(kind)))
     with pytest.raises(SimulatedCrash):
         run_all_once(doomed)
-    assert [i.status for i in doomed.store.pending_intents("bugs")] == ["pending"]
+    # The crash interrupted one write, or one batch of notes (confirmed together by a
+    # single read-back): its intents are pending, none failed or done.
+    pending = doomed.store.pending_intents("bugs")
+    assert pending and {i.status for i in pending} == {"pending"}
+    assert kind == "note" or len(pending) == 1
     doomed.close()
 
     engine = rig.engine()
     recovered = _run(engine)
-    assert recovered.counts["intents_recovered"] == 1
+    assert recovered.counts["intents_recovered"] == len(pending)
     issues = rig.issues()
     assert len(issues) == 2
     for slug in slugs:

@@ -12,7 +12,7 @@ and status codes are explained in ``mapping``; the change feed in ``feed``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
@@ -22,7 +22,7 @@ import structlog
 from pydantic import SecretStr
 
 from connectors import http
-from connectors.base import Capabilities
+from connectors.base import Capabilities, CommentBatch, create_one_by_one
 from connectors.reamaze import directory
 from connectors.reamaze.feed import walk_changes
 from connectors.reamaze.mapping import (
@@ -251,6 +251,9 @@ class ReamazeConnector:
             if comment.id == marker:
                 return comment
         return None
+
+    def create_comments(self, ticket_id: str, news: Sequence[NewComment]) -> CommentBatch:
+        return create_one_by_one(self.create_comment, ticket_id, news)
 
     def create_comment(self, ticket_id: str, new: NewComment) -> Comment:
         internal = new.visibility is Visibility.INTERNAL

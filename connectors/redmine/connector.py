@@ -21,7 +21,7 @@ Choices worth knowing (the Redmine facts behind them are in shared/redmine.md):
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +29,7 @@ import httpx
 import structlog
 from pydantic import SecretStr
 
-from connectors.base import Capabilities
+from connectors.base import Capabilities, CommentBatch
 from connectors.http import (
     ApiClient,
     Clock,
@@ -288,6 +288,9 @@ class RedmineConnector:
 
     def create_comment(self, ticket_id: str, new: NewComment) -> Comment:
         return self.notes.create(ticket_id, new)
+
+    def create_comments(self, ticket_id: str, news: Sequence[NewComment]) -> CommentBatch:
+        return self.notes.create_many(ticket_id, news)
 
     def update_comment(self, ticket_id: str, comment_id: str, body: str) -> Comment:
         return self.notes.update(ticket_id, comment_id, body)

@@ -39,6 +39,8 @@ class PrivateNotesGuard:
         self.clock = clock
         self.ttl = ttl
         self._cached: tuple[float, Verdict] | None = None
+        # A read-back showed a private note staying private since the verdict was made.
+        self.proven = False
 
     def verdict(self) -> Verdict:
         now = self.clock.monotonic()
@@ -46,11 +48,17 @@ class PrivateNotesGuard:
             return self._cached[1]
         verdict = self._compute()
         self._cached = (now, verdict)
+        self.proven = False
         return verdict
+
+    def prove(self) -> None:
+        """A private note came back private: the verdict is confirmed by the server."""
+        self.proven = self._cached is not None and self._cached[1].allowed
 
     def revoke(self, reason: str) -> None:
         """Remember that private notes do not work, whatever the roles claim."""
         self._cached = (self.clock.monotonic(), Verdict(False, reason))
+        self.proven = False
 
     def _compute(self) -> Verdict:
         me = parse_one(UserWire, self.api.get_json("/users/current.json",

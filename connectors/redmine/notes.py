@@ -13,10 +13,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import builtins
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import structlog
 
+from connectors.base import CommentBatch
 from connectors.http import ApiClient, Clock, write_once
 from connectors.redmine.guard import PrivateNotesGuard
 from connectors.redmine.mapping import (
@@ -31,6 +34,7 @@ from connectors.redmine.wire import CONNECTOR, Issue, Journal
 from syncer.errors import (
     NotFoundError,
     RejectedError,
+    SkippableError,
     SyncError,
 )
 from syncer.models import Comment, NewComment, Visibility
@@ -63,7 +67,57 @@ class Notes:
 
     # -- writing ----------------------------------------------------------------------
     def create(self, issue_id: str, new: NewComment) -> Comment:
-        check_marker(new.marker)
+        batch = self.create_many(issue_id, [new])
+        if batch.error is not None:
+            raise batch.error
+        return batch.created[0]
+
+    def create_many(self, issue_id: str, news: Sequence[NewComment]) -> CommentBatch:
+        """Write notes in order, then read the issue back once to learn their journal ids
+        and check that every private note stayed private.
+
+        Until a read-back has shown that a private note stays private (the permission
+        check can be wrong: a plugin, a role changed since it was cached), a batch stops
+        after its first internal note to read it back alone, so a misjudged permission
+        leaks one note, removed at once, never a whole batch.
+        """
+        batch = CommentBatch()
+        pending: Sequence[NewComment] = news
+        for new in pending:
+            check_marker(new.marker)
+        while pending and batch.error is None:
+            chunk = self._next_chunk(pending)
+            pending = pending[len(chunk):]
+            sent = self._send(issue_id, chunk, batch)
+            if sent:
+                self._read_back(issue_id, sent, batch)
+        batch.not_written += [new.marker for new in pending]
+        return batch
+
+    def _next_chunk(self, pending: Sequence[NewComment]) -> Sequence[NewComment]:
+        if self.guard.proven:
+            return pending
+        for n, new in enumerate(pending):
+            if new.visibility is Visibility.INTERNAL:
+                return pending[:n + 1]
+        return pending
+
+    def _send(self, issue_id: str, chunk: Sequence[NewComment],
+              batch: CommentBatch) -> Sequence[NewComment]:
+        """PUT the notes of ``chunk`` until one fails; the notes sent."""
+        sent: builtins.list[NewComment] = []
+        for n, new in enumerate(chunk):
+            try:
+                self._put(issue_id, new)
+            except SyncError as exc:
+                refused = isinstance(exc, RejectedError | SkippableError)
+                batch.not_written += [c.marker for c in chunk[n if refused else n + 1:]]
+                batch.error = exc
+                break
+            sent.append(new)
+        return sent
+
+    def _put(self, issue_id: str, new: NewComment) -> None:
         internal = new.visibility is Visibility.INTERNAL
         if internal:
             verdict = self.guard.verdict()
@@ -83,20 +137,44 @@ class Notes:
                                      retry_transient=False),
             lambda: self._journal_with_marker(self.read_issue(issue_id), new.marker),
             object_id=issue_id)
-        issue = self.read_issue(issue_id)
-        journal = self._journal_with_marker(issue, new.marker)
-        if journal is None:
-            raise RejectedError("note was accepted but is not in the issue's journals",
-                                connector=CONNECTOR, object_id=issue_id)
-        if internal and not journal.private_notes:
-            self._remove_leak(issue_id, journal)
-        comment = journal_to_comment(journal, str(issue.id),
-                                     {str(a.id): a for a in issue.attachments or ()})
-        if comment is None:  # pragma: no cover - a journal found by its marker has a note
-            raise RejectedError("note came back empty", connector=CONNECTOR, object_id=issue_id)
-        log.info("redmine_comment_created", connector=CONNECTOR, issue_id=issue_id,
-                 comment_id=comment.id, visibility=comment.visibility.value, marker=new.marker)
-        return comment
+
+    def _read_back(self, issue_id: str, sent: Sequence[NewComment],
+                   batch: CommentBatch) -> None:
+        """Journal ids of the notes just sent, and the leak check. A failed read leaves
+        the sent notes unconfirmed (neither created nor not-written): recovery finds them
+        by their markers."""
+        try:
+            issue = self.read_issue(issue_id)
+        except SyncError as exc:
+            batch.error = batch.error or exc
+            return
+        attachments = {str(a.id): a for a in issue.attachments or ()}
+        for new in sent:
+            journal = self._journal_with_marker(issue, new.marker)
+            if journal is None:
+                batch.not_written.append(new.marker)
+                batch.error = batch.error or RejectedError(
+                    "note was accepted but is not in the issue's journals",
+                    connector=CONNECTOR, object_id=issue_id)
+                continue
+            if new.visibility is Visibility.INTERNAL:
+                if not journal.private_notes:
+                    leak = self._remove_leak(issue_id, journal)
+                    if leak.removed:
+                        batch.not_written.append(new.marker)
+                    batch.error = leak.error
+                    continue
+                self.guard.prove()
+            comment = journal_to_comment(journal, str(issue.id), attachments)
+            if comment is None:  # pragma: no cover - a journal found by its marker has a note
+                batch.not_written.append(new.marker)
+                batch.error = batch.error or RejectedError(
+                    "note came back empty", connector=CONNECTOR, object_id=issue_id)
+                continue
+            log.info("redmine_comment_created", connector=CONNECTOR, issue_id=issue_id,
+                     comment_id=comment.id, visibility=comment.visibility.value,
+                     marker=new.marker)
+            batch.created.append(comment)
 
     def update(self, issue_id: str, comment_id: str, body: str) -> Comment:
         issue = self.read_issue(issue_id)
@@ -119,7 +197,7 @@ class Notes:
             raise NotFoundError("note disappeared after the edit", connector=CONNECTOR,
                                 object_id=f"{issue_id}#{comment_id}")
         if journal.private_notes and not edited.private_notes:
-            self._remove_leak(issue_id, edited)
+            raise self._remove_leak(issue_id, edited).error
         comment = journal_to_comment(edited, str(after.id),
                                      {str(a.id): a for a in after.attachments or ()})
         if comment is None:
@@ -128,10 +206,12 @@ class Notes:
         return comment
 
     # -- helpers ------------------------------------------------------------------------
-    def _remove_leak(self, issue_id: str, journal: Journal) -> None:
-        """An internal note is public on the tracker: delete it now, then fail loudly."""
+    def _remove_leak(self, issue_id: str, journal: Journal) -> Leak:
+        """An internal note is public on the tracker: delete it now; the error to report."""
         self.guard.revoke("a private note came back public")
         object_id = f"{issue_id}#{journal.id}"
+        unremoved = RejectedError("private note came back public and could NOT be removed; "
+                                  "delete it by hand", connector=CONNECTOR, object_id=object_id)
         try:
             self.api.request("PUT", f"/journals/{journal.id}.json",
                              json_body={"journal": {"notes": ""}}, object_id=object_id)
@@ -139,17 +219,22 @@ class Notes:
         except SyncError as exc:
             log.critical("visibility_leak_unremoved", issue_id=issue_id, journal_id=journal.id,
                          **exc.log_fields())
-            raise RejectedError("private note came back public and could NOT be removed; "
-                                "delete it by hand", connector=CONNECTOR,
-                                object_id=object_id) from exc
+            unremoved.__cause__ = exc
+            return Leak(removed=False, error=unremoved)
         still = next((j for j in after.journals or () if j.id == journal.id and j.has_note),
                      None)
         if still is not None:
             log.critical("visibility_leak_unremoved", connector=CONNECTOR, issue_id=issue_id,
                          journal_id=journal.id, error="note still present after delete")
-            raise RejectedError("private note came back public and could NOT be removed; "
-                                "delete it by hand", connector=CONNECTOR, object_id=object_id)
+            return Leak(removed=False, error=unremoved)
         log.error("visibility_leak_removed", connector=CONNECTOR, issue_id=issue_id,
                   journal_id=journal.id)
-        raise RejectedError("private note came back public; removed", connector=CONNECTOR,
-                            object_id=object_id)
+        return Leak(removed=True, error=RejectedError(
+            "private note came back public; removed", connector=CONNECTOR,
+            object_id=object_id))
+
+
+@dataclass(frozen=True)
+class Leak:
+    removed: bool
+    error: RejectedError
