@@ -1,9 +1,10 @@
 """The HTTP layer every connector shares.
 
 One injected ``httpx.Client`` per connection (tests pass ``httpx.MockTransport``), explicit
-timeouts, a per-connection request budget, retries with jittered backoff on 429 / 5xx /
-timeouts honouring a clamped ``Retry-After``, status codes turned into the error tree of
-``syncer.errors``, bodies read with a size cap and decoded defensively.
+timeouts, per-connection request budgets (one for every request, optionally one more for
+writes), retries with jittered backoff on 429 / 5xx / timeouts honouring a clamped
+``Retry-After``, status codes turned into the error tree of ``syncer.errors``, bodies read
+with a size cap and decoded defensively.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ log = structlog.get_logger("reamaze_sync.http")
 DEFAULT_TIMEOUT = httpx.Timeout(20.0, connect=5.0)
 MAX_BODY_BYTES = 20 * 1024 * 1024
 SECRET_QUERY_KEYS = frozenset({"key", "api_key", "token", "access_token", "private_token"})
+# What APIs with a separate write limit count (GitHub's content-creation limit, for one).
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class Clock(Protocol):
@@ -76,9 +79,22 @@ class RateLimiter:
         # while sleeping queues callers in order instead of letting them burst together.
         self._lock = threading.Lock()
 
-    def acquire(self) -> None:
+    def acquire(self, then: RateLimiter | None = None) -> None:
+        """Take a token, waiting for it if need be.
+
+        ``then`` is a second budget the same request also draws from (the connection's
+        overall one, for a write). Its token is taken only after this one: a write queued
+        behind the write budget holds no overall token meanwhile, so reads keep the whole
+        overall budget. If ``then`` makes the request wait, this token is charged from the
+        moment the request actually leaves; otherwise the next caller of this budget could
+        go out sooner than this budget's spacing after it and trip a strict window.
+        This lock is held throughout, so callers of this budget still queue in order.
+        """
         with self._lock:
             self._acquire()
+            if then is not None:
+                then.acquire()
+                self._last = self.clock.monotonic()
 
     def _acquire(self) -> None:
         now = self.clock.monotonic()
@@ -163,6 +179,7 @@ class ApiClient:
         client: httpx.Client,
         *,
         rate_limiter: RateLimiter | None = None,
+        write_limiter: RateLimiter | None = None,
         retry: RetryPolicy | None = None,
         clock: Clock | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
@@ -171,6 +188,8 @@ class ApiClient:
         self.connector = connector
         self.client = client
         self.rate_limiter = rate_limiter
+        # Drawn by writes in addition to rate_limiter, for APIs that limit writes tighter.
+        self.write_limiter = write_limiter
         self.retry = retry or RetryPolicy()
         self.clock = clock or SystemClock()
         self.max_body_bytes = max_body_bytes
@@ -262,7 +281,10 @@ class ApiClient:
         headers: Mapping[str, str] | None,
         object_id: str | None,
     ) -> tuple[int, bytes, httpx.Headers]:
-        if self.rate_limiter is not None:
+        # Per attempt, so every retry of a write (429 included) spends a write token too.
+        if self.write_limiter is not None and method.upper() in WRITE_METHODS:
+            self.write_limiter.acquire(then=self.rate_limiter)
+        elif self.rate_limiter is not None:
             self.rate_limiter.acquire()
         self.stats.requests += 1
         self.stats.by_method[method] = self.stats.by_method.get(method, 0) + 1

@@ -41,3 +41,13 @@ def test_rate_limited_backfill_stays_under_the_limit() -> None:
     assert result["failed_operations"] == 0
     assert result["counts"]["issues_created"] == 3
     assert result["redmine_writes"] == 3 + 3 * MESSAGES
+
+
+def test_write_limited_backfill_paces_writes_with_the_write_budget() -> None:
+    """Against a limit on writes only, the engine's write budget keeps it free of 429s."""
+    result = run_rate_limit(3, limit=20, writes_only=True, overall=60, messages=MESSAGES)
+    assert result["engine_writes_per_minute"] == 20
+    assert result["engine_requests_per_minute"] == 60
+    assert result["responses_429"] == 0
+    assert result["failed_operations"] == 0
+    assert result["redmine_writes"] == 3 + 3 * MESSAGES

@@ -161,6 +161,46 @@ def test_unknown_key_in_nested_table() -> None:
     assert errors_of(data) == ["[trackers.main] projet: unknown key"]
 
 
+def test_write_budget_defaults_to_none_and_is_read_per_connection() -> None:
+    """writes_per_minute is unset by default and set per connection, up to the overall rate."""
+    data = minimal()
+    assert parse_config(copy.deepcopy(data)).reamaze.http.writes_per_minute is None
+    data["trackers"]["main"]["http"] = {"requests_per_minute": 80, "writes_per_minute": 80}
+    data["reamaze"]["http"] = {"writes_per_minute": 20}  # under the default 60
+    cfg = parse_config(data)
+    assert cfg.trackers["main"].http.writes_per_minute == 80
+    assert cfg.reamaze.http.writes_per_minute == 20
+
+
+def test_write_budget_above_the_overall_budget_is_rejected() -> None:
+    """More writes than requests a minute could never be sent: an error naming the key."""
+    data = minimal()
+    data["trackers"]["main"]["http"] = {"requests_per_minute": 300, "writes_per_minute": 301}
+    data["reamaze"]["http"] = {"writes_per_minute": 61}  # above the default 60
+    assert errors_of(data) == [
+        "[reamaze.http] writes_per_minute: must not exceed requests_per_minute: every write "
+        "also draws from that budget",
+        "[trackers.main.http] writes_per_minute: must not exceed requests_per_minute: every "
+        "write also draws from that budget"]
+
+
+@pytest.mark.parametrize("value", [0, -5])
+def test_write_budget_must_be_positive(value: int) -> None:
+    """A zero or negative write budget is rejected like any other rate."""
+    data = minimal()
+    data["reamaze"]["http"] = {"writes_per_minute": value}
+    lines = errors_of(data)
+    assert len(lines) == 1 and lines[0].startswith("[reamaze.http] writes_per_minute: "), lines
+
+
+def test_an_invalid_overall_budget_is_reported_once() -> None:
+    """A bad requests_per_minute is the only error; the write budget is not compared to it."""
+    data = minimal()
+    data["reamaze"]["http"] = {"requests_per_minute": 0, "writes_per_minute": 10}
+    lines = errors_of(data)
+    assert len(lines) == 1 and lines[0].startswith("[reamaze.http] requests_per_minute: ")
+
+
 def test_unknown_top_level_section() -> None:
     """A misspelled top-level section is reported against the config root."""
     data = minimal()

@@ -97,6 +97,9 @@ class ReamazeConnector:
             CONNECTOR, client,
             rate_limiter=http.RateLimiter(cfg.http.requests_per_minute, cfg.http.burst,
                                           clock=clock),
+            write_limiter=(http.RateLimiter(cfg.http.writes_per_minute, cfg.http.burst,
+                                            clock=clock)
+                           if cfg.http.writes_per_minute is not None else None),
             retry=http.RetryPolicy(attempts=cfg.http.max_attempts,
                                    max_retry_after=cfg.http.max_retry_after_seconds),
             clock=clock)

@@ -130,6 +130,9 @@ class RedmineConnector:
             CONNECTOR, client, clock=clock,
             rate_limiter=RateLimiter(cfg.http.requests_per_minute, burst=cfg.http.burst,
                                      clock=clock),
+            write_limiter=(RateLimiter(cfg.http.writes_per_minute, burst=cfg.http.burst,
+                                       clock=clock)
+                           if cfg.http.writes_per_minute is not None else None),
             retry=RetryPolicy(attempts=cfg.http.max_attempts,
                               max_retry_after=cfg.http.max_retry_after_seconds),
             describe_auth_failure=lambda: (f"Redmine at {base} rejected the API key or denied "
