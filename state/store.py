@@ -13,13 +13,14 @@ from typing import Any
 
 import structlog
 from pydantic import BaseModel
-from sqlalchemy import delete, func
+from sqlalchemy import Connection, Row, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
+from state import sql
 from state.core import check_value, row_id
 from state.journal import JournalStore
-from state.tables import LINK_STATUSES, VISIBILITIES, CommentLink, CursorRow, Link, SnapshotRow
+from state.tables import LINK_STATUSES, VISIBILITIES
 from syncer.models import Cursor
 from syncer.plan import CommentLinkView, LinkView, Side, Snapshot
 
@@ -45,7 +46,7 @@ class StateStore(JournalStore):
 
     def get_link_by_issue(self, pair: str, issue_id: str) -> LinkView | None:
         with self._tx(write=False) as s:
-            row = self._first(s, select(Link).where(Link.pair == pair, Link.issue_id == issue_id))
+            row = _db(s).execute(sql.LINK_BY_ISSUE, {"pair": pair, "issue": issue_id}).first()
             return self._views(s, pair, [row])[0] if row else None
 
     def iter_links(self, pair: str, status: str | None = "active", *,
@@ -59,13 +60,14 @@ class StateStore(JournalStore):
         """
         if status is not None:
             check_value(status, LINK_STATUSES, "link status")
+        links = sql.links
         after = 0
         while True:
             with self._tx(write=False) as s:
-                stmt = select(Link).where(Link.pair == pair, col(Link.id) > after)
+                stmt = select(links).where(links.c.pair == pair, links.c.id > after)
                 if status is not None:
-                    stmt = stmt.where(Link.status == status)
-                rows = self._all(s, stmt.order_by(col(Link.id)).limit(batch_size))
+                    stmt = stmt.where(links.c.status == status)
+                rows = list(_db(s).execute(stmt.order_by(links.c.id).limit(batch_size)))
                 views = self._views(s, pair, rows)
             yield from views
             if len(rows) < batch_size:
@@ -73,11 +75,12 @@ class StateStore(JournalStore):
             after = row_id(rows[-1].id)
 
     def count_links(self, pair: str, status: str | None = None) -> int:
+        links = sql.links
         with self._tx(write=False) as s:
-            stmt = select(func.count()).select_from(Link).where(Link.pair == pair)
+            stmt = select(func.count()).select_from(links).where(links.c.pair == pair)
             if status is not None:
-                stmt = stmt.where(Link.status == status)
-            return int(s.exec(stmt).one())
+                stmt = stmt.where(links.c.status == status)
+            return int(_db(s).execute(stmt).scalar_one())
 
     def create_link(self, pair: str, conversation_id: str, issue_id: str | None,
                     origin: Side) -> None:
@@ -85,6 +88,7 @@ class StateStore(JournalStore):
         gives way (its comment links are kept only if it pointed at the same issue)."""
         origin = Side(origin)
         now = self._now()
+        links = sql.links
         with self._tx(write=True) as s:
             mine = self._link_row(s, pair, conversation_id)
             if mine is not None and mine.status != "unlinked":
@@ -93,17 +97,16 @@ class StateStore(JournalStore):
             try:
                 with s.begin_nested():
                     self._claim_issue(s, pair, issue_id, conversation_id)
+                    values = {"issue_id": issue_id, "origin": origin.value, "status": "active",
+                              "created_at": now, "updated_at": now}
                     if mine is None:
-                        s.add(Link(pair=pair, conversation_id=conversation_id,
-                                   issue_id=issue_id, origin=origin.value, status="active",
-                                   created_at=now, updated_at=now))
+                        _db(s).execute(insert(links).values(
+                            pair=pair, conversation_id=conversation_id, **values))
                     else:
                         if mine.issue_id != issue_id or issue_id is None:
                             self._delete_children(s, pair, conversation_id)
-                        mine.issue_id, mine.origin, mine.status = issue_id, origin.value, "active"
-                        mine.created_at = mine.updated_at = now
-                        s.add(mine)
-                    s.flush()
+                        _db(s).execute(update(links).where(links.c.id == mine.id)
+                                       .values(**values))
             except IntegrityError:  # another process linked it between our check and insert
                 raise ValueError(f"conversation {conversation_id} or issue {issue_id} was "
                                  f"linked concurrently in pair {pair!r}") from None
@@ -118,17 +121,15 @@ class StateStore(JournalStore):
                 raise ValueError(f"conversation {conversation_id} is linked to issue "
                                  f"{link.issue_id}, not re-pointing it to {issue_id}")
             self._claim_issue(s, pair, issue_id, conversation_id)
-            link.issue_id, link.updated_at = issue_id, self._now()
-            s.add(link)
-            s.flush()
+            _db(s).execute(update(sql.links).where(sql.links.c.id == link.id)
+                           .values(issue_id=issue_id, updated_at=self._now()))
 
     def set_link_status(self, pair: str, conversation_id: str, status: str) -> None:
         check_value(status, LINK_STATUSES, "link status")
         with self._tx(write=True) as s:
             link = self._require_link(s, pair, conversation_id)
-            link.status, link.updated_at = status, self._now()
-            s.add(link)
-            s.flush()
+            _db(s).execute(update(sql.links).where(sql.links.c.id == link.id)
+                           .values(status=status, updated_at=self._now()))
 
     def delete_link(self, pair: str, conversation_id: str) -> None:
         """Forget a link with its comment links and snapshot; a no-op if there is none."""
@@ -153,14 +154,12 @@ class StateStore(JournalStore):
             return
         for c in links:
             check_value(str(c.visibility), VISIBILITIES, "visibility")
-        table = CommentLink.__table__  # type: ignore[attr-defined]
         now = self._now()
         with self._tx(write=True) as s:
             self._require_link(s, pair, conversation_id)
-            existing = {(side, sid): target for side, sid, target in s.execute(
-                select(table.c.source_side, table.c.source_id, table.c.target_id).where(
-                    table.c.pair == pair, table.c.conversation_id == conversation_id,
-                    table.c.source_id.in_([c.source_id for c in links])))}
+            existing = {(side, sid): target for side, sid, target in _db(s).execute(
+                sql.COMMENT_TARGETS, {"pair": pair, "cid": conversation_id,
+                                      "sources": [c.source_id for c in links]})}
             rows = []
             for c in links:
                 side = Side(c.source_side).value
@@ -177,54 +176,50 @@ class StateStore(JournalStore):
                              "target_id": c.target_id, "visibility": str(c.visibility),
                              "fingerprint": c.fingerprint, "created_at": now})
             if rows:
-                s.execute(self._insert(table).on_conflict_do_nothing(index_elements=[
-                    "pair", "conversation_id", "source_side", "source_id"]), rows)
+                _db(s).execute(self._insert(sql.comment_links).on_conflict_do_nothing(
+                    index_elements=["pair", "conversation_id", "source_side", "source_id"]),
+                    rows)
 
     def save_snapshot(self, pair: str, conversation_id: str, snapshot: Snapshot) -> None:
         now = self._now()
         data = snapshot.model_dump(mode="json")
         with self._tx(write=True) as s:
             self._require_link(s, pair, conversation_id)
-            s.execute(self._insert(SnapshotRow).values(
+            _db(s).execute(self._insert(sql.snapshots).values(
                 pair=pair, conversation_id=conversation_id, data=data, updated_at=now,
             ).on_conflict_do_update(index_elements=["pair", "conversation_id"],
                                     set_={"data": data, "updated_at": now}))
 
     def get_cursor(self, pair: str, side: Side) -> Cursor | None:
         with self._tx(write=False) as s:
-            row = self._first(s, select(CursorRow).where(
-                CursorRow.pair == pair, CursorRow.side == Side(side).value))
-            return Cursor.model_validate(known_fields(Cursor, row.data)) if row else None
+            data = _db(s).execute(sql.CURSOR, {"pair": pair,
+                                               "side": Side(side).value}).scalar()
+            return Cursor.model_validate(known_fields(Cursor, data)) if data else None
 
     def save_cursor(self, pair: str, side: Side, cursor: Cursor) -> None:
         now = self._now()
         data = cursor.model_dump(mode="json")
         with self._tx(write=True) as s:
-            s.execute(self._insert(CursorRow).values(
+            _db(s).execute(self._insert(sql.cursors).values(
                 pair=pair, side=Side(side).value, data=data, updated_at=now,
             ).on_conflict_do_update(index_elements=["pair", "side"],
                                     set_={"data": data, "updated_at": now}))
 
     # --- helpers ------------------------------------------------------------------------
 
-    def _link_row(self, s: Session, pair: str, conversation_id: str) -> Link | None:
-        return self._first(s, select(Link).where(Link.pair == pair,
-                                                 Link.conversation_id == conversation_id))
-
-    def _issue_holder(self, s: Session, pair: str, issue_id: str | None,
-                      conversation_id: str) -> Link | None:
-        """The link of another conversation that holds ``issue_id``, if any."""
-        if issue_id is None:
-            return None
-        return self._first(s, select(Link).where(
-            Link.pair == pair, Link.issue_id == issue_id,
-            Link.conversation_id != conversation_id))
+    @staticmethod
+    def _link_row(s: Session, pair: str, conversation_id: str) -> Row[Any] | None:
+        return _db(s).execute(sql.LINK_BY_CONVERSATION,
+                              {"pair": pair, "cid": conversation_id}).first()
 
     def _claim_issue(self, s: Session, pair: str, issue_id: str | None,
                      conversation_id: str) -> None:
         """Make ``issue_id`` free for this conversation: refuse if another live link holds
         it; a stale ``unlinked`` row holding it gives way."""
-        other = self._issue_holder(s, pair, issue_id, conversation_id)
+        if issue_id is None:
+            return
+        other = _db(s).execute(sql.ISSUE_HOLDER, {"pair": pair, "issue": issue_id,
+                                                  "cid": conversation_id}).first()
         if other is None:
             return
         if other.status != "unlinked":
@@ -232,45 +227,50 @@ class StateStore(JournalStore):
                              f"(conversation {other.conversation_id}, {other.status})")
         self._delete_link_rows(s, pair, other.conversation_id)
 
-    def _require_link(self, s: Session, pair: str, conversation_id: str) -> Link:
+    def _require_link(self, s: Session, pair: str, conversation_id: str) -> Row[Any]:
         link = self._link_row(s, pair, conversation_id)
         if link is None:
             raise KeyError(f"no link for conversation {conversation_id} in pair {pair!r}")
         return link
 
-    def _delete_children(self, s: Session, pair: str, conversation_id: str) -> None:
-        for table in (CommentLink, SnapshotRow):
-            s.execute(delete(table).where(col(table.pair) == pair,
-                                          col(table.conversation_id) == conversation_id))
+    @staticmethod
+    def _delete_children(s: Session, pair: str, conversation_id: str) -> None:
+        for t in (sql.comment_links, sql.snapshots):
+            _db(s).execute(delete(t).where(t.c.pair == pair,
+                                           t.c.conversation_id == conversation_id))
 
     def _delete_link_rows(self, s: Session, pair: str, conversation_id: str) -> None:
         # Explicit rather than relying on ON DELETE CASCADE, which SQLite only honours
         # on connections that enabled foreign keys.
         self._delete_children(s, pair, conversation_id)
-        s.execute(delete(Link).where(col(Link.pair) == pair,
-                                     col(Link.conversation_id) == conversation_id))
+        _db(s).execute(delete(sql.links).where(sql.links.c.pair == pair,
+                                               sql.links.c.conversation_id == conversation_id))
 
-    def _views(self, s: Session, pair: str, rows: Sequence[Link]) -> list[LinkView]:
+    @staticmethod
+    def _views(s: Session, pair: str, rows: Sequence[Row[Any]]) -> list[LinkView]:
         if not rows:
             return []
         ids = [r.conversation_id for r in rows]
         comments: dict[str, list[CommentLinkView]] = {}
-        for c in self._all(s, select(CommentLink).where(
-                CommentLink.pair == pair, col(CommentLink.conversation_id).in_(ids))
-                .order_by(col(CommentLink.id))):
+        for c in _db(s).execute(sql.COMMENT_LINKS_OF, {"pair": pair, "ids": ids}):
             comments.setdefault(c.conversation_id, []).append(CommentLinkView(
                 source_side=Side(c.source_side), source_id=c.source_id,
                 target_id=c.target_id, fingerprint=c.fingerprint))
         snapshots = {
-            r.conversation_id: Snapshot.model_validate(known_fields(Snapshot, r.data))
-            for r in self._all(s, select(SnapshotRow).where(
-                SnapshotRow.pair == pair, col(SnapshotRow.conversation_id).in_(ids)))
+            cid: Snapshot.model_validate(known_fields(Snapshot, data))
+            for cid, data in _db(s).execute(sql.SNAPSHOTS_OF, {"pair": pair, "ids": ids})
         }
         return [LinkView(conversation_id=r.conversation_id, issue_id=r.issue_id,
                          status=r.status, origin=Side(r.origin),
                          comment_links=tuple(comments.get(r.conversation_id, ())),
                          snapshot=snapshots.get(r.conversation_id))
                 for r in rows]
+
+
+def _db(s: Session) -> Connection:
+    """The session's connection: Core statements run there without the ORM's per-call
+    bookkeeping (the store returns plain values, never ORM objects)."""
+    return s.connection()
 
 
 def known_fields(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:

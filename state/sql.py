@@ -1,0 +1,64 @@
+"""The statements the engine runs for every object, built once.
+
+Building a SQLAlchemy statement and its cache key costs more than running it on SQLite
+(about 0.3 ms against 0.07 ms on the two-core benchmark machine), and the sync engine runs
+a dozen per conversation; these are built at import with bound parameters instead.
+Rarely used queries (status, pruning, the CLI) stay written where they are used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table, bindparam, select
+
+from state.tables import (
+    CommentLink,
+    CursorRow,
+    FailureRow,
+    IntentRow,
+    Link,
+    SnapshotRow,
+)
+
+
+def table(model: Any) -> Table:
+    t: Table = model.__table__
+    return t
+
+
+links = table(Link)
+comment_links = table(CommentLink)
+snapshots = table(SnapshotRow)
+cursors = table(CursorRow)
+intents = table(IntentRow)
+failures = table(FailureRow)
+
+LINK_BY_CONVERSATION = select(links).where(links.c.pair == bindparam("pair"),
+                                           links.c.conversation_id == bindparam("cid"))
+LINK_BY_ISSUE = select(links).where(links.c.pair == bindparam("pair"),
+                                    links.c.issue_id == bindparam("issue"))
+ISSUE_HOLDER = select(links).where(links.c.pair == bindparam("pair"),
+                                   links.c.issue_id == bindparam("issue"),
+                                   links.c.conversation_id != bindparam("cid"))
+COMMENT_LINKS_OF = (select(comment_links)
+                    .where(comment_links.c.pair == bindparam("pair"),
+                           comment_links.c.conversation_id.in_(bindparam("ids", expanding=True)))
+                    .order_by(comment_links.c.id))
+COMMENT_TARGETS = select(comment_links.c.source_side, comment_links.c.source_id,
+                         comment_links.c.target_id).where(
+    comment_links.c.pair == bindparam("pair"),
+    comment_links.c.conversation_id == bindparam("cid"),
+    comment_links.c.source_id.in_(bindparam("sources", expanding=True)))
+SNAPSHOTS_OF = select(snapshots.c.conversation_id, snapshots.c.data).where(
+    snapshots.c.pair == bindparam("pair"),
+    snapshots.c.conversation_id.in_(bindparam("ids", expanding=True)))
+CURSOR = select(cursors.c.data).where(cursors.c.pair == bindparam("pair"),
+                                      cursors.c.side == bindparam("side"))
+INTENT_KEYS = select(intents.c.key).where(intents.c.pair == bindparam("pair"),
+                                          intents.c.key.in_(bindparam("keys", expanding=True)))
+INTENT_BY_KEY = select(intents).where(intents.c.pair == bindparam("pair"),
+                                      intents.c.key == bindparam("key"))
+FAILURE = select(failures).where(failures.c.pair == bindparam("pair"),
+                                 failures.c.side == bindparam("side"),
+                                 failures.c.object_id == bindparam("object_id"))
