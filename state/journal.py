@@ -29,7 +29,8 @@ class JournalStore(StoreCore):
 
     def begin_intent(self, pair: str, key: str, kind: str, conversation_id: str,
                      target: Side, payload: dict[str, Any]) -> Intent:
-        """Journal a write before making it; for a known key return the existing intent.
+        """Journal a write before making it; for a known key return the existing intent
+        (with this payload if it had failed, else the first one's).
 
         Each call that may lead to a write (the intent is not done yet) counts as an
         attempt and puts a failed intent back to pending. ``payload`` is stored as JSON
@@ -48,6 +49,12 @@ class JournalStore(StoreCore):
                 target=side.value, payload=data, status="pending", attempts=0,
                 created_at=now, updated_at=now,
             ).on_conflict_do_nothing(index_elements=["pair", "key"]))
+            # A failed write is known not to have landed, so this attempt's payload is the
+            # one recovery must go by (a create's covered messages may have changed since).
+            s.execute(update(IntentRow)
+                      .where(col(IntentRow.pair) == pair, col(IntentRow.key) == key,
+                             col(IntentRow.status) == "failed")
+                      .values(payload=data))
             s.execute(update(IntentRow)
                       .where(col(IntentRow.pair) == pair, col(IntentRow.key) == key,
                              col(IntentRow.status) != "done")
