@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic_core import to_jsonable_python
-from sqlalchemy import bindparam, delete, update
+from sqlalchemy import Row, delete
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
+from state import sql
 from state.core import StoreCore, check_value, row_id
 from state.records import FailureRecord, Intent, RunRecord
-from state.tables import INTENT_KINDS, RUN_KINDS, FailureRow, IntentRow, RunRow
+from state.tables import INTENT_KINDS, RUN_KINDS, FailureRow, RunRow
 from syncer.errors import trim
 from syncer.logs import SECRET_KEY_RE
 from syncer.plan import Side
@@ -50,7 +52,7 @@ class JournalStore(StoreCore):
             self.begin_intents(pair, [NewIntent(key=key, kind=kind,
                                                 conversation_id=conversation_id,
                                                 target=target, payload=payload)])
-            return _intent(self._require_intent(s, pair, key))
+            return self._require_intent(s, pair, key)
 
     def begin_intents(self, pair: str, intents: Sequence[NewIntent]) -> None:
         """``begin_intent`` for several writes in one transaction and three statements:
@@ -71,14 +73,18 @@ class JournalStore(StoreCore):
                          "target": Side(it.target).value, "payload": data,
                          "status": "pending", "attempts": 0, "created_at": now,
                          "updated_at": now})
-        table = IntentRow.__table__  # type: ignore[attr-defined]
+        t = sql.intents
         with self._tx(write=True) as s:
-            s.execute(self._insert(table).on_conflict_do_nothing(
-                index_elements=["pair", "key"]), rows)
-            s.execute(update(table)
-                      .where(table.c.pair == pair, table.c.key.in_([r["key"] for r in rows]),
-                             table.c.status != "done")
-                      .values(attempts=table.c.attempts + 1, status="pending", updated_at=now))
+            db = s.connection()
+            db.execute(self._insert(t).on_conflict_do_nothing(index_elements=["pair", "key"]),
+                       rows)
+            # A failed write is known not to have landed, so this attempt's payload is the
+            # one recovery must go by (a create's covered messages may have changed since).
+            db.execute(sql.INTENT_RETRY_PAYLOAD,
+                       [{"b_pair": pair, "b_key": r["key"], "b_payload": r["payload"]}
+                        for r in rows])
+            db.execute(sql.INTENT_ATTEMPT, {"b_pair": pair, "b_keys": [r["key"] for r in rows],
+                                            "b_now": now})
 
     def complete_intent(self, pair: str, key: str, result_id: str) -> None:
         self.complete_intents(pair, {key: result_id})
@@ -87,14 +93,12 @@ class JournalStore(StoreCore):
         """Mark done the intents ``key -> id of the object the write created``."""
         if not results:
             return
-        table = IntentRow.__table__  # type: ignore[attr-defined]
         now = self._now()
         with self._tx(write=True) as s:
             self._require_intents(s, pair, list(results))
-            s.execute(update(table).where(table.c.pair == pair, table.c.key == bindparam("k"))
-                      .values(status="done", result_id=bindparam("rid"), error=None,
-                              updated_at=now),
-                      [{"k": k, "rid": v} for k, v in results.items()])
+            s.connection().execute(sql.INTENT_DONE, [
+                {"b_pair": pair, "b_key": k, "b_result": v, "b_now": now}
+                for k, v in results.items()])
 
     def fail_intent(self, pair: str, key: str, error: str) -> None:
         """Mark the write failed; it stays in ``pending_intents`` to be retried."""
@@ -103,44 +107,38 @@ class JournalStore(StoreCore):
     def fail_intents(self, pair: str, keys: Sequence[str], error: str) -> None:
         if not keys:
             return
-        table = IntentRow.__table__  # type: ignore[attr-defined]
         with self._tx(write=True) as s:
             self._require_intents(s, pair, list(keys))
-            s.execute(update(table).where(table.c.pair == pair, table.c.key.in_(list(keys)))
-                      .values(status="failed", error=trim(error, ERROR_LIMIT),
-                              updated_at=self._now()))
+            s.connection().execute(sql.INTENT_FAILED, {
+                "b_pair": pair, "b_keys": list(keys), "b_error": trim(error, ERROR_LIMIT),
+                "b_now": self._now()})
 
     @staticmethod
     def _require_intents(s: Session, pair: str, keys: list[str]) -> None:
         # Checked up front: executemany row counts are not reliable on every driver.
-        table = IntentRow.__table__  # type: ignore[attr-defined]
-        known = set(s.execute(select(table.c.key).where(
-            table.c.pair == pair, table.c.key.in_(keys))).scalars())
+        known = set(s.connection().execute(sql.INTENT_KEYS,
+                                           {"pair": pair, "keys": keys}).scalars())
         missing = sorted(set(keys) - known)
         if missing:
             raise KeyError(f"no intent {missing[0]!r} in pair {pair!r}")
 
     def pending_intents(self, pair: str) -> list[Intent]:
+        t = sql.intents
         with self._tx(write=False) as s:
-            rows = self._all(s, select(IntentRow).where(
-                IntentRow.pair == pair, col(IntentRow.status).in_(("pending", "failed")))
-                .order_by(col(IntentRow.id)))
+            rows = s.connection().execute(sa_select(t).where(
+                t.c.pair == pair, t.c.status.in_(("pending", "failed"))).order_by(t.c.id))
             return [_intent(r) for r in rows]
 
     def get_intent(self, pair: str, key: str) -> Intent | None:
         with self._tx(write=False) as s:
-            row = self._intent_row(s, pair, key)
+            row = s.connection().execute(sql.INTENT_BY_KEY, {"pair": pair, "key": key}).first()
             return _intent(row) if row else None
 
-    def _intent_row(self, s: Session, pair: str, key: str) -> IntentRow | None:
-        return self._first(s, select(IntentRow).where(IntentRow.pair == pair,
-                                                      IntentRow.key == key))
-
-    def _require_intent(self, s: Session, pair: str, key: str) -> IntentRow:
-        row = self._intent_row(s, pair, key)
+    def _require_intent(self, s: Session, pair: str, key: str) -> Intent:
+        row = s.connection().execute(sql.INTENT_BY_KEY, {"pair": pair, "key": key}).first()
         if row is None:
             raise KeyError(f"no intent {key!r} in pair {pair!r}")
-        return row
+        return _intent(row)
 
     # --- runs ---------------------------------------------------------------------------
 
@@ -268,8 +266,8 @@ def _refuse_secrets(value: Any, path: str = "payload") -> None:
             _refuse_secrets(item, f"{path}[{n}]")
 
 
-def _intent(row: IntentRow) -> Intent:
-    return Intent.model_validate(row.model_dump())
+def _intent(row: Row[Any]) -> Intent:
+    return Intent.model_validate(dict(row._mapping))
 
 
 def _run(row: RunRow) -> RunRecord:

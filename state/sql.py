@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import Table, bindparam, select, update
 
 from state.tables import (
     CommentLink,
@@ -62,3 +62,17 @@ INTENT_BY_KEY = select(intents).where(intents.c.pair == bindparam("pair"),
 FAILURE = select(failures).where(failures.c.pair == bindparam("pair"),
                                  failures.c.side == bindparam("side"),
                                  failures.c.object_id == bindparam("object_id"))
+# Update statements may not name a bound parameter after a column they set.
+INTENT_RETRY_PAYLOAD = update(intents).where(
+    intents.c.pair == bindparam("b_pair"), intents.c.key == bindparam("b_key"),
+    intents.c.status == "failed").values(payload=bindparam("b_payload"))
+INTENT_ATTEMPT = update(intents).where(
+    intents.c.pair == bindparam("b_pair"), intents.c.key.in_(bindparam("b_keys", expanding=True)),
+    intents.c.status != "done").values(attempts=intents.c.attempts + 1, status="pending",
+                                       updated_at=bindparam("b_now"))
+INTENT_DONE = update(intents).where(
+    intents.c.pair == bindparam("b_pair"), intents.c.key == bindparam("b_key")).values(
+    status="done", result_id=bindparam("b_result"), error=None, updated_at=bindparam("b_now"))
+INTENT_FAILED = update(intents).where(
+    intents.c.pair == bindparam("b_pair"), intents.c.key.in_(bindparam("b_keys", expanding=True))
+).values(status="failed", error=bindparam("b_error"), updated_at=bindparam("b_now"))

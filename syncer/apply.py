@@ -29,6 +29,7 @@ from syncer.plan import (
     Action,
     AddComment,
     Conflict,
+    CoveredComment,
     CreateIssue,
     MarkOrphaned,
     Plan,
@@ -37,6 +38,7 @@ from syncer.plan import (
     Side,
     Skip,
     UpdateTicket,
+    description_target,
 )
 
 log = structlog.get_logger("reamaze_sync.apply")
@@ -145,8 +147,12 @@ class Applier:
             writes.commit(self.store, self.pair)
             if self.store.get_link(self.pair, cid) is None:
                 self.store.create_link(self.pair, cid, None, Side.HELPDESK)
+            # The covered messages too: a recovered create must record them as copied,
+            # or they would be sent again as notes.
             self.store.begin_intent(self.pair, key, "create_issue", cid, Side.TRACKER,
-                                    {"subject": action.new.subject})
+                                    {"subject": action.new.subject,
+                                     "covered": [c.model_dump(mode="json")
+                                                 for c in action.covered]})
         try:
             issue = self.sides[Side.TRACKER].create_ticket(action.new)
         except RejectedError as exc:
@@ -159,11 +165,18 @@ class Applier:
         # the intent pending and recovery finds the issue by its marker.
         def complete() -> None:
             self.store.set_link_issue(self.pair, cid, issue.id)
+            for c in action.covered:
+                self.store.add_comment_link(self.pair, cid, Side.HELPDESK, c.source_id,
+                                            description_target(issue.id), c.visibility.value,
+                                            c.fingerprint)
             self.store.complete_intent(self.pair, key, issue.id)
 
         writes.later.append(complete)
         result.counts["issues_created"] += 1
-        bound.info("issue_created", object_id=issue.id, marker=key)
+        if action.covered:
+            result.counts["messages_in_description"] += len(action.covered)
+        bound.info("issue_created", object_id=issue.id, marker=key,
+                   messages_in_description=len(action.covered))
         return issue.id
 
     # -- comments ---------------------------------------------------------------------------
@@ -335,6 +348,11 @@ def recover_intents(pair: str, store: StateStore, helpdesk: Connector,
             with store.atomic():
                 if found is not None:
                     store.set_link_issue(pair, intent.conversation_id, found.id)
+                    for raw in intent.payload.get("covered", ()):
+                        c = CoveredComment.model_validate(raw)
+                        store.add_comment_link(pair, intent.conversation_id, Side.HELPDESK,
+                                               c.source_id, description_target(found.id),
+                                               c.visibility.value, c.fingerprint)
                     store.complete_intent(pair, intent.key, found.id)
                 else:
                     link = store.get_link(pair, intent.conversation_id)

@@ -178,6 +178,11 @@ class PairConfig(Strict):
     assignee_field: FieldPolicy = FieldPolicy(direction="both", owner="tracker")
     tag_to_label: dict[str, str] = {}
     staff_to_user: dict[str, str] = {}  # Re:amaze staff email -> tracker user id
+    # How a new issue gets the messages its conversation already has: one note each, or
+    # (``transcript``) the public ones written into the issue description, one tracker
+    # write instead of one per message. Internal notes, messages with attachments and
+    # messages that arrive later always go as notes.
+    history: Literal["per_message", "transcript"] = "per_message"
     # Where history starts for this pair: the first pass and `backfill` walk back to here.
     # None = everything.
     since: datetime | None = None

@@ -23,7 +23,9 @@ def _short(text: str, n: int = 60) -> str:
 def describe_action(action: Action) -> str:
     cid = action.conversation_id
     if isinstance(action, CreateIssue):
-        return f"{cid}: create issue {action.new.subject!r}"
+        within = (f", {len(action.covered)} message(s) in its description"
+                  if action.covered else "")
+        return f"{cid}: create issue {action.new.subject!r}{within}"
     if isinstance(action, AddComment):
         where = action.ticket_id or "(new issue)"
         notify = ", emails the customer" if action.new.notify_customer else ""

@@ -8,9 +8,17 @@ from __future__ import annotations
 import hashlib
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
-from syncer.models import Comment, NewComment, NewTicket, Ticket, TicketState, TicketUpdate
+from syncer.models import (
+    Comment,
+    NewComment,
+    NewTicket,
+    Ticket,
+    TicketState,
+    TicketUpdate,
+    Visibility,
+)
 
 MARKER_PREFIX = "rs-"
 
@@ -37,6 +45,12 @@ def make_marker(pair: str, *parts: str) -> str:
 
 def is_our_marker(marker: str | None) -> bool:
     return bool(marker) and str(marker).startswith(MARKER_PREFIX)
+
+
+def description_target(issue_id: str) -> str:
+    """The comment-link target of a message written into the issue's description. Not a
+    comment id: the reconciler never treats it as one (see ``_sync_link``)."""
+    return f"{issue_id}:description"
 
 
 # --- inputs ---------------------------------------------------------------------------
@@ -79,9 +93,27 @@ class SideView(_Frozen):
 
 # --- actions --------------------------------------------------------------------------
 
+class CoveredComment(_Frozen):
+    """A helpdesk message written into the new issue's description instead of a note."""
+
+    source_id: str
+    fingerprint: str
+    visibility: Visibility
+
+    @field_validator("visibility")
+    @classmethod
+    def _public_only(cls, v: Visibility) -> Visibility:
+        # Whoever can see the issue sees its description: nothing else may go there.
+        if v is not Visibility.PUBLIC:
+            raise ValueError("an issue description cannot be private")
+        return v
+
+
 class CreateIssue(_Frozen):
     conversation_id: str
     new: NewTicket
+    # Recorded as copied with the issue itself, so they are never sent again as notes.
+    covered: tuple[CoveredComment, ...] = ()
 
 
 class AddComment(_Frozen):

@@ -22,6 +22,7 @@ from syncer.plan import (
     Action,
     AddComment,
     Conflict,
+    CoveredComment,
     CreateIssue,
     LinkView,
     MarkOrphaned,
@@ -33,6 +34,7 @@ from syncer.plan import (
     Skip,
     Snapshot,
     UpdateTicket,
+    description_target,
     is_our_marker,
     make_marker,
 )
@@ -126,21 +128,24 @@ def _new_link(ctx: PairContext, conversation: SideView) -> Plan:
                    and _flows(ctx.policy.assignee_field.direction, Side.TRACKER) else None)
     tr_labels = (_labels_for(ctx, conv.tags)
                  if _flows(ctx.policy.tags_field.direction, Side.TRACKER) else ())
+    description, covered = _description(ctx, conversation)
     actions: list[Action] = [
         CreateIssue(
             conversation_id=conv.id,
             new=NewTicket(
                 subject=render.issue_title(ctx.policy, conv),
-                description=render.issue_description(ctx.policy, conv),
+                description=description,
                 marker=make_marker(ctx.pair, "issue", conv.id),
                 assignee_id=tr_assignee,
                 tags=tr_labels,
             ),
+            covered=covered,
         ),
         PostLinkNote(conversation_id=conv.id, marker=make_marker(ctx.pair, "linknote", conv.id)),
     ]
-    actions += _copy_helpdesk_comments(ctx, conv.id, None, conversation.comments, set(), set(),
-                                       set())
+    in_description = {(Side.HELPDESK, c.source_id) for c in covered}
+    actions += _copy_helpdesk_comments(ctx, conv.id, None, conversation.comments,
+                                       in_description, set(), set())
     # The base for later three-way merges is what both sides look like right after the
     # create, so a change on either side before the next pass is seen as a change.
     actions.append(SaveSnapshot(conversation_id=conv.id, snapshot=Snapshot(
@@ -154,6 +159,25 @@ def _new_link(ctx: PairContext, conversation: SideView) -> Plan:
     return Plan(pair=ctx.pair, actions=tuple(actions))
 
 
+def _description(ctx: PairContext, conversation: SideView
+                 ) -> tuple[str, tuple[CoveredComment, ...]]:
+    """The new issue's description, and the messages written into it (transcript mode)."""
+    conv = conversation.ticket
+    if ctx.policy.history != "transcript":
+        return render.issue_description(ctx.policy, conv), ()
+    # Only what every reader of the issue may see: a description cannot be private.
+    public = [c for c in sorted(conversation.comments, key=lambda c: (c.created_at, c.id))
+              if c.visibility is Visibility.PUBLIC and not c.read_only
+              and not _is_echo(c, Side.HELPDESK, set())]
+    # Attachments travel with a note (a description has nowhere to keep whose they were).
+    candidates = [c for c in public if not c.attachments]
+    description, fitted = render.transcript_description(
+        ctx.policy, conv, candidates, with_attachments=len(public) - len(candidates))
+    return description, tuple(
+        CoveredComment(source_id=c.id, fingerprint=c.fingerprint, visibility=c.visibility)
+        for c in candidates[:fitted])
+
+
 # --- an active link -------------------------------------------------------------------
 
 def _sync_link(ctx: PairContext, conversation: SideView, issue: SideView,
@@ -161,7 +185,11 @@ def _sync_link(ctx: PairContext, conversation: SideView, issue: SideView,
     cid = link.conversation_id
     iss = issue.ticket
     copied = {(c.source_side, c.source_id) for c in link.comment_links}
-    written = {(c.source_side.other, c.target_id) for c in link.comment_links}
+    # Messages written into the description have no comment of their own: their shared
+    # placeholder target must never be mistaken for (and so hide) a real tracker comment.
+    in_description = description_target(iss.id)
+    written = {(c.source_side.other, c.target_id) for c in link.comment_links
+               if c.target_id != in_description}
     actions: list[Action] = []
     # The link note is planned with the issue create; a pass that stopped in between (a
     # crash recovered by its intent, an aborted pass) or a link made by hand would leave

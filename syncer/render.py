@@ -7,6 +7,7 @@ neutralised so a copy never pings an unrelated account on the other side.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from syncer.config import PairConfig
@@ -27,7 +28,27 @@ def issue_title(policy: PairConfig, conversation: Ticket) -> str:
     return (title or conversation.id)[:250]
 
 
-def issue_description(policy: PairConfig, conversation: Ticket) -> str:
+# Trackers cap an issue description: GitHub at 65,536 characters, Redmine on MySQL at a
+# TEXT column's 65,535 bytes. Counted in UTF-8 bytes with CRLF line ends (what Redmine
+# stores), which bounds the character count too; the rest is headroom for the marker line
+# the connector appends. Messages that would not fit go as notes.
+DESCRIPTION_MAX_BYTES = 60_000
+_ENTRY_GAP = "\n\n"
+
+
+def description_size(text: str) -> int:
+    return len(text.replace("\n", "\r\n").encode("utf-8"))
+
+
+def _plural(n: int, one: str) -> str:
+    return f"{n} {one}" if n == 1 else f"{n} {one}s"
+
+
+def issue_description(policy: PairConfig, conversation: Ticket,
+                      transcript: Sequence[Comment] = (), *, with_attachments: int = 0,
+                      past_limit: int = 0) -> str:
+    """The issue body; ``transcript`` holds the public messages written into it, and the
+    counts say how many other public messages were left to notes, and why."""
     lines = [f"Re:amaze conversation: {conversation.url or conversation.id}"]
     if conversation.collection is not None:
         lines.append(f"Channel: {conversation.collection.name}")
@@ -40,9 +61,49 @@ def issue_description(policy: PairConfig, conversation: Ticket) -> str:
     if conversation.tags:
         lines.append("Tags: " + ", ".join(conversation.tags))
     lines.append("")
-    lines.append("Messages from the conversation follow as notes.")
-    # Channel, customer and tag names are free text too: none of them may ping anyone.
+    if not transcript:
+        lines.append("Messages from the conversation follow as notes.")
+        # Channel, customer and tag names are free text too: none of them may ping anyone.
+        return neutralise_mentions("\n".join(lines))
+    lines.append(f"Transcript of the conversation ({_plural(len(transcript), 'message')}):")
+    lines.append("")
+    lines.append(_ENTRY_GAP.join(helpdesk_comment_to_tracker(policy, c) for c in transcript))
+    lines.append("")
+    # The closing line also keeps a message body off the description's last line, where a
+    # connector looks for its marker.
+    left = [x for x in (f"{_plural(with_attachments, 'message')} with attachments"
+                        if with_attachments else "",
+                        f"{_plural(past_limit, 'message')} past the description size limit"
+                        if past_limit else "") if x]
+    lines.append("End of transcript. " + (f"Sent as notes instead: {', '.join(left)}. "
+                                          if left else "") + "Later messages follow as notes.")
     return neutralise_mentions("\n".join(lines))
+
+
+def transcript_description(policy: PairConfig, conversation: Ticket,
+                           candidates: Sequence[Comment], *,
+                           with_attachments: int = 0) -> tuple[str, int]:
+    """The description holding as many of ``candidates`` (in order) as fit the size cap,
+    and how many that is: always a prefix, so what goes as notes continues in order."""
+    def render(k: int) -> str:
+        return issue_description(policy, conversation, candidates[:k],
+                                 with_attachments=with_attachments,
+                                 past_limit=len(candidates) - k)
+
+    # Estimated entry by entry (rendering every prefix would be quadratic), then checked.
+    used = description_size(render(0)) + description_size(
+        f"Transcript of the conversation ({len(candidates)} messages):\n\n\n"
+        f"End of transcript. Sent as notes instead: {len(candidates)} messages past the "
+        "description size limit, ")
+    k = 0
+    for c in candidates:
+        used += description_size(helpdesk_comment_to_tracker(policy, c) + _ENTRY_GAP)
+        if used > DESCRIPTION_MAX_BYTES:
+            break
+        k += 1
+    while k > 0 and description_size(render(k)) > DESCRIPTION_MAX_BYTES:
+        k -= 1
+    return render(k), k
 
 
 def _when(ts: datetime) -> str:

@@ -2,8 +2,9 @@
 
 ``apply_plan`` mirrors what syncer/apply.py does to both remotes and to the state store
 (comments we write carry our marker, comment links are recorded with the source side and
-id the applier records, updates bump ``updated_at``) without any I/O, so convergence and
-echo can be checked by reconciling the result again.
+id the applier records, also for messages written into a new issue's description, updates
+bump ``updated_at``) without any I/O, so convergence and echo can be checked by
+reconciling the result again.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from syncer.plan import (
     Skip,
     Snapshot,
     UpdateTicket,
+    description_target,
     make_marker,
 )
 from syncer.reconcile import PairContext, reconcile
@@ -222,8 +224,14 @@ def apply_plan(world: World, plan: Plan) -> World:
                          assignee=tracker_user(new.assignee_id) if new.assignee_id else None,
                          created_at=now, updated_at=now, marker=new.marker,
                          url=f"https://redmine.example/issues/i{clock}")
+            # Messages written into the description are recorded as copied with the issue.
+            covered = tuple(CommentLinkView(source_side=Side.HELPDESK, source_id=c.source_id,
+                                            target_id=description_target(iss.id),
+                                            fingerprint=c.fingerprint)
+                            for c in action.covered)
             w = replace(w, issue=SideView(ticket=iss), clock=clock,
-                        link=LinkView(conversation_id=action.conversation_id, issue_id=iss.id))
+                        link=LinkView(conversation_id=action.conversation_id, issue_id=iss.id,
+                                      comment_links=covered))
         elif isinstance(action, AddComment | PostLinkNote):
             w = _add_comment(w, action, clock, now)
         elif isinstance(action, UpdateTicket):

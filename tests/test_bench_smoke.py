@@ -34,6 +34,18 @@ def test_backfill_sends_the_minimum(backfill: dict[str, Any]) -> None:
     assert backfill["counts"]["issues_created"] == N
 
 
+def test_transcript_backfill_sends_no_notes_at_all() -> None:
+    """With history = "transcript" the public messages ride in the issue create: the
+    backfill sends exactly its (smaller) minimum, with no note writes or read-backs."""
+    result = run_backfill(N, MESSAGES, idle_repeats=1, mode="transcript")
+    assert result["calls"] == {"list_pages": 2, "message_lists": N, "issue_creates": N,
+                               "comment_writes": 0, "link_notes": N, "issue_readbacks": 0,
+                               "other": 0}
+    assert result["minimum"]["comment_writes"] == 0
+    assert result["ratio_to_minimum"] == 1.0
+    assert result["counts"]["messages_in_description"] == N * MESSAGES
+
+
 def test_rate_limited_backfill_stays_under_the_limit() -> None:
     """With burst 1 the engine never provokes a 429 and fails nothing under a strict limit."""
     result = run_rate_limit(3, limit=20, burst=1, messages=MESSAGES)

@@ -1,9 +1,10 @@
 """Property tests of the reconciler: visibility, convergence, no echo, determinism.
 
-Worlds are drawn at random (policy, tracker capabilities, both tickets, comments in every
-copy state, link and snapshot), reconciled, applied in memory with ``apply_plan``, changed
-by "humans" on both sides, and reconciled again. Comment bodies carry unique tokens
-(``<<H7>>``) so a leak of one comment's text into another object is detectable.
+Worlds are drawn at random (policy in both history modes, tracker capabilities, both
+tickets, comments in every copy state, link and snapshot), reconciled, applied in memory
+with ``apply_plan``, changed by "humans" on both sides, and reconciled again. Comment
+bodies carry unique tokens (``<<H7>>``) so a leak of one comment's text into another
+object (a note, or a new issue's description) is detectable.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from syncer import render
-from syncer.models import Author, Comment, Ticket, TicketState, Visibility
+from syncer.models import Attachment, Author, Comment, Ticket, TicketState, Visibility
 from syncer.plan import (
     AddComment,
     CommentLinkView,
@@ -30,6 +31,7 @@ from syncer.plan import (
     Skip,
     Snapshot,
     UpdateTicket,
+    description_target,
     is_our_marker,
     make_marker,
 )
@@ -70,6 +72,7 @@ LIVE_MENTION = re.compile(r"(?<![\w`])@[A-Za-z0-9_]")
 PREFIXES = ["", "@ann please look:", "see attached log", "(@ops) FYI", "mail ben@acme.example",
             "`@code`"]
 FOREIGN_MARKER = make_marker("another-pair", "comment", "x")  # another pair's note: also ours
+ATTACHMENT = Attachment(name="trace.log", url="https://files.example/trace.log")
 
 
 def _opt(values: list[Any]) -> st.SearchStrategy[Any]:
@@ -111,6 +114,7 @@ def policies(draw: st.DrawFn) -> Any:
                                           max_size=4)),
         staff_to_user=draw(st.dictionaries(st.sampled_from(EMAILS[:3]),
                                            st.sampled_from(USERS[:3]), max_size=3)),
+        history=draw(st.sampled_from(["per_message", "transcript"])),
     )
 
 
@@ -121,14 +125,15 @@ def contexts(draw: st.DrawFn) -> Any:
 
 
 def human_comment(side: Side, n: int, *, internal: bool, by_customer: bool, prefix: str,
-                  at: int, read_only: bool = False) -> Comment:
+                  at: int, read_only: bool = False, attached: bool = False) -> Comment:
     tag = "H" if side is Side.HELPDESK else "T"
     author = (Author(name=CUSTOMER_NAME, email=CUSTOMER_EMAIL, is_staff=False) if by_customer
               else Author(name=f"Agent {n}", email=EMAILS[n % 4], is_staff=True))
     return Comment(id=f"{tag.lower()}{n}", ticket_id=CID if side is Side.HELPDESK else IID,
                    body=f"{prefix} <<{tag}{n}>>".strip(),
                    visibility=Visibility.INTERNAL if internal else Visibility.PUBLIC,
-                   author=author, created_at=ts(at), read_only=read_only)
+                   author=author, created_at=ts(at), read_only=read_only,
+                   attachments=(ATTACHMENT,) if attached else ())
 
 
 @st.composite
@@ -139,7 +144,7 @@ def human_comments(draw: st.DrawFn, side: Side, private_ok: bool) -> list[Commen
             side, n, internal=draw(st.booleans()) and (side is Side.HELPDESK or private_ok),
             by_customer=side is Side.HELPDESK and draw(st.booleans()),
             prefix=draw(st.sampled_from(PREFIXES)), at=draw(st.integers(0, 30)),
-            read_only=draw(_rarely())))
+            read_only=draw(_rarely()), attached=side is Side.HELPDESK and draw(_rarely())))
     return out
 
 
@@ -156,11 +161,20 @@ def _copy_of(source: Comment, source_side: Side, n: int) -> Comment:
 @st.composite
 def copy_states(draw: st.DrawFn, sources: list[Comment], side: Side,
                 private_ok: bool) -> tuple[list[Comment], list[CommentLinkView]]:
-    """Each source: not copied, copied, copy deleted, link lost, or edited after copy."""
+    """Each source: not copied, copied, copy deleted, link lost, edited after copy, or
+    (a public Re:amaze message) written into the issue description at its creation."""
     copies: list[Comment] = []
     links: list[CommentLinkView] = []
     for n, src in enumerate(sources):
-        state = draw(st.sampled_from(["new", "copied", "copy-gone", "link-lost", "edited"]))
+        states = ["new", "copied", "copy-gone", "link-lost", "edited"]
+        if side is Side.HELPDESK and src.visibility is Visibility.PUBLIC:
+            states.append("transcribed")
+        state = draw(st.sampled_from(states))
+        if state == "transcribed":
+            links.append(CommentLinkView(source_side=side, source_id=src.id,
+                                         target_id=description_target(IID),
+                                         fingerprint=src.fingerprint))
+            continue
         copy = _copy_of(src, side, n)
         if side is Side.HELPDESK and not private_ok:
             copy = copy.model_copy(update={"visibility": Visibility.PUBLIC})
@@ -303,10 +317,7 @@ def check_visibility(world: World, plan: Plan) -> None:
     tr_internal = _tokens(tuple(tr.values()), Visibility.INTERNAL)
     for action in plan.actions:
         if isinstance(action, CreateIssue):
-            text = action.new.subject + action.new.description
-            assert not TOKEN.search(text)
-            if not vis.include_customer_pii:
-                assert CUSTOMER_NAME not in text and CUSTOMER_EMAIL not in text
+            check_description(world, action)
             continue
         if not isinstance(action, AddComment):
             continue
@@ -350,6 +361,30 @@ def check_visibility(world: World, plan: Plan) -> None:
             assert (src.author.name or "") in new.body
 
 
+def check_description(world: World, action: CreateIssue) -> None:
+    """A new issue's description shows only public, unattached Re:amaze messages (and only in
+    transcript mode), each attributed like its note copy; never internal text or PII."""
+    pol = world.ctx.policy
+    vis = pol.visibility
+    text = action.new.subject + action.new.description
+    hd = {c.id: c for c in world.conversation.comments}
+    covered = [hd[c.source_id] for c in action.covered]
+    assert not action.covered or pol.history == "transcript"
+    for src, cov in zip(covered, action.covered, strict=True):
+        assert src.visibility is cov.visibility is Visibility.PUBLIC
+        assert not src.attachments and not src.read_only and not is_our_marker(src.marker)
+        assert cov.fingerprint == src.fingerprint
+        assert render.helpdesk_comment_to_tracker(pol, src) in action.new.description
+    assert covered == sorted(covered, key=lambda c: (c.created_at, c.id))
+    assert set(TOKEN.findall(text)) == {t for c in covered for t in TOKEN.findall(c.body)}
+    assert LIVE_MENTION.search(text) is None, text
+    assert render.description_size(action.new.description) <= render.DESCRIPTION_MAX_BYTES
+    closing = action.new.description.splitlines()[-1]
+    assert closing.startswith("End of transcript.") is bool(covered), closing
+    if not vis.include_customer_pii:
+        assert CUSTOMER_NAME not in text and CUSTOMER_EMAIL not in text
+
+
 def check_shape(world: World, plan: Plan) -> None:
     """Markers are ours, unique per plan and new on their target; the snapshot comes last."""
     markers = []
@@ -367,6 +402,11 @@ def check_shape(world: World, plan: Plan) -> None:
         elif isinstance(action, CreateIssue):
             assert action.new.marker == make_marker(PAIR, "issue", CID)
             markers.append(action.new.marker)
+    # A message goes into the description or as a note, never both.
+    sent = [c.source_id for a in plan.actions if isinstance(a, CreateIssue) for c in a.covered]
+    sent += [a.source_id for a in plan.actions
+             if isinstance(a, AddComment) and a.target is Side.TRACKER]
+    assert len(sent) == len(set(sent)), sent
     assert len(markers) == len(set(markers))
     saves = [i for i, a in enumerate(plan.actions) if isinstance(a, SaveSnapshot)]
     assert saves in ([], [len(plan.actions) - 1])
@@ -425,6 +465,9 @@ def comment_ids(world: World, side: Side) -> set[str]:
 def check_no_echo(world: World, plan: Plan) -> None:
     """No copy of something the engine wrote, nor of a read-only (collision) message."""
     for action in plan.actions:
+        if isinstance(action, CreateIssue):
+            for c in action.covered:
+                assert c.source_id not in engine_written(world, Side.HELPDESK)
         if isinstance(action, AddComment) and action.source_id:
             assert action.source_id not in engine_written(world, action.target.other)
             view = world.conversation if action.target is Side.TRACKER else world.issue

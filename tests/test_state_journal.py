@@ -44,6 +44,19 @@ def test_begin_intent_is_idempotent_on_its_key(store: StateStore, clock: FakeClo
     assert [i.key for i in store.pending_intents("p")] == ["rs-abc"]
 
 
+def test_a_failed_intent_begun_again_takes_the_new_payload(store: StateStore) -> None:
+    """A failed write never landed, so the retry's payload (e.g. the messages a new issue's
+    description now covers) is what recovery must go by; a pending one keeps its first."""
+    store.begin_intent("p", "rs-abc", "create_issue", "conv-1", T, {"covered": ["m1"]})
+    store.fail_intent("p", "rs-abc", "422 rejected")
+    again = store.begin_intent("p", "rs-abc", "create_issue", "conv-1", T,
+                               {"covered": ["m1", "m2"]})
+    assert (again.status, again.attempts) == ("pending", 2)
+    assert again.payload == {"covered": ["m1", "m2"]}
+    third = store.begin_intent("p", "rs-abc", "create_issue", "conv-1", T, {"covered": []})
+    assert third.payload == {"covered": ["m1", "m2"]}
+
+
 def test_completed_intent_is_returned_as_done(store: StateStore) -> None:
     """After completion the intent leaves the pending list; beginning it again says done."""
     store.begin_intent("p", "rs-1", "create_issue", "conv-1", T, {})

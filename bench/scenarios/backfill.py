@@ -13,6 +13,9 @@ notes just written (which the comment links record) can only be learnt by readin
 issue, and no engine gets them with fewer than one read per issue. The ratio to the
 writes alone is reported too.
 
+With ``mode="transcript"`` (the pair's ``history``) the seeded messages, all public, go
+into each issue's description, so the minimum has no note writes at all.
+
 Everything beyond that is reported by kind. Then the engine keeps polling: the settle
 pass (the backfill's own writes come back through both feeds once), one poll right after
 the burst, one real change on each side, and finally idle polls in a steady state.
@@ -66,10 +69,12 @@ def one_pass(engine: Engine, **kw: Any) -> PassResult:
     return merged
 
 
-def minimum_calls(n: int, messages: int) -> dict[str, int]:
+def minimum_calls(n: int, messages: int, mode: str = "per_message") -> dict[str, int]:
+    """The least any engine could send; ``mode`` is the pair's ``history`` setting."""
+    notes = n * messages if mode == "per_message" else 0
     return {"list_pages": math.ceil(n / REAMAZE_PAGE) + max(1, math.ceil(n / REDMINE_PAGE)),
-            "message_lists": n, "issue_creates": n, "comment_writes": n * messages,
-            "link_notes": n, "issue_readbacks": n if messages else 0}
+            "message_lists": n, "issue_creates": n, "comment_writes": notes,
+            "link_notes": n, "issue_readbacks": n if notes else 0}
 
 
 def group_calls(calls: Counter[str]) -> dict[str, int]:
@@ -88,19 +93,25 @@ def group_calls(calls: Counter[str]) -> dict[str, int]:
     return known
 
 
-def verify_backfill(sb: Sandbox, engine: Engine, slugs: list[str], messages: int) -> None:
-    """Every conversation has exactly one issue carrying every message, nothing else."""
+def verify_backfill(sb: Sandbox, engine: Engine, slugs: list[str], messages: int,
+                    mode: str = "per_message") -> None:
+    """Every conversation has exactly one issue carrying every message, nothing else: as
+    notes, or (transcript) in its description. Messages start "#i/j" (seed_conversations)."""
     issues = sb.redmine.state.issues
     if len(issues) != len(slugs):
         raise RuntimeError(f"{len(issues)} issues for {len(slugs)} conversations")
     notes: Counter[int] = Counter(j.issue_id for j in sb.redmine.state.journals.values()
                                   if j.notes)
-    for slug in slugs:
+    per_issue = messages if mode == "per_message" else 0
+    for i, slug in enumerate(slugs):
         link = engine.store.get_link(PAIR, slug)
         if link is None or link.issue_id is None:
             raise RuntimeError(f"{slug} was not linked")
-        if notes[int(link.issue_id)] != messages:
+        if notes[int(link.issue_id)] != per_issue:
             raise RuntimeError(f"issue {link.issue_id} has {notes[int(link.issue_id)]} notes")
+        description = issues[int(link.issue_id)].description or ""
+        if per_issue == 0 and not all(f"#{i}/{j} " in description for j in range(messages)):
+            raise RuntimeError(f"issue {link.issue_id} lacks messages in its transcript")
 
 
 def steady_change(sb: Sandbox, engine: Engine, clock: VirtualClock, slugs: list[str],
@@ -159,12 +170,14 @@ def measure_idle(sb: Sandbox, engine: Engine, cpu: SimCpu, repeats: int) -> dict
     }
 
 
-def run_backfill(n: int, messages: int = 5, *, idle_repeats: int = 5) -> dict[str, Any]:
-    """Backfill ``n`` conversations, then settle and measure the idle poll at ``n`` links."""
+def run_backfill(n: int, messages: int = 5, *, idle_repeats: int = 5,
+                 mode: str = "per_message") -> dict[str, Any]:
+    """Backfill ``n`` conversations, then settle and measure the idle poll at ``n`` links.
+    ``mode`` is the pair's ``history`` setting (``per_message`` or ``transcript``)."""
     with tempfile.TemporaryDirectory(prefix="bench-backfill-") as tmp, \
             quiet_production_logging():
         clock = VirtualClock()
-        sb = bench_sandbox(f"sqlite:///{Path(tmp) / 'state.db'}", clock)
+        sb = bench_sandbox(f"sqlite:///{Path(tmp) / 'state.db'}", clock, history=mode)
         cpu = SimCpu()
         sb.wrap = cpu.wrap
         slugs = seed_conversations(sb, clock, n, messages=messages)
@@ -182,7 +195,7 @@ def run_backfill(n: int, messages: int = 5, *, idle_repeats: int = 5) -> dict[st
             calls = tally(sb, mark)
             if total_calls(calls) != engine_request_count(engine) - before:
                 raise RuntimeError("simulator logs and engine counters disagree")
-            verify_backfill(sb, engine, slugs, messages)
+            verify_backfill(sb, engine, slugs, messages, mode)
 
             mark = Mark.of(sb)
             one_pass(engine, kind="poll")
@@ -197,12 +210,13 @@ def run_backfill(n: int, messages: int = 5, *, idle_repeats: int = 5) -> dict[st
         finally:
             engine.close()
 
-    minimum = minimum_calls(n, messages)
+    minimum = minimum_calls(n, messages, mode)
     grouped = group_calls(calls)
     total, least = total_calls(calls), sum(minimum.values())
     return {
         "conversations": n,
         "messages_per_conversation": messages,
+        "history": mode,
         "counts": dict(sorted(backfill.counts.items())),
         "calls_by_kind": dict(sorted(calls.items())),
         "calls": grouped,
