@@ -83,14 +83,18 @@ class StateStore(JournalStore):
             return int(_db(s).execute(stmt).scalar_one())
 
     def create_link(self, pair: str, conversation_id: str, issue_id: str | None,
-                    origin: Side) -> None:
+                    origin: Side, *, pending_ok: bool = False) -> None:
         """Record a link; a previously *unlinked* row for the same conversation or issue
-        gives way (its comment links are kept only if it pointed at the same issue)."""
+        gives way (its comment links are kept only if it pointed at the same issue).
+        ``pending_ok``: a live link still waiting for its issue is left as it is."""
         origin = Side(origin)
         now = self._now()
         links = sql.links
         with self._tx(write=True) as s:
             mine = self._link_row(s, pair, conversation_id)
+            if pending_ok and issue_id is None and mine is not None and \
+                    mine.issue_id is None and mine.status == "active":
+                return
             if mine is not None and mine.status != "unlinked":
                 raise ValueError(f"conversation {conversation_id} is already linked in pair "
                                  f"{pair!r} (issue {mine.issue_id}, {mine.status})")

@@ -145,8 +145,7 @@ class Applier:
         cid, key = action.conversation_id, action.new.marker
         with self.store.atomic():
             writes.commit(self.store, self.pair)
-            if self.store.get_link(self.pair, cid) is None:
-                self.store.create_link(self.pair, cid, None, Side.HELPDESK)
+            self.store.create_link(self.pair, cid, None, Side.HELPDESK, pending_ok=True)
             # The covered messages too: a recovered create must record them as copied,
             # or they would be sent again as notes.
             self.store.begin_intent(self.pair, key, "create_issue", cid, Side.TRACKER,

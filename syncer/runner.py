@@ -59,6 +59,10 @@ class PairRunner:
     tracker: Connector
     stop_event: threading.Event = field(default_factory=threading.Event)
     progress: Callable[[int], None] | None = None
+    # The dead letter, read once at the start of a pass instead of once per conversation
+    # (an operator's `skip` made during a pass applies from the next one).
+    _failing: set[str] = field(default_factory=set, init=False)
+    _skipped: set[str] = field(default_factory=set, init=False)
 
     @property
     def pair(self) -> str:
@@ -72,6 +76,7 @@ class PairRunner:
         run_id = None if dry_run else self.store.start_run(self.pair, kind)
         structlog.contextvars.bind_contextvars(pair=self.pair)
         try:
+            self._load_dead_letter()
             if not dry_run:
                 result.counts.update(recover_intents(self.pair, self.store, self.helpdesk,
                                                      self.tracker))
@@ -148,7 +153,7 @@ class PairRunner:
     def _retry_failures(self, result: PassResult) -> set[str]:
         retried: set[str] = set()
         for failure in self.store.list_failures(self.pair):
-            if failure.skipped or failure.attempts >= MAX_AUTO_RETRIES:
+            if failure.side is not Side.HELPDESK or failure.skipped or failure.attempts >= MAX_AUTO_RETRIES:
                 continue
             self._check_stop()
             result.counts["failures_retried"] += 1
@@ -168,14 +173,14 @@ class PairRunner:
                               force: bool = False) -> bool:
         """Reconcile one conversation from the feed; False when it was left alone because
         nothing changed since its last sync (its issue may still have)."""
-        if self.store.is_skipped(self.pair, Side.HELPDESK, conv.id):
+        if conv.id in self._skipped:
             result.counts["skipped_by_operator"] += 1
             return True
         link = self.store.get_link(self.pair, conv.id)
         if link is None:
             if matches(self.ctx.policy, SideView(ticket=conv)) is None:
                 if force:  # a failing conversation that no longer matches: nothing to retry
-                    self.store.clear_failure(self.pair, Side.HELPDESK, conv.id)
+                    self._clear_failure(conv.id)
                 return True  # cheap: no message fetch for conversations the pair ignores
             self._run_plan(conv.id, result, dry_run, lambda: reconcile(
                 self.ctx, self._view(self.helpdesk, conv.id, conv), None, None))
@@ -219,6 +224,7 @@ class PairRunner:
             log.error("object_unreadable", conversation_id=cid, **exc.log_fields())
             if not dry_run:
                 self.store.record_failure(self.pair, Side.HELPDESK, cid, str(exc))
+                self._failing.add(cid)
             result.failed[cid] = str(exc)
             return
         if dry_run:
@@ -230,8 +236,20 @@ class PairRunner:
                                        self.ctx.tracker_name).apply(plan)
         result.counts.update(applied.counts)
         result.failed.update(applied.failed)
-        if cid not in applied.failed:
+        if cid in applied.failed:
+            self._failing.add(cid)
+        else:
+            self._clear_failure(cid)
+
+    def _load_dead_letter(self) -> None:
+        failures = [f for f in self.store.list_failures(self.pair) if f.side is Side.HELPDESK]
+        self._failing = {f.object_id for f in failures}
+        self._skipped = {f.object_id for f in failures if f.skipped}
+
+    def _clear_failure(self, cid: str) -> None:
+        if cid in self._failing:
             self.store.clear_failure(self.pair, Side.HELPDESK, cid)
+            self._failing.discard(cid)
 
     def _check_stop(self) -> None:
         if self.stop_event.is_set():
