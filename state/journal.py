@@ -73,11 +73,9 @@ class JournalStore(StoreCore):
                          "target": Side(it.target).value, "payload": data,
                          "status": "pending", "attempts": 0, "created_at": now,
                          "updated_at": now})
-        t = sql.intents
         with self._tx(write=True) as s:
             db = s.connection()
-            db.execute(self._insert(t).on_conflict_do_nothing(index_elements=["pair", "key"]),
-                       rows)
+            db.execute(sql.upserts(self._dialect).intent, rows)
             # A failed write is known not to have landed, so this attempt's payload is the
             # one recovery must go by (a create's covered messages may have changed since).
             db.execute(sql.INTENT_RETRY_PAYLOAD,

@@ -8,9 +8,12 @@ Rarely used queries (status, pruning, the CLI) stay written where they are used.
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Insert, Table, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from state.tables import (
     CommentLink,
@@ -76,3 +79,39 @@ INTENT_DONE = update(intents).where(
 INTENT_FAILED = update(intents).where(
     intents.c.pair == bindparam("b_pair"), intents.c.key.in_(bindparam("b_keys", expanding=True))
 ).values(status="failed", error=bindparam("b_error"), updated_at=bindparam("b_now"))
+LINK_INSERT = insert(links)
+LINK_RESET = update(links).where(links.c.id == bindparam("b_id")).values(
+    issue_id=bindparam("b_issue"), origin=bindparam("b_origin"), status="active",
+    created_at=bindparam("b_now"), updated_at=bindparam("b_now"))
+LINK_SET_ISSUE = update(links).where(links.c.id == bindparam("b_id")).values(
+    issue_id=bindparam("b_issue"), updated_at=bindparam("b_now"))
+LINK_SET_STATUS = update(links).where(links.c.id == bindparam("b_id")).values(
+    status=bindparam("b_status"), updated_at=bindparam("b_now"))
+
+
+@dataclass(frozen=True)
+class Upserts:
+    """INSERT ... ON CONFLICT, which each dialect builds with its own ``insert``."""
+
+    comment_link: Insert
+    intent: Insert
+    snapshot: Insert
+    cursor: Insert
+
+
+@functools.cache
+def upserts(dialect: str) -> Upserts:
+    ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    snap = ins(snapshots)
+    cur = ins(cursors)
+    return Upserts(
+        comment_link=ins(comment_links).on_conflict_do_nothing(
+            index_elements=["pair", "conversation_id", "source_side", "source_id"]),
+        intent=ins(intents).on_conflict_do_nothing(index_elements=["pair", "key"]),
+        snapshot=snap.on_conflict_do_update(
+            index_elements=["pair", "conversation_id"],
+            set_={"data": snap.excluded.data, "updated_at": snap.excluded.updated_at}),
+        cursor=cur.on_conflict_do_update(
+            index_elements=["pair", "side"],
+            set_={"data": cur.excluded.data, "updated_at": cur.excluded.updated_at}),
+    )

@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 from pydantic import BaseModel
-from sqlalchemy import Connection, Row, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -89,7 +89,6 @@ class StateStore(JournalStore):
         ``pending_ok``: a live link still waiting for its issue is left as it is."""
         origin = Side(origin)
         now = self._now()
-        links = sql.links
         with self._tx(write=True) as s:
             mine = self._link_row(s, pair, conversation_id)
             if pending_ok and issue_id is None and mine is not None and \
@@ -101,16 +100,16 @@ class StateStore(JournalStore):
             try:
                 with s.begin_nested():
                     self._claim_issue(s, pair, issue_id, conversation_id)
-                    values = {"issue_id": issue_id, "origin": origin.value, "status": "active",
-                              "created_at": now, "updated_at": now}
                     if mine is None:
-                        _db(s).execute(insert(links).values(
-                            pair=pair, conversation_id=conversation_id, **values))
+                        _db(s).execute(sql.LINK_INSERT, {
+                            "pair": pair, "conversation_id": conversation_id,
+                            "issue_id": issue_id, "origin": origin.value, "status": "active",
+                            "created_at": now, "updated_at": now})
                     else:
                         if mine.issue_id != issue_id or issue_id is None:
                             self._delete_children(s, pair, conversation_id)
-                        _db(s).execute(update(links).where(links.c.id == mine.id)
-                                       .values(**values))
+                        _db(s).execute(sql.LINK_RESET, {"b_id": mine.id, "b_issue": issue_id,
+                                                        "b_origin": origin.value, "b_now": now})
             except IntegrityError:  # another process linked it between our check and insert
                 raise ValueError(f"conversation {conversation_id} or issue {issue_id} was "
                                  f"linked concurrently in pair {pair!r}") from None
@@ -125,15 +124,15 @@ class StateStore(JournalStore):
                 raise ValueError(f"conversation {conversation_id} is linked to issue "
                                  f"{link.issue_id}, not re-pointing it to {issue_id}")
             self._claim_issue(s, pair, issue_id, conversation_id)
-            _db(s).execute(update(sql.links).where(sql.links.c.id == link.id)
-                           .values(issue_id=issue_id, updated_at=self._now()))
+            _db(s).execute(sql.LINK_SET_ISSUE, {"b_id": link.id, "b_issue": issue_id,
+                                                "b_now": self._now()})
 
     def set_link_status(self, pair: str, conversation_id: str, status: str) -> None:
         check_value(status, LINK_STATUSES, "link status")
         with self._tx(write=True) as s:
             link = self._require_link(s, pair, conversation_id)
-            _db(s).execute(update(sql.links).where(sql.links.c.id == link.id)
-                           .values(status=status, updated_at=self._now()))
+            _db(s).execute(sql.LINK_SET_STATUS, {"b_id": link.id, "b_status": status,
+                                                 "b_now": self._now()})
 
     def delete_link(self, pair: str, conversation_id: str) -> None:
         """Forget a link with its comment links and snapshot; a no-op if there is none."""
@@ -180,19 +179,16 @@ class StateStore(JournalStore):
                              "target_id": c.target_id, "visibility": str(c.visibility),
                              "fingerprint": c.fingerprint, "created_at": now})
             if rows:
-                _db(s).execute(self._insert(sql.comment_links).on_conflict_do_nothing(
-                    index_elements=["pair", "conversation_id", "source_side", "source_id"]),
-                    rows)
+                _db(s).execute(sql.upserts(self._dialect).comment_link, rows)
 
     def save_snapshot(self, pair: str, conversation_id: str, snapshot: Snapshot) -> None:
         now = self._now()
         data = snapshot.model_dump(mode="json")
         with self._tx(write=True) as s:
             self._require_link(s, pair, conversation_id)
-            _db(s).execute(self._insert(sql.snapshots).values(
-                pair=pair, conversation_id=conversation_id, data=data, updated_at=now,
-            ).on_conflict_do_update(index_elements=["pair", "conversation_id"],
-                                    set_={"data": data, "updated_at": now}))
+            _db(s).execute(sql.upserts(self._dialect).snapshot, {
+                "pair": pair, "conversation_id": conversation_id, "data": data,
+                "updated_at": now})
 
     def get_cursor(self, pair: str, side: Side) -> Cursor | None:
         with self._tx(write=False) as s:
@@ -204,10 +200,8 @@ class StateStore(JournalStore):
         now = self._now()
         data = cursor.model_dump(mode="json")
         with self._tx(write=True) as s:
-            _db(s).execute(self._insert(sql.cursors).values(
-                pair=pair, side=Side(side).value, data=data, updated_at=now,
-            ).on_conflict_do_update(index_elements=["pair", "side"],
-                                    set_={"data": data, "updated_at": now}))
+            _db(s).execute(sql.upserts(self._dialect).cursor, {
+                "pair": pair, "side": Side(side).value, "data": data, "updated_at": now})
 
     # --- helpers ------------------------------------------------------------------------
 

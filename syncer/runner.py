@@ -153,7 +153,8 @@ class PairRunner:
     def _retry_failures(self, result: PassResult) -> set[str]:
         retried: set[str] = set()
         for failure in self.store.list_failures(self.pair):
-            if failure.side is not Side.HELPDESK or failure.skipped or failure.attempts >= MAX_AUTO_RETRIES:
+            if (failure.side is not Side.HELPDESK or failure.skipped
+                    or failure.attempts >= MAX_AUTO_RETRIES):
                 continue
             self._check_stop()
             result.counts["failures_retried"] += 1
