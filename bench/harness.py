@@ -289,6 +289,19 @@ def measure(cpu: SimCpu) -> Iterator[list[Measured]]:
     out.append(Measured(time.perf_counter() - wall0, time.process_time() - cpu0, cpu.total))
 
 
+def http_client_cost_s(requests: int = 2000) -> float:
+    """CPU seconds httpx itself takes for one JSON request and response, with a transport
+    that answers at once: the floor under any engine that talks HTTP through it."""
+    client = httpx.Client(base_url="http://bench.invalid", transport=httpx.MockTransport(
+        lambda _request: httpx.Response(200, json={"issue": {"id": 1, "subject": "x" * 80}})))
+    body = {"issue": {"notes": "y" * 200, "private_notes": False}}
+    with client:
+        start = time.process_time()
+        for _ in range(requests):
+            client.put("/issues/1.json", json=body).json()
+        return (time.process_time() - start) / requests
+
+
 # --- statistics ---------------------------------------------------------------------------
 
 def percentile(values: list[float], pct: float) -> float:

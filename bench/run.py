@@ -156,8 +156,15 @@ def table(res: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                  f"{big['conversations_per_wall_s']:.1f} conv/s wall",
                  ">= 1,000 conv/s",
                  _verdict(big["conversations_per_engine_cpu_s"] >= 1000)))
-    rows.append(("  ... state store share of engine CPU",
-                 f"{100 * (big['store_share_of_engine_cpu'] or 0):.0f} %", "-", "info"))
+    per = big["engine_cpu_ms_per_conversation"]
+    store_ms, http_ms = big["store_cpu_ms_per_conversation"], big["http_client_ms_per_conversation"]
+    rows.append(("  ... engine CPU per conversation: state store / HTTP client / the rest",
+                 f"{per:.1f} ms: {store_ms:.1f} / {http_ms:.1f} / {per - store_ms - http_ms:.1f}",
+                 "-", "info"))
+    rows.append(("  ... httpx alone, one JSON request on an instant transport",
+                 f"{big['httpx_us_per_request']:.0f} us: at {big['calls_total'] / n:.1f} "
+                 f"requests/conversation no httpx engine passes "
+                 f"{1000 / http_ms:.0f} conv/s here", "-", "info"))
     for r in res["rate_limit"]:
         ok = r["utilisation"] >= 0.9 and r["responses_429"] == 0 and r["failed_operations"] == 0
         budget = (f"engine {r['engine_writes_per_minute']} writes + "

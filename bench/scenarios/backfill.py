@@ -40,6 +40,7 @@ from bench.harness import (
     bench_engine,
     bench_sandbox,
     engine_request_count,
+    http_client_cost_s,
     measure,
     median,
     quiet_production_logging,
@@ -210,6 +211,7 @@ def run_backfill(n: int, messages: int = 5, *, idle_repeats: int = 5,
         finally:
             engine.close()
 
+    http_s = http_client_cost_s()
     minimum = minimum_calls(n, messages, mode)
     grouped = group_calls(calls)
     total, least = total_calls(calls), sum(minimum.values())
@@ -232,6 +234,10 @@ def run_backfill(n: int, messages: int = 5, *, idle_repeats: int = 5,
         if cost.engine_cpu_s else None,
         "store_methods_per_conversation": store_top,
         "conversations_per_engine_cpu_s": round(n / cost.engine_cpu_s, 2),
+        "engine_cpu_ms_per_conversation": round(1000 * cost.engine_cpu_s / n, 3),
+        "store_cpu_ms_per_conversation": round(1000 * store_s / n, 3),
+        "http_client_ms_per_conversation": round(1000 * http_s * total / n, 3),
+        "httpx_us_per_request": round(1e6 * http_s, 1),
         "conversations_per_wall_s": round(n / cost.wall_s, 2),
         "messages_per_engine_cpu_s": round(n * messages / cost.engine_cpu_s, 2),
         "settle_pass_calls": dict(sorted(settle.items())),

@@ -39,8 +39,7 @@ class PrivateNotesGuard:
         self.clock = clock
         self.ttl = ttl
         self._cached: tuple[float, Verdict] | None = None
-        # A read-back showed a private note staying private since the verdict was made.
-        self.proven = False
+        self._proven = False
 
     def verdict(self) -> Verdict:
         now = self.clock.monotonic()
@@ -48,17 +47,24 @@ class PrivateNotesGuard:
             return self._cached[1]
         verdict = self._compute()
         self._cached = (now, verdict)
-        self.proven = False
+        self._proven = False
         return verdict
+
+    @property
+    def proven(self) -> bool:
+        """A read-back showed a private note staying private since the current (unexpired)
+        verdict was made."""
+        return self._proven and self._cached is not None and \
+            self.clock.monotonic() - self._cached[0] < self.ttl
 
     def prove(self) -> None:
         """A private note came back private: the verdict is confirmed by the server."""
-        self.proven = self._cached is not None and self._cached[1].allowed
+        self._proven = self._cached is not None and self._cached[1].allowed
 
     def revoke(self, reason: str) -> None:
         """Remember that private notes do not work, whatever the roles claim."""
         self._cached = (self.clock.monotonic(), Verdict(False, reason))
-        self.proven = False
+        self._proven = False
 
     def _compute(self) -> Verdict:
         me = parse_one(UserWire, self.api.get_json("/users/current.json",

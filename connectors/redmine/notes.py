@@ -5,10 +5,14 @@
 * The note PUT is not retried blindly: after a timeout or 5xx it may have landed, so the
   journals are searched for its marker before sending it again (a 429 was not processed
   and is simply retried after its ``Retry-After``).
+* Notes to one issue go as a batch, confirmed by ONE read of the issue afterwards: the PUT
+  answers 204 with no body, so that read is how the journal ids are learnt at all.
 * Internal notes: refused up front when the user cannot set notes private (see guard.py);
   after writing, the flag is read back, and a note that came back public is deleted at
   once (``PUT /journals/:id.json`` with empty notes deletes a note without details) and
-  reported as a ``RejectedError``.
+  reported as a ``RejectedError``. Until the server has kept one private note private
+  under the current permission answer, the first internal note of a batch is read back
+  alone, so a wrong answer leaks one note (removed at once), never a batch.
 """
 
 from __future__ import annotations
