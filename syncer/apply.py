@@ -190,7 +190,7 @@ class Applier:
                        if isinstance(a, AddComment | PostLinkNote)]
             with self.store.atomic():
                 writes.commit(self.store, self.pair)
-                self.store.begin_intents(self.pair, [c.intent(self.pair) for c in intents])
+                self.store.begin_intents(self.pair, [c.intent() for c in intents])
             writes.journal(intents)
         target = _target(group[0])
         items = [writes.planned[_marker(a)] for a in group]
@@ -267,7 +267,7 @@ class _Comment:
     source_id: str
     fingerprint: str
 
-    def intent(self, pair: str) -> NewIntent:
+    def intent(self) -> NewIntent:
         return NewIntent(key=self.new.marker, kind="add_comment",
                          conversation_id=self.conversation_id, target=self.target,
                          payload={"ticket_id": self.ticket_id,

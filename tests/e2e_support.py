@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from connectors.reamaze.sim_state import SimMessage
 from connectors.redmine.sim_state import SimClock, SimJournal, SimUser
@@ -180,3 +181,16 @@ def is_write(method: str, path_pattern: str) -> Callable[[httpx.Request], bool]:
 
     rx = re.compile(path_pattern)
     return lambda r: r.method == method and rx.search(r.url.path) is not None
+
+
+def crash_then_restart(sb: Sandbox, crash: CrashAfter, side: str) -> Engine:
+    """Run one pass that dies at ``crash``'s point on ``side``; a fresh engine on the same
+    state, as after a restart."""
+    sb.wrap = lambda name, handler: crash.wrap(handler) if name == side else handler
+    doomed = sb.engine()
+    with pytest.raises(SimulatedCrash):
+        run_all_once(doomed)
+    assert crash.crashed, "the crash point was never reached"
+    doomed.close()
+    sb.wrap = None
+    return sb.engine()

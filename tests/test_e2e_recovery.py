@@ -18,7 +18,7 @@ from e2e_support import (
     Engineer,
     Handler,
     Mark,
-    SimulatedCrash,
+    crash_then_restart,
     is_write,
     issue_for,
     issue_ids,
@@ -75,17 +75,6 @@ def _assert_converged(sb: Sandbox, engine: Engine, slugs: list[str]) -> None:
     assert mark.writes() == []
 
 
-def _crash_then_restart(sb: Sandbox, crash: CrashAfter, side: str) -> Engine:
-    sb.wrap = lambda name, handler: crash.wrap(handler) if name == side else handler
-    doomed = sb.engine()
-    with pytest.raises(SimulatedCrash):
-        run_all_once(doomed)
-    assert crash.crashed, "the crash point was never reached"
-    doomed.close()
-    sb.wrap = None
-    return sb.engine()
-
-
 def test_crash_after_issue_create_recovers_the_issue_instead_of_duplicating(
         tmp_path: Path) -> None:
     """The process dies after Redmine created the issue but before the link was saved; a
@@ -93,7 +82,7 @@ def test_crash_after_issue_create_recovers_the_issue_instead_of_duplicating(
     sb = sandbox(tmp_path)
     slugs = _seed(sb)
     crash = CrashAfter(is_write("POST", r"^/issues\.json$"))
-    engine = _crash_then_restart(sb, crash, "redmine")
+    engine = crash_then_restart(sb, crash, "redmine")
     assert len(issue_ids(sb)) == 1
     pending = [i for i in engine.store.pending_intents("bugs") if i.status == "pending"]
     assert [i.kind for i in pending] == ["create_issue"]
@@ -118,7 +107,7 @@ def test_crash_after_note_write_keeps_one_copy(tmp_path: Path, which: str) -> No
         return "notes" in issue and issue.get("private_notes") == (which == "private")
 
     crash = CrashAfter(private_note)
-    engine = _crash_then_restart(sb, crash, "redmine")
+    engine = crash_then_restart(sb, crash, "redmine")
     assert sum(len(journals(sb, i)) for i in issue_ids(sb)) >= 1
     # Notes are confirmed by one read-back after their batch: the notes of the batch the
     # crash interrupted are unconfirmed, and each is recovered by its marker.
@@ -136,7 +125,7 @@ def test_crash_after_reamaze_message_post_keeps_one_message(tmp_path: Path) -> N
     sb = sandbox(tmp_path)
     slugs = _seed(sb)
     crash = CrashAfter(is_write("POST", r"/messages$"))
-    engine = _crash_then_restart(sb, crash, "reamaze")
+    engine = crash_then_restart(sb, crash, "reamaze")
     result = run_pass(engine)
     assert result.counts["intents_recovered"] == 1
     _assert_converged(sb, engine, slugs)

@@ -7,12 +7,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
 from e2e_support import (
     STAFF,
     CrashAfter,
     Mark,
-    SimulatedCrash,
+    crash_then_restart,
     is_write,
     issue_for,
     issue_ids,
@@ -153,15 +152,8 @@ def test_crash_after_the_issue_create_records_the_transcript_on_recovery(
     sent again as notes."""
     sb = sandbox(tmp_path, history="transcript")
     slug = _seed(sb)
-    crash = CrashAfter(is_write("POST", r"^/issues\.json$"))
-    sb.wrap = lambda name, handler: crash.wrap(handler) if name == "redmine" else handler
-    doomed = sb.engine()
-    with pytest.raises(SimulatedCrash):
-        run_all_once(doomed)
-    doomed.close()
-    sb.wrap = None
+    engine = crash_then_restart(sb, CrashAfter(is_write("POST", r"^/issues\.json$")), "redmine")
     assert len(issue_ids(sb)) == 1
-    engine = sb.engine()
     result = run_pass(engine)
     assert result.counts["intents_recovered"] == 1
     assert result.counts["issues_created"] == 0
@@ -206,14 +198,7 @@ def test_a_retried_create_recovers_with_the_messages_of_the_retry(tmp_path: Path
     engine.close()
     _gap()
     sb.reamaze.add_customer_message(slug, "Any update on this?")
-    crash = CrashAfter(is_write("POST", r"^/issues\.json$"))
-    sb.wrap = lambda name, handler: crash.wrap(handler) if name == "redmine" else handler
-    doomed = sb.engine()
-    with pytest.raises(SimulatedCrash):
-        run_all_once(doomed)
-    doomed.close()
-    sb.wrap = None
-    engine = sb.engine()
+    engine = crash_then_restart(sb, CrashAfter(is_write("POST", r"^/issues\.json$")), "redmine")
     run_pass(engine)
     issue = issue_for(engine, slug)
     assert _places(sb, issue, "Any update on this?") == ["description"]
