@@ -55,7 +55,7 @@ class JournalStore(StoreCore):
             return self._require_intent(s, pair, key)
 
     def begin_intents(self, pair: str, intents: Sequence[NewIntent]) -> None:
-        """``begin_intent`` for several writes in one transaction and three statements:
+        """``begin_intent`` for several writes in one transaction and one statement:
         the engine journals all the writes of a conversation before sending the first, so
         a backfill pays one commit per conversation instead of one per write."""
         if not intents:
@@ -71,18 +71,10 @@ class JournalStore(StoreCore):
             rows.append({"pair": pair, "key": it.key, "kind": it.kind,
                          "conversation_id": it.conversation_id,
                          "target": Side(it.target).value, "payload": data,
-                         "status": "pending", "attempts": 0, "created_at": now,
+                         "status": "pending", "attempts": 1, "created_at": now,
                          "updated_at": now})
         with self._tx(write=True) as s:
-            db = s.connection()
-            db.execute(sql.upserts(self._dialect).intent, rows)
-            # A failed write is known not to have landed, so this attempt's payload is the
-            # one recovery must go by (a create's covered messages may have changed since).
-            db.execute(sql.INTENT_RETRY_PAYLOAD,
-                       [{"b_pair": pair, "b_key": r["key"], "b_payload": r["payload"]}
-                        for r in rows])
-            db.execute(sql.INTENT_ATTEMPT, {"b_pair": pair, "b_keys": [r["key"] for r in rows],
-                                            "b_now": now})
+            s.connection().execute(sql.upserts(self._dialect).intent, rows)
 
     def complete_intent(self, pair: str, key: str, result_id: str) -> None:
         self.complete_intents(pair, {key: result_id})

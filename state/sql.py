@@ -12,7 +12,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Insert, Table, bindparam, insert, select, update
+from sqlalchemy import Insert, Table, bindparam, case, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from state.tables import (
@@ -66,13 +66,6 @@ FAILURE = select(failures).where(failures.c.pair == bindparam("pair"),
                                  failures.c.side == bindparam("side"),
                                  failures.c.object_id == bindparam("object_id"))
 # Update statements may not name a bound parameter after a column they set.
-INTENT_RETRY_PAYLOAD = update(intents).where(
-    intents.c.pair == bindparam("b_pair"), intents.c.key == bindparam("b_key"),
-    intents.c.status == "failed").values(payload=bindparam("b_payload"))
-INTENT_ATTEMPT = update(intents).where(
-    intents.c.pair == bindparam("b_pair"), intents.c.key.in_(bindparam("b_keys", expanding=True)),
-    intents.c.status != "done").values(attempts=intents.c.attempts + 1, status="pending",
-                                       updated_at=bindparam("b_now"))
 INTENT_DONE = update(intents).where(
     intents.c.pair == bindparam("b_pair"), intents.c.key == bindparam("b_key")).values(
     status="done", result_id=bindparam("b_result"), error=None, updated_at=bindparam("b_now"))
@@ -107,7 +100,7 @@ def upserts(dialect: str) -> Upserts:
     return Upserts(
         comment_link=ins(comment_links).on_conflict_do_nothing(
             index_elements=["pair", "conversation_id", "source_side", "source_id"]),
-        intent=ins(intents).on_conflict_do_nothing(index_elements=["pair", "key"]),
+        intent=_intent_upsert(ins(intents)),
         snapshot=snap.on_conflict_do_update(
             index_elements=["pair", "conversation_id"],
             set_={"data": snap.excluded.data, "updated_at": snap.excluded.updated_at}),
@@ -115,3 +108,18 @@ def upserts(dialect: str) -> Upserts:
             index_elements=["pair", "side"],
             set_={"data": cur.excluded.data, "updated_at": cur.excluded.updated_at}),
     )
+
+
+def _intent_upsert(stmt: sqlite.Insert | postgresql.Insert) -> Insert:
+    """Begin an intent in one statement: a new key is inserted as attempt 1; a known key
+    that is not done counts one more attempt and goes back to pending, and a failed one
+    takes this attempt's payload (it is known not to have landed, so the new payload is
+    what recovery must go by). A done intent is left exactly as it is."""
+    row, new = intents.c, stmt.excluded
+    done = row.status == "done"
+    return stmt.on_conflict_do_update(index_elements=["pair", "key"], set_={
+        "attempts": case((done, row.attempts), else_=row.attempts + 1),
+        "status": case((done, row.status), else_="pending"),
+        "payload": case((row.status == "failed", new.payload), else_=row.payload),
+        "updated_at": case((done, row.updated_at), else_=new.updated_at),
+    })

@@ -389,3 +389,60 @@ def test_conversations_changing_between_page_reads_are_not_skipped(tmp_path: Pat
     _assert_converged(sb, engine, slugs)
     assert len(slugs) == 46
     engine.close()
+
+
+def _many_messages(sb: Sandbox, n: int) -> str:
+    slug = sb.reamaze.add_conversation("Export fails", "Export 1 fails.", "erin@customer.example",
+                                       tags=["bug"])
+    for k in range(2, n + 1):
+        sb.reamaze.add_customer_message(slug, f"Export {k} fails.")
+    return slug
+
+
+def test_note_refused_mid_batch_keeps_the_ones_before_and_writes_the_rest_later(
+        tmp_path: Path) -> None:
+    """Redmine refuses the third of five notes: the first two are linked, the conversation
+    is recorded as failing, nothing after the refusal is sent; the next pass writes the
+    last three exactly once."""
+    sb = sandbox(tmp_path)
+    slug = _many_messages(sb, 5)
+    refusal = sb.redmine.faults.add(status=422, body=b'{"errors":["Notes is invalid"]}',
+                                    method="PUT", path=r"^/issues/\d+\.json$", skip=2)
+    engine = sb.engine(clock=FakeClock())
+    result = run_all_once(engine)[0]
+    assert result.ok and list(result.failed) == [slug] and refusal.hits == 1
+    issue = issue_for(engine, slug)
+    assert len(journals(sb, issue)) == 2
+    intents = {i.key: i.status for i in engine.store.pending_intents("bugs")}
+    assert sorted(intents.values()) == ["failed", "failed", "failed"]
+    link = engine.store.get_link("bugs", slug)
+    assert link is not None and len(link.comment_links) == 3  # link note + the first two
+    run_pass(engine)
+    _assert_converged(sb, engine, [slug])
+    assert len(journals(sb, issue)) == 5
+    engine.close()
+
+
+@pytest.mark.parametrize("landed", [False, True], ids=["not-landed", "landed"])
+def test_outage_mid_batch_is_resolved_by_recovery_without_duplicates(
+        tmp_path: Path, landed: bool) -> None:
+    """Redmine stops answering at the third note (which may or may not have been applied):
+    the pass aborts with that note's intent pending; the next pass looks for its marker,
+    and every message ends up on the issue exactly once."""
+    sb = sandbox(tmp_path)
+    slug = _many_messages(sb, 5)
+    sb.redmine.faults.add(status=503, commit=landed, method="PUT",
+                          path=r"^/issues/\d+\.json$", skip=2)
+    sb.redmine.faults.add(status=503, times=None, method="PUT", path=r"^/issues/\d+\.json$",
+                          skip=3)
+    sb.redmine.faults.add(status=503, times=None, method="GET", path=r"^/issues/\d+\.json$")
+    engine = sb.engine(clock=FakeClock())
+    assert run_all_once(engine)[0].error is not None
+    pending = [i for i in engine.store.pending_intents("bugs") if i.status == "pending"]
+    assert len(pending) >= 1 and {i.kind for i in pending} == {"add_comment"}
+    sb.redmine.faults.clear()
+    result = run_pass(engine)
+    assert result.counts["intents_recovered"] >= len(pending)
+    _assert_converged(sb, engine, [slug])
+    assert len(journals(sb, issue_for(engine, slug))) == 5
+    engine.close()

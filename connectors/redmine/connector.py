@@ -234,7 +234,7 @@ class RedmineConnector:
                 "POST", "/issues.json", {"issue": issue}, retry_transient=False), "issue"))
 
         ticket = write_once(self.api, send, lambda: self.find_ticket_by_marker(new.marker))
-        log.info("redmine_issue_created", connector=CONNECTOR, issue_id=ticket.id,
+        log.debug("redmine_issue_created", connector=CONNECTOR, issue_id=ticket.id,
                  marker=new.marker)
         if new.state in _CLOSING:
             ticket = self.update_ticket(ticket.id, TicketUpdate(state=TicketState.CLOSED))

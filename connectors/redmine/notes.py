@@ -175,7 +175,7 @@ class Notes:
                 batch.error = batch.error or RejectedError(
                     "note came back empty", connector=CONNECTOR, object_id=issue_id)
                 continue
-            log.info("redmine_comment_created", connector=CONNECTOR, issue_id=issue_id,
+            log.debug("redmine_comment_created", connector=CONNECTOR, issue_id=issue_id,
                      comment_id=comment.id, visibility=comment.visibility.value,
                      marker=new.marker)
             batch.created.append(comment)
