@@ -93,13 +93,9 @@ class ReamazeConnector:
         client = http.build_http_client(
             cfg.api_base(), auth=httpx.BasicAuth(cfg.login_email, secret),
             headers={"Accept": "application/json"}, transport=transport, timeout=timeout)
+        overall, writes = http.connection_budgets(cfg.http, clock)
         api = http.ApiClient(
-            CONNECTOR, client,
-            rate_limiter=http.RateLimiter(cfg.http.requests_per_minute, cfg.http.burst,
-                                          clock=clock),
-            write_limiter=(http.RateLimiter(cfg.http.writes_per_minute, cfg.http.burst,
-                                            clock=clock)
-                           if cfg.http.writes_per_minute is not None else None),
+            CONNECTOR, client, rate_limiter=overall, write_limiter=writes,
             retry=http.RetryPolicy(attempts=cfg.http.max_attempts,
                                    max_retry_after=cfg.http.max_retry_after_seconds),
             clock=clock)

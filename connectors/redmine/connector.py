@@ -33,9 +33,9 @@ from connectors.base import Capabilities, CommentBatch
 from connectors.http import (
     ApiClient,
     Clock,
-    RateLimiter,
     RetryPolicy,
     SystemClock,
+    connection_budgets,
     write_once,
 )
 from connectors.http import build_http_client as _build_http_client
@@ -126,13 +126,9 @@ class RedmineConnector:
             timeout=httpx.Timeout(cfg.http.timeout_seconds,
                                   connect=min(5.0, cfg.http.timeout_seconds)))
         clock = clock or SystemClock()
+        overall, writes = connection_budgets(cfg.http, clock)
         api = ApiClient(
-            CONNECTOR, client, clock=clock,
-            rate_limiter=RateLimiter(cfg.http.requests_per_minute, burst=cfg.http.burst,
-                                     clock=clock),
-            write_limiter=(RateLimiter(cfg.http.writes_per_minute, burst=cfg.http.burst,
-                                       clock=clock)
-                           if cfg.http.writes_per_minute is not None else None),
+            CONNECTOR, client, clock=clock, rate_limiter=overall, write_limiter=writes,
             retry=RetryPolicy(attempts=cfg.http.max_attempts,
                               max_retry_after=cfg.http.max_retry_after_seconds),
             describe_auth_failure=lambda: (f"Redmine at {base} rejected the API key or denied "
