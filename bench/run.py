@@ -1,6 +1,6 @@
 """``python -m bench.run [--quick]``: run every scenario, print a table, save the figures.
 
-Full mode takes about ten minutes on two cores and writes ``bench/results/latest.json``;
+Full mode takes about seven minutes on two cores and writes ``bench/results/latest.json``;
 ``--quick`` uses small sizes, finishes in under a minute and writes ``quick.json``. The
 memory scenario runs its engine in a child process (the simulators would swamp its
 figure); quick mode overlaps it with the other scenarios.
