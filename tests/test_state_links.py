@@ -47,6 +47,19 @@ def test_pending_link_gets_its_issue_later(store: StateStore) -> None:
     assert link is not None and link.conversation_id == "conv-1"
 
 
+def test_pending_ok_leaves_a_waiting_link_and_nothing_else(store: StateStore) -> None:
+    """A retried create finds its link still waiting for the issue and keeps it (with its
+    comment links); a link that already has its issue is still refused."""
+    store.create_link("p", "conv-1", None, H)
+    store.add_comment_link("p", "conv-1", T, "rs-note", "m1", "internal", "")
+    store.create_link("p", "conv-1", None, H, pending_ok=True)
+    link = store.get_link("p", "conv-1")
+    assert link is not None and link.issue_id is None and len(link.comment_links) == 1
+    store.set_link_issue("p", "conv-1", "101")
+    with pytest.raises(ValueError, match="already linked"):
+        store.create_link("p", "conv-1", None, H, pending_ok=True)
+
+
 def test_many_links_may_wait_for_an_issue(store: StateStore) -> None:
     """Several pending links (issue id still unknown) do not collide with each other."""
     for n in range(3):
