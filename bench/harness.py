@@ -289,7 +289,7 @@ def measure(cpu: SimCpu) -> Iterator[list[Measured]]:
     out.append(Measured(time.perf_counter() - wall0, time.process_time() - cpu0, cpu.total))
 
 
-def http_client_cost_s(requests: int = 2000) -> float:
+def http_client_cost_s(requests: int = 500) -> float:
     """CPU seconds httpx itself takes for one JSON request and response, with a transport
     that answers at once: the floor under any engine that talks HTTP through it."""
     client = httpx.Client(base_url="http://bench.invalid", transport=httpx.MockTransport(

@@ -194,7 +194,7 @@ class JournalStore(StoreCore):
                 index_elements=["pair", "side", "object_id"],
                 set_={"attempts": col(FailureRow.attempts) + 1, "error": message,
                       "last_seen": now}))
-            return self._require_failure(s, pair, side, object_id).attempts
+            return int(self._require_failure(s, pair, side, object_id).attempts)
 
     def clear_failure(self, pair: str, side: Side, object_id: str) -> None:
         with self._tx(write=True) as s:
@@ -230,14 +230,13 @@ class JournalStore(StoreCore):
             row = self._failure_row(s, pair, Side(side), object_id)
             return bool(row and row.skipped)
 
-    def _failure_row(self, s: Session, pair: str, side: Side,
-                     object_id: str) -> FailureRow | None:
-        return self._first(s, select(FailureRow).where(
-            FailureRow.pair == pair, FailureRow.side == side.value,
-            FailureRow.object_id == object_id))
+    @staticmethod
+    def _failure_row(s: Session, pair: str, side: Side, object_id: str) -> Row[Any] | None:
+        return s.connection().execute(sql.FAILURE, {"pair": pair, "side": side.value,
+                                                    "object_id": object_id}).first()
 
     def _require_failure(self, s: Session, pair: str, side: Side,
-                         object_id: str) -> FailureRow:
+                         object_id: str) -> Row[Any]:
         row = self._failure_row(s, pair, side, object_id)
         if row is None:
             raise KeyError(f"no failure for {side.value} object {object_id} in {pair!r}")

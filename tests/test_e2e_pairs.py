@@ -167,6 +167,17 @@ def _start_daemon(engine: Engine, stop: threading.Event) -> tuple[threading.Thre
     return thread, code
 
 
+def _one_daemon_pass(engine: Engine) -> tuple[threading.Thread, list[int]]:
+    """Run the daemon until the first pass of the pair ``bugs`` has finished, then stop it."""
+    stop = threading.Event()
+    thread, code = _start_daemon(engine, stop)
+    _wait_for(lambda: (run := engine.store.last_run("bugs")) is not None
+              and run.finished_at is not None)
+    stop.set()
+    thread.join(timeout=15)
+    return thread, code
+
+
 def test_daemon_runs_a_pass_and_stops_cleanly(tmp_path: Path) -> None:
     """The daemon runs the first pass at once; after the stop event it returns 0 and the
     pass's work (link, cursors, run record) is in the state file for the next process."""
@@ -174,12 +185,7 @@ def test_daemon_runs_a_pass_and_stops_cleanly(tmp_path: Path) -> None:
     slug = sb.reamaze.add_conversation("Crash on save", "It crashes.", "carol@customer.example",
                                        tags=["bug"])
     engine = sb.engine()
-    stop = threading.Event()
-    thread, code = _start_daemon(engine, stop)
-    _wait_for(lambda: (run := engine.store.last_run("bugs")) is not None
-              and run.finished_at is not None)
-    stop.set()
-    thread.join(timeout=15)
+    thread, code = _one_daemon_pass(engine)
     assert not thread.is_alive() and code == [0]
     engine.close()
 
@@ -231,12 +237,7 @@ def test_daemon_with_a_broken_pair_runs_the_others(tmp_path: Path) -> None:
     still runs the healthy pair and exits 0 when stopped."""
     env = TwoTrackers(tmp_path)
     engine = env.engine(PRODUCT_REDMINE_KEY="")
-    stop = threading.Event()
-    thread, code = _start_daemon(engine, stop)
-    _wait_for(lambda: (run := engine.store.last_run("bugs")) is not None
-              and run.finished_at is not None)
-    stop.set()
-    thread.join(timeout=15)
+    _, code = _one_daemon_pass(engine)
     assert code == [0]
     failed = engine.store.last_run("features")
     assert failed is not None and "PRODUCT_REDMINE_KEY" in (failed.error or "")
