@@ -167,7 +167,40 @@ def _v1_baseline(conn: Connection) -> None:
     md.create_all(conn)
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_baseline,)
+def _v2_trust(conn: Connection) -> None:
+    """Trust hardening: per-pair leases (one process works a pair at a time), lookups of
+    writes whose outcome is unknown, the holder of each run, and copies that leaked."""
+    md = MetaData()
+    stamp = DateTime(timezone=True).compile(dialect=conn.dialect)
+    for ddl in ("ALTER TABLE intents ADD COLUMN lookups INTEGER NOT NULL DEFAULT 0",
+                f"ALTER TABLE intents ADD COLUMN last_lookup_at {stamp}",
+                "ALTER TABLE runs ADD COLUMN holder VARCHAR"):
+        conn.execute(text(ddl))
+    Table(
+        "leases", md,
+        Column("pair", String, primary_key=True),
+        Column("holder", String, nullable=False),
+        Column("acquired_at", DateTime(timezone=True), nullable=False),
+        Column("expires_at", DateTime(timezone=True), nullable=False),
+    )
+    Table(
+        "leaks", md,
+        Column("id", Integer, primary_key=True),
+        Column("pair", String, nullable=False),
+        Column("conversation_id", String, nullable=False),
+        Column("side", String, nullable=False),
+        Column("ticket_id", String, nullable=False),
+        Column("comment_id", String, nullable=False),
+        Column("detail", Text, nullable=False),
+        Column("detected_at", DateTime(timezone=True), nullable=False),
+        Column("resolved_at", DateTime(timezone=True), nullable=True),
+        UniqueConstraint("pair", "side", "ticket_id", "comment_id", name="uq_leaks_comment"),
+        CheckConstraint("side IN ('helpdesk', 'tracker')", name="ck_leaks_side"),
+    )
+    md.create_all(conn)
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_baseline, _v2_trust)
 CURRENT_VERSION = len(MIGRATIONS)
 
 

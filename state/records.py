@@ -33,7 +33,9 @@ class Intent(_Frozen):
     error: str | None = None  # last failure, cleared when the write completes
     attempts: int = 0
     created_at: AwareDatetime
-    updated_at: AwareDatetime
+    updated_at: AwareDatetime  # when it was last (re)journalled, i.e. last sent
+    lookups: int = 0  # recovery lookups since the last send
+    last_lookup_at: AwareDatetime | None = None
 
     @property
     def done(self) -> bool:
@@ -48,6 +50,7 @@ class RunRecord(_Frozen):
     finished_at: AwareDatetime | None = None  # None while running (or if it crashed)
     counts: dict[str, int] = Field(default_factory=dict)
     error: str | None = None
+    holder: str | None = None  # host:pid of the process that ran it
 
     @property
     def finished(self) -> bool:

@@ -122,4 +122,7 @@ def _intent_upsert(stmt: sqlite.Insert | postgresql.Insert) -> Insert:
         "status": case((done, row.status), else_="pending"),
         "payload": case((row.status == "failed", new.payload), else_=row.payload),
         "updated_at": case((done, row.updated_at), else_=new.updated_at),
+        # A new send starts a new wait: lookups count from it.
+        "lookups": case((done, row.lookups), else_=0),
+        "last_lookup_at": case((done, row.last_lookup_at), else_=None),
     })

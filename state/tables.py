@@ -168,6 +168,10 @@ class IntentRow(StateTable, table=True):
     attempts: int = 0
     created_at: datetime = Field(sa_type=UtcDateTime)
     updated_at: datetime = Field(sa_type=UtcDateTime)
+    # How often recovery looked for the key since the last send, and when it last did:
+    # a write whose answer never came is only given up after lookups spread over time.
+    lookups: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    last_lookup_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 
 class RunRow(StateTable, table=True):
@@ -185,6 +189,7 @@ class RunRow(StateTable, table=True):
     finished_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     counts: dict[str, int] = Field(default_factory=dict, sa_type=JSON)
     error: str | None = Field(default=None, sa_type=Text)
+    holder: str | None = None  # host:pid of the process that ran it
 
 
 class FailureRow(StateTable, table=True):
@@ -203,3 +208,36 @@ class FailureRow(StateTable, table=True):
     first_seen: datetime = Field(sa_type=UtcDateTime)
     last_seen: datetime = Field(sa_type=UtcDateTime)
     skipped: bool = False
+
+
+class LeaseRow(StateTable, table=True):
+    """Who works a pair now (PostgreSQL, where processes may be on several hosts): a
+    holder that stops renewing loses the pair when ``expires_at`` passes."""
+
+    __tablename__ = "leases"
+
+    pair: str = Field(primary_key=True)
+    holder: str
+    acquired_at: datetime = Field(sa_type=UtcDateTime)
+    expires_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class LeakRow(StateTable, table=True):
+    """An internal note whose copy came back public and could not be removed: the pair
+    sends no internal content until every such copy is gone or private again."""
+
+    __tablename__ = "leaks"
+    __table_args__ = (
+        UniqueConstraint("pair", "side", "ticket_id", "comment_id", name="uq_leaks_comment"),
+        CheckConstraint(one_of("side", SIDES), name="ck_leaks_side"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    pair: str
+    conversation_id: str
+    side: str
+    ticket_id: str
+    comment_id: str
+    detail: str = Field(sa_type=Text)
+    detected_at: datetime = Field(sa_type=UtcDateTime)
+    resolved_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
