@@ -34,7 +34,15 @@ from state import StateStore
 from syncer.app import Engine, build_engine
 from syncer.config import parse_config
 from syncer.logs import configure_logging
-from syncer.sandbox import BRAND, LOGIN, PROJECT, REAMAZE_TOKEN, Sandbox, sandbox_config
+from syncer.sandbox import (
+    BRAND,
+    LOGIN,
+    MARKER_KEY,
+    PROJECT,
+    REAMAZE_TOKEN,
+    Sandbox,
+    sandbox_config,
+)
 
 Handler = Callable[[httpx.Request], httpx.Response]
 STAFF = "jane@acme.example"
@@ -110,7 +118,8 @@ def bench_sandbox(state_url: str, clock: VirtualClock, *,
     data = config or sandbox_config(state_url, **pair)
     return Sandbox(reamaze=reamaze, redmine=redmine, config=parse_config(data),
                    environ={"REAMAZE_API_TOKEN": REAMAZE_TOKEN,
-                            "REDMINE_API_KEY": redmine.admin_key})
+                            "REDMINE_API_KEY": redmine.admin_key,
+                            "REAMAZE_SYNC_MARKER_KEY": MARKER_KEY})
 
 
 def bench_engine(sb: Sandbox, clock: VirtualClock, store: StateStore | None = None) -> Engine:
@@ -196,7 +205,11 @@ def classify_reamaze(method: str, path: str) -> str:
 
 def classify_redmine(method: str, path: str, query: dict[str, str], body: bytes) -> str:
     if path == "/issues.json":
+        if method == "GET" and "description" in query:
+            return "rm_find_by_marker"
         return "rm_list_issues" if method == "GET" else "rm_create_issue"
+    if path == "/users/current.json":
+        return "rm_whoami"
     if path.startswith("/issues/"):
         if method == "GET":
             return ("rm_get_issue_journals" if "journals" in query.get("include", "")

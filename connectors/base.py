@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from syncer.errors import RejectedError, SkippableError, SyncError
+from syncer.errors import FatalError, RateLimitedError, SyncError, TransientError
 from syncer.models import (
     ChangePage,
     Comment,
@@ -31,6 +31,7 @@ class Capabilities:
     assignee: bool = True
     attachments_upload: bool = False
     markdown_markers: bool = False  # hidden HTML comments survive rendering
+    delete_comments: bool = False  # a leaked copy can be removed through the API
 
 
 @dataclass
@@ -49,6 +50,14 @@ class CommentBatch:
     error: SyncError | None = None
 
 
+def never_reached(exc: SyncError) -> bool:
+    """The write that raised ``exc`` certainly did not take effect: the server answered
+    that it refused or did not process it, or no connection was ever made. Anything else
+    (a timeout, a 5xx, an unreadable answer) may have landed."""
+    return isinstance(exc, FatalError | RateLimitedError) or (
+        isinstance(exc, TransientError) and not exc.maybe_sent)
+
+
 def create_one_by_one(create: Callable[[str, NewComment], Comment], ticket_id: str,
                       news: Sequence[NewComment]) -> CommentBatch:
     """``create_comments`` for an API with nothing better than one request per comment."""
@@ -57,8 +66,7 @@ def create_one_by_one(create: Callable[[str, NewComment], Comment], ticket_id: s
         try:
             batch.created.append(create(ticket_id, new))
         except SyncError as exc:
-            refused = isinstance(exc, RejectedError | SkippableError)
-            batch.not_written += [c.marker for c in news[n if refused else n + 1:]]
+            batch.not_written += [c.marker for c in news[n if never_reached(exc) else n + 1:]]
             batch.error = exc
             break
     return batch
@@ -101,6 +109,16 @@ class Connector(Protocol):
         ...
 
     def find_comment_by_marker(self, ticket_id: str, marker: str) -> Comment | None: ...
+
+    def delete_comment(self, ticket_id: str, comment_id: str) -> None:
+        """Remove a comment the engine wrote (a copy that must not stay). Raises
+        ``RejectedError`` where the API cannot delete comments."""
+        ...
+
+    def whoami(self) -> str:
+        """The API user's id, as this connector reports comment and ticket authors: only
+        what this user wrote can be the engine's own."""
+        ...
 
     def ticket_url(self, ticket_id: str) -> str: ...
 

@@ -30,6 +30,7 @@ from syncer.errors import (
     AuthError,
     BadPayloadError,
     NotFoundError,
+    OutcomeUnknownError,
     RateLimitedError,
     RejectedError,
     RetriableError,
@@ -227,8 +228,9 @@ class ApiClient:
         retry_transient: bool = True,
     ) -> tuple[int, bytes, httpx.Headers]:
         """``retry_transient=False`` is for creates the server does not deduplicate: after a
-        timeout or 5xx the write may have happened, so only 429 (not processed) is retried
-        and the caller looks its idempotency key up before sending again."""
+        timeout or 5xx the write may have happened, so only what certainly did not reach
+        the server (a 429, a connection never made) is retried, and the caller looks its
+        idempotency key up before anything else (``write_once``)."""
 
         def wait(state: tenacity.RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
@@ -252,11 +254,15 @@ class ApiClient:
                 fields.update(exc.log_fields())
             log.warning("http_retry", **fields)
 
+        def unsent(exc: BaseException) -> bool:
+            return isinstance(exc, RateLimitedError) or (
+                isinstance(exc, TransientError) and not exc.maybe_sent)
+
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.retry.attempts),
             wait=wait,
-            retry=tenacity.retry_if_exception_type(
-                RetriableError if retry_transient else RateLimitedError),
+            retry=(tenacity.retry_if_exception_type(RetriableError) if retry_transient
+                   else tenacity.retry_if_exception(unsent)),
             sleep=self.clock.sleep,
             before_sleep=before_sleep,
             reraise=True,
@@ -316,10 +322,12 @@ class ApiClient:
                 status, resp_headers, url = resp.status_code, resp.headers, resp.request.url
         except httpx.TimeoutException as exc:
             raise TransientError(f"timeout ({type(exc).__name__})", connector=self.connector,
-                                 object_id=object_id) from None
+                                 object_id=object_id, maybe_sent=not isinstance(
+                                     exc, httpx.ConnectTimeout | httpx.PoolTimeout)) from None
         except httpx.TransportError as exc:
             raise TransientError(f"connection failed ({type(exc).__name__})",
-                                 connector=self.connector, object_id=object_id) from None
+                                 connector=self.connector, object_id=object_id,
+                                 maybe_sent=not isinstance(exc, httpx.ConnectError)) from None
         log.debug("http_request", connector=self.connector, method=method, url=scrub_url(url),
                   status=status, object_id=object_id)
         if status < 400:
@@ -368,25 +376,42 @@ def build_http_client(base_url: str, *, auth: httpx.Auth | None = None,
 T = TypeVar("T")
 
 
+# When to look for a write whose answer never came, in seconds after the failed send: a
+# server busy for a while still commits the write later, so the lookups are spread out;
+# what they do not find is left to the next passes (see syncer.recovery).
+SETTLE_LOOKUPS: tuple[float, ...] = (1.0, 3.0, 10.0)
+
+
 def write_once(api: ApiClient, send: Callable[[], T], lookup: Callable[[], T | None],
-               *, object_id: str | None = None) -> T:
+               *, object_id: str | None = None,
+               settle: tuple[float, ...] = SETTLE_LOOKUPS) -> T:
     """Send a create that the remote does not de-duplicate, without ever doubling it.
 
-    ``send`` must use ``retry_transient=False``: a 429 is an answer (nothing was written)
-    and is retried by the client, but after a timeout or 5xx the write may have landed, so
-    the idempotency key is looked up before the request is sent again.
+    ``send`` must use ``retry_transient=False``. A write whose answer never came (timeout,
+    5xx, connection dropped after sending) is *unknown*, not failed: its idempotency key
+    is looked up at the ``settle`` delays, and if it is still not found the write is
+    reported as ``OutcomeUnknownError`` and never sent again here. The caller's journal
+    keeps it pending; recovery keeps looking on later passes and gives up only after a
+    long quiet period.
     """
-    attempts = max(1, api.retry.attempts)
-    for attempt in range(1, attempts + 1):
-        try:
-            return send()
-        except TransientError:
-            if attempt == attempts:
-                raise
-            api.clock.sleep(api.retry.backoff(attempt))
-            found = lookup()
-            if found is not None:
-                log.info("write_found_after_error", connector=api.connector,
-                         object_id=object_id, attempt=attempt)
-                return found
-    raise AssertionError("unreachable")  # pragma: no cover
+    try:
+        return send()
+    except TransientError as exc:
+        if not exc.maybe_sent:
+            raise
+        cause = exc
+    waited = 0.0
+    for at in settle:
+        api.clock.sleep(max(0.0, at - waited))
+        waited = max(waited, at)
+        found = lookup()
+        if found is not None:
+            log.info("write_found_after_error", connector=api.connector,
+                     object_id=object_id, after_s=at)
+            return found
+    log.warning("write_outcome_unknown", connector=api.connector, object_id=object_id,
+                looked_for_s=waited, error=cause.message)
+    raise OutcomeUnknownError(
+        f"no answer to a write and not found after {waited:g} s ({cause.message}); it may "
+        "still land, so it is not sent again until recovery has looked for it long enough",
+        connector=api.connector, object_id=object_id, status=cause.status) from cause

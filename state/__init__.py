@@ -4,8 +4,8 @@ dead letter, on SQLite or PostgreSQL."""
 from state.core import utc_now
 from state.journal import NewIntent
 from state.migrations import CURRENT_VERSION
-from state.records import FailureRecord, Intent, RunRecord
+from state.records import FailureRecord, Intent, LeakRecord, RunRecord
 from state.store import NewCommentLink, StateStore
 
-__all__ = ["CURRENT_VERSION", "FailureRecord", "Intent", "NewCommentLink", "NewIntent", "RunRecord",
-           "StateStore", "utc_now"]
+__all__ = ["CURRENT_VERSION", "FailureRecord", "Intent", "LeakRecord", "NewCommentLink",
+           "NewIntent", "RunRecord", "StateStore", "utc_now"]

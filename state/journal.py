@@ -10,17 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pydantic_core import to_jsonable_python
-from sqlalchemy import Row, delete
+from sqlalchemy import Row, delete, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from state import sql
 from state.core import StoreCore, check_value, row_id
-from state.records import FailureRecord, Intent, RunRecord
-from state.tables import INTENT_KINDS, RUN_KINDS, FailureRow, RunRow
+from state.records import FailureRecord, Intent, LeakRecord, RunRecord
+from state.tables import INTENT_KINDS, RUN_KINDS, FailureRow, LeakRow, RunRow
 from syncer.errors import trim
 from syncer.logs import SECRET_KEY_RE
 from syncer.plan import Side
@@ -112,6 +113,20 @@ class JournalStore(StoreCore):
         if missing:
             raise KeyError(f"no intent {missing[0]!r} in pair {pair!r}")
 
+    def note_lookup(self, pair: str, key: str) -> Intent:
+        """Recovery looked for this pending write and did not find it; the intent as it is
+        now (its ``lookups`` counts the lookups since the write was last sent)."""
+        now = self._now()
+        t = sql.intents
+        with self._tx(write=True) as s:
+            s.connection().execute(t.update().where(t.c.pair == pair, t.c.key == key).values(
+                lookups=t.c.lookups + 1, last_lookup_at=now))
+            return self._require_intent(s, pair, key)
+
+    def now(self) -> datetime:
+        """The store's clock: intents and runs are stamped with it."""
+        return self._now()
+
     def pending_intents(self, pair: str) -> list[Intent]:
         t = sql.intents
         with self._tx(write=False) as s:
@@ -178,6 +193,37 @@ class JournalStore(StoreCore):
             result = s.execute(delete(RunRow).where(col(RunRow.pair) == pair,
                                                     col(RunRow.id) < oldest_kept.id))
             return self._rowcount(result)
+
+    # --- leaks: copies of internal content that are public and could not be removed ----
+
+    def record_leak(self, pair: str, conversation_id: str, side: Side, ticket_id: str,
+                    comment_id: str, detail: str) -> None:
+        """Remember a public copy of internal content that is still out there; the pair
+        sends nothing internal until it is resolved. Recording it again reopens it."""
+        now = self._now()
+        message = trim(detail, ERROR_LIMIT)
+        with self._tx(write=True) as s:
+            s.execute(self._insert(LeakRow).values(
+                pair=pair, conversation_id=conversation_id, side=Side(side).value,
+                ticket_id=ticket_id, comment_id=comment_id, detail=message, detected_at=now,
+                resolved_at=None,
+            ).on_conflict_do_update(
+                index_elements=["pair", "side", "ticket_id", "comment_id"],
+                set_={"detail": message, "resolved_at": None}))
+
+    def open_leaks(self, pair: str) -> list[LeakRecord]:
+        with self._tx(write=False) as s:
+            rows = self._all(s, select(LeakRow).where(
+                LeakRow.pair == pair, col(LeakRow.resolved_at).is_(None))
+                .order_by(col(LeakRow.id)))
+            return [LeakRecord.model_validate(r.model_dump(exclude={"id"})) for r in rows]
+
+    def resolve_leak(self, pair: str, side: Side, ticket_id: str, comment_id: str) -> None:
+        with self._tx(write=True) as s:
+            s.execute(update(LeakRow).where(
+                col(LeakRow.pair) == pair, col(LeakRow.side) == Side(side).value,
+                col(LeakRow.ticket_id) == ticket_id, col(LeakRow.comment_id) == comment_id,
+            ).values(resolved_at=self._now()))
 
     # --- failures (dead letter) ---------------------------------------------------------
 

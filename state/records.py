@@ -69,3 +69,16 @@ class FailureRecord(_Frozen):
     first_seen: AwareDatetime
     last_seen: AwareDatetime
     skipped: bool = False
+
+
+class LeakRecord(_Frozen):
+    """A copy of internal content found public that the engine could not remove."""
+
+    pair: str
+    conversation_id: str
+    side: Side
+    ticket_id: str
+    comment_id: str
+    detail: str
+    detected_at: AwareDatetime
+    resolved_at: AwareDatetime | None = None

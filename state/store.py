@@ -21,7 +21,7 @@ from state import sql
 from state.core import check_value, row_id
 from state.journal import JournalStore
 from state.tables import LINK_STATUSES, VISIBILITIES
-from syncer.models import Cursor
+from syncer.models import Cursor, Visibility
 from syncer.plan import CommentLinkView, LinkView, Side, Snapshot
 
 log = structlog.get_logger(__name__)
@@ -181,6 +181,15 @@ class StateStore(JournalStore):
             if rows:
                 _db(s).execute(sql.upserts(self._dialect).comment_link, rows)
 
+    def forget_copy(self, pair: str, conversation_id: str, target_id: str) -> None:
+        """Drop the comment links to a copy that was removed, so its source is copied again
+        (when policy allows) instead of counting as copied forever."""
+        t = sql.comment_links
+        with self._tx(write=True) as s:
+            _db(s).execute(delete(t).where(t.c.pair == pair,
+                                           t.c.conversation_id == conversation_id,
+                                           t.c.target_id == target_id))
+
     def save_snapshot(self, pair: str, conversation_id: str, snapshot: Snapshot) -> None:
         now = self._now()
         data = snapshot.model_dump(mode="json")
@@ -253,7 +262,8 @@ class StateStore(JournalStore):
         for c in _db(s).execute(sql.COMMENT_LINKS_OF, {"pair": pair, "ids": ids}):
             comments.setdefault(c.conversation_id, []).append(CommentLinkView(
                 source_side=Side(c.source_side), source_id=c.source_id,
-                target_id=c.target_id, fingerprint=c.fingerprint))
+                target_id=c.target_id, fingerprint=c.fingerprint,
+                visibility=Visibility(c.visibility)))
         snapshots = {
             cid: Snapshot.model_validate(known_fields(Snapshot, data))
             for cid, data in _db(s).execute(sql.SNAPSHOTS_OF, {"pair": pair, "ids": ids})

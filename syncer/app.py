@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import httpx
 from pydantic import SecretStr
@@ -20,7 +21,9 @@ from state import StateStore
 from syncer.config import AppConfig, PairConfig, RedmineConfig, read_secret
 from syncer.errors import ConfigError
 from syncer.logs import register_secret
+from syncer.markers import MIN_KEY_LENGTH, Markers
 from syncer.reconcile import PairContext
+from syncer.recovery import RecoveryPolicy
 from syncer.runner import PairRunner, PassResult
 
 TrackerFactory = Callable[..., Connector]
@@ -43,16 +46,24 @@ class Engine:
     store: StateStore
     helpdesk: Connector | ConfigError
     trackers: dict[str, Connector | ConfigError] = field(default_factory=dict)
+    marker_key: bytes | ConfigError = b""
 
     def runner(self, pair: PairConfig) -> PairRunner | ConfigError:
         tracker = self.trackers[pair.tracker]
+        if isinstance(self.marker_key, ConfigError):
+            return self.marker_key
         if isinstance(self.helpdesk, ConfigError):
             return self.helpdesk
         if isinstance(tracker, ConfigError):
             return tracker
         ctx = PairContext(policy=pair, tracker_caps=tracker.capabilities,
+                          markers=Markers(self.marker_key, pair.name),
                           tracker_name=self.config.trackers[pair.tracker].kind.capitalize())
-        return PairRunner(ctx=ctx, store=self.store, helpdesk=self.helpdesk, tracker=tracker)
+        sync = self.config.sync
+        recovery = RecoveryPolicy(window=timedelta(seconds=sync.unknown_write_window_seconds),
+                                  min_lookups=sync.unknown_write_lookups)
+        return PairRunner(ctx=ctx, store=self.store, helpdesk=self.helpdesk, tracker=tracker,
+                          recovery=recovery)
 
     def pairs(self, only: str | None = None) -> list[PairConfig]:
         if only is not None:
@@ -69,6 +80,11 @@ def build_engine(config: AppConfig, *, environ: Mapping[str, str] | None = None,
     """``transports`` (keyed "reamaze" or a tracker name) route a connection to a simulator."""
     env = dict(environ) if environ is not None else None
     transports = transports or {}
+    marker_key: bytes | ConfigError
+    try:
+        marker_key = read_marker_key(config, env)
+    except ConfigError as exc:
+        marker_key = exc
     helpdesk: Connector | ConfigError
     try:
         token = read_secret(config.reamaze.api_token_env, "reamaze", "api_token_env", env)
@@ -87,7 +103,18 @@ def build_engine(config: AppConfig, *, environ: Mapping[str, str] | None = None,
         except ConfigError as exc:
             trackers[name] = exc
     return Engine(config=config, store=store or StateStore(config.state.url),
-                  helpdesk=helpdesk, trackers=trackers)
+                  helpdesk=helpdesk, trackers=trackers, marker_key=marker_key)
+
+
+def read_marker_key(config: AppConfig, environ: Mapping[str, str] | None) -> bytes:
+    name = config.sync.marker_key_env
+    key = read_secret(name, "sync", "marker_key_env", environ).get_secret_value()
+    if len(key) < MIN_KEY_LENGTH:
+        raise ConfigError(f"[sync] marker_key_env: {name} must hold at least "
+                          f"{MIN_KEY_LENGTH} characters of random secret (e.g. the output of "
+                          "`python3 -c 'import secrets; print(secrets.token_hex(32))'`)")
+    register_secret(key)
+    return key.encode("utf-8")
 
 
 def run_all_once(engine: Engine, only: str | None = None, **kw: object) -> list[PassResult]:

@@ -3,8 +3,10 @@
 Every remote create is journalled first: an intent row with its idempotency key (the
 marker the connector stores on the remote object) is committed before the request is
 sent and completed, together with the link it produces, after. A crash in between leaves
-a pending intent that ``recover_intents`` resolves by looking the key up on the remote,
-so a retry never creates a second issue or comment.
+a pending intent that ``syncer.recovery`` resolves by looking the key up on the remote,
+so a retry never creates a second issue or comment; while recovery has not resolved a
+key, the writes planned under it (and the later ones to the same side of the same
+conversation, which must not overtake it) are held.
 
 Errors are handled by recovery class: retriable and auth errors abort the pass (the
 cursor is not saved, the next pass retries everything); an error specific to one object
@@ -23,20 +25,29 @@ import structlog
 
 from connectors.base import CommentBatch, Connector
 from state import NewCommentLink, NewIntent, StateStore
-from syncer.errors import AuthError, FatalError, RejectedError, SkippableError
+from syncer.errors import (
+    AuthError,
+    FatalError,
+    LeakError,
+    RejectedError,
+    SkippableError,
+)
 from syncer.models import NewComment, Visibility
 from syncer.plan import (
     Action,
     AddComment,
+    AdoptComment,
+    AdoptIssue,
     Conflict,
-    CoveredComment,
     CreateIssue,
     MarkOrphaned,
     Plan,
     PostLinkNote,
+    RemoveComment,
     SaveSnapshot,
     Side,
     Skip,
+    Untrusted,
     UpdateTicket,
     description_target,
 )
@@ -60,16 +71,18 @@ class ObjectFailed(Exception):
 
 class Applier:
     def __init__(self, pair: str, store: StateStore, helpdesk: Connector,
-                 tracker: Connector, tracker_name: str) -> None:
+                 tracker: Connector, tracker_name: str,
+                 held: frozenset[str] | set[str] = frozenset()) -> None:
         self.pair = pair
         self.store = store
         self.sides: dict[Side, Connector] = {Side.HELPDESK: helpdesk, Side.TRACKER: tracker}
         self.tracker_name = tracker_name
+        self.held = held  # keys of writes whose outcome recovery has not resolved yet
 
     def apply(self, plan: Plan) -> ApplyResult:
         result = ApplyResult()
         groups: dict[str, list[Action]] = {}
-        for action in plan.actions:
+        for action in _hold(plan.actions, self.held):
             groups.setdefault(action.conversation_id, []).append(action)
         for cid, actions in groups.items():
             try:
@@ -98,6 +111,8 @@ class Applier:
             raise  # credentials: every object would fail the same way; abort the pass
         except (SkippableError, FatalError) as exc:
             bound.error("operation_failed", **exc.log_fields())
+            if isinstance(exc, LeakError):
+                self._leak(cid, exc, result)
             self._flush(writes)
             attempts = self.store.record_failure(self.pair, Side.HELPDESK, cid, str(exc))
             # The whole error (status, trimmed body): "request rejected" alone does
@@ -105,6 +120,17 @@ class Applier:
             raise ObjectFailed(f"{type(exc).__name__}: {exc} (attempt {attempts})") from None
         finally:
             self._flush(writes)
+
+    def _leak(self, cid: str, exc: LeakError, result: ApplyResult) -> None:
+        """A copy that had to stay private came back public: loud in every case, and while
+        it cannot be removed, recorded so the pair stops sending internal content."""
+        if exc.removed:
+            result.counts["leaks_removed"] += 1
+            return
+        result.counts["leaks_unremoved"] += 1
+        side = Side.HELPDESK if exc.connector == self.sides[Side.HELPDESK].name \
+            else Side.TRACKER
+        self.store.record_leak(self.pair, cid, side, exc.ticket_id, exc.comment_id, str(exc))
 
     def _flush(self, writes: _Writes) -> None:
         """Commit what the conversation's writes produced, in one transaction."""
@@ -131,6 +157,26 @@ class Applier:
         elif isinstance(action, SaveSnapshot):
             writes.later.append(lambda: self.store.save_snapshot(
                 self.pair, action.conversation_id, action.snapshot))
+        elif isinstance(action, AdoptIssue):
+            writes.later.append(lambda: self.store.create_link(
+                self.pair, action.conversation_id, action.issue_id, Side.HELPDESK))
+            result.counts["issues_adopted"] += 1
+            bound.warning("issue_adopted", object_id=action.issue_id,
+                          reason="our issue found by its marker; the state had lost its link")
+            return action.issue_id
+        elif isinstance(action, AdoptComment):
+            writes.later.append(lambda: self.store.add_comment_link(
+                self.pair, action.conversation_id, action.source_side, action.source_id,
+                action.target_id, action.visibility.value, action.fingerprint))
+            result.counts["comment_links_rebuilt"] += 1
+            bound.info("comment_link_rebuilt", source_side=action.source_side.value,
+                       source_id=action.source_id, object_id=action.target_id)
+        elif isinstance(action, RemoveComment):
+            self._remove(action, writes, bound, result)
+        elif isinstance(action, Untrusted):
+            result.counts["untrusted_markers"] += 1
+            bound.warning("marker_not_trusted", object_id=action.object_id,
+                          reason=action.reason)
         elif isinstance(action, Skip):
             result.counts["skipped"] += 1
             bound.debug("skipped", object_id=action.object_id, reason=action.reason)
@@ -139,6 +185,29 @@ class Applier:
             bound.warning("field_conflict", field=action.field, winner=action.winner.value,
                           helpdesk_value=action.helpdesk_value, tracker_value=action.tracker_value)
         return None
+
+    def _remove(self, action: RemoveComment, writes: _Writes, bound: Any,
+                result: ApplyResult) -> None:
+        """Delete a copy that must not stay; its source is then copied again if allowed."""
+        try:
+            self.sides[action.target].delete_comment(action.ticket_id, action.comment_id)
+        except (SkippableError, FatalError) as exc:
+            if isinstance(exc, AuthError):
+                raise
+            bound.critical("visibility_leak_unremoved", side=action.target.value,
+                           object_id=action.ticket_id, comment_id=action.comment_id,
+                           reason=action.reason, **exc.log_fields())
+            raise LeakError(f"{action.reason}, and it could not be removed ({exc.message}); "
+                            "delete it by hand", removed=False, ticket_id=action.ticket_id,
+                            comment_id=action.comment_id,
+                            connector=self.sides[action.target].name,
+                            object_id=action.ticket_id) from None
+        writes.later.append(lambda: self.store.forget_copy(
+            self.pair, action.conversation_id, action.comment_id))
+        result.counts["leaks_removed"] += 1
+        bound.error("visibility_leak_removed", side=action.target.value,
+                    object_id=action.ticket_id, comment_id=action.comment_id,
+                    reason=action.reason)
 
     def _create_issue(self, action: CreateIssue, writes: _Writes, bound: Any,
                       result: ApplyResult) -> str:
@@ -228,6 +297,27 @@ class Applier:
 
 
 CommentWrite = AddComment | PostLinkNote
+
+
+def _hold(actions: tuple[Action, ...], held: frozenset[str] | set[str]) -> list[Action]:
+    """The plan without the writes whose key recovery has not resolved, nor any later
+    comment of the same conversation to the same side (it would overtake the held one)."""
+    if not held:
+        return list(actions)
+    blocked: set[tuple[str, Side]] = set()
+    out: list[Action] = []
+    for action in actions:
+        if isinstance(action, AddComment | PostLinkNote):
+            key = (action.conversation_id, _target(action))
+            if _marker(action) in held or key in blocked:
+                blocked.add(key)
+                out.append(Skip(conversation_id=action.conversation_id,
+                                object_id=_marker(action),
+                                reason="held: an earlier write of this conversation has no "
+                                       "confirmed outcome yet"))
+                continue
+        out.append(action)
+    return out
 
 
 def _marker(action: CommentWrite) -> str:
@@ -330,50 +420,3 @@ class _Writes:
         for step in self.later:
             step()
         self.links, self.failed, self.later = [], {}, []
-
-
-def recover_intents(pair: str, store: StateStore, helpdesk: Connector,
-                    tracker: Connector) -> Counter[str]:
-    """Resolve writes that were sent but never confirmed, by finding their key remotely."""
-    sides: dict[Side, Connector] = {Side.HELPDESK: helpdesk, Side.TRACKER: tracker}
-    counts: Counter[str] = Counter()
-    for intent in store.pending_intents(pair):
-        if intent.status != "pending":
-            continue  # a definite failure; the reconciler plans it again if still wanted
-        bound = log.bind(pair=pair, conversation_id=intent.conversation_id,
-                         operation=f"recover_{intent.kind}", marker=intent.key)
-        if intent.kind == "create_issue":
-            found = tracker.find_ticket_by_marker(intent.key)
-            with store.atomic():
-                if found is not None:
-                    store.set_link_issue(pair, intent.conversation_id, found.id)
-                    for raw in intent.payload.get("covered", ()):
-                        c = CoveredComment.model_validate(raw)
-                        store.add_comment_link(pair, intent.conversation_id, Side.HELPDESK,
-                                               c.source_id, description_target(found.id),
-                                               c.visibility.value, c.fingerprint)
-                    store.complete_intent(pair, intent.key, found.id)
-                else:
-                    link = store.get_link(pair, intent.conversation_id)
-                    if link is not None and link.issue_id is None:
-                        store.delete_link(pair, intent.conversation_id)
-                    store.fail_intent(pair, intent.key, "not found on the tracker after restart")
-            bound.warning("intent_recovered", found=found is not None,
-                          object_id=found.id if found else None)
-        elif intent.kind == "add_comment":
-            p = intent.payload
-            comment = sides[intent.target].find_comment_by_marker(str(p["ticket_id"]),
-                                                                  intent.key)
-            with store.atomic():
-                if comment is not None:
-                    store.add_comment_link(pair, intent.conversation_id, Side(p["source_side"]),
-                                           str(p["source_id"]), comment.id,
-                                           str(p["visibility"]), str(p["fingerprint"]))
-                    store.complete_intent(pair, intent.key, comment.id)
-                else:
-                    store.fail_intent(pair, intent.key, "not found on the remote after restart")
-            bound.warning("intent_recovered", found=comment is not None,
-                          object_id=comment.id if comment else None)
-        counts["intents_recovered"] += 1
-    return counts
-

@@ -222,6 +222,22 @@ class StateConfig(Strict):
         return v
 
 
+class SyncSettings(Strict):
+    """How the engine protects what it writes (the same for every pair)."""
+
+    # The environment variable holding this installation's marker key: a random secret
+    # (at least 16 characters) that makes the markers on everything the engine writes
+    # unguessable. Every process and host syncing the same pairs must use the same key,
+    # and it must survive the state database: it is how the engine recognises its own
+    # issues and comments after the state was lost.
+    marker_key_env: str = "REAMAZE_SYNC_MARKER_KEY"
+    # A write whose answer never came is held (never sent again) until it was looked for
+    # this many times, on separate passes...
+    unknown_write_lookups: int = Field(3, ge=1, le=100)
+    # ...and this long after it was sent: a slow server may still commit it.
+    unknown_write_window_seconds: float = Field(600.0, ge=0)
+
+
 class LoggingConfig(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -233,6 +249,7 @@ class AppConfig(Strict):
     pairs: list[PairConfig]
     state: StateConfig = StateConfig()
     logging: LoggingConfig = LoggingConfig()
+    sync: SyncSettings = SyncSettings()
 
     @model_validator(mode="after")
     def _references(self) -> AppConfig:

@@ -4,13 +4,17 @@
     ├── ConfigError            fix the configuration; never retried
     ├── RetriableError         try again later (the HTTP layer already retried)
     │   ├── RateLimitedError   429; carries retry_after seconds
-    │   └── TransientError     5xx, timeouts, connection failures
+    │   └── TransientError     5xx, timeouts, connection failures; ``maybe_sent`` says
+    │                          whether the request may have reached the server
     ├── FatalError             a human must act; retrying will not help
     │   ├── AuthError          401/403: bad or insufficient credentials
     │   ├── NotFoundError      404: the object (or the endpoint) does not exist
-    │   └── RejectedError      4xx validation (422), unsafe result (e.g. a note came back public)
+    │   └── RejectedError      4xx validation (422), unsafe result
+    │       └── LeakError      a copy of an internal note came back public (removed or not)
     └── SkippableError         this one object cannot be handled; record it and move on
-        └── BadPayloadError    malformed / undecodable / oversized response body
+        ├── BadPayloadError    malformed / undecodable / oversized response body
+        └── OutcomeUnknownError  a write got no answer and is not found (yet): it may
+                               still land, so it is neither retried nor given up now
 
 Every error carries the connector, the object id, the HTTP status and a trimmed body, and
 its message never contains credentials.
@@ -84,7 +88,11 @@ class RateLimitedError(RetriableError):
 
 
 class TransientError(RetriableError):
-    pass
+    def __init__(self, message: str, *, maybe_sent: bool = True, **kw: object) -> None:
+        # False only when the request certainly never reached the server (no connection
+        # was made): then a write may be sent again at once.
+        self.maybe_sent = maybe_sent
+        super().__init__(message, **kw)  # type: ignore[arg-type]
 
 
 class FatalError(SyncError):
@@ -103,9 +111,25 @@ class RejectedError(FatalError):
     pass
 
 
+class LeakError(RejectedError):
+    """A copy that had to stay private is public on ``ticket_id`` (comment ``comment_id``):
+    ``removed`` says whether it was deleted again."""
+
+    def __init__(self, message: str, *, removed: bool, ticket_id: str, comment_id: str,
+                 **kw: object) -> None:
+        self.removed = removed
+        self.ticket_id = ticket_id
+        self.comment_id = comment_id
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+
+
 class SkippableError(SyncError):
     pass
 
 
 class BadPayloadError(SkippableError):
+    pass
+
+
+class OutcomeUnknownError(SkippableError):
     pass

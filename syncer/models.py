@@ -122,6 +122,7 @@ class Ticket(Frozen):
     url: str | None = None
     data: dict[str, str] = Field(default_factory=dict)
     marker: str | None = None  # our idempotency key when we created this ticket
+    author_id: str | None = None  # who created it, as the connector names users
     raw: dict[str, Any] | None = Field(default=None, repr=False, exclude=True)
 
 

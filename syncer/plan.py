@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -36,14 +35,8 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-def make_marker(pair: str, *parts: str) -> str:
-    """Deterministic idempotency key: the same source object always gets the same key, so
-    a retry after a crash finds what the first attempt wrote."""
-    digest = hashlib.sha256("\x1f".join((pair, *parts)).encode()).hexdigest()[:20]
-    return MARKER_PREFIX + digest
-
-
 def is_our_marker(marker: str | None) -> bool:
+    """Shaped like one of our markers (see ``syncer.markers``): worth checking, not proof."""
     return bool(marker) and str(marker).startswith(MARKER_PREFIX)
 
 
@@ -60,6 +53,7 @@ class CommentLinkView(_Frozen):
     source_id: str
     target_id: str
     fingerprint: str  # of the source body as copied
+    visibility: Visibility = Visibility.PUBLIC  # of the copy as it was written
 
 
 class Snapshot(_Frozen):
@@ -75,6 +69,8 @@ class Snapshot(_Frozen):
     # needs no reconciliation (keeps idle polls and re-run backfills cheap).
     helpdesk_updated_at: str | None = None
     tracker_updated_at: str | None = None
+    # Replies emailed because the issue closed, so far: numbers the next one's key.
+    close_replies: int = 0
 
 
 class LinkView(_Frozen):
@@ -89,6 +85,13 @@ class LinkView(_Frozen):
 class SideView(_Frozen):
     ticket: Ticket
     comments: tuple[Comment, ...] = ()
+    # The sync's own API user on this side (author id as the connector reports it): only
+    # what this user wrote can be the engine's own copy. None: unknown, nothing is ours.
+    me: str | None = None
+
+    def wrote(self, comment: Comment) -> bool:
+        return self.me is not None and comment.author.id is not None and \
+            comment.author.id.casefold() == self.me.casefold()
 
 
 # --- actions --------------------------------------------------------------------------
@@ -140,6 +143,46 @@ class PostLinkNote(_Frozen):
     marker: str
 
 
+class AdoptIssue(_Frozen):
+    """Record the link to an issue the engine created earlier (recognised by its marker
+    and author) whose link the state had lost."""
+
+    conversation_id: str
+    issue_id: str
+
+
+class AdoptComment(_Frozen):
+    """Record the link between a comment and its copy, found by the copy's marker and
+    author, without sending anything."""
+
+    conversation_id: str
+    source_side: Side
+    source_id: str
+    target_id: str
+    visibility: Visibility
+    fingerprint: str
+
+
+class RemoveComment(_Frozen):
+    """Delete a copy the engine wrote that must not stay (an internal note that came back
+    public)."""
+
+    conversation_id: str
+    target: Side
+    ticket_id: str
+    comment_id: str
+    reason: str
+
+
+class Untrusted(_Frozen):
+    """A comment carries what looks like our marker but cannot be proven ours (another
+    author, another conversation): it is treated as a person's comment, and reported."""
+
+    conversation_id: str
+    object_id: str
+    reason: str
+
+
 class MarkOrphaned(_Frozen):
     conversation_id: str
     reason: str
@@ -167,7 +210,7 @@ class Conflict(_Frozen):
 
 
 Action = (CreateIssue | AddComment | PostLinkNote | UpdateTicket | MarkOrphaned | SaveSnapshot
-          | Skip | Conflict)
+          | Skip | Conflict | AdoptIssue | AdoptComment | RemoveComment | Untrusted)
 
 
 class Plan(_Frozen):
@@ -177,7 +220,8 @@ class Plan(_Frozen):
     @property
     def writes(self) -> tuple[Action, ...]:
         return tuple(a for a in self.actions
-                     if isinstance(a, CreateIssue | AddComment | PostLinkNote | UpdateTicket))
+                     if isinstance(a, CreateIssue | AddComment | PostLinkNote | UpdateTicket
+                                   | RemoveComment))
 
     def __add__(self, other: Plan) -> Plan:
         return Plan(pair=self.pair, actions=self.actions + other.actions)

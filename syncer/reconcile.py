@@ -12,15 +12,27 @@ writes. Invariants enforced here and property-tested:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from connectors.base import Capabilities
 from syncer import render
 from syncer.config import PairConfig
-from syncer.models import Comment, NewComment, NewTicket, TicketState, TicketUpdate, Visibility
+from syncer.markers import Markers
+from syncer.models import (
+    Comment,
+    NewComment,
+    NewTicket,
+    Ticket,
+    TicketState,
+    TicketUpdate,
+    Visibility,
+)
 from syncer.plan import (
     Action,
     AddComment,
+    AdoptComment,
+    AdoptIssue,
+    CommentLinkView,
     Conflict,
     CoveredComment,
     CreateIssue,
@@ -28,15 +40,16 @@ from syncer.plan import (
     MarkOrphaned,
     Plan,
     PostLinkNote,
+    RemoveComment,
     SaveSnapshot,
     Side,
     SideView,
     Skip,
     Snapshot,
+    Untrusted,
     UpdateTicket,
     description_target,
     is_our_marker,
-    make_marker,
 )
 
 
@@ -44,7 +57,11 @@ from syncer.plan import (
 class PairContext:
     policy: PairConfig
     tracker_caps: Capabilities
+    markers: Markers
     tracker_name: str = "tracker"
+    # A copy of an internal note came back public and could not be removed: until it is
+    # gone, no internal content goes to the tracker.
+    internal_paused: bool = False
 
     @property
     def pair(self) -> str:
@@ -65,6 +82,14 @@ def matches(policy: PairConfig, conversation: SideView) -> str | None:
     return None
 
 
+def is_our_issue(ctx: PairContext, conversation_id: str, issue: SideView) -> bool:
+    """The issue this pair created for the conversation: its marker, written by the
+    sync's own tracker user (a copied marker on someone else's issue proves nothing)."""
+    t = issue.ticket
+    return (t.marker == ctx.markers.issue(conversation_id) and issue.me is not None
+            and t.author_id is not None and t.author_id.casefold() == issue.me.casefold())
+
+
 def reconcile(
     ctx: PairContext,
     conversation: SideView | None,
@@ -73,13 +98,18 @@ def reconcile(
     *,
     issue_deleted: bool = False,
 ) -> Plan:
-    """Decide what to do for one conversation and/or issue of a pair."""
+    """Decide what to do for one conversation and/or issue of a pair.
+
+    Without a link, ``issue`` is an issue found by the conversation's marker (the state
+    lost the link): it is adopted, never created a second time."""
     plan = Plan(pair=ctx.pair)
     if link is None:
         if conversation is None:
             oid = issue.ticket.id if issue else "?"
             return _plan(ctx, Skip(conversation_id="", object_id=oid,
                                    reason="issue is not linked to a conversation"))
+        if issue is not None:
+            return _adopt(ctx, conversation, issue)
         return _new_link(ctx, conversation)
     cid = link.conversation_id
     if link.status != "active":
@@ -92,9 +122,9 @@ def reconcile(
         # The note goes first: the applier stops a conversation at its first failed write,
         # and a link marked orphaned is never looked at again, so a note planned after the
         # marking would be lost for good. The marker keeps a repeat from writing it twice.
-        marker = make_marker(ctx.pair, "orphan", cid, link.issue_id)
+        marker = ctx.markers.orphan_note(cid, link.issue_id)
         actions: list[Action] = []
-        if conversation is None or marker not in _markers(conversation.comments):
+        if conversation is None or marker not in _own(ctx, cid, conversation):
             actions.append(AddComment(
                 conversation_id=cid, target=Side.HELPDESK, ticket_id=cid, source_id="",
                 new=NewComment(body=render.orphan_note(ctx.tracker_name, link.issue_id),
@@ -111,13 +141,72 @@ def _plan(ctx: PairContext, *actions: Action) -> Plan:
     return Plan(pair=ctx.pair, actions=actions)
 
 
+# --- what is ours ----------------------------------------------------------------------
+
+def _own(ctx: PairContext, cid: str, view: SideView) -> dict[str, Comment]:
+    """Marker -> comment, for the comments on this side the engine provably wrote for this
+    conversation: the installation's marker for it, by the sync's own API user."""
+    return {c.marker: c for c in view.comments
+            if c.marker is not None and view.wrote(c) and ctx.markers.belongs(c.marker, cid)}
+
+
+@dataclass
+class _Copies:
+    """What is known of the copies between the two sides of one conversation."""
+
+    by_source: dict[tuple[Side, str], CommentLinkView] = field(default_factory=dict)
+    # (side the copy is on, its id) -> the link that recorded it
+    by_target: dict[tuple[Side, str], CommentLinkView] = field(default_factory=dict)
+    own: dict[Side, dict[str, Comment]] = field(default_factory=dict)
+    removed: set[str] = field(default_factory=set)  # copies this plan removes (leaked)
+
+    def copied(self, side: Side, source_id: str) -> bool:
+        """The source has a copy that stays (one being removed does not count)."""
+        made = self.by_source.get((side, source_id))
+        return made is not None and made.target_id not in self.removed
+
+    @classmethod
+    def of(cls, ctx: PairContext, cid: str, conversation: SideView, issue: SideView | None,
+           link: LinkView | None) -> _Copies:
+        links = link.comment_links if link else ()
+        # Messages written into the description have no comment of their own: their shared
+        # placeholder target must never be mistaken for (and so hide) a real comment.
+        in_description = description_target(issue.ticket.id) if issue else None
+        return cls(
+            by_source={(c.source_side, c.source_id): c for c in links},
+            by_target={(c.source_side.other, c.target_id): c for c in links
+                       if c.target_id != in_description},
+            own={Side.HELPDESK: _own(ctx, cid, conversation),
+                 Side.TRACKER: _own(ctx, cid, issue) if issue else {}})
+
+
+def _untrusted(ctx: PairContext, cid: str, side: Side, view: SideView,
+               copies: _Copies) -> list[Action]:
+    """Comments whose marker-shaped tag cannot be proven ours: copied like any comment
+    (a forged or copied marker must never hide a real message), and reported."""
+    own = copies.own[side]
+    return [Untrusted(conversation_id=cid, object_id=c.id,
+                      reason=f"carries a reamaze-sync marker on the {side.value} side but was "
+                             "not written by the sync's API user for this conversation; "
+                             "treated as a person's comment")
+            for c in view.comments
+            if is_our_marker(c.marker) and c.marker not in own
+            and (side, c.id) not in copies.by_target]
+
+
+def _leaked(ctx: PairContext, cid: str, copy_side: Side, ticket_id: str, copy: Comment,
+            intended: Visibility) -> RemoveComment | None:
+    if intended is Visibility.INTERNAL and copy.visibility is Visibility.PUBLIC:
+        return RemoveComment(conversation_id=cid, target=copy_side, ticket_id=ticket_id,
+                             comment_id=copy.id,
+                             reason="copy of an internal note is public")
+    return None
+
+
 # --- a conversation without a link ----------------------------------------------------
 
 def _new_link(ctx: PairContext, conversation: SideView) -> Plan:
     conv = conversation.ticket
-    if is_our_marker(conv.marker):
-        return _plan(ctx, Skip(conversation_id=conv.id, object_id=conv.id,
-                               reason="conversation was created by reamaze-sync"))
     why = matches(ctx.policy, conversation)
     if why is None:
         return _plan(ctx, Skip(conversation_id=conv.id, object_id=conv.id,
@@ -128,24 +217,28 @@ def _new_link(ctx: PairContext, conversation: SideView) -> Plan:
                    and _flows(ctx.policy.assignee_field.direction, Side.TRACKER) else None)
     tr_labels = (_labels_for(ctx, conv.tags)
                  if _flows(ctx.policy.tags_field.direction, Side.TRACKER) else ())
-    description, covered = _description(ctx, conversation)
+    copies = _Copies.of(ctx, conv.id, conversation, None, None)
+    description, covered = _description(ctx, conversation, copies)
     actions: list[Action] = [
         CreateIssue(
             conversation_id=conv.id,
             new=NewTicket(
                 subject=render.issue_title(ctx.policy, conv),
                 description=description,
-                marker=make_marker(ctx.pair, "issue", conv.id),
+                marker=ctx.markers.issue(conv.id),
                 assignee_id=tr_assignee,
                 tags=tr_labels,
             ),
             covered=covered,
         ),
-        PostLinkNote(conversation_id=conv.id, marker=make_marker(ctx.pair, "linknote", conv.id)),
+        PostLinkNote(conversation_id=conv.id, marker=ctx.markers.link_note(conv.id)),
     ]
-    in_description = {(Side.HELPDESK, c.source_id) for c in covered}
-    actions += _copy_helpdesk_comments(ctx, conv.id, None, conversation.comments,
-                                       in_description, set(), set())
+    for c in covered:
+        copies.by_source[(Side.HELPDESK, c.source_id)] = CommentLinkView(
+            source_side=Side.HELPDESK, source_id=c.source_id, target_id="",
+            fingerprint=c.fingerprint)
+    actions += _untrusted(ctx, conv.id, Side.HELPDESK, conversation, copies)
+    actions += _copy_helpdesk_comments(ctx, conversation, None, copies)
     # The base for later three-way merges is what both sides look like right after the
     # create, so a change on either side before the next pass is seen as a change.
     actions.append(SaveSnapshot(conversation_id=conv.id, snapshot=Snapshot(
@@ -159,7 +252,7 @@ def _new_link(ctx: PairContext, conversation: SideView) -> Plan:
     return Plan(pair=ctx.pair, actions=tuple(actions))
 
 
-def _description(ctx: PairContext, conversation: SideView
+def _description(ctx: PairContext, conversation: SideView, copies: _Copies
                  ) -> tuple[str, tuple[CoveredComment, ...]]:
     """The new issue's description, and the messages written into it (transcript mode)."""
     conv = conversation.ticket
@@ -168,7 +261,7 @@ def _description(ctx: PairContext, conversation: SideView
     # Only what every reader of the issue may see: a description cannot be private.
     public = [c for c in sorted(conversation.comments, key=lambda c: (c.created_at, c.id))
               if c.visibility is Visibility.PUBLIC and not c.read_only
-              and not _is_echo(c, Side.HELPDESK, set())]
+              and c.marker not in copies.own[Side.HELPDESK]]
     # Attachments travel with a note (a description has nowhere to keep whose they were).
     candidates = [c for c in public if not c.attachments]
     description, fitted = render.transcript_description(
@@ -178,96 +271,170 @@ def _description(ctx: PairContext, conversation: SideView
         for c in candidates[:fitted])
 
 
+def _adopt(ctx: PairContext, conversation: SideView, issue: SideView) -> Plan:
+    """The state lost this link (deleted or restored database, another host): take the
+    issue back with every copy already made, send only what is really missing."""
+    cid = conversation.ticket.id
+    if not is_our_issue(ctx, cid, issue):
+        return _plan(ctx, Skip(conversation_id=cid, object_id=issue.ticket.id,
+                               reason="issue carries our marker but was not created by the "
+                                      "sync's tracker user; not adopted"))
+    link = LinkView(conversation_id=cid, issue_id=issue.ticket.id)
+    plan = _sync_link(ctx, conversation, issue, link)
+    return Plan(pair=ctx.pair, actions=(
+        AdoptIssue(conversation_id=cid, issue_id=issue.ticket.id), *plan.actions))
+
+
 # --- an active link -------------------------------------------------------------------
 
 def _sync_link(ctx: PairContext, conversation: SideView, issue: SideView,
                link: LinkView) -> Plan:
     cid = link.conversation_id
-    iss = issue.ticket
-    copied = {(c.source_side, c.source_id) for c in link.comment_links}
-    # Messages written into the description have no comment of their own: their shared
-    # placeholder target must never be mistaken for (and so hide) a real tracker comment.
-    in_description = description_target(iss.id)
-    written = {(c.source_side.other, c.target_id) for c in link.comment_links
-               if c.target_id != in_description}
+    copies = _Copies.of(ctx, cid, conversation, issue, link)
     actions: list[Action] = []
+    actions += _untrusted(ctx, cid, Side.HELPDESK, conversation, copies)
+    actions += _untrusted(ctx, cid, Side.TRACKER, issue, copies)
     # The link note is planned with the issue create; a pass that stopped in between (a
     # crash recovered by its intent, an aborted pass) or a link made by hand would leave
     # the conversation without it for good. Its marker keeps this to one note.
-    note_marker = make_marker(ctx.pair, "linknote", cid)
-    if (Side.TRACKER, note_marker) not in copied and \
-            note_marker not in _markers(conversation.comments):
-        actions.append(PostLinkNote(conversation_id=cid, marker=note_marker))
-    actions += _copy_helpdesk_comments(ctx, cid, iss.id, conversation.comments, copied, written,
-                                       _markers(issue.comments))
-    actions += _copy_tracker_comments(ctx, cid, conversation, issue, link, copied, written)
-    field_actions, snapshot = _fields(ctx, conversation, issue, link.snapshot)
+    note_marker = ctx.markers.link_note(cid)
+    if (Side.TRACKER, note_marker) not in copies.by_source:
+        note = copies.own[Side.HELPDESK].get(note_marker)
+        if note is None:
+            actions.append(PostLinkNote(conversation_id=cid, marker=note_marker))
+        else:
+            actions.append(AdoptComment(conversation_id=cid, source_side=Side.TRACKER,
+                                        source_id=note_marker, target_id=note.id,
+                                        visibility=note.visibility, fingerprint=""))
+    # Leaked copies go first: their sources are then copied again, privately, in the same
+    # plan (the removal takes the marker with it, so the new copy cannot be mistaken for
+    # the old one).
+    leaks = _linked_leaks(ctx, cid, conversation, issue, copies)
+    copies.removed |= {a.comment_id for a in leaks}
+    actions += leaks
+    actions += _copy_helpdesk_comments(ctx, conversation, issue, copies)
+    actions += _copy_tracker_comments(ctx, conversation, issue, copies)
+    field_actions, snapshot = _fields(ctx, conversation, issue, link.snapshot, copies)
     actions += field_actions
     if snapshot != link.snapshot:
         actions.append(SaveSnapshot(conversation_id=cid, snapshot=snapshot))
     return Plan(pair=ctx.pair, actions=tuple(actions))
 
 
-def _is_echo(comment: Comment, side: Side, written: set[tuple[Side, str]]) -> bool:
-    return (side, comment.id) in written or is_our_marker(comment.marker)
-
-
-def _markers(comments: tuple[Comment, ...]) -> set[str]:
-    """Our markers present on a side: a copy whose link row was lost is still found here."""
-    return {c.marker for c in comments if c.marker is not None and is_our_marker(c.marker)}
-
-
-def _copy_helpdesk_comments(ctx: PairContext, cid: str, issue_id: str | None,
-                            comments: tuple[Comment, ...], copied: set[tuple[Side, str]],
-                            written: set[tuple[Side, str]], present: set[str]) -> list[Action]:
-    out: list[Action] = []
-    for c in sorted(comments, key=lambda c: (c.created_at, c.id)):
-        if c.read_only or _is_echo(c, Side.HELPDESK, written):
-            continue
-        if (Side.HELPDESK, c.id) in copied:
-            continue
-        marker = make_marker(ctx.pair, "comment", Side.HELPDESK.value, cid, c.id)
-        if marker in present:
-            continue
-        if c.visibility == Visibility.INTERNAL and not ctx.tracker_caps.private_comments:
-            if ctx.policy.visibility.internal_to_public_tracker == "skip":
-                out.append(Skip(conversation_id=cid, object_id=c.id,
-                                reason=f"internal note not sent: {ctx.tracker_name} "
-                                       "cannot keep a comment private"))
-                continue
-            new = NewComment(body=render.placeholder_note(ctx.policy),
-                             visibility=Visibility.PUBLIC, marker=marker)
-        else:
-            new = NewComment(body=render.helpdesk_comment_to_tracker(ctx.policy, c),
-                             visibility=c.visibility, marker=marker,
-                             attachments=c.attachments)
-        out.append(AddComment(conversation_id=cid, target=Side.TRACKER, ticket_id=issue_id,
-                              source_id=c.id, new=new, source_fingerprint=c.fingerprint))
+def _linked_leaks(ctx: PairContext, cid: str, conversation: SideView, issue: SideView,
+                  copies: _Copies) -> list[RemoveComment]:
+    """Copies written private that are public now (the tracker dropped the flag, or the
+    permission went away after the write was checked): removed, never kept as good."""
+    out: list[RemoveComment] = []
+    for side, view in ((Side.TRACKER, issue), (Side.HELPDESK, conversation)):
+        for c in view.comments:
+            made = copies.by_target.get((side, c.id))
+            if made is not None:
+                leak = _leaked(ctx, cid, side, view.ticket.id, c, made.visibility)
+                if leak is not None:
+                    out.append(leak)
     return out
 
 
-def _copy_tracker_comments(ctx: PairContext, cid: str, conversation: SideView,
-                           issue: SideView, link: LinkView, copied: set[tuple[Side, str]],
-                           written: set[tuple[Side, str]]) -> list[Action]:
+def _helpdesk_copy_visibility(ctx: PairContext, source: Comment) -> Visibility:
+    if source.visibility is Visibility.INTERNAL and not ctx.tracker_caps.private_comments:
+        return Visibility.PUBLIC  # a content-free placeholder, never the note itself
+    return source.visibility
+
+
+def _copy_helpdesk_comments(ctx: PairContext, conversation: SideView, issue: SideView | None,
+                            copies: _Copies) -> list[Action]:
+    cid = conversation.ticket.id
+    iss = issue.ticket if issue else None
     out: list[Action] = []
-    fingerprints = {c.source_id: c.fingerprint for c in link.comment_links
-                    if c.source_side == Side.TRACKER}
-    present = _markers(conversation.comments)
-    for c in sorted(issue.comments, key=lambda c: (c.created_at, c.id)):
-        if c.read_only or _is_echo(c, Side.TRACKER, written):
+    for c in sorted(conversation.comments, key=lambda c: (c.created_at, c.id)):
+        if c.read_only or (Side.HELPDESK, c.id) in copies.by_target:
+            continue  # collision notices; our copies of tracker comments
+        if c.marker is not None and c.marker in copies.own[Side.HELPDESK]:
+            continue  # the engine's own note (link note, close reply, a copy)
+        if copies.copied(Side.HELPDESK, c.id):
             continue
-        if (Side.TRACKER, c.id) in copied:
+        marker = ctx.markers.comment(cid, Side.HELPDESK, c.id)
+        copy = copies.own[Side.TRACKER].get(marker)
+        if copy is not None and iss is not None and copy.id not in copies.removed:
+            leak = _leaked(ctx, cid, Side.TRACKER, iss.id, copy,
+                           _helpdesk_copy_visibility(ctx, c))
+            if leak is None:
+                out.append(AdoptComment(
+                    conversation_id=cid, source_side=Side.HELPDESK, source_id=c.id,
+                    target_id=copy.id, visibility=copy.visibility, fingerprint=c.fingerprint))
+                continue
+            out.append(leak)  # then copied again below, privately
+        if iss is not None and _in_description(ctx, iss, c):
+            out.append(AdoptComment(
+                conversation_id=cid, source_side=Side.HELPDESK, source_id=c.id,
+                target_id=description_target(iss.id), visibility=c.visibility,
+                fingerprint=c.fingerprint))
+            continue
+        if c.visibility == Visibility.INTERNAL:
+            if ctx.internal_paused:
+                out.append(Skip(conversation_id=cid, object_id=c.id,
+                                reason="internal notes paused: an earlier copy came back "
+                                       "public and could not be removed"))
+                continue
+            if not ctx.tracker_caps.private_comments:
+                if ctx.policy.visibility.internal_to_public_tracker == "skip":
+                    out.append(Skip(conversation_id=cid, object_id=c.id,
+                                    reason=f"internal note not sent: {ctx.tracker_name} "
+                                           "cannot keep a comment private"))
+                    continue
+                new = NewComment(body=render.placeholder_note(ctx.policy),
+                                 visibility=Visibility.PUBLIC, marker=marker)
+                out.append(AddComment(conversation_id=cid, target=Side.TRACKER,
+                                      ticket_id=iss.id if iss else None, source_id=c.id,
+                                      new=new, source_fingerprint=c.fingerprint))
+                continue
+        new = NewComment(body=render.helpdesk_comment_to_tracker(ctx.policy, c),
+                         visibility=c.visibility, marker=marker, attachments=c.attachments)
+        out.append(AddComment(conversation_id=cid, target=Side.TRACKER,
+                              ticket_id=iss.id if iss else None, source_id=c.id, new=new,
+                              source_fingerprint=c.fingerprint))
+    return out
+
+
+def _in_description(ctx: PairContext, issue: Ticket, c: Comment) -> bool:
+    """A public message the issue's description already carries (transcript mode), found
+    by its rendered entry when the link that said so was lost."""
+    if c.visibility is not Visibility.PUBLIC or c.attachments or not issue.description:
+        return False
+    return render.helpdesk_comment_to_tracker(ctx.policy, c) in issue.description
+
+
+def _copy_tracker_comments(ctx: PairContext, conversation: SideView, issue: SideView,
+                           copies: _Copies) -> list[Action]:
+    cid = conversation.ticket.id
+    out: list[Action] = []
+    fingerprints = {c.source_id: c.fingerprint for c in copies.by_source.values()
+                    if c.source_side == Side.TRACKER}
+    for c in sorted(issue.comments, key=lambda c: (c.created_at, c.id)):
+        if c.read_only or (Side.TRACKER, c.id) in copies.by_target:
+            continue
+        if c.marker is not None and c.marker in copies.own[Side.TRACKER]:
+            continue  # our copy of a message; re-adopted from the message's side
+        if copies.copied(Side.TRACKER, c.id):
             if fingerprints.get(c.id) not in (None, c.fingerprint):
                 out.append(Skip(conversation_id=cid, object_id=c.id,
                                 reason="edited on the tracker after it was copied; Re:amaze "
                                        "messages cannot be edited"))
             continue
-        marker = make_marker(ctx.pair, "comment", Side.TRACKER.value, cid, c.id)
-        if marker in present:
-            continue
         to_customer = (c.visibility == Visibility.PUBLIC
                        and ctx.policy.visibility.customer_replies_from_tracker)
         visibility = Visibility.PUBLIC if to_customer else Visibility.INTERNAL
+        marker = ctx.markers.comment(cid, Side.TRACKER, c.id)
+        copy = copies.own[Side.HELPDESK].get(marker)
+        if copy is not None and copy.id not in copies.removed:
+            leak = _leaked(ctx, cid, Side.HELPDESK, cid, copy, visibility)
+            if leak is None:
+                out.append(AdoptComment(
+                    conversation_id=cid, source_side=Side.TRACKER, source_id=c.id,
+                    target_id=copy.id, visibility=copy.visibility, fingerprint=c.fingerprint))
+                continue
+            out.append(leak)
         out.append(AddComment(
             conversation_id=cid, target=Side.HELPDESK, ticket_id=conversation.ticket.id,
             source_id=c.id, source_fingerprint=c.fingerprint,
@@ -323,16 +490,21 @@ def _current(ctx: PairContext, conversation: SideView, issue: SideView) -> Snaps
 
 
 def _fields(ctx: PairContext, conversation: SideView, issue: SideView,
-            base: Snapshot | None) -> tuple[list[Action], Snapshot]:
+            base: Snapshot | None, copies: _Copies) -> tuple[list[Action], Snapshot]:
+    cid = conversation.ticket.id
     now = _current(ctx, conversation, issue)
     if base is None:
-        # A link made by hand (or before snapshots existed): adopt today's values as the
-        # base instead of guessing which side changed.
-        return [], now
-    cid = conversation.ticket.id
+        # A link made by hand, or re-adopted after the state was lost: adopt today's values
+        # as the base instead of guessing which side changed; close replies already sent
+        # for this issue are counted so the next one gets a key of its own.
+        sent = 0
+        while ctx.markers.close_reply(cid, issue.ticket.id, sent) in copies.own[Side.HELPDESK]:
+            sent += 1
+        return [], now.model_copy(update={"close_replies": sent})
+    now = now.model_copy(update={"close_replies": base.close_replies})
     actions: list[Action] = []
     after = now
-    status_actions, after = _status(ctx, conversation, issue, base, after)
+    status_actions, after = _status(ctx, conversation, issue, base, after, copies)
     actions += status_actions
     assignee_actions, after = _assignee(ctx, cid, issue.ticket.id, base, after)
     actions += assignee_actions
@@ -342,7 +514,7 @@ def _fields(ctx: PairContext, conversation: SideView, issue: SideView,
 
 
 def _status(ctx: PairContext, conversation: SideView, issue: SideView, base: Snapshot,
-            now: Snapshot) -> tuple[list[Action], Snapshot]:
+            now: Snapshot, copies: _Copies) -> tuple[list[Action], Snapshot]:
     policy, fp = ctx.policy, ctx.policy.status_field
     cid, iid = conversation.ticket.id, issue.ticket.id
     hd_state, tr_state = now.helpdesk_state, now.tracker_state
@@ -374,15 +546,20 @@ def _status(ctx: PairContext, conversation: SideView, issue: SideView, base: Sna
     if to_hd is not None and to_hd != hd_state:
         # The reply goes before the state change: once the conversation has its new state
         # the change is no longer seen, so a reply planned after it would be lost if the
-        # pass stopped in between. Its marker keeps a repeat from mailing the customer twice.
-        marker = make_marker(ctx.pair, "close-reply", cid, issue.ticket.updated_at.isoformat())
-        if (tr_state == TicketState.CLOSED and policy.status.close_reply_template
-                and marker not in _markers(conversation.comments)):
-            actions.append(AddComment(
-                conversation_id=cid, target=Side.HELPDESK, ticket_id=cid, source_id="",
-                new=NewComment(
-                    body=render.close_reply(policy, conversation.ticket, issue.ticket),
-                    visibility=Visibility.PUBLIC, notify_customer=True, marker=marker)))
+        # pass stopped in between. Its key is numbered by the closings already replied to
+        # (kept in the snapshot, which only moves once the whole plan is applied), never by
+        # anything that changes while the issue stays closed: a pass retried after the
+        # issue was edited again finds the reply it sent and does not mail the customer
+        # a second time.
+        if tr_state == TicketState.CLOSED and policy.status.close_reply_template:
+            marker = ctx.markers.close_reply(cid, iid, base.close_replies)
+            if marker not in copies.own[Side.HELPDESK]:
+                actions.append(AddComment(
+                    conversation_id=cid, target=Side.HELPDESK, ticket_id=cid, source_id="",
+                    new=NewComment(
+                        body=render.close_reply(policy, conversation.ticket, issue.ticket),
+                        visibility=Visibility.PUBLIC, notify_customer=True, marker=marker)))
+            now = now.model_copy(update={"close_replies": base.close_replies + 1})
         actions.append(UpdateTicket(conversation_id=cid, target=Side.HELPDESK, ticket_id=cid,
                                     update=TicketUpdate(state=to_hd),
                                     reason=f"issue is {tr_state}"))

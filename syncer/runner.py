@@ -13,18 +13,19 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import structlog
 
 from connectors.base import Connector
 from state import StateStore
-from syncer.apply import Applier, ApplyResult, recover_intents
+from syncer.apply import Applier, ApplyResult
 from syncer.errors import NotFoundError, SkippableError, SyncError
-from syncer.models import Cursor, Ticket
+from syncer.models import Cursor, Ticket, Visibility
 from syncer.plan import LinkView, Plan, SaveSnapshot, Side, SideView
-from syncer.reconcile import PairContext, matches, reconcile
+from syncer.reconcile import PairContext, is_our_issue, matches, reconcile
+from syncer.recovery import RecoveryPolicy, recover_intents
 
 log = structlog.get_logger("reamaze_sync.runner")
 
@@ -46,6 +47,13 @@ class PassResult:
     def ok(self) -> bool:
         return self.error is None
 
+    @property
+    def clean(self) -> bool:
+        """Finished with nothing for a person to look at: no error, no failed object, no
+        copy that came back public (removed or not). The exit code follows this."""
+        return self.ok and not self.failed and not any(
+            self.counts.get(k) for k in ("leaks_removed", "leaks_unremoved", "leaks_open"))
+
 
 class StopRequested(Exception):
     pass
@@ -59,6 +67,9 @@ class PairRunner:
     tracker: Connector
     stop_event: threading.Event = field(default_factory=threading.Event)
     progress: Callable[[int], None] | None = None
+    recovery: RecoveryPolicy = field(default_factory=RecoveryPolicy)
+    # Keys of writes whose outcome is still unknown, from this pass's recovery.
+    _held: set[str] = field(default_factory=set, init=False)
     # The dead letter, read once at the start of a pass instead of once per conversation
     # (an operator's `skip` made during a pass applies from the next one).
     _failing: set[str] = field(default_factory=set, init=False)
@@ -75,12 +86,16 @@ class PairRunner:
         result = PassResult(pair=self.pair)
         run_id = None if dry_run else self.store.start_run(self.pair, kind)
         structlog.contextvars.bind_contextvars(pair=self.pair)
+        ctx = self.ctx
         try:
             self._load_dead_letter()
             if not dry_run:
-                result.counts.update(recover_intents(self.pair, self.store, self.helpdesk,
-                                                     self.tracker))
-                retried = self._retry_failures(result)
+                recovered = recover_intents(self.pair, self.store, self.helpdesk,
+                                            self.tracker, self.recovery)
+                result.counts.update(recovered.counts)
+                self._held = recovered.held
+                self.ctx = replace(ctx, internal_paused=self._open_leaks(result))
+                retried = self._retry_failures(result, recovered.resolved)
             else:
                 retried = set()
             done = self._helpdesk_pass(result, dry_run, full, since, retried)
@@ -95,7 +110,12 @@ class PairRunner:
             result.error = f"internal error: {exc!r}"
             log.exception("pass_crashed")
         finally:
+            self.ctx = ctx
             structlog.contextvars.unbind_contextvars("pair")
+        if result.counts.get("leaks_open") and result.error is None:
+            result.error = (f"{result.counts['leaks_open']} copies of internal content are "
+                            "public and could not be removed; internal content to the tracker "
+                            "is paused until they are gone (see `reamaze-sync status`)")
         if run_id is not None:
             self.store.finish_run(run_id, dict(result.counts), result.error)
         log.info("pass_finished", pair=self.pair, kind=kind, ok=result.ok,
@@ -150,18 +170,54 @@ class PairRunner:
             if page.checkpoint is not None and not dry_run:
                 self.store.save_cursor(self.pair, Side.TRACKER, page.checkpoint)
 
-    def _retry_failures(self, result: PassResult) -> set[str]:
+    def _open_leaks(self, result: PassResult) -> bool:
+        """Look again at every copy recorded as public and unremovable: one that is gone or
+        private now is resolved, the others are tried again. True while any is left: the
+        pair then sends no internal content."""
+        sides = {Side.HELPDESK: self.helpdesk, Side.TRACKER: self.tracker}
+        still = 0
+        for leak in self.store.open_leaks(self.pair):
+            side = sides[leak.side]
+            bound = log.bind(pair=self.pair, conversation_id=leak.conversation_id,
+                             operation="recheck_leak", side=leak.side.value,
+                             object_id=leak.ticket_id, comment_id=leak.comment_id)
+            try:
+                copy = next((c for c in side.list_comments(leak.ticket_id)
+                             if c.id == leak.comment_id), None)
+                if copy is not None and copy.visibility is Visibility.PUBLIC:
+                    side.delete_comment(leak.ticket_id, leak.comment_id)
+                    result.counts["leaks_removed"] += 1
+            except NotFoundError:
+                pass  # the ticket is gone, and the copy with it
+            except SyncError as exc:
+                still += 1
+                bound.critical("visibility_leak_open", detail=leak.detail,
+                               **exc.log_fields())
+                continue
+            self.store.resolve_leak(self.pair, leak.side, leak.ticket_id, leak.comment_id)
+            bound.warning("visibility_leak_resolved")
+        if still:
+            result.counts["leaks_open"] = still
+        return still > 0
+
+    def _retry_failures(self, result: PassResult, resolved: set[str]) -> set[str]:
+        """Conversations that failed earlier, and those whose unknown writes recovery just
+        resolved (their remaining work waited for that), reconciled again now."""
         retried: set[str] = set()
+        due = {cid: False for cid in sorted(resolved)}
         for failure in self.store.list_failures(self.pair):
             if (failure.side is not Side.HELPDESK or failure.skipped
                     or failure.attempts >= MAX_AUTO_RETRIES):
                 continue
+            due[failure.object_id] = True
+        for cid, failing in due.items():
             self._check_stop()
-            result.counts["failures_retried"] += 1
+            if failing:
+                result.counts["failures_retried"] += 1
             try:
-                conv = self.helpdesk.get_ticket(failure.object_id)
+                conv = self.helpdesk.get_ticket(cid)
             except NotFoundError:
-                self.store.set_failure_skipped(self.pair, failure.side, failure.object_id, True)
+                self.store.set_failure_skipped(self.pair, Side.HELPDESK, cid, True)
                 continue
             # Forced: what failed may have come from the issue (a note copy), so an
             # unchanged conversation is no reason to skip it.
@@ -183,8 +239,7 @@ class PairRunner:
                 if force:  # a failing conversation that no longer matches: nothing to retry
                     self._clear_failure(conv.id)
                 return True  # cheap: no message fetch for conversations the pair ignores
-            self._run_plan(conv.id, result, dry_run, lambda: reconcile(
-                self.ctx, self._view(self.helpdesk, conv.id, conv), None, None))
+            self._run_plan(conv.id, result, dry_run, lambda: self._decide_new(conv))
             return True
         if link.status != "active" or (not force and _unchanged(link, helpdesk=conv)):
             return False
@@ -209,13 +264,31 @@ class PairRunner:
 
         self._run_plan(cid, result, dry_run, decide)
 
+    def _decide_new(self, conv: Ticket) -> Plan:
+        """A matching conversation without a link: before planning an issue, look for the
+        one this pair may have created already (the state lost its link: deleted or
+        restored database, another host); only a provably own issue is adopted."""
+        view = self._view(self.helpdesk, conv.id, conv)
+        found = self.tracker.find_ticket_by_marker(self.ctx.markers.issue(conv.id))
+        issue: SideView | None = None
+        if found is not None:
+            issue = self._view(self.tracker, found.id, None)
+            if not is_our_issue(self.ctx, conv.id, issue):
+                log.warning("marker_not_trusted", conversation_id=conv.id,
+                            object_id=found.id, operation="discover_issue",
+                            reason="an issue carries this conversation's marker but was not "
+                                   "created by the sync's tracker user; not adopted")
+                issue = None
+        return reconcile(self.ctx, view, issue, None)
+
     @staticmethod
     def _view(connector: Connector, ticket_id: str, known: Ticket | None) -> SideView:
         """A ticket with its comments; the ticket from the feed when we have it."""
         if known is not None:
-            return SideView(ticket=known, comments=tuple(connector.list_comments(ticket_id)))
+            return SideView(ticket=known, comments=tuple(connector.list_comments(ticket_id)),
+                            me=connector.whoami())
         ticket, comments = connector.read_ticket(ticket_id)
-        return SideView(ticket=ticket, comments=tuple(comments))
+        return SideView(ticket=ticket, comments=tuple(comments), me=connector.whoami())
 
     def _run_plan(self, cid: str, result: PassResult, dry_run: bool,
                   decide: Callable[[], Plan]) -> None:
@@ -234,7 +307,7 @@ class PairRunner:
             result.counts["planned_writes"] += len(plan.writes)
             return
         applied: ApplyResult = Applier(self.pair, self.store, self.helpdesk, self.tracker,
-                                       self.ctx.tracker_name).apply(plan)
+                                       self.ctx.tracker_name, self._held).apply(plan)
         result.counts.update(applied.counts)
         result.failed.update(applied.failed)
         if cid in applied.failed:

@@ -22,11 +22,13 @@ from syncer.config import AppConfig, parse_config
 BRAND = "acme"
 LOGIN = "sync-bot@acme.example"
 REAMAZE_TOKEN = "demo-reamaze-token-0001"
+MARKER_KEY = "demo-marker-key-not-for-production-0001"
 PROJECT = "support"
 TRACKER = "redmine"
 
 
-def sandbox_config(state_url: str = "sqlite://", **pair: Any) -> dict[str, Any]:
+def sandbox_config(state_url: str = "sqlite://", *, sync: dict[str, Any] | None = None,
+                   **pair: Any) -> dict[str, Any]:
     pair_cfg: dict[str, Any] = {"name": "bugs", "tracker": TRACKER, "interval_seconds": 5,
                                 "title_template": "[Re:amaze] {subject}"}
     pair_cfg.update(pair)
@@ -39,6 +41,7 @@ def sandbox_config(state_url: str = "sqlite://", **pair: Any) -> dict[str, Any]:
                                "project": PROJECT, "overlap_seconds": 2,
                                "http": {"requests_per_minute": 100_000, "burst": 1000}}},
         "pairs": [pair_cfg],
+        "sync": sync or {},
     }
 
 
@@ -64,12 +67,13 @@ class Sandbox:
 
 
 def make_sandbox(state_url: str = "sqlite://", *, config: dict[str, Any] | None = None,
-                 **pair: Any) -> Sandbox:
+                 sync: dict[str, Any] | None = None, **pair: Any) -> Sandbox:
     reamaze = ReamazeSimulator(brand=BRAND, login_email=LOGIN, token=REAMAZE_TOKEN,
                                login_name="Sync Bot")
     redmine = RedmineSimulator()
     redmine.add_project(PROJECT, name="Support bugs")
-    data = config or sandbox_config(state_url, **pair)
+    data = config or sandbox_config(state_url, sync=sync, **pair)
     return Sandbox(reamaze=reamaze, redmine=redmine, config=parse_config(data),
                    environ={"REAMAZE_API_TOKEN": REAMAZE_TOKEN,
-                            "REDMINE_API_KEY": redmine.admin_key})
+                            "REDMINE_API_KEY": redmine.admin_key,
+                            "REAMAZE_SYNC_MARKER_KEY": MARKER_KEY})

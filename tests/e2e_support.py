@@ -31,15 +31,22 @@ Handler = Callable[[httpx.Request], httpx.Response]
 
 
 
+# Unknown writes are given up after two lookups on separate passes, with no wait: tests
+# that drive several passes through faults converge in a few passes instead of ten
+# minutes (the window itself is tested with a clock of its own).
+QUICK_RECOVERY = {"unknown_write_lookups": 2, "unknown_write_window_seconds": 0}
+
+
 def sandbox(tmp_path: Path, *, config: dict[str, Any] | None = None,
-            live_tracker_clock: bool = False, **pair: Any) -> Sandbox:
+            live_tracker_clock: bool = False, sync: dict[str, Any] | None = None,
+            **pair: Any) -> Sandbox:
     """A sandbox whose state lives in a file, so a brand-new engine can take over.
 
     ``live_tracker_clock`` starts the Redmine simulator's clock at the real time (the
     sandbox's starts at a fixed date), as a real server's would be, for tests about
     whole-second change times.
     """
-    sb = make_sandbox(f"sqlite:///{tmp_path / 'state.db'}", config=config, **pair)
+    sb = make_sandbox(f"sqlite:///{tmp_path / 'state.db'}", config=config, sync=sync, **pair)
     if live_tracker_clock:
         # Early in the current second: the simulator's clock only moves 1 ms per reading,
         # so everything a short test does lands in this one second.

@@ -15,6 +15,7 @@ from typing import Any
 
 from connectors.base import Capabilities
 from syncer.config import PairConfig
+from syncer.markers import Markers
 from syncer.models import (
     Attachment,
     Author,
@@ -29,6 +30,8 @@ from syncer.models import (
 )
 from syncer.plan import (
     AddComment,
+    AdoptComment,
+    AdoptIssue,
     CommentLinkView,
     Conflict,
     CreateIssue,
@@ -36,14 +39,15 @@ from syncer.plan import (
     MarkOrphaned,
     Plan,
     PostLinkNote,
+    RemoveComment,
     SaveSnapshot,
     Side,
     SideView,
     Skip,
     Snapshot,
+    Untrusted,
     UpdateTicket,
     description_target,
-    make_marker,
 )
 from syncer.reconcile import PairContext, reconcile
 
@@ -53,6 +57,9 @@ CID = "login-fails-123"
 IID = "42"
 CUSTOMER_NAME = "Zelda Quixote"
 CUSTOMER_EMAIL = "zelda.q@customer.example"
+# The sync's API user on both sides, and the installation's marker key.
+ME = "sync-bot"
+MARKERS = Markers(b"reconcile-tests-marker-key-0001", PAIR)
 
 
 def ts(minutes: int) -> datetime:
@@ -129,16 +136,28 @@ def policy(**overrides: Any) -> PairConfig:
 
 def context(pol: PairConfig | None = None, *, private: bool = True, labels: bool = True,
             assignee: bool = True) -> PairContext:
+    pol = pol if pol is not None else policy()
     return PairContext(
-        policy=pol if pol is not None else policy(),
+        policy=pol,
         tracker_caps=Capabilities(private_comments=private, labels=labels, assignee=assignee),
+        markers=Markers(MARKERS.key, pol.name),
         tracker_name="Redmine",
     )
 
 
+def view(ticket: Ticket, comments: tuple[Comment, ...] = (), *, me: str | None = ME) -> SideView:
+    """One side as the runner hands it over: the ticket, its comments, and who we are."""
+    return SideView(ticket=ticket, comments=comments, me=me)
+
+
+def ours(c: Comment) -> Comment:
+    """The same comment, written by the sync's API user."""
+    return c.model_copy(update={"author": ENGINE})
+
+
 def link_note_view(cid: str = CID, pair: str = PAIR) -> CommentLinkView:
     """The comment link the engine records for the "linked to issue" note it posts."""
-    marker = make_marker(pair, "linknote", cid)
+    marker = Markers(MARKERS.key, pair).link_note(cid)
     return CommentLinkView(source_side=Side.TRACKER, source_id=marker, target_id=marker,
                            fingerprint="")
 
@@ -171,7 +190,7 @@ def of_type(plan: Plan, kind: type[Any]) -> list[Any]:
 
 # --- an in-memory world and a pure apply ---------------------------------------------
 
-ENGINE = Author(name="reamaze-sync", is_staff=True)
+ENGINE = Author(name="reamaze-sync", id=ME, is_staff=True)
 
 
 @dataclass(frozen=True)
@@ -220,6 +239,7 @@ def apply_plan(world: World, plan: Plan) -> World:
             assert w.link is None and w.issue is None, "issue created twice"
             new = action.new
             iss = Ticket(id=f"i{clock}", subject=new.subject, description=new.description,
+                         author_id=ME,
                          status=status(new.state or TicketState.OPEN), tags=new.tags,
                          assignee=tracker_user(new.assignee_id) if new.assignee_id else None,
                          created_at=now, updated_at=now, marker=new.marker,
@@ -229,7 +249,7 @@ def apply_plan(world: World, plan: Plan) -> World:
                                             target_id=description_target(iss.id),
                                             fingerprint=c.fingerprint)
                             for c in action.covered)
-            w = replace(w, issue=SideView(ticket=iss), clock=clock,
+            w = replace(w, issue=view(iss), clock=clock,
                         link=LinkView(conversation_id=action.conversation_id, issue_id=iss.id,
                                       comment_links=covered))
         elif isinstance(action, AddComment | PostLinkNote):
@@ -250,9 +270,36 @@ def apply_plan(world: World, plan: Plan) -> World:
         elif isinstance(action, SaveSnapshot):
             assert w.link is not None
             w = replace(w, link=w.link.model_copy(update={"snapshot": action.snapshot}))
+        elif isinstance(action, AdoptIssue):
+            assert w.link is None and w.issue is not None
+            assert w.issue.ticket.id == action.issue_id
+            w = replace(w, link=LinkView(conversation_id=action.conversation_id,
+                                         issue_id=action.issue_id))
+        elif isinstance(action, AdoptComment):
+            assert w.link is not None
+            links = (*w.link.comment_links, CommentLinkView(
+                source_side=action.source_side, source_id=action.source_id,
+                target_id=action.target_id, fingerprint=action.fingerprint,
+                visibility=action.visibility))
+            w = replace(w, link=w.link.model_copy(update={"comment_links": links}))
+        elif isinstance(action, RemoveComment):
+            w = _remove_comment(w, action)
         else:
-            assert isinstance(action, Skip | Conflict)
+            assert isinstance(action, Skip | Conflict | Untrusted)
     return w
+
+
+def _remove_comment(w: World, action: RemoveComment) -> World:
+    view = w.conversation if action.target is Side.HELPDESK else w.issue
+    assert view is not None and any(c.id == action.comment_id for c in view.comments)
+    view = view.model_copy(update={"comments": tuple(
+        c for c in view.comments if c.id != action.comment_id)})
+    if w.link is not None:  # the applier forgets the links to a removed copy
+        w = replace(w, link=w.link.model_copy(update={"comment_links": tuple(
+            cl for cl in w.link.comment_links if cl.target_id != action.comment_id)}))
+    if action.target is Side.HELPDESK:
+        return replace(w, conversation=view)
+    return replace(w, issue=view)
 
 
 def _add_comment(w: World, action: AddComment | PostLinkNote, clock: int,
@@ -278,7 +325,7 @@ def _add_comment(w: World, action: AddComment | PostLinkNote, clock: int,
     view = _touch(view, now).model_copy(update={"comments": (*view.comments, new)})
     links = (*w.link.comment_links,
              CommentLinkView(source_side=target.other, source_id=source_id,
-                             target_id=new.id, fingerprint=fingerprint))
+                             target_id=new.id, fingerprint=fingerprint, visibility=vis))
     w = replace(w, link=w.link.model_copy(update={"comment_links": links}), clock=clock)
     if target is Side.HELPDESK:
         return replace(w, conversation=view)

@@ -29,7 +29,8 @@ def test_backfill_sends_the_minimum(backfill: dict[str, Any]) -> None:
     issue for the ids of its notes (Redmine answers a note with 204 and no id)."""
     assert backfill["calls"] == {"list_pages": 2, "message_lists": N, "issue_creates": N,
                                  "comment_writes": N * MESSAGES, "link_notes": N,
-                                 "issue_readbacks": N, "other": 0}
+                                 "issue_readbacks": N, "duplicate_checks": N, "identity": 1,
+                                 "other": 0}
     assert backfill["ratio_to_minimum"] == 1.0
     assert backfill["counts"]["issues_created"] == N
 
@@ -40,7 +41,7 @@ def test_transcript_backfill_sends_no_notes_at_all() -> None:
     result = run_backfill(N, MESSAGES, idle_repeats=1, mode="transcript")
     assert result["calls"] == {"list_pages": 2, "message_lists": N, "issue_creates": N,
                                "comment_writes": 0, "link_notes": N, "issue_readbacks": 0,
-                               "other": 0}
+                               "duplicate_checks": N, "identity": 0, "other": 0}
     assert result["minimum"]["comment_writes"] == 0
     assert result["ratio_to_minimum"] == 1.0
     assert result["counts"]["messages_in_description"] == N * MESSAGES

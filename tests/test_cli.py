@@ -17,6 +17,7 @@ from connectors.reamaze.simulator import ReamazeSimulator
 from connectors.redmine.simulator import RedmineSimulator
 from state import StateStore
 from syncer.cli import main
+from syncer.sandbox import MARKER_KEY
 
 TOKEN = "cli-reamaze-token-0123"
 LOGIN = "sync-bot@acme.example"
@@ -44,7 +45,8 @@ class Served:
         self.rm_server = LoopbackServer(self.redmine.handle).start()
         self.db = tmp_path / "state.db"
         self.path = tmp_path / "reamaze-sync.toml"
-        self.env = {"REAMAZE_API_TOKEN": TOKEN, "REDMINE_API_KEY": self.redmine.admin_key}
+        self.env = {"REAMAZE_API_TOKEN": TOKEN, "REDMINE_API_KEY": self.redmine.admin_key,
+                    "REAMAZE_SYNC_MARKER_KEY": MARKER_KEY}
         self.write_config()
 
     def write_config(self, extra: str = "") -> None:

@@ -19,7 +19,7 @@ from syncer.app import Engine, build_engine, run_all_once
 from syncer.config import parse_config
 from syncer.daemon import run_daemon
 from syncer.plan import Side
-from syncer.sandbox import BRAND, LOGIN, REAMAZE_TOKEN, sandbox_config
+from syncer.sandbox import BRAND, LOGIN, MARKER_KEY, REAMAZE_TOKEN, sandbox_config
 from syncer.status import render_status
 
 FAST_HTTP = {"requests_per_minute": 100_000, "burst": 1000, "max_attempts": 3}
@@ -44,6 +44,7 @@ class TwoTrackers:
                               "match": {"tags": ["feature"]}})
         self.config = parse_config(data)
         self.environ = {"REAMAZE_API_TOKEN": REAMAZE_TOKEN,
+                        "REAMAZE_SYNC_MARKER_KEY": MARKER_KEY,
                         "REDMINE_API_KEY": self.bugs.admin_key,
                         "PRODUCT_REDMINE_KEY": self.features.admin_key}
         self.bug = self.reamaze.add_conversation("Crash on save", "It crashes.",

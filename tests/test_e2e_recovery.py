@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from e2e_support import (
+    QUICK_RECOVERY,
     STAFF,
     CrashAfter,
     Engineer,
@@ -97,7 +98,7 @@ def test_crash_after_issue_create_recovers_the_issue_instead_of_duplicating(
 def test_crash_after_note_write_keeps_one_copy(tmp_path: Path, which: str) -> None:
     """The process dies after a note reached Redmine but before it was recorded; the next
     engine finds the note by its marker and does not write it again."""
-    sb = sandbox(tmp_path)
+    sb = sandbox(tmp_path, sync=QUICK_RECOVERY)
     slugs = _seed(sb)
 
     def private_note(request: httpx.Request) -> bool:
@@ -114,7 +115,12 @@ def test_crash_after_note_write_keeps_one_copy(tmp_path: Path, which: str) -> No
     pending = [i for i in engine.store.pending_intents("bugs") if i.status == "pending"]
     assert pending and {i.kind for i in pending} == {"add_comment"}
     result = run_pass(engine)
-    assert result.counts["intents_recovered"] == len(pending)
+    # The note that landed is found; the batch's later notes, never sent before the crash,
+    # cannot be told from notes still in flight: they are held until looked for enough.
+    assert result.counts["intents_recovered"] >= 1
+    assert result.counts["intents_recovered"] + result.counts["writes_held"] == len(pending)
+    if result.counts["writes_held"]:
+        assert run_pass(engine).counts["intents_expired"] == result.counts["writes_held"]
     _assert_converged(sb, engine, slugs)
     engine.close()
 
@@ -138,7 +144,9 @@ def test_issue_create_answer_lost_then_engine_restarted(tmp_path: Path) -> None:
     sb = sandbox(tmp_path)
     slugs = _seed(sb)
     sb.redmine.faults.add(status=503, commit=True, method="POST", path=r"^/issues\.json$")
-    sb.redmine.faults.add(status=503, times=10_000, method="GET", path=r"^/issues\.json$")
+    # The first search (does this conversation have an issue already?) still works.
+    sb.redmine.faults.add(status=503, times=10_000, method="GET", path=r"^/issues\.json$",
+                          skip=1)
     engine = sb.engine(clock=FakeClock())
     results = run_all_once(engine)
     assert results[0].error is not None and "503" in results[0].error
@@ -204,7 +212,7 @@ def test_rate_limit_storm_and_timeouts_converge_without_duplicates(tmp_path: Pat
     """With half of all requests answered 429, timing out, or losing their answer after the
     write landed, passes may fail but never duplicate; once the storm passes, the next
     passes converge to exactly one copy of everything."""
-    sb = sandbox(tmp_path)
+    sb = sandbox(tmp_path, sync=QUICK_RECOVERY)
     slugs = _seed(sb)
     chaos = Chaos(seed, rate=0.5)
     sb.wrap = lambda _name, handler: chaos.wrap(handler)
@@ -227,9 +235,10 @@ def test_rate_limit_storm_and_timeouts_converge_without_duplicates(tmp_path: Pat
     assert sum(chaos.injected.values()) > 10, chaos.injected
     assert clock.sleeps, "nobody waited for Retry-After"
     chaos.enabled = False
-    for _ in range(3):
-        if run_all_once(engine)[0].ok:
-            break
+    # Writes whose outcome the storm hid are looked for on two passes before being sent
+    # again: a few quiet passes settle everything.
+    for _ in range(4):
+        run_all_once(engine)
     _assert_converged(sb, engine, slugs)
     engine.close()
 
@@ -427,9 +436,11 @@ def test_note_refused_mid_batch_keeps_the_ones_before_and_writes_the_rest_later(
 def test_outage_mid_batch_is_resolved_by_recovery_without_duplicates(
         tmp_path: Path, landed: bool) -> None:
     """Redmine stops answering at the third note (which may or may not have been applied):
-    the pass aborts with that note's intent pending; the next pass looks for its marker,
-    and every message ends up on the issue exactly once."""
-    sb = sandbox(tmp_path)
+    the pass aborts with that note's intent pending; the next passes look for its marker
+    (a landed note is found at once; one that did not land is held until it has been looked
+    for long enough, then sent again), and every message ends up on the issue exactly
+    once."""
+    sb = sandbox(tmp_path, sync=QUICK_RECOVERY)
     slug = _many_messages(sb, 5)
     sb.redmine.faults.add(status=503, commit=landed, method="PUT",
                           path=r"^/issues/\d+\.json$", skip=2)
@@ -442,7 +453,13 @@ def test_outage_mid_batch_is_resolved_by_recovery_without_duplicates(
     assert len(pending) >= 1 and {i.kind for i in pending} == {"add_comment"}
     sb.redmine.faults.clear()
     result = run_pass(engine)
-    assert result.counts["intents_recovered"] >= len(pending)
+    if landed:
+        assert result.counts["intents_recovered"] >= len(pending)
+    else:
+        assert result.counts["writes_held"] >= 1
+        assert len(journals(sb, issue_for(engine, slug))) < 5  # nothing re-sent yet
+        result = run_pass(engine)
+        assert result.counts["intents_expired"] >= 1
     _assert_converged(sb, engine, [slug])
     assert len(journals(sb, issue_for(engine, slug))) == 5
     engine.close()

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from e2e_support import STAFF, SimulatedCrash
+from e2e_support import QUICK_RECOVERY, STAFF, SimulatedCrash
 
 from connectors.reamaze.simulator import ReamazeSimulator
 from syncer.app import Engine, build_engine, run_all_once
 from syncer.config import parse_config
 from syncer.runner import PairRunner, PassResult
-from syncer.sandbox import BRAND, LOGIN, REAMAZE_TOKEN, sandbox_config
+from syncer.sandbox import BRAND, LOGIN, MARKER_KEY, REAMAZE_TOKEN, sandbox_config
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -75,7 +75,7 @@ class Rig:
         self.reamaze = ReamazeSimulator(brand=BRAND, login_email=LOGIN, token=REAMAZE_TOKEN)
         self.reamaze.add_staff(STAFF, "Jane Support")
         data: dict[str, Any] = sandbox_config(f"sqlite:///{tmp_path / 'state.db'}", status={
-            "close_reply_template": "Fixed: {subject}."})
+            "close_reply_template": "Fixed: {subject}."}, sync=QUICK_RECOVERY)
         data["trackers"]["redmine"].update(base_url=server.url, project=self.project,
                                            text_formatting="textile")
         self.config = parse_config(data)
@@ -85,7 +85,8 @@ class Rig:
         self.transport = transport or RecordingTransport()
         return build_engine(self.config,
                             environ={"REAMAZE_API_TOKEN": REAMAZE_TOKEN,
-                                     "REDMINE_API_KEY": self.server.admin_key},
+                                     "REDMINE_API_KEY": self.server.admin_key,
+                                     "REAMAZE_SYNC_MARKER_KEY": MARKER_KEY},
                             transports={"reamaze": httpx.MockTransport(self.reamaze.handle),
                                         "redmine": self.transport})
 
@@ -238,7 +239,13 @@ def test_real_redmine_crash_after_write_restarts_without_duplicates(rig: Rig,
 
     engine = rig.engine()
     recovered = _run(engine)
-    assert recovered.counts["intents_recovered"] == len(pending)
+    # What landed is found; a note of the interrupted batch that was never sent cannot be
+    # told from one still in flight, so it is held and sent on a later pass.
+    assert recovered.counts["intents_recovered"] >= 1
+    assert recovered.counts["intents_recovered"] + recovered.counts["writes_held"] == len(
+        pending)
+    if recovered.counts["writes_held"]:
+        assert _run(engine).counts["intents_expired"] == recovered.counts["writes_held"]
     issues = rig.issues()
     assert len(issues) == 2
     for slug in slugs:

@@ -27,6 +27,7 @@ from connectors.redmine.connector import RedmineConnector
 from connectors.redmine.sim_state import SimClock as RedmineSimClock
 from connectors.redmine.simulator import RedmineSimulator
 from syncer.config import HttpSettings, RedmineConfig
+from syncer.errors import OutcomeUnknownError
 from syncer.models import NewComment, NewTicket, Visibility
 
 pytest_plugins = ["reamaze_fixtures"]
@@ -199,25 +200,23 @@ def test_a_rate_limited_write_is_retried_after_retry_after_and_a_write_token(
     assert api.stats.rate_limited == 1 and api.stats.retries == 1
 
 
-def test_write_once_resends_on_a_fresh_write_token_and_looks_up_as_a_read() -> None:
-    """A create that failed with a 503 is looked up (a read, not delayed by the write
-    budget), then re-sent only when the write budget has a token for it."""
+def test_write_once_looks_up_as_a_read_and_never_resends() -> None:
+    """A create that failed with a 503 is looked up at its settle delays (reads, not held
+    back by the write budget) and, not found, reported unknown without a second POST."""
     clock = FakeClock()
-    answers = iter([httpx.Response(503), httpx.Response(200, json=[]),
-                    httpx.Response(201, json={"id": 7})])
+    answers = iter([httpx.Response(503)] + [httpx.Response(200, json=[])] * 3)
     api, sent = recording_client(clock, per_minute=600, writes_per_minute=6,
                                  answer=lambda _r: next(answers))
 
     def lookup() -> object:
         return api.get_json("/w") or None
 
-    result = write_once(api, lambda: api.send_json("POST", "/w", {}, retry_transient=False),
-                        lookup)
-    assert result == {"id": 7}
-    (post1, get, post2) = sent
-    assert [post1[0], get[0], post2[0]] == ["POST", "GET", "POST"]
-    assert get[1] - post1[1] < 2  # the backoff only
-    assert post2[1] - post1[1] == pytest.approx(10.0)
+    with pytest.raises(OutcomeUnknownError):
+        write_once(api, lambda: api.send_json("POST", "/w", {}, retry_transient=False),
+                   lookup, settle=(1.0, 3.0, 10.0))
+    (post, *gets) = sent
+    assert [post[0], *(g[0] for g in gets)] == ["POST", "GET", "GET", "GET"]
+    assert [g[1] - post[1] for g in gets] == pytest.approx([1.0, 3.0, 10.0], abs=0.2)
 
 
 # -- wired from the config by both connectors --------------------------------------------------

@@ -12,7 +12,7 @@ from reamaze_support import AGENT, LOGIN
 from connectors.reamaze.connector import ReamazeConnector
 from connectors.reamaze.sim_state import SimClock
 from connectors.reamaze.simulator import ReamazeSimulator
-from syncer.errors import NotFoundError, RejectedError
+from syncer.errors import LeakError, NotFoundError
 from syncer.models import Attachment, NewComment, Visibility
 
 pytest_plugins = ["reamaze_fixtures"]
@@ -135,13 +135,15 @@ def test_collision_visibility_cannot_be_written(rz_raw: httpx.Client, seeded: st
 def test_note_that_comes_back_public_is_an_error(rz_conn: ReamazeConnector,
                                                  rz_sim: ReamazeSimulator,
                                                  seeded: str) -> None:
-    """If the server ever echoes an internal note as public, the write is flagged unsafe."""
+    """If the server ever echoes an internal note as public, the write is reported as a
+    leak that could not be removed (Re:amaze's API cannot delete a message)."""
     echo = {"body": "secret", "visibility": 0, "origin_id": "rs-x",
             "created_at": "2026-01-05T10:00:00Z", "user": {"email": LOGIN}}
     rz_sim.faults.add(201, method="POST", body=json.dumps(echo).encode())
-    with pytest.raises(RejectedError, match="unsafe"):
+    with pytest.raises(LeakError, match="came back public") as raised:
         rz_conn.create_comment(seeded, NewComment(body="secret", visibility=Visibility.INTERNAL,
                                                marker="rs-x"))
+    assert raised.value.removed is False and raised.value.ticket_id == seeded
 
 
 def test_unparseable_create_response_falls_back_to_the_marker(

@@ -18,6 +18,7 @@ from syncer.errors import (
     AuthError,
     BadPayloadError,
     NotFoundError,
+    OutcomeUnknownError,
     RateLimitedError,
     RejectedError,
     TransientError,
@@ -101,14 +102,16 @@ def test_a_lost_comment_response_is_found_not_resent(
     assert origin_ids.count("rs-lost") == 1
 
 
-def test_a_comment_post_that_failed_before_taking_effect_is_resent_once(
+def test_a_comment_post_answered_502_is_unknown_and_never_resent(
         rz_conn: ReamazeConnector, rz_sim: ReamazeSimulator, slug: str) -> None:
-    """A 502 that never reached the app: the marker is absent, so the POST is sent again."""
+    """A 502 may come from a proxy after the app stored the message (and emailed the
+    customer): the marker is looked for, and when absent the write is reported unknown,
+    never posted a second time by the connector."""
     rz_sim.faults.add(502, times=1, method="POST")
-    rz_conn.create_comment(slug, NewComment(body="again", visibility=Visibility.PUBLIC,
-                                         marker="rs-retry"))
-    assert len(rz_sim.calls("POST")) == 2
-    assert [m.origin_id for m in rz_sim.conversations[slug].messages].count("rs-retry") == 1
+    with pytest.raises(OutcomeUnknownError):
+        rz_conn.create_comment(slug, NewComment(body="again", visibility=Visibility.PUBLIC,
+                                                marker="rs-retry"))
+    assert len(rz_sim.calls("POST")) == 1
 
 
 def test_a_lost_conversation_create_is_found_by_marker(
@@ -123,15 +126,16 @@ def test_a_lost_conversation_create_is_found_by_marker(
     assert len(rz_sim.calls("POST", CONV)) == 1
 
 
-def test_a_create_that_keeps_failing_ends_as_transient_without_duplicates(
+def test_a_create_that_keeps_failing_is_sent_once_and_reported_unknown(
         rz_sim: ReamazeSimulator, rz_clock: RecordingClock, slug: str) -> None:
-    """Persistent 503s on POST exhaust the attempts; no message was stored."""
+    """Persistent 503s on POST: one POST, lookups, then an unknown outcome; no message
+    stored twice."""
     rz_conn = make_connector(rz_sim, rz_clock, http=attempts(3))
     rz_sim.faults.add(503, times=None, method="POST")
-    with pytest.raises(TransientError):
+    with pytest.raises(OutcomeUnknownError):
         rz_conn.create_comment(slug, NewComment(body="x", visibility=Visibility.PUBLIC,
-                                             marker="rs-never"))
-    assert len(rz_sim.calls("POST")) == 3
+                                                marker="rs-never"))
+    assert len(rz_sim.calls("POST")) == 1
     assert all(m.origin_id != "rs-never" for m in rz_sim.conversations[slug].messages)
 
 

@@ -5,14 +5,23 @@ from __future__ import annotations
 import pytest
 
 from syncer.models import Visibility
-from syncer.plan import AddComment, CommentLinkView, Side, SideView, Skip, make_marker
+from syncer.plan import (
+    AddComment,
+    AdoptComment,
+    CommentLinkView,
+    Plan,
+    RemoveComment,
+    Side,
+    Skip,
+    Untrusted,
+)
 from syncer.reconcile import reconcile
 from tests.reconcile_builders import (
     CID,
     CUSTOMER_EMAIL,
     CUSTOMER_NAME,
     IID,
-    PAIR,
+    MARKERS,
     agreed,
     comment,
     context,
@@ -21,7 +30,9 @@ from tests.reconcile_builders import (
     issue,
     link,
     of_type,
+    ours,
     policy,
+    view,
 )
 
 PUB, INT = Visibility.PUBLIC, Visibility.INTERNAL
@@ -30,19 +41,23 @@ PUB, INT = Visibility.PUBLIC, Visibility.INTERNAL
 def _sync(ctx: object, hd: tuple = (), tr: tuple = (),  # type: ignore[type-arg]
           links: tuple[CommentLinkView, ...] = ()) -> list[AddComment]:
     conv, iss = conversation(), issue()
-    plan = reconcile(ctx, SideView(ticket=conv, comments=hd),  # type: ignore[arg-type]
-                     SideView(ticket=iss, comments=tr),
+    plan = reconcile(ctx, view(conv, hd),  # type: ignore[arg-type]
+                     view(iss, tr),
                      link(comment_links=links, snapshot=agreed(conv, iss)))
     return of_type(plan, AddComment)
 
 
+def _plan(ctx: object, hd: tuple = (), tr: tuple = (),  # type: ignore[type-arg]
+          links: tuple[CommentLinkView, ...] = ()) -> Plan:
+    conv, iss = conversation(), issue()
+    return reconcile(ctx, view(conv, hd),  # type: ignore[arg-type]
+                     view(iss, tr),
+                     link(comment_links=links, snapshot=agreed(conv, iss)))
+
+
 def _skips(ctx: object, hd: tuple = (), tr: tuple = (),  # type: ignore[type-arg]
            links: tuple[CommentLinkView, ...] = ()) -> list[Skip]:
-    conv, iss = conversation(), issue()
-    plan = reconcile(ctx, SideView(ticket=conv, comments=hd),  # type: ignore[arg-type]
-                     SideView(ticket=iss, comments=tr),
-                     link(comment_links=links, snapshot=agreed(conv, iss)))
-    return of_type(plan, Skip)
+    return of_type(_plan(ctx, hd, tr, links), Skip)
 
 
 # --- helpdesk -> tracker ---------------------------------------------------------------
@@ -148,7 +163,7 @@ def test_tracker_to_helpdesk_visibility_table(internal: bool, replies: bool, vis
                                               internal=internal, name="Dev Dan"),))
     assert copy.target is Side.HELPDESK and copy.ticket_id == CID and copy.source_id == "n1"
     assert copy.new.visibility is vis and copy.new.notify_customer is notify
-    assert copy.new.marker == make_marker(PAIR, "comment", "tracker", CID, "n1")
+    assert copy.new.marker == MARKERS.comment(CID, Side.TRACKER, "n1")
     assert "Dev Dan" in copy.new.body and f"#{IID}" in copy.new.body
     assert copy.new.body.endswith("Fixed in 2.1")
 
@@ -172,9 +187,10 @@ def test_both_directions_in_one_plan_are_ordered_by_creation() -> None:
 
 # --- echo and repeats ------------------------------------------------------------------
 
-def _cl(side: Side, source: str, target: str, fingerprint: str = "") -> CommentLinkView:
+def _cl(side: Side, source: str, target: str, fingerprint: str = "",
+        visibility: Visibility = PUB) -> CommentLinkView:
     return CommentLinkView(source_side=side, source_id=source, target_id=target,
-                           fingerprint=fingerprint)
+                           fingerprint=fingerprint, visibility=visibility)
 
 
 def test_already_copied_sources_are_not_copied_again() -> None:
@@ -196,29 +212,126 @@ def test_copies_we_wrote_are_not_copied_back_by_link() -> None:
 
 
 def test_copies_we_wrote_are_not_copied_back_by_marker() -> None:
-    """With comment links lost, our marker on a comment still stops the echo."""
-    hd = (comment("m5", body="copy", marker=make_marker(PAIR, "comment", "tracker", CID, "n1")),)
-    tr = (comment("n5", ticket=IID, body="copy",
-                  marker=make_marker(PAIR, "comment", "helpdesk", CID, "m1")),)
-    assert _sync(context(), hd=hd, tr=tr) == []
+    """With comment links lost, our marker on a comment we wrote still stops the echo."""
+    hd = (ours(comment("m5", body="copy", marker=MARKERS.comment(CID, Side.TRACKER, "n1"))),)
+    tr = (ours(comment("n5", ticket=IID, body="copy",
+                       marker=MARKERS.comment(CID, Side.HELPDESK, "m1"))),)
+    plan = _plan(context(), hd=hd, tr=tr)
+    assert of_type(plan, AddComment) == [] and of_type(plan, Untrusted) == []
 
 
-def test_source_already_present_on_other_side_by_marker_is_not_duplicated() -> None:
-    """With comment links lost, a source whose copy (found by marker) exists is not re-copied."""
+def test_source_already_present_on_other_side_by_marker_is_adopted_not_duplicated() -> None:
+    """With comment links lost, a source whose copy (found by marker and author) exists is
+    not re-copied: the link between them is rebuilt instead."""
     m1 = comment("m1", body="original question")
     n1 = comment("n1", ticket=IID, body="original answer")
-    hd = (m1, comment("m5", body="copy of n1", internal=True,
-                      marker=make_marker(PAIR, "comment", "tracker", CID, "n1")))
-    tr = (n1, comment("n5", ticket=IID, body="copy of m1",
-                      marker=make_marker(PAIR, "comment", "helpdesk", CID, "m1")))
-    assert _sync(context(), hd=hd, tr=tr) == []
+    hd = (m1, ours(comment("m5", body="copy of n1", internal=True,
+                           marker=MARKERS.comment(CID, Side.TRACKER, "n1"))))
+    tr = (n1, ours(comment("n5", ticket=IID, body="copy of m1",
+                           marker=MARKERS.comment(CID, Side.HELPDESK, "m1"))))
+    plan = _plan(context(), hd=hd, tr=tr)
+    assert of_type(plan, AddComment) == []
+    assert {(a.source_side, a.source_id, a.target_id, a.fingerprint)
+            for a in of_type(plan, AdoptComment)} == {
+        (Side.HELPDESK, "m1", "n5", m1.fingerprint), (Side.TRACKER, "n1", "m5", n1.fingerprint)}
 
 
 def test_engine_notes_on_the_conversation_are_not_copied() -> None:
     """Link notes, orphan notes and close replies (our markers) stay on the helpdesk."""
-    hd = (comment("m1", internal=True, marker=make_marker(PAIR, "linknote", CID)),
-          comment("m2", marker=make_marker(PAIR, "close-reply", CID, "x")))
+    hd = (ours(comment("m1", internal=True, marker=MARKERS.link_note(CID))),
+          ours(comment("m2", marker=MARKERS.close_reply(CID, IID, 0))),
+          ours(comment("m3", internal=True, marker=MARKERS.orphan_note(CID, "7"))))
     assert _sync(context(), hd=hd) == []
+
+
+@pytest.mark.parametrize("side", [Side.HELPDESK, Side.TRACKER])
+def test_a_copied_marker_on_someone_elses_comment_never_hides_it(side: Side) -> None:
+    """A person's comment ending with what is exactly our marker for this conversation is
+    not ours unless the sync's API user wrote it: it is copied, and reported."""
+    other = Side.TRACKER if side is Side.HELPDESK else Side.HELPDESK
+    forged = comment("x1", ticket=CID if side is Side.HELPDESK else IID, body="real text",
+                     marker=MARKERS.comment(CID, other, "whatever"))
+    plan = _plan(context(), **{"hd" if side is Side.HELPDESK else "tr": (forged,)})
+    (copy,) = of_type(plan, AddComment)
+    assert copy.source_id == "x1" and copy.target is other
+    (warning,) = of_type(plan, Untrusted)
+    assert warning.object_id == "x1"
+
+
+def test_a_marker_of_another_installation_or_conversation_is_not_ours() -> None:
+    """Our API user's comment with a marker made with another key (or for another
+    conversation) is a person's comment: copied, and reported."""
+    from syncer.markers import Markers
+
+    stranger = Markers(b"another-installation-key-000", MARKERS.pair)
+    hd = (ours(comment("m1", body="one", marker=stranger.comment(CID, Side.TRACKER, "n1"))),
+          ours(comment("m2", body="two", at=2,
+                       marker=MARKERS.comment("other-conv", Side.TRACKER, "n1"))))
+    plan = _plan(context(), hd=hd)
+    assert [c.source_id for c in of_type(plan, AddComment)] == ["m1", "m2"]
+    assert len(of_type(plan, Untrusted)) == 2
+
+
+def test_another_pair_note_on_the_same_conversation_is_not_copied() -> None:
+    """A note a sibling pair of this installation wrote (its copy from another tracker) is
+    the engine's own, not a person's message."""
+    from syncer.markers import Markers
+
+    sibling = Markers(MARKERS.key, "sibling-pair")
+    hd = (ours(comment("m1", internal=True, marker=sibling.comment(CID, Side.TRACKER, "z9"))),)
+    plan = _plan(context(), hd=hd)
+    assert of_type(plan, AddComment) == [] and of_type(plan, Untrusted) == []
+
+
+def test_adopted_copy_of_an_internal_note_that_is_public_is_removed_not_adopted() -> None:
+    """A copy found by marker that should be private but is public is never recorded as a
+    good copy: it is removed, then the note is copied again, privately."""
+    m1 = comment("m1", body="secret", internal=True)
+    leaked = ours(comment("n5", ticket=IID, body="secret",
+                          marker=MARKERS.comment(CID, Side.HELPDESK, "m1")))
+    plan = _plan(context(), hd=(m1,), tr=(leaked,))
+    assert of_type(plan, AdoptComment) == []
+    remove, again = [a for a in plan.actions if isinstance(a, RemoveComment | AddComment)]
+    assert isinstance(remove, RemoveComment) and isinstance(again, AddComment)
+    assert (remove.target, remove.ticket_id, remove.comment_id) == (Side.TRACKER, IID, "n5")
+    assert again.source_id == "m1" and again.new.visibility is INT
+
+
+def test_linked_copy_that_turned_public_is_removed() -> None:
+    """A linked copy written private that is public now (the tracker dropped the flag) is
+    removed, whatever the link says."""
+    m1 = comment("m1", body="secret", internal=True)
+    copy = comment("n5", ticket=IID, body="secret")
+    links = (_cl(Side.HELPDESK, "m1", "n5", m1.fingerprint, INT),)
+    plan = _plan(context(), hd=(m1,), tr=(copy,), links=links)
+    (remove,) = of_type(plan, RemoveComment)
+    assert remove.comment_id == "n5"
+    assert [(a.source_id, a.new.visibility) for a in of_type(plan, AddComment)] == [("m1", INT)]
+    still_private = copy.model_copy(update={"visibility": INT})
+    assert of_type(_plan(context(), hd=(m1,), tr=(still_private,), links=links),
+                   RemoveComment) == []
+
+
+def test_placeholder_for_a_tracker_without_private_comments_is_not_a_leak() -> None:
+    """The public placeholder that stands for an internal note is what policy asked for."""
+    pol = policy(visibility={"internal_to_public_tracker": "placeholder"})
+    m1 = comment("m1", body="secret", internal=True)
+    placeholder = ours(comment("n5", ticket=IID, body="An internal note was added",
+                               marker=MARKERS.comment(CID, Side.HELPDESK, "m1")))
+    plan = _plan(context(pol, private=False), hd=(m1,), tr=(placeholder,))
+    assert of_type(plan, RemoveComment) == []
+    assert [a.target_id for a in of_type(plan, AdoptComment)] == ["n5"]
+
+
+def test_internal_notes_are_held_while_a_leak_is_open() -> None:
+    """While an earlier copy leaked and could not be removed, no internal note is sent;
+    public messages still are."""
+    from dataclasses import replace
+
+    ctx = replace(context(), internal_paused=True)
+    plan = _plan(ctx, hd=(comment("m1", internal=True), comment("m2", at=2)))
+    assert [c.source_id for c in of_type(plan, AddComment)] == ["m2"]
+    assert any(s.object_id == "m1" and "paused" in s.reason for s in of_type(plan, Skip))
 
 
 def test_collision_messages_and_read_only_tracker_entries_are_not_copied() -> None:

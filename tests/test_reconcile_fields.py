@@ -13,30 +13,31 @@ from syncer.plan import (
     Plan,
     SaveSnapshot,
     Side,
-    SideView,
     Snapshot,
     UpdateTicket,
-    make_marker,
 )
 from syncer.reconcile import reconcile
 from tests.reconcile_builders import (
     CID,
     IID,
-    PAIR,
+    MARKERS,
     agreed,
+    comment,
     context,
     conversation,
     issue,
     link,
     of_type,
+    ours,
     policy,
+    view,
 )
 
 OP, P, H, C = TicketState.OPEN, TicketState.PENDING, TicketState.ON_HOLD, TicketState.CLOSED
 
 
 def _plan(ctx: Any, conv: Any, iss: Any, base: Snapshot | None) -> Plan:
-    return reconcile(ctx, SideView(ticket=conv), SideView(ticket=iss), link(snapshot=base))
+    return reconcile(ctx, view(conv), view(iss), link(snapshot=base))
 
 
 def _updates(plan: Plan, side: Side) -> list[Any]:
@@ -171,8 +172,10 @@ def test_close_reply_is_public_notifying_and_templated() -> None:
     assert reply.new.visibility is Visibility.PUBLIC and reply.new.notify_customer is True
     assert reply.new.body == ("Good news: Login fails on Safari is fixed "
                               "(https://redmine.example/issues/42).")
-    assert reply.new.marker == make_marker(PAIR, "close-reply", CID, iss.updated_at.isoformat())
+    assert reply.new.marker == MARKERS.close_reply(CID, IID, 0)
     assert [u.state for u in _updates(plan, Side.HELPDESK)] == [C]
+    (snap,) = of_type(plan, SaveSnapshot)
+    assert snap.snapshot.close_replies == 1
 
 
 @pytest.mark.parametrize(("pol", "conv_state", "tr_from", "tr_to"), [
@@ -197,14 +200,50 @@ def test_close_reply_already_posted_is_not_posted_again() -> None:
     """After a crash between reply and state update, the reply (found by marker) is not resent."""
     pol = policy(status={"close_reply_template": TEMPLATE})
     iss = issue(state=C, updated=7)
-    posted = make_marker(PAIR, "close-reply", CID, iss.updated_at.isoformat())
-    from tests.reconcile_builders import comment
-    conv_view = SideView(ticket=conversation(updated=8),
-                         comments=(comment("m9", body="Good news", marker=posted, at=8),))
-    plan = reconcile(context(pol), conv_view, SideView(ticket=iss),
+    posted = MARKERS.close_reply(CID, IID, 0)
+    conv_view = view(conversation(updated=8),
+                     (ours(comment("m9", body="Good news", marker=posted, at=8)),))
+    plan = reconcile(context(pol), conv_view, view(iss),
                      link(snapshot=agreed(conversation(), issue())))
     assert of_type(plan, AddComment) == []
     assert [u.state for u in _updates(plan, Side.HELPDESK)] == [C]
+    (snap,) = of_type(plan, SaveSnapshot)
+    assert snap.snapshot.close_replies == 1
+
+
+def test_close_reply_key_does_not_change_when_the_issue_changes_again() -> None:
+    """The issue is edited again (its change time moves) before a failed pass is retried:
+    the retry plans the reply under the same key, so the one already sent is found and
+    the customer is not mailed twice."""
+    pol = policy(status={"close_reply_template": TEMPLATE})
+    base = agreed(conversation(), issue())
+    first = of_type(_plan(context(pol), conversation(), issue(state=C, updated=7), base),
+                    AddComment)
+    again = of_type(_plan(context(pol), conversation(), issue(state=C, updated=30), base),
+                    AddComment)
+    assert [a.new.marker for a in first] == [a.new.marker for a in again]
+
+
+def test_a_second_closing_gets_a_reply_of_its_own() -> None:
+    """Closed, replied, reopened, closed again: the second closing is a new reply."""
+    pol = policy(status={"close_reply_template": TEMPLATE})
+    replied = ours(comment("m9", body="Good news", marker=MARKERS.close_reply(CID, IID, 0)))
+    base = agreed(conversation(), issue(), close_replies=1)
+    plan = reconcile(context(pol), view(conversation(), (replied,)),
+                     view(issue(state=C, updated=40)), link(snapshot=base))
+    (reply,) = of_type(plan, AddComment)
+    assert reply.new.marker == MARKERS.close_reply(CID, IID, 1)
+
+
+def test_a_re_adopted_link_counts_the_close_replies_already_sent() -> None:
+    """After the state was lost, the new snapshot counts the replies on the conversation,
+    so a later closing does not reuse (and skip on) an old reply's key."""
+    replies = tuple(ours(comment(f"m{n}", marker=MARKERS.close_reply(CID, IID, n)))
+                    for n in range(2))
+    plan = reconcile(context(), view(conversation(), replies), view(issue()),
+                     link(snapshot=None))
+    (snap,) = of_type(plan, SaveSnapshot)
+    assert snap.snapshot.close_replies == 2
 
 
 # --- assignee ------------------------------------------------------------------------

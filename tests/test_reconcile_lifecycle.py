@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from syncer.markers import Markers
 from syncer.models import TicketState, Visibility
 from syncer.plan import (
     AddComment,
+    AdoptComment,
     CreateIssue,
     MarkOrphaned,
     PostLinkNote,
@@ -14,13 +16,12 @@ from syncer.plan import (
     SideView,
     Skip,
     is_our_marker,
-    make_marker,
 )
 from syncer.reconcile import reconcile
 from tests.reconcile_builders import (
     CID,
     IID,
-    PAIR,
+    MARKERS,
     World,
     agreed,
     comment,
@@ -29,14 +30,16 @@ from tests.reconcile_builders import (
     issue,
     link,
     of_type,
+    ours,
     policy,
     run_round,
+    view,
 )
 
 
 def _views() -> tuple[SideView, SideView]:
-    return (SideView(ticket=conversation(tags=("bug",)), comments=(comment("m1"),)),
-            SideView(ticket=issue(), comments=(comment("n1", ticket=IID),)))
+    return (view(conversation(tags=("bug",)), comments=(comment("m1"),)),
+            view(issue(), (comment("n1", ticket=IID),)))
 
 
 @pytest.mark.parametrize("status", ["orphaned", "unlinked"])
@@ -81,9 +84,9 @@ def test_deleted_issue_note_already_on_conversation_is_not_repeated() -> None:
     """If the orphan note was written but the link not yet marked, only the marking is planned."""
     first = reconcile(context(), _views()[0], None, link(), issue_deleted=True)
     (note,) = of_type(first, AddComment)
-    conv = SideView(ticket=conversation(),
-                    comments=(comment("m1"), comment("m7", internal=True, body=note.new.body,
-                                                     marker=note.new.marker)))
+    conv = view(conversation(),
+                (comment("m1"), ours(comment("m7", internal=True, body=note.new.body,
+                                             marker=note.new.marker))))
     again = reconcile(context(), conv, None, link(), issue_deleted=True)
     assert of_type(again, AddComment) == []
     assert len(of_type(again, MarkOrphaned)) == 1
@@ -105,22 +108,33 @@ def test_same_inputs_give_equal_plans_and_stable_markers() -> None:
     """Reconciling the same state twice gives equal plans with the documented markers."""
     pol = policy(tag_to_label={"bug": "defect"}, staff_to_user={"a@x.example": "1"},
                  status={"close_reply_template": "Fixed: {subject}"})
-    conv = SideView(ticket=conversation(tags=("bug",), assignee="a@x.example"),
+    conv = view(conversation(tags=("bug",), assignee="a@x.example"),
                     comments=(comment("m2", at=4), comment("m1", at=2, internal=True)))
     first = reconcile(context(pol), conv, None, None)
     assert first == reconcile(context(pol), conv.model_copy(deep=True), None, None)
     (create,) = of_type(first, CreateIssue)
-    assert create.new.marker == make_marker(PAIR, "issue", CID)
-    assert make_marker(PAIR, "issue", CID) == make_marker(PAIR, "issue", CID)
-    assert make_marker(PAIR, "issue", CID) != make_marker("other-pair", "issue", CID)
-    assert make_marker(PAIR, "a", "bc") != make_marker(PAIR, "ab", "c")
+    assert create.new.marker == MARKERS.issue(CID)
+    assert MARKERS.issue(CID) == MARKERS.issue(CID)
+    assert MARKERS.issue(CID) != Markers(MARKERS.key, "other-pair").issue(CID)
+    assert MARKERS.issue(CID) != Markers(b"another-installation-key", MARKERS.pair).issue(CID)
+    assert MARKERS.comment(CID, Side.HELPDESK, "a:b") != MARKERS.comment(CID, Side.HELPDESK,
+                                                                         "a\x1fb")
 
 
 def test_marker_shape() -> None:
     """Markers are short, prefixed and recognised; foreign ids are not ours."""
-    marker = make_marker(PAIR, "comment", "helpdesk", CID, "m1")
-    assert marker.startswith("rs-") and len(marker) == 23 and is_our_marker(marker)
+    marker = MARKERS.comment(CID, Side.HELPDESK, "m1")
+    assert marker.startswith("rs-") and len(marker) == 35 and is_our_marker(marker)
+    assert MARKERS.belongs(marker, CID) and not MARKERS.belongs(marker, "other-conv")
+    assert not MARKERS.belongs(marker[:-1], CID) and not MARKERS.belongs(None, CID)
     assert not is_our_marker(None) and not is_our_marker("") and not is_our_marker("msg-rs-1")
+
+
+def test_markers_cannot_be_predicted_without_the_key() -> None:
+    """Knowing the pair, the conversation and the scheme is not enough to forge a marker."""
+    guesses = {Markers(key, MARKERS.pair).issue(CID)
+               for key in (b"0" * 16, b"reamaze-sync-key", MARKERS.key[:-1] + b"2")}
+    assert MARKERS.issue(CID) not in guesses
 
 
 def test_linked_plan_is_independent_of_comment_input_order() -> None:
@@ -130,8 +144,8 @@ def test_linked_plan_is_independent_of_comment_input_order() -> None:
     tr = (comment("n1", ticket=IID, at=2), comment("n2", ticket=IID, at=0))
     conv_t, iss_t = conversation(), issue(state=TicketState.CLOSED, updated=4)
     base = agreed(conversation(), issue())
-    plans = {reconcile(context(pol), SideView(ticket=conv_t, comments=h),
-                       SideView(ticket=iss_t, comments=t), link(snapshot=base))
+    plans = {reconcile(context(pol), view(conv_t, h),
+                       view(iss_t, t), link(snapshot=base))
              for h, t in [(hd, tr), (hd[::-1], tr[::-1]), ((hd[1], hd[2], hd[0]), tr)]}
     assert len(plans) == 1
 
@@ -139,13 +153,15 @@ def test_linked_plan_is_independent_of_comment_input_order() -> None:
 def test_missing_link_note_is_put_back_once() -> None:
     """A link whose "linked to issue" note was never written gets it, and only once."""
     conv, iss = conversation(tags=("bug",)), issue()
-    marker = make_marker(PAIR, "linknote", CID)
+    marker = MARKERS.link_note(CID)
     bare = link(link_note=False, snapshot=agreed(conv, iss))
-    plan = reconcile(context(policy()), SideView(ticket=conv), SideView(ticket=iss), bare)
+    plan = reconcile(context(policy()), view(conv), view(iss), bare)
     notes = [a for a in plan.writes if isinstance(a, PostLinkNote)]
     assert [n.marker for n in notes] == [marker]
 
-    already_there = SideView(ticket=conv, comments=(
-        comment(marker, internal=True, marker=marker),))
-    plan = reconcile(context(policy()), already_there, SideView(ticket=iss), bare)
+    already_there = view(conv, (
+        ours(comment(marker, internal=True, marker=marker)),))
+    plan = reconcile(context(policy()), already_there, view(iss), bare)
     assert not [a for a in plan.actions if isinstance(a, PostLinkNote)]
+    (adopted,) = of_type(plan, AdoptComment)
+    assert (adopted.source_side, adopted.source_id) == (Side.TRACKER, marker)

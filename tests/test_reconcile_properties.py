@@ -25,6 +25,7 @@ from syncer.plan import (
     Conflict,
     CreateIssue,
     Plan,
+    RemoveComment,
     SaveSnapshot,
     Side,
     SideView,
@@ -33,7 +34,6 @@ from syncer.plan import (
     UpdateTicket,
     description_target,
     is_our_marker,
-    make_marker,
 )
 from syncer.reconcile import reconcile
 from tests.reconcile_builders import (
@@ -41,7 +41,8 @@ from tests.reconcile_builders import (
     CUSTOMER_EMAIL,
     CUSTOMER_NAME,
     IID,
-    PAIR,
+    MARKERS,
+    ME,
     World,
     agreed,
     apply_plan,
@@ -54,6 +55,7 @@ from tests.reconcile_builders import (
     status,
     tracker_user,
     ts,
+    view,
 )
 
 FAST = settings(max_examples=200, deadline=None,
@@ -71,7 +73,8 @@ TOKEN = re.compile(r"<<[HT]\d+>>")
 LIVE_MENTION = re.compile(r"(?<![\w`])@[A-Za-z0-9_]")
 PREFIXES = ["", "@ann please look:", "see attached log", "(@ops) FYI", "mail ben@acme.example",
             "`@code`"]
-FOREIGN_MARKER = make_marker("another-pair", "comment", "x")  # another pair's note: also ours
+# A conversation may carry data that looks like a marker; it never stops an issue.
+FOREIGN_MARKER = MARKERS.issue("some-other-conversation")
 ATTACHMENT = Attachment(name="trace.log", url="https://files.example/trace.log")
 
 
@@ -153,9 +156,9 @@ def _copy_of(source: Comment, source_side: Side, n: int) -> Comment:
     target = source_side.other
     return Comment(id=f"{target.value[0]}c{n}", ticket_id=CID if target is Side.HELPDESK else IID,
                    body=f"copy of {source.id}", visibility=Visibility.INTERNAL,
-                   author=Author(name="reamaze-sync", is_staff=True),
+                   author=Author(name="reamaze-sync", id=ME, is_staff=True),
                    created_at=source.created_at,
-                   marker=make_marker(PAIR, "comment", source_side.value, CID, source.id))
+                   marker=MARKERS.comment(CID, source_side, source.id))
 
 
 @st.composite
@@ -176,14 +179,19 @@ def copy_states(draw: st.DrawFn, sources: list[Comment], side: Side,
                                          fingerprint=src.fingerprint))
             continue
         copy = _copy_of(src, side, n)
-        if side is Side.HELPDESK and not private_ok:
+        if side is Side.HELPDESK and (not private_ok or src.visibility is Visibility.PUBLIC):
+            copy = copy.model_copy(update={"visibility": Visibility.PUBLIC})
+        written = copy.visibility
+        if side is Side.HELPDESK and written is Visibility.INTERNAL and draw(_rarely()):
+            # The tracker dropped the private flag after the write (a permission change).
             copy = copy.model_copy(update={"visibility": Visibility.PUBLIC})
         fingerprint = src.fingerprint if state != "edited" else "0" * 32
         if state in ("copied", "link-lost", "edited"):
             copies.append(copy)
         if state in ("copied", "copy-gone", "edited"):
             links.append(CommentLinkView(source_side=side, source_id=src.id,
-                                         target_id=copy.id, fingerprint=fingerprint))
+                                         target_id=copy.id, fingerprint=fingerprint,
+                                         visibility=written))
     return copies, links
 
 
@@ -206,7 +214,7 @@ def worlds(draw: st.DrawFn) -> World:
     hd = draw(human_comments(Side.HELPDESK, private))
     conv = draw(tickets(Side.HELPDESK, 40))
     if draw(st.sampled_from([True, False, False])):  # a conversation seen for the first time
-        return World(ctx=ctx, conversation=SideView(ticket=conv, comments=tuple(hd)))
+        return World(ctx=ctx, conversation=view(conv, tuple(hd)))
     tr = draw(human_comments(Side.TRACKER, private))
     iss = draw(tickets(Side.TRACKER, 40))
     tr_copies, hd_links = draw(copy_states(hd, Side.HELPDESK, private))
@@ -214,10 +222,14 @@ def worlds(draw: st.DrawFn) -> World:
     snapshot: Snapshot | None = None
     if draw(st.booleans()):
         snapshot = agreed(draw(tickets(Side.HELPDESK, 10)), draw(tickets(Side.TRACKER, 10)))
+    if draw(_rarely()):  # the state lost the whole link: our issue is found by its marker
+        ours = iss.model_copy(update={"marker": MARKERS.issue(CID), "author_id": ME})
+        return World(ctx=ctx, conversation=view(conv, tuple(hd + hd_copies)),
+                     issue=view(ours, tuple(tr + tr_copies)))
     return World(
         ctx=ctx,
-        conversation=SideView(ticket=conv, comments=tuple(hd + hd_copies)),
-        issue=SideView(ticket=iss, comments=tuple(tr + tr_copies)),
+        conversation=view(conv, tuple(hd + hd_copies)),
+        issue=view(iss, tuple(tr + tr_copies)),
         link=link(comment_links=tuple(hd_links + tr_links), snapshot=snapshot),
         issue_deleted=draw(_rarely()),
     )
@@ -228,8 +240,8 @@ def field_worlds(draw: st.DrawFn) -> World:
     """Linked worlds without comments, with a snapshot: where field rules do their work."""
     ctx = draw(contexts())
     base_conv, base_iss = draw(tickets(Side.HELPDESK, 10)), draw(tickets(Side.TRACKER, 10))
-    return World(ctx=ctx, conversation=SideView(ticket=draw(tickets(Side.HELPDESK, 40))),
-                 issue=SideView(ticket=draw(tickets(Side.TRACKER, 40))),
+    return World(ctx=ctx, conversation=view(draw(tickets(Side.HELPDESK, 40))),
+                 issue=view(draw(tickets(Side.TRACKER, 40))),
                  link=link(snapshot=agreed(base_conv, base_iss)))
 
 
@@ -372,7 +384,8 @@ def check_description(world: World, action: CreateIssue) -> None:
     assert not action.covered or pol.history == "transcript"
     for src, cov in zip(covered, action.covered, strict=True):
         assert src.visibility is cov.visibility is Visibility.PUBLIC
-        assert not src.attachments and not src.read_only and not is_our_marker(src.marker)
+        assert not src.attachments and not src.read_only
+        assert not (src.author.id == ME and MARKERS.belongs(src.marker, CID))
         assert cov.fingerprint == src.fingerprint
         assert render.helpdesk_comment_to_tracker(pol, src) in action.new.description
     assert covered == sorted(covered, key=lambda c: (c.created_at, c.id))
@@ -388,19 +401,20 @@ def check_description(world: World, action: CreateIssue) -> None:
 def check_shape(world: World, plan: Plan) -> None:
     """Markers are ours, unique per plan and new on their target; the snapshot comes last."""
     markers = []
+    removed = {a.comment_id for a in plan.actions if isinstance(a, RemoveComment)}
     for action in plan.writes:
         if isinstance(action, AddComment):
             assert is_our_marker(action.new.marker)
             present = (world.conversation.comments if action.target is Side.HELPDESK
                        else world.issue.comments if world.issue else ())
-            assert action.new.marker not in {c.marker for c in present}
+            # A leaked copy removed by the plan takes its marker with it.
+            assert action.new.marker not in {c.marker for c in present if c.id not in removed}
             markers.append(action.new.marker)
             if action.source_id:
-                assert action.new.marker == make_marker(PAIR, "comment",
-                                                        action.target.other.value, CID,
-                                                        action.source_id)
+                assert action.new.marker == MARKERS.comment(CID, action.target.other,
+                                                            action.source_id)
         elif isinstance(action, CreateIssue):
-            assert action.new.marker == make_marker(PAIR, "issue", CID)
+            assert action.new.marker == MARKERS.issue(CID)
             markers.append(action.new.marker)
     # A message goes into the description or as a note, never both.
     sent = [c.source_id for a in plan.actions if isinstance(a, CreateIssue) for c in a.covered]
@@ -450,8 +464,9 @@ def _flows(direction: str, towards: Side) -> bool:
 
 def engine_written(world: World, side: Side) -> set[str]:
     """Ids of comments on a side that the engine wrote (by marker or as a link target)."""
-    view = world.conversation if side is Side.HELPDESK else world.issue
-    ids = {c.id for c in view.comments if is_our_marker(c.marker)} if view else set()
+    seen = world.conversation if side is Side.HELPDESK else world.issue
+    ids = {c.id for c in seen.comments
+           if c.author.id == ME and MARKERS.belongs(c.marker, CID)} if seen else set()
     if world.link is not None:
         ids |= {cl.target_id for cl in world.link.comment_links if cl.source_side is side.other}
     return ids

@@ -15,15 +15,16 @@ from syncer.plan import (
     CreateIssue,
     Plan,
     Side,
-    SideView,
     Skip,
     description_target,
 )
 from syncer.reconcile import reconcile
 from tests.reconcile_builders import (
+    CID,
     CUSTOMER_EMAIL,
     CUSTOMER_NAME,
     IID,
+    MARKERS,
     World,
     agreed,
     apply_plan,
@@ -34,7 +35,9 @@ from tests.reconcile_builders import (
     issue,
     link,
     of_type,
+    ours,
     policy,
+    view,
 )
 
 TRANSCRIPT = {"history": "transcript"}
@@ -45,7 +48,7 @@ FILE = Attachment(name="trace.log", url="https://files.example/trace.log")
 def _new(comments: tuple[Comment, ...], *, private: bool = True,
          **pol: object) -> tuple[CreateIssue, list[AddComment], Plan]:
     ctx = context(policy(**{**TRANSCRIPT, **pol}), private=private)
-    plan = reconcile(ctx, SideView(ticket=conversation(tags=("bug",)), comments=comments),
+    plan = reconcile(ctx, view(conversation(tags=("bug",)), comments),
                      None, None)
     (create,) = of_type(plan, CreateIssue)
     return create, of_type(plan, AddComment), plan
@@ -89,7 +92,7 @@ def test_closing_line_says_where_the_messages_are(mode: str, closing: str) -> No
     """The description's last line tells the reader whether the history is above or below."""
     ctx = context(policy(history=mode))
     msgs = (customer_comment("m1", at=1), comment("m2", at=2))
-    plan = reconcile(ctx, SideView(ticket=conversation(tags=("bug",)), comments=msgs),
+    plan = reconcile(ctx, view(conversation(tags=("bug",)), msgs),
                      None, None)
     (create,) = of_type(plan, CreateIssue)
     assert create.new.description.splitlines()[-1] == closing
@@ -133,7 +136,7 @@ def test_collisions_and_our_own_messages_are_not_transcribed() -> None:
     """Read-only (collision) messages and messages carrying our marker stay out."""
     msgs = (customer_comment("m1", at=1),
             comment("m2", body="Jane is also replying", read_only=True, at=2),
-            comment("m3", body="Linked to issue #9", marker="rs-0123456789", at=3))
+            ours(comment("m3", body="Linked to issue #9", marker=MARKERS.link_note(CID), at=3)))
     create, copies, _ = _new(msgs)
     assert [c.source_id for c in create.covered] == ["m1"] and copies == []
     assert "also replying" not in create.new.description
@@ -200,7 +203,7 @@ def test_transcribed_messages_are_not_copied_again_later_only_new_ones_are() -> 
     the message that arrived after the create, as a note."""
     msgs = (customer_comment("m1", at=1), comment("m2", at=2))
     world = World(ctx=context(policy(**TRANSCRIPT)),
-                  conversation=SideView(ticket=conversation(tags=("bug",)), comments=msgs))
+                  conversation=view(conversation(tags=("bug",)), msgs))
     world = apply_plan(world, world.reconcile())
     assert world.issue is not None and world.link is not None
     assert world.issue.comments == ()  # no note for a transcribed message
@@ -221,8 +224,8 @@ def test_the_description_placeholder_never_hides_a_real_tracker_comment() -> Non
                               fingerprint=customer_comment("m1").fingerprint)
     odd = comment(description_target(IID), ticket=IID, body="A real note", by_staff=True)
     plan = reconcile(context(policy(**TRANSCRIPT)),
-                     SideView(ticket=conv, comments=(customer_comment("m1"),)),
-                     SideView(ticket=iss, comments=(odd,)),
+                     view(conv, (customer_comment("m1"),)),
+                     view(iss, (odd,)),
                      link(comment_links=(covered,), snapshot=agreed(conv, iss)))
     (copy,) = of_type(plan, AddComment)
     assert copy.target is Side.HELPDESK and copy.source_id == description_target(IID)

@@ -1,6 +1,6 @@
-"""Batches of notes on one Redmine issue: one read-back confirms them all, a private note is
-verified alone until the server has shown it keeps notes private, and an error stops the
-batch with an exact account of what certainly did not land."""
+"""Batches of notes on one Redmine issue: one read-back confirms the public ones, every
+private note is read back before anything after it is sent, and an error stops the batch
+with an exact account of what certainly did not land."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from connectors.redmine.mapping import split_marker
-from syncer.errors import RejectedError, TransientError
+from syncer.errors import LeakError, OutcomeUnknownError, RejectedError
 from syncer.models import NewComment, Visibility
 
 if TYPE_CHECKING:
@@ -67,35 +67,47 @@ def test_one_read_back_confirms_a_whole_batch(redmine_sim: RedmineSimulator,
     assert _count(redmine_sim, "GET", f"/issues/{issue_id}.json") == 1
 
 
-def test_first_private_note_is_verified_alone_then_batches_are_trusted(
+def test_every_internal_note_is_checked_before_the_next_note_goes_out(
         redmine_sim: RedmineSimulator, redmine_clock: FakeClock) -> None:
-    """Until a read-back has shown a private note staying private, a batch stops after its
-    first internal note to check it; afterwards a batch is read back once."""
+    """A batch never goes past an internal note unchecked: the issue is read back after
+    each one, however many private notes already stayed private."""
     conn = _developer(redmine_sim, redmine_clock)
     issue_id = _issue(redmine_sim)
     first = conn.create_comments(issue_id, _notes(("p1", PUBLIC), ("i1", INTERNAL),
                                                   ("i2", INTERNAL), ("p2", PUBLIC)))
     assert first.error is None and len(first.created) == 4
-    assert _count(redmine_sim, "GET", f"/issues/{issue_id}.json") == 2
-    assert conn.guard.proven
+    assert _count(redmine_sim, "GET", f"/issues/{issue_id}.json") == 3
     second = conn.create_comments(issue_id, _notes(("i3", INTERNAL), ("i4", INTERNAL)))
     assert second.error is None and len(second.created) == 2
-    assert _count(redmine_sim, "GET", f"/issues/{issue_id}.json") == 3
+    assert _count(redmine_sim, "GET", f"/issues/{issue_id}.json") == 5
     assert [v for _, v in _journal_markers(redmine_sim, issue_id)] == [
         False, True, True, False, True, True]
 
 
-def test_proof_lapses_with_the_permission_answer(redmine_sim: RedmineSimulator,
-                                                 redmine_clock: FakeClock) -> None:
-    """A fresh permission check (its cache expired) must be proven again."""
+@pytest.mark.parametrize("how", ["flag-dropped", "role-lost-permission"])
+def test_permission_lost_mid_run_leaks_at_most_one_note_removed_at_once(
+        redmine_sim: RedmineSimulator, redmine_clock: FakeClock, how: str) -> None:
+    """Private notes worked, then the server stops keeping them private while the cached
+    permission answer still says yes: the first internal note after that is found public,
+    removed at once, and nothing after it is sent."""
     conn = _developer(redmine_sim, redmine_clock)
     issue_id = _issue(redmine_sim)
-    conn.create_comments(issue_id, _notes(("i1", INTERNAL)))
-    assert conn.guard.proven
-    redmine_clock.sleep(conn.guard.ttl + 1)
-    conn.create_comments(issue_id, _notes(("i2", INTERNAL), ("i3", INTERNAL)))
-    reads = _count(redmine_sim, "GET", f"/issues/{issue_id}.json")
-    assert reads == 3  # one for i1, then i2 alone, then i3
+    assert conn.create_comments(issue_id, _notes(("i1", INTERNAL))).error is None
+    user = next(u for u in redmine_sim.state.users.values() if u.login == "dev")
+    if how == "flag-dropped":
+        user.drop_private_notes = True
+    else:
+        manager = next(r for r in redmine_sim.state.roles.values() if r.name == "Manager")
+        manager.permissions = tuple(p for p in manager.permissions
+                                    if p != "set_notes_private")
+    assert conn.guard.verdict().allowed  # still cached: only the read-back can tell
+    batch = conn.create_comments(issue_id, _notes(("i2", INTERNAL), ("i3", INTERNAL),
+                                                  ("p3", PUBLIC)))
+    assert isinstance(batch.error, LeakError) and batch.error.removed
+    assert batch.created == [] and batch.not_written == ["rs-i2", "rs-i3", "rs-p3"]
+    assert _journal_markers(redmine_sim, issue_id) == [("rs-i1", True)]
+    assert _count(redmine_sim, "PUT", f"/issues/{issue_id}.json") == 2
+    assert not conn.guard.verdict().allowed
 
 
 def test_leak_in_a_batch_removes_the_note_and_sends_nothing_after_it(
@@ -106,12 +118,26 @@ def test_leak_in_a_batch_removes_the_note_and_sends_nothing_after_it(
     issue_id = _issue(redmine_sim)
     batch = conn.create_comments(issue_id, _notes(("a", PUBLIC), ("leak", INTERNAL),
                                                   ("c", PUBLIC)))
-    assert isinstance(batch.error, RejectedError) and "removed" in batch.error.message
+    assert isinstance(batch.error, LeakError) and batch.error.removed
+    assert "removed" in batch.error.message
     assert [c.marker for c in batch.created] == ["rs-a"]
     assert batch.not_written == ["rs-leak", "rs-c"]
     assert _journal_markers(redmine_sim, issue_id) == [("rs-a", False)]
     assert _count(redmine_sim, "PUT", f"/issues/{issue_id}.json") == 2
-    assert not conn.guard.proven and not conn.guard.verdict().allowed
+    assert not conn.guard.verdict().allowed
+
+
+def test_leak_that_cannot_be_removed_is_reported_as_such(
+        redmine_sim: RedmineSimulator, redmine_clock: FakeClock) -> None:
+    """The leaked note cannot be deleted (the delete is refused): the batch reports a leak
+    that was NOT removed, so the engine can stop sending internal content."""
+    conn = _developer(redmine_sim, redmine_clock, drop_private_notes=True)
+    issue_id = _issue(redmine_sim)
+    redmine_sim.faults.add(status=403, method="PUT", path=r"^/journals/\d+\.json$", times=9)
+    batch = conn.create_comments(issue_id, _notes(("leak", INTERNAL), ("c", PUBLIC)))
+    assert isinstance(batch.error, LeakError) and not batch.error.removed
+    assert batch.error.ticket_id == issue_id
+    assert batch.not_written == ["rs-c"] and batch.created == []
 
 
 def test_refused_note_mid_batch_is_not_written_and_stops_the_rest(
@@ -136,9 +162,10 @@ def test_note_that_may_have_landed_is_neither_created_nor_not_written(
     redmine_sim.faults.add(status=502, times=100, method="PUT", skip=1)
     batch = redmine_conn.create_comments(issue_id, _notes(("a", PUBLIC), ("b", PUBLIC),
                                                           ("c", PUBLIC)))
-    assert isinstance(batch.error, TransientError)
+    assert isinstance(batch.error, OutcomeUnknownError)
     assert [c.marker for c in batch.created] == ["rs-a"]
     assert batch.not_written == ["rs-c"]
+    assert _count(redmine_sim, "PUT", f"/issues/{issue_id}.json") == 2  # never re-sent
 
 
 def test_single_create_raises_what_the_batch_reports(redmine_sim: RedmineSimulator,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import httpx
@@ -17,6 +18,7 @@ from syncer.errors import (
     AuthError,
     BadPayloadError,
     NotFoundError,
+    OutcomeUnknownError,
     RejectedError,
     TransientError,
 )
@@ -39,12 +41,14 @@ def _issue(sim: RedmineSimulator, subject: str = "Broken") -> str:
     return str(sim.add_issue(sim.state.project_by_ref("sync"), subject).id)
 
 
-def _as_user(sim: RedmineSimulator, clock: FakeClock, key: str) -> RedmineConnector:
+def _as_user(sim: RedmineSimulator, clock: FakeClock, key: str,
+             handler: Callable[[httpx.Request], httpx.Response] | None = None
+             ) -> RedmineConnector:
     from redmine_fixtures import SIM_URL, redmine_config
 
     return RedmineConnector.from_config(redmine_config(SIM_URL, "sync"), SecretStr(key),
-                                        transport=httpx.MockTransport(sim.handle), clock=clock,
-                                        now=sim.clock.now)
+                                        transport=httpx.MockTransport(handler or sim.handle),
+                                        clock=clock, now=sim.clock.now)
 
 
 def _journals_with(sim: RedmineSimulator, marker: str) -> list[int]:
@@ -99,14 +103,38 @@ def test_note_whose_response_timed_out_is_not_posted_twice(
     assert any(e["event"] == "write_found_after_error" for e in logs)
 
 
-def test_note_refused_with_503_is_sent_again_once(redmine_sim: RedmineSimulator,
-                                                  redmine_conn: RedmineConnector) -> None:
-    """A 503 before processing: the marker is not there, so the note is sent again, once."""
+def test_note_answered_503_is_looked_for_never_sent_again(redmine_sim: RedmineSimulator,
+                                                         redmine_conn: RedmineConnector,
+                                                         redmine_clock: FakeClock) -> None:
+    """A 503 may come after the server processed the note: it is looked for at spaced
+    intervals, and when not found it is reported as unknown, not sent a second time (the
+    journal keeps it pending for recovery)."""
     issue_id = _issue(redmine_sim)
     redmine_sim.faults.add(status=503, method="PUT", path=r"^/issues/")
-    comment = redmine_conn.create_comment(issue_id, _note("hello", marker="rs-retry"))
-    assert _journals_with(redmine_sim, "rs-retry") == [int(comment.id)]
-    assert _writes(redmine_sim, "PUT", "/issues/") == 2
+    with pytest.raises(OutcomeUnknownError):
+        redmine_conn.create_comment(issue_id, _note("hello", marker="rs-retry"))
+    assert _journals_with(redmine_sim, "rs-retry") == []
+    assert _writes(redmine_sim, "PUT", "/issues/") == 1
+    lookups = [r for r in redmine_sim.requests if r.method == "GET"
+               and r.path == f"/issues/{issue_id}.json"]
+    assert len(lookups) == 3 and sum(redmine_clock.sleeps) >= 10
+
+
+def test_note_that_lands_while_we_wait_is_found_not_resent(redmine_sim: RedmineSimulator,
+                                                           redmine_conn: RedmineConnector,
+                                                           redmine_clock: FakeClock) -> None:
+    """The server answers 504 but commits the note a few seconds later: a later lookup
+    finds it, one journal."""
+    issue_id = _issue(redmine_sim)
+    held: list[httpx.Request] = []
+    redmine_sim.faults.add(status=504, method="PUT", path=r"^/issues/",
+                           action=held.append)
+    waits = iter([False, True])
+    redmine_sim.faults.add(method="GET", path=rf"^/issues/{issue_id}\.json$", times=2,
+                           action=lambda _r: next(waits) and redmine_sim.handle(held[0]))
+    comment = redmine_conn.create_comment(issue_id, _note("late", marker="rs-late"))
+    assert _journals_with(redmine_sim, "rs-late") == [int(comment.id)]
+    assert _writes(redmine_sim, "PUT", "/issues/") == 2  # ours, and the server's late commit
 
 
 def test_note_rate_limited_is_sent_after_retry_after(redmine_sim: RedmineSimulator,
@@ -129,14 +157,33 @@ def test_issue_create_whose_response_was_lost_is_not_duplicated(
     assert created.marker == "rs-create1"
 
 
-def test_persistent_write_failure_raises_after_checking_each_time(
+def test_persistent_write_failure_is_unknown_after_checking(
         redmine_sim: RedmineSimulator, redmine_conn: RedmineConnector) -> None:
-    """When every note PUT fails, the error surfaces and no journal exists."""
+    """When the note PUT fails with 502, the note is looked for, reported unknown, and
+    sent only once."""
     issue_id = _issue(redmine_sim)
     redmine_sim.faults.add(status=502, times=100, method="PUT")
-    with pytest.raises(TransientError):
+    with pytest.raises(OutcomeUnknownError):
         redmine_conn.create_comment(issue_id, _note("never", marker="rs-never"))
     assert _journals_with(redmine_sim, "rs-never") == []
+    assert _writes(redmine_sim, "PUT", "/issues/") == 1
+
+
+def test_connection_refused_before_sending_is_retried_at_once(
+        redmine_sim: RedmineSimulator, redmine_clock: FakeClock) -> None:
+    """No connection was made, so nothing can have landed: the note is simply sent again."""
+    refused = {"n": 0}
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        if request.method == "PUT" and refused["n"] == 0:
+            refused["n"] += 1
+            raise httpx.ConnectError("connection refused", request=request)
+        return redmine_sim.handle(request)
+
+    conn = _as_user(redmine_sim, redmine_clock, redmine_sim.admin_key, handler=flaky)
+    issue_id = _issue(redmine_sim)
+    comment = conn.create_comment(issue_id, _note("again", marker="rs-again"))
+    assert _journals_with(redmine_sim, "rs-again") == [int(comment.id)]
 
 
 @pytest.mark.parametrize(("body", "message"), [

@@ -9,7 +9,7 @@ from state_support import *  # noqa: F403  (pytest fixtures)
 from state_support import FakeClock
 
 from state import StateStore
-from syncer.models import Cursor, TicketState
+from syncer.models import Cursor, TicketState, Visibility
 from syncer.plan import CommentLinkView, LinkView, Side, Snapshot
 
 H, T = Side.HELPDESK, Side.TRACKER
@@ -203,9 +203,34 @@ def test_comment_links_round_trip_in_insertion_order(store: StateStore) -> None:
     assert link is not None
     assert link.comment_links == (
         CommentLinkView(source_side=H, source_id="m2", target_id="j9", fingerprint="fp-a"),
-        CommentLinkView(source_side=T, source_id="j3", target_id="m7", fingerprint="fp-b"),
-        CommentLinkView(source_side=H, source_id="m1", target_id="j10", fingerprint="fp-c"),
+        CommentLinkView(source_side=T, source_id="j3", target_id="m7", fingerprint="fp-b",
+                        visibility=Visibility.INTERNAL),
+        CommentLinkView(source_side=H, source_id="m1", target_id="j10", fingerprint="fp-c",
+                        visibility=Visibility.INTERNAL),
     )
+
+
+def test_forget_copy_drops_only_the_links_to_that_copy(store: StateStore) -> None:
+    """A removed (leaked) copy's link goes, so its source counts as not copied; the others
+    stay."""
+    store.create_link("p", "conv-1", "101", H)
+    store.add_comment_link("p", "conv-1", H, "m1", "j1", "internal", "fp-a")
+    store.add_comment_link("p", "conv-1", H, "m2", "j2", "internal", "fp-b")
+    store.forget_copy("p", "conv-1", "j1")
+    link = store.get_link("p", "conv-1")
+    assert link is not None and [c.source_id for c in link.comment_links] == ["m2"]
+
+
+def test_leaks_are_recorded_reopened_and_resolved(store: StateStore) -> None:
+    """An unremovable public copy is open until resolved; recording it again reopens it."""
+    store.record_leak("p", "conv-1", T, "101", "j1", "public, could not delete")
+    (leak,) = store.open_leaks("p")
+    assert (leak.side, leak.ticket_id, leak.comment_id) == (T, "101", "j1")
+    assert store.open_leaks("other-pair") == []
+    store.resolve_leak("p", T, "101", "j1")
+    assert store.open_leaks("p") == []
+    store.record_leak("p", "conv-1", T, "101", "j1", "again")
+    assert [x.detail for x in store.open_leaks("p")] == ["again"]
 
 
 def test_add_comment_link_is_idempotent(store: StateStore) -> None:

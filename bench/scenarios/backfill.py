@@ -7,11 +7,16 @@ Its requests are compared with the least any engine could send:
     list pages (both feeds, once) + 1 message list per conversation + 1 issue create
     + 1 note per message + 1 link note per conversation
     + 1 issue read per conversation whose issue got notes
+    + 1 search for an existing issue per conversation
+    + 1 read of the API user's id (to tell its notes from people's) when notes are written
 
-The last term is Redmine's doing: a note PUT answers 204 with no body, so the ids of the
+The issue read is Redmine's doing: a note PUT answers 204 with no body, so the ids of the
 notes just written (which the comment links record) can only be learnt by reading the
-issue, and no engine gets them with fewer than one read per issue. The ratio to the
-writes alone is reported too.
+issue, and no engine gets them with fewer than one read per issue. The search is what the
+no-duplicate guarantee costs on an API without idempotent creates: an engine whose state
+may have been lost or restored (or that shares the pair with another host) must look for
+the issue it may already have created before creating one, and only an issue by its own
+API user (whose id it reads once) counts. The ratio to the writes alone is reported too.
 
 With ``mode="transcript"`` (the pair's ``history``) the seeded messages, all public, go
 into each issue's description, so the minimum has no note writes at all.
@@ -75,7 +80,8 @@ def minimum_calls(n: int, messages: int, mode: str = "per_message") -> dict[str,
     notes = n * messages if mode == "per_message" else 0
     return {"list_pages": math.ceil(n / REAMAZE_PAGE) + max(1, math.ceil(n / REDMINE_PAGE)),
             "message_lists": n, "issue_creates": n, "comment_writes": notes,
-            "link_notes": n, "issue_readbacks": n if notes else 0}
+            "link_notes": n, "issue_readbacks": n if notes else 0,
+            "duplicate_checks": n, "identity": 1 if notes else 0}
 
 
 def group_calls(calls: Counter[str]) -> dict[str, int]:
@@ -87,9 +93,12 @@ def group_calls(calls: Counter[str]) -> dict[str, int]:
         "comment_writes": calls["rm_add_note"],
         "link_notes": calls["rz_create_message"],
         "issue_readbacks": calls["rm_get_issue_journals"],
+        "duplicate_checks": calls["rm_find_by_marker"],
+        "identity": calls["rm_whoami"],
     }
     counted = {"rz_list_conversations", "rm_list_issues", "rz_list_messages",
-               "rm_create_issue", "rm_add_note", "rz_create_message", "rm_get_issue_journals"}
+               "rm_create_issue", "rm_add_note", "rz_create_message", "rm_get_issue_journals",
+               "rm_find_by_marker", "rm_whoami"}
     known["other"] = sum(v for k, v in calls.items() if k not in counted)
     return known
 

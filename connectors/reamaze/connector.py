@@ -42,7 +42,7 @@ from connectors.reamaze.wire import (
     parse_one,
 )
 from syncer.config import ReamazeConfig
-from syncer.errors import BadPayloadError, RejectedError
+from syncer.errors import BadPayloadError, LeakError, RejectedError
 from syncer.logs import register_secret
 from syncer.models import (
     ChangePage,
@@ -246,10 +246,20 @@ class ReamazeConnector:
         return comments_from_wire(ticket_id, messages)
 
     def find_comment_by_marker(self, ticket_id: str, marker: str) -> Comment | None:
+        """Our message with this marker (``origin_id``), posted by our login user."""
+        me = self.whoami()
         for comment in self.list_comments(ticket_id):
-            if comment.id == marker:
+            if comment.marker == marker and (comment.author.id or "").casefold() == me:
                 return comment
         return None
+
+    def delete_comment(self, ticket_id: str, comment_id: str) -> None:
+        raise RejectedError("Re:amaze's API cannot delete or hide a message; remove it in "
+                            "the Re:amaze app", connector=CONNECTOR,
+                            object_id=f"{ticket_id}#{comment_id}")
+
+    def whoami(self) -> str:
+        return self.login_email.casefold()
 
     def create_comments(self, ticket_id: str, news: Sequence[NewComment]) -> CommentBatch:
         return create_one_by_one(self.create_comment, ticket_id, news)
@@ -282,8 +292,10 @@ class ReamazeConnector:
         comment = http.write_once(self.api, post, lambda: self.find_comment_by_marker(ticket_id,
                                                                             new.marker))
         if internal and comment.visibility is not Visibility.INTERNAL:
-            raise RejectedError("unsafe result: an internal note came back public",
-                                connector=CONNECTOR, object_id=ticket_id)
+            raise LeakError("an internal note came back public, and Re:amaze cannot delete "
+                            "it; remove it in the Re:amaze app", removed=False,
+                            ticket_id=ticket_id, comment_id=comment.id, connector=CONNECTOR,
+                            object_id=ticket_id)
         return comment
 
     def _created_comment(self, ticket_id: str, raw: Any, marker: str) -> Comment:

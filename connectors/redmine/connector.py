@@ -100,13 +100,15 @@ class RedmineConnector:
         self.now = now or (lambda: datetime.now(UTC))
         self.capabilities = Capabilities(
             private_comments=True, edit_comments=True, labels=False, assignee=True,
-            attachments_upload=True, markdown_markers=cfg.text_formatting == "common_mark")
+            attachments_upload=True, markdown_markers=cfg.text_formatting == "common_mark",
+            delete_comments=True)
         self._project: Project | None = None
+        self._me: str | None = None
         self._statuses: list[IssueStatus] | None = None
         self._trackers: list[Tracker] | None = None
         self.guard = PrivateNotesGuard(api, self.project, api.clock, ttl=permission_ttl)
         self.notes = Notes(api, self.guard, api.clock, self._read_issue,
-                           self._issue_path)
+                           self._issue_path, self.whoami)
         self.feed = ChangeFeed(self._fetch_issues, self._ticket,
                                FeedSettings(project=cfg.project,
                                             overlap_seconds=cfg.overlap_seconds,
@@ -294,11 +296,15 @@ class RedmineConnector:
     def update_comment(self, ticket_id: str, comment_id: str, body: str) -> Comment:
         return self.notes.update(ticket_id, comment_id, body)
 
+    def delete_comment(self, ticket_id: str, comment_id: str) -> None:
+        self.notes.delete(ticket_id, comment_id)
+
     def find_comment_by_marker(self, ticket_id: str, marker: str) -> Comment | None:
         return self.notes.find(ticket_id, marker)
 
     def find_ticket_by_marker(self, marker: str) -> Ticket | None:
-        """Issues of the project whose description contains the marker (``~`` = contains)."""
+        """The oldest issue of the project whose description ends with the marker (``~`` =
+        contains); the caller decides whether its author makes it ours."""
         check_marker(marker)
         params = {"project_id": self.cfg.project, "status_id": "*", "description": "~" + marker,
                   "sort": "id", "limit": 100}
@@ -350,6 +356,11 @@ class RedmineConnector:
     # -- users, health ----------------------------------------------------------------------
     def current_user(self) -> UserWire:
         return parse_one(UserWire, self.api.get_json("/users/current.json"), "user")
+
+    def whoami(self) -> str:
+        if self._me is None:
+            self._me = self.guard.user_id or str(self.current_user().id)
+        return self._me
 
     def list_users(self) -> list[User]:
         """All users when the API user is an admin, else the members of the project."""

@@ -6,8 +6,9 @@ sent. Admins have every permission; otherwise the roles of the user's membership
 project are read from ``/roles/:id.json``. No membership means "no": the non-member role
 rarely has the permission and refusing is the safe answer.
 
-The answer is cached per connector for ``ttl`` seconds (roles change rarely, and the
-write is read back anyway); a detected leak clears the cache to "no".
+The answer is cached per connector for ``ttl`` seconds: it only decides whether to try.
+Every private note is read back after writing anyway (notes.py), because a role can lose
+the permission between this check and the write; a detected leak sets the cache to "no".
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class PrivateNotesGuard:
         self.clock = clock
         self.ttl = ttl
         self._cached: tuple[float, Verdict] | None = None
-        self._proven = False
+        self.user_id: str | None = None  # learnt with the permission answer
 
     def verdict(self) -> Verdict:
         now = self.clock.monotonic()
@@ -47,28 +48,16 @@ class PrivateNotesGuard:
             return self._cached[1]
         verdict = self._compute()
         self._cached = (now, verdict)
-        self._proven = False
         return verdict
-
-    @property
-    def proven(self) -> bool:
-        """A read-back showed a private note staying private since the current (unexpired)
-        verdict was made."""
-        return self._proven and self._cached is not None and \
-            self.clock.monotonic() - self._cached[0] < self.ttl
-
-    def prove(self) -> None:
-        """A private note came back private: the verdict is confirmed by the server."""
-        self._proven = self._cached is not None and self._cached[1].allowed
 
     def revoke(self, reason: str) -> None:
         """Remember that private notes do not work, whatever the roles claim."""
         self._cached = (self.clock.monotonic(), Verdict(False, reason))
-        self._proven = False
 
     def _compute(self) -> Verdict:
         me = parse_one(UserWire, self.api.get_json("/users/current.json",
                                                    params={"include": "memberships"}), "user")
+        self.user_id = str(me.id)
         if me.admin:
             return Verdict(True, f"{me.login} is an administrator")
         project = self.project()

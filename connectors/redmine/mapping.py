@@ -101,6 +101,7 @@ def issue_to_ticket(issue: Issue, *, base_url: str) -> Ticket:
         url=f"{base_url.rstrip('/')}/issues/{issue.id}",
         data=data,
         marker=marker,
+        author_id=str(issue.author.id) if issue.author is not None else None,
         raw=issue.model_dump(mode="json", exclude={"journals", "attachments"}),
     )
 

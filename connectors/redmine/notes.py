@@ -8,22 +8,24 @@
 * Notes to one issue go as a batch, confirmed by ONE read of the issue afterwards: the PUT
   answers 204 with no body, so that read is how the journal ids are learnt at all.
 * Internal notes: refused up front when the user cannot set notes private (see guard.py);
-  after writing, the flag is read back, and a note that came back public is deleted at
-  once (``PUT /journals/:id.json`` with empty notes deletes a note without details) and
-  reported as a ``RejectedError``. Until the server has kept one private note private
-  under the current permission answer, the first internal note of a batch is read back
-  alone, so a wrong answer leaks one note (removed at once), never a batch.
+  after writing, EVERY internal note is read back on its own before anything else is
+  sent, and a note that came back public is deleted at once (``PUT /journals/:id.json``
+  with empty notes deletes a note without details) and reported as a ``LeakError``. The
+  permission can go away at any moment (a role changed, the permission removed from the
+  role), so a read-back proves nothing about the next note: a batch never goes past an
+  internal note unchecked, and a wrong answer leaks one note, removed at once.
+* Only journals written by the API user count as ours: a marker copied into someone
+  else's note is not our note.
 """
 
 from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import structlog
 
-from connectors.base import CommentBatch
+from connectors.base import CommentBatch, never_reached
 from connectors.http import ApiClient, Clock, write_once
 from connectors.redmine.guard import PrivateNotesGuard
 from connectors.redmine.mapping import (
@@ -36,9 +38,9 @@ from connectors.redmine.mapping import (
 )
 from connectors.redmine.wire import CONNECTOR, Issue, Journal
 from syncer.errors import (
+    LeakError,
     NotFoundError,
     RejectedError,
-    SkippableError,
     SyncError,
 )
 from syncer.models import Comment, NewComment, Visibility
@@ -49,12 +51,13 @@ log = structlog.get_logger("reamaze_sync.redmine")
 class Notes:
     def __init__(self, api: ApiClient, guard: PrivateNotesGuard,
                  clock: Clock, read_issue: Callable[[str], Issue],
-                 issue_path: Callable[[str], str]) -> None:
+                 issue_path: Callable[[str], str], whoami: Callable[[], str]) -> None:
         self.api = api
         self.guard = guard
         self.clock = clock
         self.read_issue = read_issue
         self.issue_path = issue_path
+        self.whoami = whoami
 
     # -- reading ----------------------------------------------------------------------
     def list(self, issue_id: str) -> list[Comment]:
@@ -65,9 +68,12 @@ class Notes:
         return next((c for c in self.list(issue_id) if c.marker == marker), None)
 
     def _journal_with_marker(self, issue: Issue, marker: str) -> Journal | None:
+        """Our journal with this marker: by the API user, the oldest if several."""
+        me = self.whoami()
         hits = [j for j in issue.journals or ()
-                if j.notes and split_marker(j.notes)[1] == marker]
-        return max(hits, key=lambda j: j.id) if hits else None
+                if j.notes and split_marker(j.notes)[1] == marker
+                and j.user is not None and str(j.user.id) == me]
+        return min(hits, key=lambda j: j.id) if hits else None
 
     # -- writing ----------------------------------------------------------------------
     def create(self, issue_id: str, new: NewComment) -> Comment:
@@ -77,13 +83,9 @@ class Notes:
         return batch.created[0]
 
     def create_many(self, issue_id: str, news: Sequence[NewComment]) -> CommentBatch:
-        """Write notes in order, then read the issue back once to learn their journal ids
-        and check that every private note stayed private.
-
-        Until a read-back has shown that a private note stays private (the permission
-        check can be wrong: a plugin, a role changed since it was cached), a batch stops
-        after its first internal note to read it back alone, so a misjudged permission
-        leaks one note, removed at once, never a whole batch.
+        """Write notes in order, reading the issue back after every internal note and after
+        the last note: the read-back learns the journal ids and checks that each private
+        note stayed private before the next note goes out.
         """
         batch = CommentBatch()
         pending: Sequence[NewComment] = news
@@ -98,9 +100,8 @@ class Notes:
         batch.not_written += [new.marker for new in pending]
         return batch
 
-    def _next_chunk(self, pending: Sequence[NewComment]) -> Sequence[NewComment]:
-        if self.guard.proven:
-            return pending
+    @staticmethod
+    def _next_chunk(pending: Sequence[NewComment]) -> Sequence[NewComment]:
         for n, new in enumerate(pending):
             if new.visibility is Visibility.INTERNAL:
                 return pending[:n + 1]
@@ -114,8 +115,7 @@ class Notes:
             try:
                 self._put(issue_id, new)
             except SyncError as exc:
-                refused = isinstance(exc, RejectedError | SkippableError)
-                batch.not_written += [c.marker for c in chunk[n if refused else n + 1:]]
+                batch.not_written += [c.marker for c in chunk[n if never_reached(exc) else n + 1:]]
                 batch.error = exc
                 break
             sent.append(new)
@@ -161,14 +161,12 @@ class Notes:
                     "note was accepted but is not in the issue's journals",
                     connector=CONNECTOR, object_id=issue_id)
                 continue
-            if new.visibility is Visibility.INTERNAL:
-                if not journal.private_notes:
-                    leak = self._remove_leak(issue_id, journal)
-                    if leak.removed:
-                        batch.not_written.append(new.marker)
-                    batch.error = leak.error
-                    continue
-                self.guard.prove()
+            if new.visibility is Visibility.INTERNAL and not journal.private_notes:
+                leak = self._remove_leak(issue_id, journal)
+                if leak.removed:
+                    batch.not_written.append(new.marker)
+                batch.error = leak
+                continue
             comment = journal_to_comment(journal, str(issue.id), attachments)
             if comment is None:  # pragma: no cover - a journal found by its marker has a note
                 batch.not_written.append(new.marker)
@@ -201,7 +199,7 @@ class Notes:
             raise NotFoundError("note disappeared after the edit", connector=CONNECTOR,
                                 object_id=f"{issue_id}#{comment_id}")
         if journal.private_notes and not edited.private_notes:
-            raise self._remove_leak(issue_id, edited).error
+            raise self._remove_leak(issue_id, edited)
         comment = journal_to_comment(edited, str(after.id),
                                      {str(a.id): a for a in after.attachments or ()})
         if comment is None:
@@ -209,36 +207,39 @@ class Notes:
                                 object_id=f"{issue_id}#{comment_id}")
         return comment
 
+    def delete(self, issue_id: str, comment_id: str) -> None:
+        """Remove a note (blank notes on a journal without details is a delete in Redmine;
+        a journal that also changed fields keeps them and loses only its text), then check
+        it is gone."""
+        object_id = f"{issue_id}#{comment_id}"
+        if not comment_id.isascii() or not comment_id.isdigit():
+            raise NotFoundError("not a Redmine journal id", connector=CONNECTOR,
+                                object_id=object_id[:60])
+        self.api.request("PUT", f"/journals/{int(comment_id)}.json",
+                         json_body={"journal": {"notes": ""}}, object_id=object_id)
+        after = self.read_issue(issue_id)
+        if any(str(j.id) == comment_id and j.has_note for j in after.journals or ()):
+            raise RejectedError("note still present after delete", connector=CONNECTOR,
+                                object_id=object_id)
+
     # -- helpers ------------------------------------------------------------------------
-    def _remove_leak(self, issue_id: str, journal: Journal) -> Leak:
+    def _remove_leak(self, issue_id: str, journal: Journal) -> LeakError:
         """An internal note is public on the tracker: delete it now; the error to report."""
         self.guard.revoke("a private note came back public")
         object_id = f"{issue_id}#{journal.id}"
-        unremoved = RejectedError("private note came back public and could NOT be removed; "
-                                  "delete it by hand", connector=CONNECTOR, object_id=object_id)
         try:
-            self.api.request("PUT", f"/journals/{journal.id}.json",
-                             json_body={"journal": {"notes": ""}}, object_id=object_id)
-            after = self.read_issue(issue_id)
+            self.delete(issue_id, str(journal.id))
         except SyncError as exc:
-            log.critical("visibility_leak_unremoved", issue_id=issue_id, journal_id=journal.id,
-                         **exc.log_fields())
+            log.critical("visibility_leak_unremoved", issue_id=issue_id,
+                         journal_id=journal.id, **exc.log_fields())
+            unremoved = LeakError("private note came back public and could NOT be removed; "
+                                  "delete it by hand", removed=False, ticket_id=issue_id,
+                                  comment_id=str(journal.id), connector=CONNECTOR,
+                                  object_id=object_id)
             unremoved.__cause__ = exc
-            return Leak(removed=False, error=unremoved)
-        still = next((j for j in after.journals or () if j.id == journal.id and j.has_note),
-                     None)
-        if still is not None:
-            log.critical("visibility_leak_unremoved", connector=CONNECTOR, issue_id=issue_id,
-                         journal_id=journal.id, error="note still present after delete")
-            return Leak(removed=False, error=unremoved)
+            return unremoved
         log.error("visibility_leak_removed", connector=CONNECTOR, issue_id=issue_id,
                   journal_id=journal.id)
-        return Leak(removed=True, error=RejectedError(
-            "private note came back public; removed", connector=CONNECTOR,
-            object_id=object_id))
-
-
-@dataclass(frozen=True)
-class Leak:
-    removed: bool
-    error: RejectedError
+        return LeakError("private note came back public; removed", removed=True,
+                         ticket_id=issue_id, comment_id=str(journal.id),
+                         connector=CONNECTOR, object_id=object_id)

@@ -33,11 +33,16 @@ class SimHTTPError(Exception):
 
 class SimClock:
     """The simulator's wall clock. Every reading moves it on by ``tick`` so stored times are
-    distinct and sub-second, as Redmine's are; tests move it with ``advance``."""
+    distinct and sub-second, as Redmine's are; tests move it with ``advance``.
+
+    By default it starts an hour behind the real clock: close enough that times compare
+    sensibly with the engine's own (a real server's clock is not far off), far enough that
+    every time it shows has settled (whole-second change times, see the runner)."""
 
     def __init__(self, start: datetime | None = None,
                  tick: timedelta = timedelta(milliseconds=1)) -> None:
-        self.current = start or datetime(2026, 11, 24, 18, 0, 0, 400_000, tzinfo=UTC)
+        self.current = start or (datetime.now(UTC).replace(microsecond=400_000)
+                                 - timedelta(hours=1))
         self.tick = tick
         self._lock = threading.Lock()
 
