@@ -192,11 +192,11 @@ class Applier:
         try:
             self.sides[action.target].delete_comment(action.ticket_id, action.comment_id)
         except (SkippableError, FatalError) as exc:
-            if isinstance(exc, AuthError):
-                raise
-            bound.critical("visibility_leak_unremoved", side=action.target.value,
-                           object_id=action.ticket_id, comment_id=action.comment_id,
-                           reason=action.reason, **exc.log_fields())
+            # A 403 here is the tracker refusing this delete, not bad credentials.
+            bound.critical("visibility_leak_unremoved", **{
+                **exc.log_fields(), "side": action.target.value,
+                "object_id": action.ticket_id, "comment_id": action.comment_id,
+                "reason": action.reason})
             raise LeakError(f"{action.reason}, and it could not be removed ({exc.message}); "
                             "delete it by hand", removed=False, ticket_id=action.ticket_id,
                             comment_id=action.comment_id,

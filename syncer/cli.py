@@ -67,6 +67,8 @@ def main(ctx: click.Context, config_path: Path, log_level: str | None,
 
 
 def _print_results(results: list[Any]) -> int:
+    """One line per pair; exit 1 unless every pass was clean (a failed object, or a copy of
+    internal content that came back public, removed or not, needs a person's attention)."""
     code = 0
     for r in results:
         counts = ", ".join(f"{k}={v}" for k, v in sorted(r.counts.items())) or "nothing to do"
@@ -74,7 +76,11 @@ def _print_results(results: list[Any]) -> int:
         click.echo(f"[{r.pair}] {state}; {counts}")
         for cid, err in sorted(r.failed.items()):
             click.echo(f"  failed {cid}: {err}")
-        if not r.ok:
+        if r.counts.get("leaks_removed") or r.counts.get("leaks_unremoved"):
+            click.echo("  WARNING: copies of internal notes came back public "
+                       f"(removed: {r.counts.get('leaks_removed', 0)}, could not be removed: "
+                       f"{r.counts.get('leaks_unremoved', 0)}); see `reamaze-sync status`")
+        if not r.clean:
             code = 1
     return code
 
@@ -181,8 +187,11 @@ def status(obj: Ctx) -> None:
     store = StateStore(cfg.state.url)
     try:
         click.echo(render_status(cfg, store, datetime.now(UTC)))
+        # A public copy of internal content nobody could remove is never "fine".
+        leaking = any(store.open_leaks(p.name) for p in cfg.pairs)
     finally:
         store.close()
+    sys.exit(1 if leaking else 0)
 
 
 @main.command()

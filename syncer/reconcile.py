@@ -52,6 +52,9 @@ from syncer.plan import (
     is_our_marker,
 )
 
+PAUSED = ("internal notes paused: an earlier copy came back public and could not be "
+          "removed")
+
 
 @dataclass(frozen=True)
 class PairContext:
@@ -160,6 +163,10 @@ class _Copies:
     own: dict[Side, dict[str, Comment]] = field(default_factory=dict)
     removed: set[str] = field(default_factory=set)  # copies this plan removes (leaked)
 
+    def is_own(self, side: Side, c: Comment) -> bool:
+        """This very comment is one the engine wrote (not merely one with our marker)."""
+        return any(o.id == c.id for o in self.own[side].values()) if c.marker else False
+
     def copied(self, side: Side, source_id: str) -> bool:
         """The source has a copy that stays (one being removed does not count)."""
         made = self.by_source.get((side, source_id))
@@ -184,13 +191,12 @@ def _untrusted(ctx: PairContext, cid: str, side: Side, view: SideView,
                copies: _Copies) -> list[Action]:
     """Comments whose marker-shaped tag cannot be proven ours: copied like any comment
     (a forged or copied marker must never hide a real message), and reported."""
-    own = copies.own[side]
     return [Untrusted(conversation_id=cid, object_id=c.id,
                       reason=f"carries a reamaze-sync marker on the {side.value} side but was "
                              "not written by the sync's API user for this conversation; "
                              "treated as a person's comment")
             for c in view.comments
-            if is_our_marker(c.marker) and c.marker not in own
+            if is_our_marker(c.marker) and not copies.is_own(side, c)
             and (side, c.id) not in copies.by_target]
 
 
@@ -261,7 +267,7 @@ def _description(ctx: PairContext, conversation: SideView, copies: _Copies
     # Only what every reader of the issue may see: a description cannot be private.
     public = [c for c in sorted(conversation.comments, key=lambda c: (c.created_at, c.id))
               if c.visibility is Visibility.PUBLIC and not c.read_only
-              and c.marker not in copies.own[Side.HELPDESK]]
+              and not copies.is_own(Side.HELPDESK, c)]
     # Attachments travel with a note (a description has nowhere to keep whose they were).
     candidates = [c for c in public if not c.attachments]
     description, fitted = render.transcript_description(
@@ -350,7 +356,7 @@ def _copy_helpdesk_comments(ctx: PairContext, conversation: SideView, issue: Sid
     for c in sorted(conversation.comments, key=lambda c: (c.created_at, c.id)):
         if c.read_only or (Side.HELPDESK, c.id) in copies.by_target:
             continue  # collision notices; our copies of tracker comments
-        if c.marker is not None and c.marker in copies.own[Side.HELPDESK]:
+        if copies.is_own(Side.HELPDESK, c):
             continue  # the engine's own note (link note, close reply, a copy)
         if copies.copied(Side.HELPDESK, c.id):
             continue
@@ -373,9 +379,7 @@ def _copy_helpdesk_comments(ctx: PairContext, conversation: SideView, issue: Sid
             continue
         if c.visibility == Visibility.INTERNAL:
             if ctx.internal_paused:
-                out.append(Skip(conversation_id=cid, object_id=c.id,
-                                reason="internal notes paused: an earlier copy came back "
-                                       "public and could not be removed"))
+                out.append(Skip(conversation_id=cid, object_id=c.id, reason=PAUSED))
                 continue
             if not ctx.tracker_caps.private_comments:
                 if ctx.policy.visibility.internal_to_public_tracker == "skip":
@@ -414,7 +418,7 @@ def _copy_tracker_comments(ctx: PairContext, conversation: SideView, issue: Side
     for c in sorted(issue.comments, key=lambda c: (c.created_at, c.id)):
         if c.read_only or (Side.TRACKER, c.id) in copies.by_target:
             continue
-        if c.marker is not None and c.marker in copies.own[Side.TRACKER]:
+        if copies.is_own(Side.TRACKER, c):
             continue  # our copy of a message; re-adopted from the message's side
         if copies.copied(Side.TRACKER, c.id):
             if fingerprints.get(c.id) not in (None, c.fingerprint):

@@ -179,8 +179,10 @@ def _remove_public_copy(pair: str, store: StateStore, side: Connector, intent: I
                           f"{exc}")
         store.fail_intent(pair, intent.key, "copy came back public; could not be removed")
         out.counts["leaks_unremoved"] += 1
-        bound.critical("visibility_leak_unremoved", object_id=comment_id, **exc.log_fields())
+        bound.critical("visibility_leak_unremoved", **{**exc.log_fields(),
+                                                       "object_id": ticket_id,
+                                                       "comment_id": comment_id})
         return
     store.fail_intent(pair, intent.key, "copy came back public; removed")
     out.counts["leaks_removed"] += 1
-    bound.error("visibility_leak_removed", object_id=comment_id)
+    bound.error("visibility_leak_removed", object_id=ticket_id, comment_id=comment_id)

@@ -50,6 +50,12 @@ def render_status(cfg: AppConfig, store: StateStore, now: datetime) -> str:
         pending = store.pending_intents(name)
         lines.append(f"  pending intents: {sum(1 for i in pending if i.status == 'pending')}"
                      f", failed writes: {sum(1 for i in pending if i.status == 'failed')}")
+        for leak in store.open_leaks(name):
+            lines.append(f"  LEAK: {leak.side.value} {leak.ticket_id} comment "
+                         f"{leak.comment_id} (conversation {leak.conversation_id}) is a PUBLIC "
+                         f"copy of internal content, found {_age(now, leak.detected_at)}; "
+                         "internal notes to the tracker are paused until it is deleted: "
+                         f"{leak.detail[:200]}")
         failures = store.list_failures(name)
         if failures:
             lines.append(f"  failing objects: {len(failures)}")

@@ -184,9 +184,23 @@ def test_bad_key_is_an_auth_error_naming_url_not_key(redmine_backend: RedmineBac
 def test_check_describes_the_connection(redmine_backend: RedmineBackend) -> None:
     """check() names the server and the login, and fails clearly for an unknown project."""
     project = redmine_backend.new_project()
-    assert redmine_backend.connector(project).check() == f"redmine {redmine_backend.url} as admin"
+    assert redmine_backend.connector(project).check() == (
+        f"redmine {redmine_backend.url} as admin (may write private notes)")
     with pytest.raises(NotFoundError, match="does not exist"):
         redmine_backend.connector("no-such-project").check()
+
+
+def test_check_fails_when_the_user_cannot_write_private_notes(
+        redmine_backend: RedmineBackend) -> None:
+    """A user whose role lacks set_notes_private fails `check`, saying what to grant:
+    internal notes would otherwise be refused one by one after the first run."""
+    project = redmine_backend.new_project()
+    user, _ = redmine_backend.new_user(project, "Reporter")
+    with pytest.raises(RejectedError, match="Set notes as private"):
+        redmine_backend.connector(project, key=user["api_key"]).check()
+    developer, _ = redmine_backend.new_user(project, "Developer")
+    assert "may write private notes" in redmine_backend.connector(
+        project, key=developer["api_key"]).check()
 
 
 # -- comments -----------------------------------------------------------------------------

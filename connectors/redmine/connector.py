@@ -46,8 +46,8 @@ from connectors.redmine.mapping import (
     check_marker,
     embed_marker,
     issue_comments,
+    issue_has_marker,
     issue_to_ticket,
-    split_marker,
     ticket_status,
     user_to_unified,
 )
@@ -303,15 +303,22 @@ class RedmineConnector:
         return self.notes.find(ticket_id, marker)
 
     def find_ticket_by_marker(self, marker: str) -> Ticket | None:
-        """The oldest issue of the project whose description ends with the marker (``~`` =
-        contains); the caller decides whether its author makes it ours."""
+        """The oldest issue of the project created by the API user whose description ends
+        with the marker (``~`` = contains). Anyone can type a marker into an issue; only
+        the API user's own issue can be the one the engine created."""
         check_marker(marker)
         params = {"project_id": self.cfg.project, "status_id": "*", "description": "~" + marker,
                   "sort": "id", "limit": 100}
         issues, _ = self._fetch_issues(params)
-        for issue in sorted(issues, key=lambda i: i.id):
-            if issue.description and split_marker(issue.description)[1] == marker:
+        mine = [i for i in issues if issue_has_marker(i, marker)]
+        if not mine:
+            return None
+        me = self.whoami()
+        for issue in sorted(mine, key=lambda i: i.id):
+            if issue.author is not None and str(issue.author.id) == me:
                 return self._ticket(issue)
+            log.warning("marker_not_trusted", connector=CONNECTOR, issue_id=issue.id,
+                        reason="an issue carries our marker but was not created by the API user")
         return None
 
     # -- attachments ------------------------------------------------------------------------
@@ -397,6 +404,11 @@ class RedmineConnector:
                                 object_id=self.cfg.project) from None
         verdict = self.guard.verdict()
         if not verdict.allowed:
-            log.warning("redmine_private_notes_unavailable", connector=CONNECTOR,
-                        reason=verdict.reason)
-        return f"redmine {self.base_url} as {me.login}"
+            # Internal notes would be refused one by one (never sent public): a setup
+            # problem the operator must hear about before the first run, not in a week.
+            raise RejectedError(
+                f"{me.login} cannot make notes private in project {self.cfg.project!r} "
+                f"({verdict.reason}); Re:amaze internal notes would not be copied. Give the "
+                "user a role with the 'Set notes as private' permission in that project",
+                connector=CONNECTOR, object_id=self.cfg.project)
+        return f"redmine {self.base_url} as {me.login} (may write private notes)"

@@ -66,6 +66,10 @@ def split_marker(text: str) -> tuple[str, str | None]:
     return text[: match.start()].rstrip(), match.group(1)
 
 
+def issue_has_marker(issue: Issue, marker: str) -> bool:
+    return bool(issue.description) and split_marker(issue.description or "")[1] == marker
+
+
 def ticket_state(status: StatusRef) -> TicketState:
     return TicketState.CLOSED if status.is_closed else TicketState.OPEN
 
