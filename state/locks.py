@@ -63,6 +63,10 @@ def process_label() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def this_process(since: datetime | None) -> Holder:
+    return Holder(socket.gethostname(), os.getpid(), since)
+
+
 @dataclass(frozen=True)
 class Holder:
     """Who holds a pair; ``since`` is None when the holder had not finished saying so."""
@@ -230,19 +234,19 @@ class FileLocks(PairLocks):
     def _try(self, pair: str) -> PairLease | None:
         fd = os.open(self.path(pair), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return None
+            holder = this_process(self.clock())
+            record = json.dumps({"host": holder.host, "pid": holder.pid,
+                                 "since": holder.since.isoformat() if holder.since else None})
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, record.encode(), 0)
         except BaseException:
-            os.close(fd)
+            os.close(fd)  # which drops the lock, if we had it
             raise
-        host, pid = process_label().rsplit(":", 1)
-        holder = Holder(host, int(pid), self.clock())
-        record = json.dumps({"host": holder.host, "pid": holder.pid,
-                             "since": holder.since.isoformat() if holder.since else None})
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, record.encode(), 0)
         return FileLease(pair, holder, fd)
 
     def holder(self, pair: str) -> Holder | None:
@@ -306,8 +310,7 @@ class MemoryLocks(PairLocks):
         with self._guard:
             if pair in self._held:
                 return None
-            host, pid = process_label().rsplit(":", 1)
-            lease = _MemoryLease(pair, Holder(host, int(pid), self.clock()), self)
+            lease = _MemoryLease(pair, this_process(self.clock()), self)
             self._held[pair] = lease
             return lease
 
@@ -422,15 +425,15 @@ class DbLocks(PairLocks):
         self.ttl = ttl
 
     def _try(self, pair: str) -> PairLease | None:
-        label = process_label()
-        lease_id = f"{label}/{secrets.token_hex(4)}"
+        holder = this_process(None)
+        lease_id = f"{holder.label}/{secrets.token_hex(4)}"
         sent = time.monotonic()
         with self.engine.begin() as conn:
             since = conn.execute(_ACQUIRE, {"pair": pair, "holder": lease_id,
                                             "ttl": self.ttl}).scalar()
         if since is None:
             return None
-        return DbLease(pair, Holder.parse(label, since), engine=self.engine,
+        return DbLease(pair, Holder.parse(holder.label, since), engine=self.engine,
                        lease_id=lease_id, ttl=self.ttl, valid_until=sent + self.ttl)
 
     def holder(self, pair: str) -> Holder | None:
