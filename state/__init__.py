@@ -3,9 +3,11 @@ dead letter, on SQLite or PostgreSQL."""
 
 from state.core import utc_now
 from state.journal import NewIntent
+from state.locks import Holder, LeaseLost, PairBusy, PairLease
 from state.migrations import CURRENT_VERSION
 from state.records import FailureRecord, Intent, LeakRecord, RunRecord
-from state.store import NewCommentLink, StateStore
+from state.store import LinkConflict, NewCommentLink, StateStore
 
-__all__ = ["CURRENT_VERSION", "FailureRecord", "Intent", "LeakRecord", "NewCommentLink",
-           "NewIntent", "RunRecord", "StateStore", "utc_now"]
+__all__ = ["CURRENT_VERSION", "FailureRecord", "Holder", "Intent", "LeakRecord", "LeaseLost",
+           "LinkConflict", "NewCommentLink", "NewIntent", "PairBusy", "PairLease", "RunRecord",
+           "StateStore", "utc_now"]

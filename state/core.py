@@ -8,6 +8,10 @@ links the cursor vouches for.
 
 The transaction in progress is tracked per thread, so a daemon's worker threads may share
 one store; an in-memory store, having a single connection, serialises them.
+
+A pass works its pair under a lease (``lease_pair``, see ``state.locks``); inside
+``fenced(lease)`` every write transaction the thread opens first checks the lease, so a
+holder that lost its pair cannot commit another write.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Self, TypeVar, cast
 
 import structlog
@@ -26,6 +31,15 @@ from sqlmodel import Session
 from sqlmodel.sql.expression import SelectOfScalar
 
 from state.engine import BeginMode, build_engine, is_memory_sqlite, parse_url, safe_url
+from state.locks import (
+    DEFAULT_LEASE_SECONDS,
+    DbLocks,
+    FileLocks,
+    Holder,
+    MemoryLocks,
+    PairLease,
+    PairLocks,
+)
 from state.migrations import migrate
 from syncer.errors import ConfigError
 
@@ -40,9 +54,11 @@ def utc_now() -> datetime:
 
 
 class StoreCore:
-    def __init__(self, url: str, *, clock: Clock = utc_now) -> None:
+    def __init__(self, url: str, *, clock: Clock = utc_now,
+                 lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
         """Open (creating or migrating) the database at ``url``: ``sqlite:///path.db``,
-        ``sqlite://`` for in-memory, or ``postgresql+psycopg://user@host/db``."""
+        ``sqlite://`` for in-memory, or ``postgresql+psycopg://user@host/db``.
+        ``lease_seconds``: how long a PostgreSQL lease outlives its last renewal."""
         parsed = parse_url(url)
         self.url = safe_url(parsed)  # password hidden: safe to log or show
         self._clock = clock
@@ -65,6 +81,13 @@ class StoreCore:
         self.schema_version = after
         if before != after:
             log.info("state_migrated", url=self.url, from_version=before, to_version=after)
+        self._locks: PairLocks
+        if self._dialect == "postgresql":
+            self._locks = DbLocks(self.engine, lease_seconds)
+        elif is_memory_sqlite(parsed):
+            self._locks = MemoryLocks(self._now)
+        else:
+            self._locks = FileLocks(Path(str(parsed.database)).absolute(), self._now)
 
     @classmethod
     def in_memory(cls) -> Self:
@@ -72,6 +95,29 @@ class StoreCore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    # --- who works a pair ---------------------------------------------------------------
+
+    def lease_pair(self, pair: str, *, wait_seconds: float = 0.0) -> PairLease:
+        """Take ``pair`` for this process, waiting up to ``wait_seconds`` while another
+        holds it; raises ``PairBusy`` (naming the holder) when the wait runs out. The
+        caller releases it (it is a context manager)."""
+        return self._locks.acquire(pair, wait_seconds)
+
+    def pair_holder(self, pair: str) -> Holder | None:
+        """Who works ``pair`` now; None when nobody does (a dead process holds nothing)."""
+        return self._locks.holder(pair)
+
+    @contextmanager
+    def fenced(self, lease: PairLease) -> Iterator[None]:
+        """Check ``lease`` at the start of every write transaction this thread opens in
+        the block: a lost lease raises ``LeaseLost`` there instead of committing."""
+        previous = getattr(self._local, "fence", None)
+        self._local.fence = lease
+        try:
+            yield
+        finally:
+            self._local.fence = previous
 
     @contextmanager
     def atomic(self) -> Iterator[None]:
@@ -84,8 +130,9 @@ class StoreCore:
             yield
 
     @contextmanager
-    def _tx(self, *, write: bool) -> Iterator[Session]:
-        """Join the thread's open transaction, or run one of our own."""
+    def _tx(self, *, write: bool, fenced: bool = True) -> Iterator[Session]:
+        """Join the thread's open transaction, or run one of our own (checking the
+        thread's lease first if it writes, unless ``fenced`` is false)."""
         current: Session | None = getattr(self._local, "session", None)
         if current is not None:
             yield current
@@ -95,6 +142,9 @@ class StoreCore:
             self._local.session = session
             try:
                 with session.begin():
+                    fence: PairLease | None = getattr(self._local, "fence", None)
+                    if write and fenced and fence is not None:
+                        fence.fence(session.connection())
                     yield session
             finally:
                 self._local.session = None

@@ -20,6 +20,7 @@ from sqlmodel import Session, col, select
 
 from state import sql
 from state.core import StoreCore, check_value, row_id
+from state.locks import process_label
 from state.records import FailureRecord, Intent, LeakRecord, RunRecord
 from state.tables import INTENT_KINDS, RUN_KINDS, FailureRow, LeakRow, RunRow
 from syncer.errors import trim
@@ -148,15 +149,20 @@ class JournalStore(StoreCore):
     # --- runs ---------------------------------------------------------------------------
 
     def start_run(self, pair: str, kind: str) -> int:
+        """Record a run started by this process (``host:pid`` in its holder, so status can
+        tell a live run from one whose process died)."""
         check_value(kind, RUN_KINDS, "run kind")
         with self._tx(write=True) as s:
-            row = RunRow(pair=pair, kind=kind, started_at=self._now(), counts={})
+            row = RunRow(pair=pair, kind=kind, started_at=self._now(), counts={},
+                         holder=process_label())
             s.add(row)
             s.flush()
             return row_id(row.id)
 
     def finish_run(self, run_id: int, counts: dict[str, int], error: str | None) -> None:
-        with self._tx(write=True) as s:
+        # Not fenced: a pass that lost its pair still closes its own run row, which no
+        # other holder ever touches.
+        with self._tx(write=True, fenced=False) as s:
             row = self._first(s, select(RunRow).where(RunRow.id == run_id))
             if row is None:
                 raise KeyError(f"no run {run_id}")

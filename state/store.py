@@ -36,6 +36,11 @@ class NewCommentLink:
     fingerprint: str
 
 
+class LinkConflict(ValueError):
+    """The conversation or the issue is already linked: usually another process (or a
+    `link` command) linked it after the caller read the link. Nothing was changed."""
+
+
 class StateStore(JournalStore):
     # --- links --------------------------------------------------------------------------
 
@@ -95,8 +100,8 @@ class StateStore(JournalStore):
                     mine.issue_id is None and mine.status == "active":
                 return
             if mine is not None and mine.status != "unlinked":
-                raise ValueError(f"conversation {conversation_id} is already linked in pair "
-                                 f"{pair!r} (issue {mine.issue_id}, {mine.status})")
+                raise LinkConflict(f"conversation {conversation_id} is already linked in pair "
+                                   f"{pair!r} (issue {mine.issue_id}, {mine.status})")
             try:
                 with s.begin_nested():
                     self._claim_issue(s, pair, issue_id, conversation_id)
@@ -111,8 +116,8 @@ class StateStore(JournalStore):
                         _db(s).execute(sql.LINK_RESET, {"b_id": mine.id, "b_issue": issue_id,
                                                         "b_origin": origin.value, "b_now": now})
             except IntegrityError:  # another process linked it between our check and insert
-                raise ValueError(f"conversation {conversation_id} or issue {issue_id} was "
-                                 f"linked concurrently in pair {pair!r}") from None
+                raise LinkConflict(f"conversation {conversation_id} or issue {issue_id} was "
+                                   f"linked concurrently in pair {pair!r}") from None
 
     def set_link_issue(self, pair: str, conversation_id: str, issue_id: str) -> None:
         """Fill in the issue of a link whose create was pending."""
@@ -121,8 +126,8 @@ class StateStore(JournalStore):
             if link.issue_id == issue_id:
                 return
             if link.issue_id is not None:
-                raise ValueError(f"conversation {conversation_id} is linked to issue "
-                                 f"{link.issue_id}, not re-pointing it to {issue_id}")
+                raise LinkConflict(f"conversation {conversation_id} is linked to issue "
+                                   f"{link.issue_id}, not re-pointing it to {issue_id}")
             self._claim_issue(s, pair, issue_id, conversation_id)
             _db(s).execute(sql.LINK_SET_ISSUE, {"b_id": link.id, "b_issue": issue_id,
                                                 "b_now": self._now()})
@@ -230,8 +235,8 @@ class StateStore(JournalStore):
         if other is None:
             return
         if other.status != "unlinked":
-            raise ValueError(f"issue {issue_id} is already linked in pair {pair!r} "
-                             f"(conversation {other.conversation_id}, {other.status})")
+            raise LinkConflict(f"issue {issue_id} is already linked in pair {pair!r} "
+                               f"(conversation {other.conversation_id}, {other.status})")
         self._delete_link_rows(s, pair, other.conversation_id)
 
     def _require_link(self, s: Session, pair: str, conversation_id: str) -> Row[Any]:

@@ -63,7 +63,7 @@ class Engine:
         recovery = RecoveryPolicy(window=timedelta(seconds=sync.unknown_write_window_seconds),
                                   min_lookups=sync.unknown_write_lookups)
         return PairRunner(ctx=ctx, store=self.store, helpdesk=self.helpdesk, tracker=tracker,
-                          recovery=recovery)
+                          recovery=recovery, lock_wait=self.config.state.lock_wait_seconds)
 
     def pairs(self, only: str | None = None) -> list[PairConfig]:
         if only is not None:
@@ -102,7 +102,8 @@ def build_engine(config: AppConfig, *, environ: Mapping[str, str] | None = None,
             trackers[name] = factory(tcfg, secret, transports.get(name), clock)
         except ConfigError as exc:
             trackers[name] = exc
-    return Engine(config=config, store=store or StateStore(config.state.url),
+    return Engine(config=config, store=store or StateStore(
+                      config.state.url, lease_seconds=config.state.lease_seconds),
                   helpdesk=helpdesk, trackers=trackers, marker_key=marker_key)
 
 
@@ -117,8 +118,10 @@ def read_marker_key(config: AppConfig, environ: Mapping[str, str] | None) -> byt
     return key.encode("utf-8")
 
 
-def run_all_once(engine: Engine, only: str | None = None, **kw: object) -> list[PassResult]:
-    """One pass over every enabled pair; one pair's failure never stops the others."""
+def run_all_once(engine: Engine, only: str | None = None, *, lock_wait: float | None = None,
+                 **kw: object) -> list[PassResult]:
+    """One pass over every enabled pair; one pair's failure never stops the others.
+    ``lock_wait``: how long to wait for a busy pair (default: the configured time)."""
     from syncer.runner import run_pairs
 
     results: list[PassResult] = []
@@ -130,5 +133,7 @@ def run_all_once(engine: Engine, only: str | None = None, **kw: object) -> list[
             engine.store.finish_run(run_id, {}, runner.message)
             results.append(PassResult(pair=pair.name, error=runner.message))
         else:
+            if lock_wait is not None:
+                runner.lock_wait = lock_wait
             runners.append(runner)
     return results + run_pairs(runners, **kw)

@@ -24,7 +24,7 @@ from typing import Any
 import structlog
 
 from connectors.base import CommentBatch, Connector
-from state import NewCommentLink, NewIntent, StateStore
+from state import LinkConflict, NewCommentLink, NewIntent, StateStore
 from syncer.errors import (
     AuthError,
     FatalError,
@@ -214,7 +214,10 @@ class Applier:
         cid, key = action.conversation_id, action.new.marker
         with self.store.atomic():
             writes.commit(self.store, self.pair)
-            self.store.create_link(self.pair, cid, None, Side.HELPDESK, pending_ok=True)
+            try:
+                self.store.create_link(self.pair, cid, None, Side.HELPDESK, pending_ok=True)
+            except LinkConflict as exc:  # linked elsewhere since we read it: not ours to create
+                raise SkippableError(str(exc), object_id=cid) from None
             # The covered messages too: a recovered create must record them as copied,
             # or they would be sent again as notes.
             self.store.begin_intent(self.pair, key, "create_issue", cid, Side.TRACKER,

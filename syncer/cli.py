@@ -85,19 +85,27 @@ def _print_results(results: list[Any]) -> int:
     return code
 
 
+WAIT_HELP = ("Seconds to wait for a pair another process is working, then give up "
+             "(exit 1). Default: [state] lock_wait_seconds.")
+
+
 @main.command()
 @click.option("--once", is_flag=True, help="One pass over every pair, then exit.")
 @click.option("--pair", help="Only this pair.")
+@click.option("--wait", type=click.FloatRange(min=0), help=WAIT_HELP + " With --once only.")
 @click.pass_obj
 @handle_errors
-def run(obj: Ctx, once: bool, pair: str | None) -> None:
+def run(obj: Ctx, once: bool, pair: str | None, wait: float | None) -> None:
     """Run the sync daemon (or one pass with --once)."""
+    if wait is not None and not once:
+        raise click.UsageError("--wait needs --once: the daemon skips a busy pair's pass "
+                               "and tries again at the next interval")
     engine = obj.engine()
     try:
         if once:
             from syncer.app import run_all_once
 
-            sys.exit(_print_results(run_all_once(engine, pair, kind="poll")))
+            sys.exit(_print_results(run_all_once(engine, pair, kind="poll", lock_wait=wait)))
         from syncer.daemon import run_daemon
 
         sys.exit(run_daemon(engine, pair))
@@ -120,9 +128,11 @@ def _parse_date(value: str | None) -> datetime | None:
 @click.option("--pair", help="Only this pair.")
 @click.option("--since", help="Only conversations changed since this ISO date.")
 @click.option("--dry-run", is_flag=True, help="Print what would be done; write nothing.")
+@click.option("--wait", type=click.FloatRange(min=0), help=WAIT_HELP)
 @click.pass_obj
 @handle_errors
-def backfill(obj: Ctx, pair: str | None, since: str | None, dry_run: bool) -> None:
+def backfill(obj: Ctx, pair: str | None, since: str | None, dry_run: bool,
+             wait: float | None) -> None:
     """Walk Re:amaze history and sync every matching conversation (safe to re-run)."""
     from syncer.app import run_all_once
 
@@ -139,6 +149,8 @@ def backfill(obj: Ctx, pair: str | None, since: str | None, dry_run: bool) -> No
                     results += run_all_once(engine, p.name)
                     continue
                 runner.progress = bar.update
+                if wait is not None:
+                    runner.lock_wait = wait
                 results.append(runner.run_once(kind="backfill", dry_run=dry_run, full=True,
                                                since=start))
         if dry_run:

@@ -213,6 +213,12 @@ class PairConfig(Strict):
 
 class StateConfig(Strict):
     url: str = "sqlite:///reamaze-sync.db"
+    # How long `run --once` and `backfill` wait for a pair another process is working
+    # before exiting 1 with the holder's name; the daemon never waits (it skips the pass).
+    lock_wait_seconds: float = Field(60.0, ge=0)
+    # PostgreSQL: how long a pair stays taken after its holder's last renewal (renewed
+    # every third of it), i.e. how long a crashed holder keeps others out.
+    lease_seconds: float = Field(30.0, ge=1, le=3600)
 
     @field_validator("url")
     @classmethod

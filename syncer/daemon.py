@@ -6,7 +6,9 @@ don't poll in lock step, then polls exactly every ``interval_seconds``: a jitter
 run adds up (APScheduler counts each run from the previous jittered one), so polls drifted
 to interval + jitter/2 apart and the latency benchmark's p95 went past interval + 1 s.
 SIGTERM/SIGINT set a stop event: the pass in progress stops after the object it is
-working on, saves what it finished, and the process exits.
+working on, saves what it finished, and the process exits. A pair that another process
+is working (a `backfill`, another daemon) is not waited for: its pass is skipped with a
+``pair_busy`` line and tried again at the next interval.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ def run_daemon(engine: Engine, only: str | None = None,
             engine.store.finish_run(run_id, {}, runner.message)
             continue
         runner.stop_event = stop
+        runner.lock_wait = 0.0  # waiting would only delay this pair's next regular pass
         trigger, first = pair_schedule(pair, datetime.now(UTC))
         scheduler.add_job(_job, trigger, args=[runner], id=pair.name, name=pair.name,
                           next_run_time=first)

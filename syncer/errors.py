@@ -4,8 +4,10 @@
     ├── ConfigError            fix the configuration; never retried
     ├── RetriableError         try again later (the HTTP layer already retried)
     │   ├── RateLimitedError   429; carries retry_after seconds
-    │   └── TransientError     5xx, timeouts, connection failures; ``maybe_sent`` says
-    │                          whether the request may have reached the server
+    │   ├── TransientError     5xx, timeouts, connection failures; ``maybe_sent`` says
+    │   │                      whether the request may have reached the server
+    │   ├── PairBusy           another process works the pair (state.locks)
+    │   └── LeaseLost          a pass lost its pair mid-way; it stopped (state.locks)
     ├── FatalError             a human must act; retrying will not help
     │   ├── AuthError          401/403: bad or insufficient credentials
     │   ├── NotFoundError      404: the object (or the endpoint) does not exist

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 
 from connectors.base import Connector
-from state import StateStore
+from state import PairBusy, PairLease, StateStore
 from syncer.apply import Applier, ApplyResult
 from syncer.errors import NotFoundError, SkippableError, SyncError
 from syncer.models import Cursor, Ticket, Visibility
@@ -70,6 +70,10 @@ class PairRunner:
     recovery: RecoveryPolicy = field(default_factory=RecoveryPolicy)
     # Keys of writes whose outcome is still unknown, from this pass's recovery.
     _held: set[str] = field(default_factory=set, init=False)
+    # How long a pass waits for its pair while another process works it: `run --once` and
+    # `backfill` wait; the daemon does not (it tries again at its next interval).
+    lock_wait: float = 0.0
+    lease: PairLease | None = field(default=None, init=False)  # held during a pass
     # The dead letter, read once at the start of a pass instead of once per conversation
     # (an operator's `skip` made during a pass applies from the next one).
     _failing: set[str] = field(default_factory=set, init=False)
@@ -82,7 +86,29 @@ class PairRunner:
     def run_once(self, *, kind: str = "poll", dry_run: bool = False, full: bool = False,
                  since: datetime | None = None) -> PassResult:
         """One pass. ``full`` (backfill) walks all of Re:amaze's history, or back to ``since``,
-        instead of starting from the saved cursor."""
+        instead of starting from the saved cursor.
+
+        A pass that writes holds the pair for its whole length (two processes on one pair
+        wrote every issue and note twice); a busy pair is an error result naming its
+        holder once ``lock_wait`` runs out. A dry run reads only and takes nothing."""
+        if dry_run:
+            return self._pass(kind=kind, dry_run=True, full=full, since=since)
+        try:
+            lease = self.store.lease_pair(self.pair, wait_seconds=self.lock_wait)
+        except PairBusy as exc:
+            log.warning("pair_busy", pair=self.pair, holder=str(exc.holder),
+                        waited_seconds=exc.waited)
+            return PassResult(pair=self.pair, error=str(exc))
+        self.lease = lease
+        try:
+            with self.store.fenced(lease):
+                return self._pass(kind=kind, dry_run=False, full=full, since=since)
+        finally:
+            self.lease = None
+            lease.release()
+
+    def _pass(self, *, kind: str, dry_run: bool, full: bool,
+              since: datetime | None) -> PassResult:
         result = PassResult(pair=self.pair)
         run_id = None if dry_run else self.store.start_run(self.pair, kind)
         structlog.contextvars.bind_contextvars(pair=self.pair)
@@ -335,6 +361,8 @@ class PairRunner:
     def _check_stop(self) -> None:
         if self.stop_event.is_set():
             raise StopRequested
+        if self.lease is not None:  # expired or taken: stop before the next write
+            self.lease.check()
 
 
 def _distrust_unsettled(plan: Plan, issue: Ticket) -> Plan:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from state import StateStore
+from state import Holder, RunRecord, StateStore
 from syncer.config import AppConfig
 from syncer.plan import Side
 
@@ -22,6 +22,14 @@ def _age(now: datetime, then: datetime | None) -> str:
     return f"{seconds // 86400}d ago"
 
 
+def _still_held(run: RunRecord, holder: Holder | None) -> bool:
+    """An unfinished run is running only while its process holds the pair: a process
+    that died (killed, crashed, host lost) left the run unfinished and holds nothing."""
+    if holder is None:
+        return False
+    return run.holder is None or run.holder == holder.label  # None: an older release's run
+
+
 def render_status(cfg: AppConfig, store: StateStore, now: datetime) -> str:
     lines: list[str] = []
     for pair in cfg.pairs:
@@ -35,13 +43,16 @@ def render_status(cfg: AppConfig, store: StateStore, now: datetime) -> str:
             mark = cur.watermark.isoformat() if cur else "none"
             lines.append(f"  cursor {side.value}: {mark} "
                          f"({_age(now, cur.watermark) if cur else 'never polled'})")
+        holder = store.pair_holder(name)
+        if holder is not None:
+            lines.append(f"  worked by {holder}")
         last = store.last_run(name)
         if last is None:
             lines.append("  last run: never")
         else:
             counts = ", ".join(f"{k}={v}" for k, v in sorted(last.counts.items())) or "-"
-            state = "running" if last.finished_at is None else (
-                "ok" if last.error is None else "failed")
+            state = ("ok" if last.error is None else "failed") if last.finished else (
+                "running" if _still_held(last, holder) else "interrupted")
             lines.append(f"  last run: {last.kind} {_age(now, last.started_at)} {state}; "
                          f"{counts}")
         err = store.last_error_run(name)
