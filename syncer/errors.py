@@ -12,21 +12,26 @@
     └── SkippableError         this one object cannot be handled; record it and move on
         └── BadPayloadError    malformed / undecodable / oversized response body
 
-Every error carries the connector, the object id, the HTTP status and a trimmed body, and
-its message never contains credentials.
+Every error carries the connector, the object id, the HTTP status and a trimmed body.
+Message and body are scrubbed of credentials when the error is made (a server may echo
+the request's headers in its body), and the text once more when it is rendered.
 """
 
 from __future__ import annotations
+
+from syncer.secrets import scrub
 
 BODY_LIMIT = 500
 
 
 def trim(text: str | bytes | None, limit: int = BODY_LIMIT) -> str:
+    """Error text fit to print, log or store: credentials masked, then cut to ``limit``.
+    In that order: a cut through a credential would leave its first part unrecognised."""
     if text is None:
         return ""
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
-    text = text.strip()
+    text = scrub(text).strip()
     return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit} more chars)"
 
 
@@ -40,7 +45,7 @@ class SyncError(Exception):
         status: int | None = None,
         body: str | bytes | None = None,
     ) -> None:
-        self.message = message
+        self.message = scrub(message)
         self.connector = connector
         self.object_id = object_id
         self.status = status
@@ -57,7 +62,8 @@ class SyncError(Exception):
             parts.append(f"status={self.status}")
         if self.body:
             parts.append(f"body={self.body!r}")
-        return " ".join(parts)
+        # Again here: a credential registered after the error was made is masked too.
+        return scrub(" ".join(parts))
 
     def log_fields(self) -> dict[str, object]:
         return {

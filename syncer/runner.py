@@ -25,6 +25,7 @@ from syncer.errors import NotFoundError, SkippableError, SyncError
 from syncer.models import Cursor, Ticket
 from syncer.plan import LinkView, Plan, SaveSnapshot, Side, SideView
 from syncer.reconcile import PairContext, matches, reconcile
+from syncer.secrets import scrub
 
 log = structlog.get_logger("reamaze_sync.runner")
 
@@ -92,7 +93,7 @@ class PairRunner:
             result.error = str(exc)
             log.error("pass_failed", **exc.log_fields())
         except Exception as exc:  # a bug: record the run as failed, not "running" forever
-            result.error = f"internal error: {exc!r}"
+            result.error = scrub(f"internal error: {exc!r}")
             log.exception("pass_crashed")
         finally:
             structlog.contextvars.unbind_contextvars("pair")
@@ -294,5 +295,5 @@ def run_pairs(runners: Iterable[PairRunner], **kw: object) -> list[PassResult]:
             results.append(runner.run_once(**kw))  # type: ignore[arg-type]
         except Exception as exc:  # a bug in one pair must not take the others down
             log.exception("pair_crashed", pair=runner.pair)
-            results.append(PassResult(pair=runner.pair, error=f"internal error: {exc!r}"))
+            results.append(PassResult(pair=runner.pair, error=scrub(f"internal error: {exc!r}")))
     return results

@@ -67,7 +67,6 @@ from connectors.redmine.wire import (
 )
 from syncer.config import RedmineConfig
 from syncer.errors import NotFoundError, RejectedError
-from syncer.logs import register_secret
 from syncer.models import (
     Attachment,
     ChangePage,
@@ -81,6 +80,7 @@ from syncer.models import (
     TicketUpdate,
     User,
 )
+from syncer.secrets import register_secret
 
 log = structlog.get_logger("reamaze_sync.redmine")
 
