@@ -6,7 +6,7 @@ sent and completed, together with the link it produces, after. A crash in betwee
 a pending intent that ``recover_intents`` resolves by looking the key up on the remote,
 so a retry never creates a second issue or comment.
 
-Errors are handled by recovery class: retriable and auth errors abort the pass (the
+Errors are handled by recovery class: retriable, auth and redirect errors abort the pass (the
 cursor is not saved, the next pass retries everything); an error specific to one object
 stops that conversation's remaining actions, is recorded as a failure, and the pass goes
 on with the others.
@@ -23,7 +23,7 @@ import structlog
 
 from connectors.base import CommentBatch, Connector
 from state import NewCommentLink, NewIntent, StateStore
-from syncer.errors import AuthError, FatalError, RejectedError, SkippableError
+from syncer.errors import AuthError, FatalError, RedirectError, RejectedError, SkippableError
 from syncer.models import NewComment, Visibility
 from syncer.plan import (
     Action,
@@ -94,8 +94,8 @@ class Applier:
                 bound = log.bind(pair=self.pair, conversation_id=cid,
                                  operation=type(step).__name__)
                 issue_id = self._apply_one(step, writes, bound, result) or issue_id
-        except AuthError:
-            raise  # credentials: every object would fail the same way; abort the pass
+        except (AuthError, RedirectError):
+            raise  # credentials or base URL: every object would fail the same way; abort
         except (SkippableError, FatalError) as exc:
             bound.error("operation_failed", **exc.log_fields())
             self._flush(writes)

@@ -7,6 +7,7 @@
     │   └── TransientError     5xx, timeouts, connection failures
     ├── FatalError             a human must act; retrying will not help
     │   ├── AuthError          401/403: bad or insufficient credentials
+    │   ├── RedirectError      3xx: the base URL points elsewhere (never followed)
     │   ├── NotFoundError      404: the object (or the endpoint) does not exist
     │   └── RejectedError      4xx validation (422), unsafe result (e.g. a note came back public)
     └── SkippableError         this one object cannot be handled; record it and move on
@@ -99,6 +100,11 @@ class FatalError(SyncError):
 
 class AuthError(FatalError):
     pass
+
+
+class RedirectError(FatalError):
+    """Every request of the connection would be redirected the same way, so, like
+    AuthError, it ends the pass instead of failing one object after another."""
 
 
 class NotFoundError(FatalError):
