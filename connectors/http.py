@@ -354,8 +354,8 @@ class ApiClient:
                                  "base_url", **kw)
         try:
             where = scrub_url(url.join(location))
-        except httpx.InvalidURL:
-            where = scrub_url(location)
+        except (httpx.InvalidURL, ValueError):  # e.g. a port out of range
+            where = "an unparsable Location"
         return RedirectError(f"redirected to {where} ({status}); check base_url", **kw)
 
     def _error_for(self, status: int, body: bytes, headers: httpx.Headers,

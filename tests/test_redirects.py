@@ -67,6 +67,16 @@ def test_a_relative_location_is_named_in_full() -> None:
         client(transport).get_json("/conversations")
 
 
+def test_an_unparsable_location_is_not_repeated() -> None:
+    """A Location that is no URL still makes a RedirectError, without quoting it."""
+    transport = httpx.MockTransport(
+        lambda r: httpx.Response(302, headers={"Location": "https://u:hunter2@h:99999/"}))
+    with pytest.raises(RedirectError) as info:
+        client(transport).get_json("/x")
+    assert str(info.value).startswith("redirected to an unparsable Location (302)")
+    assert "hunter2" not in str(info.value)
+
+
 def test_a_location_carrying_credentials_is_masked() -> None:
     """Credentials in the Location (userinfo, a key in the query, the Basic credential in
     any encoding) are masked in the error."""
