@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-import secrets as random
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote, quote_plus
@@ -42,7 +42,7 @@ def reamaze_token() -> str:
     """A fresh token (secrets are registered for the whole process) whose Basic form has
     "+", "/" and "=": the characters JSON, URL and form encodings rewrite."""
     while True:
-        token = f"rz-{random.token_hex(6)}-" + "".join(random.choice("abcdefgh0123~?")
+        token = f"rz-{secrets.token_hex(6)}-" + "".join(secrets.choice("abcdefgh0123~?")
                                                        for _ in range(10))
         cred = basic(LOGIN, token)
         if "+" in cred and "/" in cred and cred.endswith("="):
@@ -76,16 +76,16 @@ def test_basic_credentials_are_masked_in_every_encoding() -> None:
     forms = encodings(token) + encodings(cred) + encodings(cred.rstrip("="))
     echoed = " | ".join(forms)
     err = SyncError(f"echo: {echoed}", connector="reamaze", status=400, body=echoed[:400])
-    secrets = fragments(token, cred)
+    frags = fragments(token, cred)
     for text in (str(err), err.message, err.body, repr(err)):
-        assert not found(text, secrets), text
+        assert not found(text, frags), text
     assert "***" in err.body
 
 
 def test_trimming_a_body_never_leaves_part_of_a_key() -> None:
     """A key straddling the body's length limit is masked whole, not cut in half with its
     first characters left showing."""
-    key = random.token_hex(20)
+    key = secrets.token_hex(20)
     connect_redmine(key)
     body = "x" * (BODY_LIMIT - 20) + key + "y" * 50
     err = RejectedError("request rejected", connector="redmine", status=422, body=body)
@@ -108,7 +108,7 @@ def test_logs_mask_every_encoding_of_a_basic_credential() -> None:
 def test_the_state_store_never_keeps_a_key_in_error_text(tmp_path: Path) -> None:
     """Errors of a run, of a failing object and of a failed write are stored with the key
     masked, in whatever encoding it came."""
-    key = random.token_hex(20)
+    key = secrets.token_hex(20)
     connect_redmine(key)
     said = f'key={quote(key)} {{"X-Redmine-API-Key": "{key}"}}'
     store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
