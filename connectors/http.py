@@ -32,6 +32,7 @@ from syncer.errors import (
     NotFoundError,
     OutcomeUnknownError,
     RateLimitedError,
+    RedirectError,
     RejectedError,
     RetriableError,
     SyncError,
@@ -330,8 +331,10 @@ class ApiClient:
                                  maybe_sent=not isinstance(exc, httpx.ConnectError)) from None
         log.debug("http_request", connector=self.connector, method=method, url=scrub_url(url),
                   status=status, object_id=object_id)
-        if status < 400:
+        if status < 300:
             return status, body, resp_headers
+        if status < 400:
+            raise self._redirect(status, body, resp_headers, url, object_id)
         raise self._error_for(status, body, resp_headers, object_id)
 
     def _read_capped(self, resp: httpx.Response, object_id: str | None) -> bytes:
@@ -346,6 +349,22 @@ class ApiClient:
                 )
             chunks.append(chunk)
         return b"".join(chunks)
+
+    def _redirect(self, status: int, body: bytes, headers: httpx.Headers, url: httpx.URL,
+                  object_id: str | None) -> RedirectError:
+        """Redirects are not followed (credentials must never go to another host), and a
+        3xx is no answer to the request: it says the base URL is wrong."""
+        location = headers.get("location")
+        kw: dict[str, Any] = {"connector": self.connector, "object_id": object_id,
+                              "status": status, "body": body}
+        if not location:
+            return RedirectError(f"unexpected {status} answer without a Location; check "
+                                 "base_url", **kw)
+        try:
+            where = scrub_url(url.join(location))
+        except (httpx.InvalidURL, ValueError):  # e.g. a port out of range
+            where = "an unparsable Location"
+        return RedirectError(f"redirected to {where} ({status}); check base_url", **kw)
 
     def _error_for(self, status: int, body: bytes, headers: httpx.Headers,
                    object_id: str | None) -> SyncError:

@@ -27,7 +27,9 @@ from syncer.errors import trim
 from syncer.logs import SECRET_KEY_RE
 from syncer.plan import Side
 
-ERROR_LIMIT = 2000  # stored error text; enough for a trimmed HTTP body and the context
+# Stored error text; enough for a trimmed HTTP body and the context. Every error column is
+# written through ``trim``, which masks credentials first: operators dump this database.
+ERROR_LIMIT = 2000
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,11 @@ from connectors.redmine.connector import RedmineConnector
 from state import StateStore
 from syncer.config import AppConfig, PairConfig, RedmineConfig, read_secret
 from syncer.errors import ConfigError
-from syncer.logs import register_secret
 from syncer.markers import MIN_KEY_LENGTH, Markers
 from syncer.reconcile import PairContext
 from syncer.recovery import RecoveryPolicy
 from syncer.runner import PairRunner, PassResult
+from syncer.secrets import register_basic_auth, register_secret
 
 TrackerFactory = Callable[..., Connector]
 
@@ -88,7 +88,8 @@ def build_engine(config: AppConfig, *, environ: Mapping[str, str] | None = None,
     helpdesk: Connector | ConfigError
     try:
         token = read_secret(config.reamaze.api_token_env, "reamaze", "api_token_env", env)
-        register_secret(token.get_secret_value())
+        # Before the connector is built, so even an error building it cannot show the token.
+        register_basic_auth(config.reamaze.login_email, token.get_secret_value())
         helpdesk = ReamazeConnector.from_config(config.reamaze, token,
                                                 transport=transports.get("reamaze"), clock=clock)
     except ConfigError as exc:

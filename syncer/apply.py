@@ -8,7 +8,7 @@ so a retry never creates a second issue or comment; while recovery has not resol
 key, the writes planned under it (and the later ones to the same side of the same
 conversation, which must not overtake it) are held.
 
-Errors are handled by recovery class: retriable and auth errors abort the pass (the
+Errors are handled by recovery class: retriable, auth and redirect errors abort the pass (the
 cursor is not saved, the next pass retries everything); an error specific to one object
 stops that conversation's remaining actions, is recorded as a failure, and the pass goes
 on with the others.
@@ -29,6 +29,7 @@ from syncer.errors import (
     AuthError,
     FatalError,
     LeakError,
+    RedirectError,
     RejectedError,
     SkippableError,
 )
@@ -107,8 +108,8 @@ class Applier:
                 bound = log.bind(pair=self.pair, conversation_id=cid,
                                  operation=type(step).__name__)
                 issue_id = self._apply_one(step, writes, bound, result) or issue_id
-        except AuthError:
-            raise  # credentials: every object would fail the same way; abort the pass
+        except (AuthError, RedirectError):
+            raise  # credentials or base URL: every object would fail the same way; abort
         except (SkippableError, FatalError) as exc:
             bound.error("operation_failed", **exc.log_fields())
             if isinstance(exc, LeakError):

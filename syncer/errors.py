@@ -10,6 +10,7 @@
     │   └── LeaseLost          a pass lost its pair mid-way; it stopped (state.locks)
     ├── FatalError             a human must act; retrying will not help
     │   ├── AuthError          401/403: bad or insufficient credentials
+    │   ├── RedirectError      3xx: the base URL points elsewhere (never followed)
     │   ├── NotFoundError      404: the object (or the endpoint) does not exist
     │   └── RejectedError      4xx validation (422), unsafe result
     │       └── LeakError      a copy of an internal note came back public (removed or not)
@@ -18,21 +19,26 @@
         └── OutcomeUnknownError  a write got no answer and is not found (yet): it may
                                still land, so it is neither retried nor given up now
 
-Every error carries the connector, the object id, the HTTP status and a trimmed body, and
-its message never contains credentials.
+Every error carries the connector, the object id, the HTTP status and a trimmed body.
+Message and body are scrubbed of credentials when the error is made (a server may echo
+the request's headers in its body), and the text once more when it is rendered.
 """
 
 from __future__ import annotations
+
+from syncer.secrets import scrub
 
 BODY_LIMIT = 500
 
 
 def trim(text: str | bytes | None, limit: int = BODY_LIMIT) -> str:
+    """Error text fit to print, log or store: credentials masked, then cut to ``limit``.
+    In that order: a cut through a credential would leave its first part unrecognised."""
     if text is None:
         return ""
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
-    text = text.strip()
+    text = scrub(text).strip()
     return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit} more chars)"
 
 
@@ -46,7 +52,7 @@ class SyncError(Exception):
         status: int | None = None,
         body: str | bytes | None = None,
     ) -> None:
-        self.message = message
+        self.message = scrub(message)
         self.connector = connector
         self.object_id = object_id
         self.status = status
@@ -63,7 +69,8 @@ class SyncError(Exception):
             parts.append(f"status={self.status}")
         if self.body:
             parts.append(f"body={self.body!r}")
-        return " ".join(parts)
+        # Again here: a credential registered after the error was made is masked too.
+        return scrub(" ".join(parts))
 
     def log_fields(self) -> dict[str, object]:
         return {
@@ -103,6 +110,11 @@ class FatalError(SyncError):
 
 class AuthError(FatalError):
     pass
+
+
+class RedirectError(FatalError):
+    """Every request of the connection would be redirected the same way, so, like
+    AuthError, it ends the pass instead of failing one object after another."""
 
 
 class NotFoundError(FatalError):

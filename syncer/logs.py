@@ -1,8 +1,8 @@
 """structlog, configured once: JSON lines for daemons and pipes, readable on a terminal.
 
 A redaction processor runs last before rendering so no secret reaches any output: values
-under secret-looking keys are masked, and registered secret values are replaced wherever
-they appear in a string.
+under secret-looking keys are masked, and every string goes through ``syncer.secrets.scrub``,
+the same function that cleans error text before it is printed or stored.
 """
 
 from __future__ import annotations
@@ -15,32 +15,17 @@ from typing import Any, Literal
 
 import structlog
 
+from syncer.secrets import register_secret as register_secret  # older callers import it here
+from syncer.secrets import scrub
+
 # api[-_]?key also catches header names such as X-Redmine-API-Key.
 SECRET_KEY_RE = re.compile(r"(authorization|token|api[-_]?key|password|secret|cookie)",
                            re.IGNORECASE)
-# "Authorization: Basic x", and the same header inside a dict/JSON repr
-# ("'authorization': 'Bearer x'", '"Authorization":"Basic x"').
-AUTH_HEADER_RE = re.compile(
-    r"""(?i)(authorization['"]?\s*[:=]\s*['"]?)(basic|bearer|token)\s+[^\s'",}]+""")
-_registered: set[str] = set()
-
-
-def register_secret(value: str) -> None:
-    """Make sure this exact value never appears in a log line."""
-    if len(value) >= 4:
-        _registered.add(value)
-
-
-def _scrub_text(text: str) -> str:
-    for secret in sorted(_registered, key=len, reverse=True):  # longest first: no tails left
-        if secret in text:
-            text = text.replace(secret, "***")
-    return AUTH_HEADER_RE.sub(r"\1\2 ***", text)
 
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
-        return _scrub_text(value)
+        return scrub(value)
     if isinstance(value, dict):
         return {k: ("***" if SECRET_KEY_RE.search(str(k)) else _scrub(v))
                 for k, v in value.items()}
@@ -50,7 +35,7 @@ def _scrub(value: Any) -> Any:
         return value
     # Anything else (an exception, a request, a model) is rendered by its repr/str, which
     # may carry a secret: render it here, where it can still be scrubbed.
-    return _scrub_text(str(value))
+    return scrub(str(value))
 
 
 def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

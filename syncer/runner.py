@@ -26,6 +26,7 @@ from syncer.models import Cursor, Ticket, Visibility
 from syncer.plan import LinkView, Plan, SaveSnapshot, Side, SideView, Skip
 from syncer.reconcile import PAUSED, PairContext, is_our_issue, matches, reconcile
 from syncer.recovery import RecoveryPolicy, recover_intents
+from syncer.secrets import scrub
 
 log = structlog.get_logger("reamaze_sync.runner")
 
@@ -133,7 +134,7 @@ class PairRunner:
             result.error = str(exc)
             log.error("pass_failed", **exc.log_fields())
         except Exception as exc:  # a bug: record the run as failed, not "running" forever
-            result.error = f"internal error: {exc!r}"
+            result.error = scrub(f"internal error: {exc!r}")
             log.exception("pass_crashed")
         finally:
             self.ctx = ctx
@@ -402,5 +403,5 @@ def run_pairs(runners: Iterable[PairRunner], **kw: object) -> list[PassResult]:
             results.append(runner.run_once(**kw))  # type: ignore[arg-type]
         except Exception as exc:  # a bug in one pair must not take the others down
             log.exception("pair_crashed", pair=runner.pair)
-            results.append(PassResult(pair=runner.pair, error=f"internal error: {exc!r}"))
+            results.append(PassResult(pair=runner.pair, error=scrub(f"internal error: {exc!r}")))
     return results

@@ -36,8 +36,8 @@ def _restore_logging() -> Iterator[None]:
 class Served:
     """Both simulators on loopback, a config file pointing at them, and the CLI runner."""
 
-    def __init__(self, tmp_path: Path) -> None:
-        self.reamaze = ReamazeSimulator(brand="acme", login_email=LOGIN, token=TOKEN)
+    def __init__(self, tmp_path: Path, token: str = TOKEN) -> None:
+        self.reamaze = ReamazeSimulator(brand="acme", login_email=LOGIN, token=token)
         self.reamaze.add_staff(STAFF, "Jane Support")
         self.redmine = RedmineSimulator()
         self.project = self.redmine.add_project("support")
@@ -45,7 +45,7 @@ class Served:
         self.rm_server = LoopbackServer(self.redmine.handle).start()
         self.db = tmp_path / "state.db"
         self.path = tmp_path / "reamaze-sync.toml"
-        self.env = {"REAMAZE_API_TOKEN": TOKEN, "REDMINE_API_KEY": self.redmine.admin_key,
+        self.env = {"REAMAZE_API_TOKEN": token, "REDMINE_API_KEY": self.redmine.admin_key,
                     "REAMAZE_SYNC_MARKER_KEY": MARKER_KEY}
         self.write_config()
 

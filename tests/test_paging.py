@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from connectors.paging import OffsetPaginator, PageNumberPaginator, walk_pages
+from connectors.paging import OffsetPaginator, PageNumberPaginator, position, walk_pages
 from syncer.errors import BadPayloadError
 
 Page = dict[str, Any]
@@ -257,3 +257,84 @@ def test_walk_yields_the_page_with_its_items() -> None:
     first_page, first_items = next(walk)
     assert first_page["page_count"] == 2 and first_page["total_count"] == 3
     assert first_items == [{"id": 0}, {"id": 1}]
+
+
+# -- bounded by what the listing announced --------------------------------------------------
+
+def endless(announce: dict[str, int], *, fresh: bool, key: str = "conversations",
+            give_up_after: int = 1000) -> Callable[[dict[str, Any]], Page]:
+    """A server announcing ``announce`` on every page and never running out: either the
+    same three items in a new order each time (``fresh=False``) or new items each time.
+    After ``give_up_after`` requests it answers an empty page, so a walk that is not
+    stopped still ends, as a test failure instead of a hang."""
+    served = {"n": 0}
+
+    def fetch(params: dict[str, Any]) -> Page:
+        served["n"] += 1
+        n = served["n"]
+        if n > give_up_after:
+            return {key: [], **announce}
+        ids = [n * 3, n * 3 + 1, n * 3 + 2] if fresh else [(n + k) % 3 for k in range(3)]
+        return {key: [{"id": i} for i in ids], **announce}
+
+    return fetch
+
+
+@pytest.mark.parametrize(("paginator", "announce"), [
+    (PageNumberPaginator, {"page_count": 1_000_000, "total_count": 30_000_000}),
+    (OffsetPaginator, {"total_count": 1_000_000}),
+])
+def test_reordered_repeats_under_a_huge_count_stop_within_a_few_requests(
+        paginator: Callable[[], Any], announce: dict[str, int]) -> None:
+    """A server announcing a million pages and sending the same items reordered is
+    stopped after a few pages that bring nothing new, with an error naming the listing,
+    what it announced and where the walk stopped."""
+    fetch, calls = recording(endless(announce, fresh=False, key="items"))
+    with pytest.raises(BadPayloadError) as info:
+        list(walk_pages(fetch, paginator(), "items", connector="t", listing="GET /things"))
+    assert len(calls) <= 5
+    text = str(info.value)
+    assert "GET /things" in text and "nothing new" in text
+    assert "announced 1000000 " in text
+    assert f"stopped at {position(calls[-1])} after {len(calls)} pages" in text
+
+
+def test_a_walk_past_the_announced_page_count_plus_margin_fails() -> None:
+    """A listing that announced 20 pages on its first page, then always one more, with new
+    items every time, is cut off after 20 + 10 % + 3 pages."""
+
+    def fetch(params: dict[str, Any]) -> Page:
+        page = params["page"]
+        if page > 1000:  # a walk nobody stopped ends here, failing the test, not hanging
+            return {"conversations": [], "page_count": page}
+        return {"conversations": [{"id": page}], "page_count": 20 if page == 1 else page + 1}
+
+    fetch, calls = recording(fetch)
+    with pytest.raises(BadPayloadError, match=r"announced 20 pages.*page=26"):
+        list(walk_pages(fetch, PageNumberPaginator(), "conversations", connector="t",
+                        listing="GET /conversations"))
+    assert len(calls) == 25
+
+
+def test_a_listing_growing_within_the_margin_is_read_to_the_end() -> None:
+    """Lists grow while being read: 20 pages announced, 25 read, no error."""
+    items = list(range(30 * 25))
+
+    def fetch(params: dict[str, Any]) -> Page:
+        page = params["page"]
+        count = 20 if page == 1 else 25  # conversations arrived after the first read
+        return {"conversations": [{"id": i} for i in items[(page - 1) * 30: page * 30]],
+                "page_count": count}
+
+    assert len(ids(walk_pages(fetch, PageNumberPaginator(), "conversations",
+                              connector="t"))) == len(items)
+
+
+def test_two_pages_of_items_already_read_are_tolerated() -> None:
+    """Pages shift while a list is read: two pages bringing nothing new in a row are not yet
+    an error when new items follow."""
+    pages = {1: [1, 2, 3], 2: [3, 2, 1], 3: [2, 3, 1], 4: [4, 5], 5: []}
+    fetch, calls = recording(lambda p: {"items": [{"id": i} for i in pages[p["page"]]]})
+    got = ids(walk_pages(fetch, PageNumberPaginator(), "items", connector="t"))
+    assert got == [1, 2, 3, 3, 2, 1, 2, 3, 1, 4, 5]
+    assert len(calls) == 5

@@ -43,7 +43,6 @@ from connectors.reamaze.wire import (
 )
 from syncer.config import ReamazeConfig
 from syncer.errors import BadPayloadError, LeakError, RejectedError
-from syncer.logs import register_secret
 from syncer.models import (
     ChangePage,
     Collection,
@@ -60,6 +59,7 @@ from syncer.models import (
     User,
     Visibility,
 )
+from syncer.secrets import register_basic_auth
 
 log = structlog.get_logger("reamaze_sync.reamaze")
 T = TypeVar("T")
@@ -87,7 +87,8 @@ class ReamazeConnector:
                     clock: http.Clock | None = None,
                     default_category: str | None = None) -> ReamazeConnector:
         secret = token.get_secret_value()
-        register_secret(secret)
+        # The token only ever leaves inside the Basic header: that is the form echoed back.
+        register_basic_auth(cfg.login_email, secret)
         timeout = httpx.Timeout(cfg.http.timeout_seconds,
                                 connect=min(5.0, cfg.http.timeout_seconds))
         client = http.build_http_client(

@@ -52,7 +52,8 @@ def iter_raw(api: ApiClient, path: str, key: str, params: Mapping[str, Any] | No
         return api.get_json(path, params={**base, **p})
 
     paginator = PageNumberPaginator() if paged else EnvelopePaginator()
-    for _page, items in walk_pages(fetch, paginator, key, connector=CONNECTOR):
+    for _page, items in walk_pages(fetch, paginator, key, connector=CONNECTOR,
+                                   listing=f"GET {path}"):
         yield items
 
 

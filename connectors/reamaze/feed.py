@@ -65,7 +65,7 @@ def walk_changes(
     held: list[Ticket] = []  # the latest non-empty page, held back until the walk ends
 
     for _page, items in walk_pages(fetch, PageNumberPaginator(), "conversations",
-                                   connector=CONNECTOR):
+                                   connector=CONNECTOR, listing="GET /conversations (changes)"):
         fresh: list[Ticket] = []
         reached_floor = False
         for ticket in to_tickets(items):

@@ -39,6 +39,7 @@ from connectors.http import (
     write_once,
 )
 from connectors.http import build_http_client as _build_http_client
+from connectors.paging import OffsetPaginator, walk_pages
 from connectors.redmine.feed import ChangeFeed, FeedSettings
 from connectors.redmine.guard import PrivateNotesGuard
 from connectors.redmine.mapping import (
@@ -67,7 +68,6 @@ from connectors.redmine.wire import (
 )
 from syncer.config import RedmineConfig
 from syncer.errors import NotFoundError, RejectedError
-from syncer.logs import register_secret
 from syncer.models import (
     Attachment,
     ChangePage,
@@ -81,6 +81,7 @@ from syncer.models import (
     TicketUpdate,
     User,
 )
+from syncer.secrets import register_secret
 
 log = structlog.get_logger("reamaze_sync.redmine")
 
@@ -372,27 +373,23 @@ class RedmineConnector:
     def list_users(self) -> list[User]:
         """All users when the API user is an admin, else the members of the project."""
         if self.current_user().admin:
-            users: list[User] = []
-            offset = 0
-            while True:
-                page, meta = parse_list(UserWire, self.api.get_json(
-                    "/users.json", params={"limit": 100, "offset": offset}), "users")
-                users.extend(user_to_unified(u) for u in page)
-                offset += len(page)
-                if not page or offset >= (meta.total_count or 0):
-                    return users
+            return [user_to_unified(u) for page in self._pages("/users.json", "users")
+                    for u in parse_list(UserWire, page, "users")[0]]
         members: dict[str, User] = {}
-        offset = 0
-        while True:
-            rows, meta = parse_list(Membership, self.api.get_json(
-                f"/projects/{self._segment(self.cfg.project)}/memberships.json",
-                params={"limit": 100, "offset": offset}), "memberships")
-            for m in rows:
+        path = f"/projects/{self._segment(self.cfg.project)}/memberships.json"
+        for page in self._pages(path, "memberships"):
+            for m in parse_list(Membership, page, "memberships")[0]:
                 if m.user is not None:
                     members[str(m.user.id)] = User(id=str(m.user.id), name=m.user.name)
-            offset += len(rows)
-            if not rows or offset >= (meta.total_count or 0):
-                return list(members.values())
+        return list(members.values())
+
+    def _pages(self, path: str, key: str) -> Iterator[Mapping[str, Any]]:
+        def fetch(params: dict[str, Any]) -> Any:
+            return self.api.get_json(path, params=params)
+
+        for page, _items in walk_pages(fetch, OffsetPaginator(limit=100), key,
+                                       connector=CONNECTOR, listing=f"GET {path}"):
+            yield page
 
     def check(self) -> str:
         me = self.current_user()

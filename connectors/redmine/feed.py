@@ -15,6 +15,10 @@ an issue read at second S and updated again within S would keep its key; a key o
 enters ``seen`` once its second is over by ``skew_seconds`` on our clock (the server's
 clock may differ by that much). Until then the issue is yielded again on the next poll:
 the feed is at-least-once, never at-most-once.
+
+Bounds (``connectors.paging.WalkGuard``): a walk may read the ``total_count`` of its first
+page plus a margin, counted in issues because keyset pages overlap by a varying amount,
+and ends with an error when pages stop bringing issues it has not met.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from connectors.paging import WalkGuard, position
 from connectors.redmine.wire import CONNECTOR, Issue, ListPage
-from syncer.errors import BadPayloadError
 from syncer.models import ChangePage, Cursor, Ticket
 
 MAX_PAGES = 10_000
@@ -77,18 +81,29 @@ class ChangeFeed:
         watermark = since.watermark if since else None
         lower = (whole_second(watermark - timedelta(seconds=self.settings.overlap_seconds))
                  if watermark is not None else None)
-        # Keys read in this walk (dedupe and the cursor's ``seen``), pruned as the window moves.
+        # Keys met in this walk (dedupe, the guard, the cursor's ``seen``), pruned as the
+        # window moves. Keys the previous cursor had are met too, but not yielded again.
         read: dict[str, datetime] = {}
+        guard = WalkGuard("GET /issues.json (changes)", connector=CONNECTOR,
+                          max_pages=MAX_PAGES)
         offset = 0
-        for _ in range(MAX_PAGES):
-            issues, meta = self.fetch(self._params(lower, offset))
+        while True:
+            params = self._params(lower, offset)
+            guard.before(position(params))
+            issues, meta = self.fetch(params)
+            if guard.pages == 0 and meta.total_count is not None:
+                guard.announce_items(meta.total_count, self.settings.page_size)
             fresh: list[Issue] = []
+            met = 0
             for issue in issues:
                 key = item_key(issue)
-                if key in prior_seen or key in read:
+                if key in read:
                     continue
                 read[key] = issue.updated_on
-                fresh.append(issue)
+                met += 1
+                if key not in prior_seen:
+                    fresh.append(issue)
+            guard.page(items=len(issues), new=met, at=position(params))
             if issues:
                 newest = max(i.updated_on for i in issues)
                 watermark = newest if watermark is None else max(watermark, newest)
@@ -110,8 +125,6 @@ class ChangeFeed:
             # nothing older than the horizon: forget the rest (keeps long backfills linear).
             floor = min(lower - ONE_SECOND, self._horizon(watermark))
             read = {k: t for k, t in read.items() if t >= floor}
-        raise BadPayloadError(f"change feed did not end after {MAX_PAGES} pages",
-                              connector=CONNECTOR)
 
     def _params(self, lower: datetime | None, offset: int) -> dict[str, Any]:
         params: dict[str, Any] = {"project_id": self.settings.project, "status_id": "*",
