@@ -75,6 +75,29 @@ def test_find_ticket_by_marker_matches_the_exact_marker_only(
     assert conn.find_ticket_by_marker(mk()) is None
 
 
+def test_only_the_api_users_own_issue_and_note_count_as_found_by_marker(
+        redmine_backend: RedmineBackend) -> None:
+    """Another user's issue or note carrying our exact marker is not found as ours (a
+    forged or copied marker must never be adopted); the API user's own still is."""
+    project = redmine_backend.new_project()
+    user, _ = redmine_backend.new_user(project, "Manager")
+    someone = redmine_backend.connector(project, key=user["api_key"])
+    sync = redmine_backend.connector(project)
+    marker = mk()
+    forged = someone.create_ticket(ticket("forged", marker=marker))
+    assert sync.find_ticket_by_marker(marker) is None
+    ours = sync.create_ticket(ticket("ours", marker=marker))
+    found = sync.find_ticket_by_marker(marker)
+    assert found is not None and found.id == ours.id != forged.id
+    assert found.author_id == sync.whoami()
+    note_marker = mk()
+    someone.create_comment(ours.id, note("copied marker", marker=note_marker))
+    assert sync.find_comment_by_marker(ours.id, note_marker) is None
+    mine = sync.create_comment(ours.id, note("ours", marker=note_marker))
+    again = sync.find_comment_by_marker(ours.id, note_marker)
+    assert again is not None and again.id == mine.id
+
+
 def test_close_and_reopen_map_to_closed_and_default_status(
         redmine_backend: RedmineBackend) -> None:
     """CLOSED picks the first is_closed status, OPEN the tracker's default; both read back."""

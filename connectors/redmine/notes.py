@@ -64,8 +64,14 @@ class Notes:
         return issue_comments(self.read_issue(issue_id))
 
     def find(self, issue_id: str, marker: str) -> Comment | None:
+        """Our note with this marker (by the API user; a copied marker is not ours)."""
         check_marker(marker)
-        return next((c for c in self.list(issue_id) if c.marker == marker), None)
+        issue = self.read_issue(issue_id)
+        journal = self._journal_with_marker(issue, marker)
+        if journal is None:
+            return None
+        return journal_to_comment(journal, str(issue.id),
+                                  {str(a.id): a for a in issue.attachments or ()})
 
     def _journal_with_marker(self, issue: Issue, marker: str) -> Journal | None:
         """Our journal with this marker: by the API user, the oldest if several."""
