@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -29,10 +30,10 @@ class Ctx:
                           self.log_format or cfg.logging.format)  # type: ignore[arg-type]
         return cfg
 
-    def engine(self) -> Any:
+    def engine(self, store: Any = None) -> Any:
         from syncer.app import build_engine
 
-        return build_engine(self.config())
+        return build_engine(self.config(), store=store)
 
 
 def handle_errors(fn: F) -> F:
@@ -157,9 +158,19 @@ def _print_plans(results: list[Any]) -> None:
 @handle_errors
 def plan(obj: Ctx, pair: str | None) -> None:
     """Print the operations the next pass would perform (writes nothing)."""
+    from state import StateMissing, StateStore
     from syncer.app import run_all_once
 
-    engine = obj.engine()
+    cfg = obj.config()
+    try:
+        store = StateStore(cfg.state.url, read_only=True)
+    except StateMissing as exc:
+        # A plan must not create the database it reads; with no state, nothing is linked
+        # and nothing was seen, which an empty in-memory store says exactly.
+        click.echo(f"note: state database {exc.location} does not exist yet: everything "
+                   "looks new, as on a first run", err=True)
+        store = StateStore.in_memory()
+    engine = obj.engine(store)
     try:
         results = run_all_once(engine, pair, kind="poll", dry_run=True)
         _print_plans(results)
@@ -178,8 +189,11 @@ def status(obj: Ctx) -> None:
     cfg = obj.config()
     from state import StateStore
 
-    store = StateStore(cfg.state.url)
+    # Read-only: a status must show the state, never create an empty one where the path
+    # points by mistake, nor upgrade the schema under a running daemon.
+    store = StateStore(cfg.state.url, read_only=True)
     try:
+        click.echo(f"state database: {store.location}")
         click.echo(render_status(cfg, store, datetime.now(UTC)))
     finally:
         store.close()
@@ -190,7 +204,12 @@ def status(obj: Ctx) -> None:
 @handle_errors
 def check(obj: Ctx) -> None:
     """Validate the config and try the credentials against every API."""
-    engine = obj.engine()
+    from state import StateStore
+    from syncer.check import state_report
+
+    cfg = obj.config()
+    click.echo(state_report(cfg.state.url))
+    engine = obj.engine(StateStore.in_memory())
     failed = False
     try:
         targets: list[tuple[str, Any]] = [("reamaze", engine.helpdesk)]
@@ -245,8 +264,12 @@ def unlink(obj: Ctx, conversation: str, pair: str) -> None:
     """Forget a link (nothing is deleted on either side)."""
     cfg = obj.config()
     cfg.pair(pair)
-    from state import StateStore
+    from state import StateOutdated, StateStore
 
+    # Without a database nothing is linked: say so instead of creating one to look in.
+    # An older schema is fine: upgrading it is what any writing command does first.
+    with contextlib.suppress(StateOutdated):
+        StateStore(cfg.state.url, read_only=True).close()
     store = StateStore(cfg.state.url)
     try:
         if store.get_link(pair, conversation) is None:

@@ -211,15 +211,41 @@ class PairConfig(Strict):
         return check_template(v, ("subject", "slug", "channel"))
 
 
+_SQLITE_FILE_RE = re.compile(r"(sqlite(?:\+\w+)?:///)([^?]*)(\?.*)?", re.S)
+
+
+def resolve_path(value: str, info: ValidationInfo) -> str:
+    """A path from the config, relative to the config file's folder.
+
+    The working directory is an accident of how the command was started: resolved against
+    it, one config run from two folders kept two states and created every issue twice.
+    Without a file (a config built from data) there is no folder and the path stays as
+    written. ``~`` is expanded, as a shell would have.
+    """
+    folder = (info.context or {}).get("config_dir")
+    path = os.path.expanduser(value)
+    if folder is None or os.path.isabs(path):
+        return path
+    return os.path.normpath(Path(folder) / path)
+
+
 class StateConfig(Strict):
-    url: str = "sqlite:///reamaze-sync.db"
+    # Validated even when left out, so the default file is resolved like a written one.
+    url: str = Field("sqlite:///reamaze-sync.db", validate_default=True)
 
     @field_validator("url")
     @classmethod
-    def _scheme(cls, v: str) -> str:
+    def _scheme(cls, v: str, info: ValidationInfo) -> str:
         if not re.match(r"^(sqlite|postgresql(\+\w+)?)://", v):
             raise ValueError("must start with sqlite:// or postgresql://")
-        return v
+        sqlite_file = _SQLITE_FILE_RE.fullmatch(v)
+        if sqlite_file is None:
+            return v
+        scheme, path, query = sqlite_file.groups()
+        # Empty or ":memory:": in memory; "file:" with uri=true: a URI SQLite resolves.
+        if path in ("", ":memory:") or path.startswith("file:"):
+            return v
+        return f"{scheme}{resolve_path(path, info)}{query or ''}"
 
 
 class LoggingConfig(Strict):
@@ -233,6 +259,15 @@ class AppConfig(Strict):
     pairs: list[PairConfig]
     state: StateConfig = StateConfig()
     logging: LoggingConfig = LoggingConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _state_table(cls, data: Any) -> Any:
+        # A default model instance is not validated, so the default state URL would never
+        # be resolved against the config folder: validate an empty table instead.
+        if isinstance(data, dict) and "state" not in data:
+            return {**data, "state": {}}
+        return data
 
     @model_validator(mode="after")
     def _references(self) -> AppConfig:
@@ -314,9 +349,11 @@ def format_errors(exc: ValidationError) -> list[str]:
     return lines
 
 
-def parse_config(data: dict[str, Any]) -> AppConfig:
+def parse_config(data: dict[str, Any], *, config_dir: Path | None = None) -> AppConfig:
+    """``config_dir``: the folder relative paths in ``data`` are read against."""
+    context = {"config_dir": config_dir} if config_dir is not None else None
     try:
-        return AppConfig.model_validate(data)
+        return AppConfig.model_validate(data, context=context)
     except ValidationError as exc:
         raise ConfigError("\n".join(format_errors(exc))) from None
 
@@ -336,7 +373,7 @@ def load_config(path: Path) -> AppConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"[config] syntax: {path}: {exc}") from None
-    return parse_config(data)
+    return parse_config(data, config_dir=path.absolute().parent)
 
 
 def read_secret(env_var: str, section: str, key: str,

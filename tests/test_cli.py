@@ -244,12 +244,12 @@ def test_backfill_dry_run_then_backfill(served: Served) -> None:
 
 
 def test_status_shows_links_cursors_runs_and_errors(served: Served) -> None:
-    """`status` before any run says so; after a run it shows the link count, both cursors
-    and the last run; after a failing run it shows the error."""
+    """`status` before any run says there is no state yet (exit 1); after a run it shows
+    the link count, both cursors and the last run; after a failing run it shows the error."""
     fresh = served.cli("status")
-    assert fresh.exit_code == 0
-    assert "[bugs] tracker=redmine enabled=True links=0 orphaned=0" in fresh.stdout
-    assert "last run: never" in fresh.stdout
+    assert fresh.exit_code == 1
+    assert f"no state database at {served.db}" in fresh.stderr
+    assert not served.db.exists()
     _bug(served)
     served.cli("run", "--once")
     after = served.cli("status")
