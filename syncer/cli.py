@@ -24,16 +24,20 @@ class Ctx:
         self.log_level = log_level
         self.log_format = log_format
 
-    def config(self) -> AppConfig:
-        cfg = load_config(self.config_path)
+    def config(self, *, pair: str | None = None, connects: bool = False) -> AppConfig:
+        """The validated config. ``connects``: the command will talk to the services, so
+        the secrets of the pairs it uses (``pair``, or every enabled pair) must be set;
+        a missing one is a configuration error listed with all the others, instead of a
+        failed pass later."""
+        cfg = load_config(self.config_path, pair=pair, need_secrets=connects)
         configure_logging(self.log_level or cfg.logging.level,
                           self.log_format or cfg.logging.format)  # type: ignore[arg-type]
         return cfg
 
-    def engine(self, store: Any = None) -> Any:
+    def engine(self, pair: str | None = None) -> Any:
         from syncer.app import build_engine
 
-        return build_engine(self.config(), store=store)
+        return build_engine(self.config(pair=pair, connects=True))
 
 
 def handle_errors(fn: F) -> F:
@@ -87,7 +91,7 @@ def _print_results(results: list[Any]) -> int:
 @handle_errors
 def run(obj: Ctx, once: bool, pair: str | None) -> None:
     """Run the sync daemon (or one pass with --once)."""
-    engine = obj.engine()
+    engine = obj.engine(pair)
     try:
         if once:
             from syncer.app import run_all_once
@@ -122,7 +126,7 @@ def backfill(obj: Ctx, pair: str | None, since: str | None, dry_run: bool) -> No
     from syncer.app import run_all_once
 
     when = _parse_date(since)
-    engine = obj.engine()
+    engine = obj.engine(pair)
     try:
         results = []
         for p in engine.pairs(pair):
@@ -159,9 +163,9 @@ def _print_plans(results: list[Any]) -> None:
 def plan(obj: Ctx, pair: str | None) -> None:
     """Print the operations the next pass would perform (writes nothing)."""
     from state import StateMissing, StateStore
-    from syncer.app import run_all_once
+    from syncer.app import build_engine, run_all_once
 
-    cfg = obj.config()
+    cfg = obj.config(pair=pair, connects=True)
     try:
         store = StateStore(cfg.state.url, read_only=True)
     except StateMissing as exc:
@@ -170,7 +174,7 @@ def plan(obj: Ctx, pair: str | None) -> None:
         click.echo(f"note: state database {exc.location} does not exist yet: everything "
                    "looks new, as on a first run", err=True)
         store = StateStore.in_memory()
-    engine = obj.engine(store)
+    engine = build_engine(cfg, store=store)
     try:
         results = run_all_once(engine, pair, kind="poll", dry_run=True)
         _print_plans(results)
@@ -205,11 +209,12 @@ def status(obj: Ctx) -> None:
 def check(obj: Ctx) -> None:
     """Validate the config and try the credentials against every API."""
     from state import StateStore
+    from syncer.app import build_engine
     from syncer.check import state_report
 
-    cfg = obj.config()
+    cfg = obj.config(connects=True)
     click.echo(state_report(cfg.state.url))
-    engine = obj.engine(StateStore.in_memory())
+    engine = build_engine(cfg, store=StateStore.in_memory())
     failed = False
     try:
         targets: list[tuple[str, Any]] = [("reamaze", engine.helpdesk)]
@@ -239,7 +244,7 @@ def link(obj: Ctx, conversation: str, issue: str, pair: str) -> None:
     """Link a Re:amaze conversation (slug) to an existing tracker issue."""
     from syncer.plan import Side
 
-    engine = obj.engine()
+    engine = obj.engine(pair)
     try:
         runner = engine.runner(engine.config.pair(pair))
         if isinstance(runner, ConfigError):
@@ -262,8 +267,7 @@ def link(obj: Ctx, conversation: str, issue: str, pair: str) -> None:
 @handle_errors
 def unlink(obj: Ctx, conversation: str, pair: str) -> None:
     """Forget a link (nothing is deleted on either side)."""
-    cfg = obj.config()
-    cfg.pair(pair)
+    cfg = obj.config(pair=pair)
     from state import StateOutdated, StateStore
 
     # Without a database nothing is linked: say so instead of creating one to look in.

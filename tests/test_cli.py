@@ -194,15 +194,17 @@ def test_run_once_syncs_and_a_second_run_writes_nothing(served: Served) -> None:
         assert TOKEN not in result.output and served.redmine.admin_key not in result.output
 
 
-def test_run_once_with_missing_tracker_key_reports_the_pair_error(served: Served) -> None:
-    """Without the tracker's key the pair's line names the missing variable and the
-    command exits 1 (not a traceback, not a config error)."""
+def test_run_once_with_missing_tracker_key_is_a_configuration_error(served: Served) -> None:
+    """Without the tracker's key `run --once` stops before any request with a configuration
+    error naming the variable and the pair that needs it (exit 2, no traceback)."""
     _bug(served)
     result = served.cli("run", "--once", env={"REDMINE_API_KEY": None})
-    assert result.exit_code == 1
-    assert ("[bugs] ERROR: [trackers.redmine] api_key_env: environment variable "
-            "REDMINE_API_KEY is not set") in result.stdout
-    assert not served.redmine.requests
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "configuration error:",
+        "[trackers.redmine] api_key_env: environment variable REDMINE_API_KEY is not set "
+        "(used by pair 'bugs')"]
+    assert not served.redmine.requests and not served.reamaze.requests
 
 
 def test_plan_prints_the_next_operations_and_writes_nothing(served: Served) -> None:
@@ -277,10 +279,9 @@ def test_check_tries_every_connection(served: Served) -> None:
     assert "[reamaze] ok:" in wrong.stdout
     assert re.search(r"^\[trackers\.redmine\] FAIL .*rejected the API key", wrong.stdout, re.M)
     missing = served.cli("check", env={"REAMAZE_API_TOKEN": None})
-    assert missing.exit_code == 1
-    assert ("[reamaze] FAIL [reamaze] api_token_env: environment variable REAMAZE_API_TOKEN "
-            "is not set") in missing.stdout
-    assert "[trackers.redmine] ok:" in missing.stdout
+    assert missing.exit_code == 2
+    assert ("[reamaze] api_token_env: environment variable REAMAZE_API_TOKEN is not set"
+            in missing.stderr)
     assert served.writes() == []
 
 
