@@ -207,31 +207,15 @@ def status(obj: Ctx) -> None:
 @click.pass_obj
 @handle_errors
 def check(obj: Ctx) -> None:
-    """Validate the config and try the credentials against every API."""
-    from state import StateStore
-    from syncer.app import build_engine
-    from syncer.check import state_report
+    """Validate the config, look at the state and try every connection an enabled pair uses."""
+    from syncer.check import run_check
 
-    cfg = obj.config(connects=True)
-    click.echo(state_report(cfg.state.url))
-    engine = build_engine(cfg, store=StateStore.in_memory())
-    failed = False
-    try:
-        targets: list[tuple[str, Any]] = [("reamaze", engine.helpdesk)]
-        targets += [(f"trackers.{n}", t) for n, t in engine.trackers.items()]
-        for name, conn in targets:
-            if isinstance(conn, ConfigError):
-                click.echo(f"[{name}] FAIL {conn.message}")
-                failed = True
-                continue
-            try:
-                click.echo(f"[{name}] ok: {conn.check()}")
-            except SyncError as exc:
-                click.echo(f"[{name}] FAIL {exc}")
-                failed = True
-    finally:
-        engine.close()
-    sys.exit(1 if failed else 0)
+    report = run_check(obj.config(connects=True))
+    for line in report.lines:
+        click.echo(line)
+    if report.problems:
+        click.echo("configuration error:\n" + "\n".join(report.problems), err=True)
+    sys.exit(report.exit_code)
 
 
 @main.command()
