@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
 
 from connectors.reamaze.simulator import ReamazeSimulator
 from connectors.redmine.simulator import RedmineSimulator
+from state import CURRENT_VERSION, StateStore
 from syncer.check import CHECK_ATTEMPTS, quick, run_check
 from syncer.config import HttpSettings, parse_config
 from syncer.sandbox import BRAND, LOGIN, REAMAZE_TOKEN, sandbox_config
@@ -127,4 +130,24 @@ def test_missing_secret_without_the_cli_is_a_problem_too() -> None:
                        transports={"reamaze": httpx.MockTransport(working_reamaze())})
     assert report.problems == ["[trackers.redmine] api_key_env: environment variable "
                                "REDMINE_API_KEY is not set"]
+    assert report.exit_code == 2
+
+
+def test_state_of_a_newer_release_is_a_configuration_error(tmp_path: Path) -> None:
+    """A database written by a newer release is refused (exit 2) and left as it was; the
+    connections are still checked."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    StateStore(url).close()
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE schema_version SET version = :v"), {"v": CURRENT_VERSION + 1})
+    engine.dispose()
+    cfg = parse_config(sandbox_config(url))
+    report = run_check(cfg, environ={"REAMAZE_API_TOKEN": REAMAZE_TOKEN},
+                       transports={"reamaze": httpx.MockTransport(working_reamaze())},
+                       clock=NoWait())
+    assert report.lines[0] == "[state] FAIL see the configuration errors"
+    assert report.problems[0].startswith(f"[state] url: state database schema is version "
+                                         f"{CURRENT_VERSION + 1}, newer than")
+    assert report.lines[1].startswith("[reamaze] ok: ")
     assert report.exit_code == 2

@@ -168,3 +168,12 @@ def test_all_cross_checks_come_together_with_field_errors() -> None:
     lines = problems(data)
     assert lines[0].startswith("[reamaze] brand: ")
     assert "[pairs[1]] tracker: unknown tracker 'nowhere' (known: main, ops)" in lines
+
+
+def test_engine_and_config_agree_on_each_trackers_secret_key() -> None:
+    """The key build_engine reads a tracker's secret from is the one checked up front."""
+    from syncer.app import TRACKER_KINDS
+
+    cfg = parse_config(copy.deepcopy(TWO_PAIRS))
+    for tracker in cfg.trackers.values():
+        assert TRACKER_KINDS[tracker.kind][1] == type(tracker).secret_key
