@@ -1,7 +1,7 @@
 """Sync state: links, comment links, snapshots, cursors, the intent journal, runs and the
 dead letter, on SQLite or PostgreSQL."""
 
-from state.core import utc_now
+from state.core import StateMissing, StateOutdated, utc_now
 from state.journal import NewIntent
 from state.locks import Holder, LeaseLost, PairBusy, PairLease
 from state.migrations import CURRENT_VERSION
@@ -10,4 +10,4 @@ from state.store import LinkConflict, NewCommentLink, StateStore
 
 __all__ = ["CURRENT_VERSION", "FailureRecord", "Holder", "Intent", "LeakRecord", "LeaseLost",
            "LinkConflict", "NewCommentLink", "NewIntent", "PairBusy", "PairLease", "RunRecord",
-           "StateStore", "utc_now"]
+           "StateMissing", "StateOutdated", "StateStore", "utc_now"]

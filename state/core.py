@@ -24,13 +24,21 @@ from pathlib import Path
 from typing import Any, Self, TypeVar, cast
 
 import structlog
-from sqlalchemy import CursorResult
+from sqlalchemy import Connection, CursorResult, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 from sqlmodel.sql.expression import SelectOfScalar
 
-from state.engine import BeginMode, build_engine, is_memory_sqlite, parse_url, safe_url
+from state.engine import (
+    BeginMode,
+    build_engine,
+    is_memory_sqlite,
+    parse_url,
+    safe_url,
+    sqlite_file,
+)
 from state.locks import (
     DEFAULT_LEASE_SECONDS,
     DbLocks,
@@ -40,8 +48,8 @@ from state.locks import (
     PairLease,
     PairLocks,
 )
-from state.migrations import migrate
-from syncer.errors import ConfigError
+from state.migrations import CURRENT_VERSION, migrate
+from syncer.errors import ConfigError, SyncError
 
 log = structlog.get_logger(__name__)
 
@@ -53,29 +61,77 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def state_location(url: URL) -> str:
+    """What to show an operator: the absolute file of a SQLite database, else the URL."""
+    path = sqlite_file(url)
+    return str(path) if path is not None else safe_url(url)
+
+
+class StateMissing(SyncError):
+    """A read-only open found no state: nothing has been synced with this database yet."""
+
+    def __init__(self, location: str, detail: str) -> None:
+        self.location = location
+        super().__init__(f"no state database at {location}: {detail}")
+
+
+class StateOutdated(SyncError):
+    """A read-only open found an older schema; only a writing command may upgrade it."""
+
+    def __init__(self, location: str, version: int, current: int) -> None:
+        self.location = location
+        self.version = version
+        self.current = current
+        super().__init__(
+            f"state database {location} is at schema version {version}, this reamaze-sync "
+            f"uses version {current}: run `reamaze-sync run` to upgrade it (status, plan and "
+            "check never change the database)")
+
+
 class StoreCore:
     def __init__(self, url: str, *, clock: Clock = utc_now,
-                 lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+                 lease_seconds: float = DEFAULT_LEASE_SECONDS, read_only: bool = False) -> None:
         """Open (creating or migrating) the database at ``url``: ``sqlite:///path.db``,
         ``sqlite://`` for in-memory, or ``postgresql+psycopg://user@host/db``.
-        ``lease_seconds``: how long a PostgreSQL lease outlives its last renewal."""
+        ``lease_seconds``: how long a PostgreSQL lease outlives its last renewal.
+
+        ``read_only`` is for commands that only look: the database must exist at the
+        current schema version (``StateMissing``, ``StateOutdated`` otherwise), it is
+        neither created nor migrated, and writes fail. An operator's look must not leave
+        an empty database where a path was mistyped, nor upgrade a schema under a daemon
+        of the previous release that still uses it.
+        """
         parsed = parse_url(url)
         self.url = safe_url(parsed)  # password hidden: safe to log or show
+        self.location = state_location(parsed)
         self._clock = clock
         self._begin = BeginMode()
         self._local = threading.local()
         self._serial: AbstractContextManager[Any] = (
             threading.RLock() if is_memory_sqlite(parsed) else nullcontext())
-        self.engine = build_engine(parsed, self._begin)
+        if read_only and is_memory_sqlite(parsed):
+            raise StateMissing(self.url, "an in-memory database keeps nothing between runs")
+        self.engine = build_engine(parsed, self._begin, read_only=read_only)
         self._dialect = self.engine.dialect.name
         try:
-            with self._tx(write=True) as session:
-                before, after = migrate(session.connection())
+            if read_only:
+                with self._tx(write=False) as session:
+                    before = after = self._readable_version(session.connection())
+            else:
+                with self._tx(write=True) as session:
+                    before, after = migrate(session.connection())
+        except (StateMissing, StateOutdated):
+            self.engine.dispose()
+            raise
         except ConfigError as exc:
             self.engine.dispose()
             raise ConfigError(f"{exc.message} (state database {self.url})") from None
         except OperationalError as exc:
             self.engine.dispose()
+            path = sqlite_file(parsed)
+            if read_only and path is not None and not path.exists():
+                raise StateMissing(self.location, "nothing has been synced with this "
+                                   "configuration yet (`reamaze-sync run` creates it)") from None
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
             raise ConfigError(f"cannot open state database {self.url}: {reason}") from None
         self.schema_version = after
@@ -88,6 +144,26 @@ class StoreCore:
             self._locks = MemoryLocks(self._now)
         else:
             self._locks = FileLocks(Path(str(parsed.database)).absolute(), self._now)
+
+    def _readable_version(self, conn: Connection) -> int:
+        """The schema version, read without creating the version table that ``migrate``
+        would create."""
+        found = None
+        if inspect(conn).has_table("schema_version"):
+            found = conn.execute(text("SELECT version FROM schema_version WHERE id = 1")
+                                 ).scalar()
+        if not found:
+            raise StateMissing(self.location, "it has no reamaze-sync tables yet "
+                               "(`reamaze-sync run` creates them)")
+        version = int(found)
+        if version > CURRENT_VERSION:
+            raise ConfigError(
+                f"state database schema is version {version}, newer than version "
+                f"{CURRENT_VERSION} that this reamaze-sync supports; upgrade reamaze-sync or "
+                "use another database")
+        if version < CURRENT_VERSION:
+            raise StateOutdated(self.location, version, CURRENT_VERSION)
+        return version
 
     @classmethod
     def in_memory(cls) -> Self:

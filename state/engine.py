@@ -13,6 +13,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -58,18 +59,43 @@ def is_memory_sqlite(url: URL) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
-def build_engine(url: URL, begin_mode: BeginMode) -> Engine:
+def sqlite_file(url: URL) -> Path | None:
+    """The absolute path of a SQLite file database; None for memory and other backends."""
+    if url.get_backend_name() != "sqlite" or is_memory_sqlite(url) or url.database is None:
+        return None
+    return Path(url.database).absolute()
+
+
+def build_engine(url: URL, begin_mode: BeginMode, *, read_only: bool = False) -> Engine:
+    """``read_only``: for commands that only look. Such an engine never creates a SQLite
+    file and every write through it fails."""
     if url.get_backend_name() == "postgresql":
         # pre-ping: a long-running daemon must survive a database restart between polls.
-        return create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True)
+        if read_only:
+            return engine.execution_options(postgresql_readonly=True)
+        return engine
     memory = is_memory_sqlite(url)
+    connect_args: dict[str, Any] = {"check_same_thread": False}
     if memory:
         # One connection shared by every user of the store; a second connection would
         # see a different, empty in-memory database.
-        engine = create_engine(url, poolclass=StaticPool,
-                               connect_args={"check_same_thread": False})
+        engine = create_engine(url, poolclass=StaticPool, connect_args=connect_args)
+    elif read_only:
+        # mode=rw opens an existing file only (never creates one). Not mode=ro: a read-only
+        # connection cannot delete the -wal/-shm files it makes a WAL database grow, so
+        # every `status` would leave two files behind; query_only refuses the writes.
+        path = sqlite_file(url)
+        assert path is not None
+        uri = f"{path.as_uri()}?mode=rw"
+
+        def connect() -> sqlite3.Connection:
+            return sqlite3.connect(uri, uri=True, check_same_thread=False,
+                                   timeout=BUSY_TIMEOUT_SECONDS)
+
+        engine = create_engine(url, creator=connect)
     else:
-        engine = create_engine(url, connect_args={"check_same_thread": False,
+        engine = create_engine(url, connect_args={**connect_args,
                                                   "timeout": BUSY_TIMEOUT_SECONDS})
 
     @event.listens_for(engine, "connect")
@@ -79,7 +105,9 @@ def build_engine(url: URL, begin_mode: BeginMode) -> Engine:
         try:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}")
-            if not memory:
+            if read_only:
+                cursor.execute("PRAGMA query_only=ON")
+            elif not memory:
                 _enable_wal(cursor)
         finally:
             cursor.close()

@@ -130,8 +130,9 @@ def run_all_once(engine: Engine, only: str | None = None, *, lock_wait: float | 
     for pair in engine.pairs(only):
         runner = engine.runner(pair)
         if isinstance(runner, ConfigError):
-            run_id = engine.store.start_run(pair.name, "poll")
-            engine.store.finish_run(run_id, {}, runner.message)
+            if not kw.get("dry_run"):  # a dry run records nothing, not even its failure
+                run_id = engine.store.start_run(pair.name, "poll")
+                engine.store.finish_run(run_id, {}, runner.message)
             results.append(PassResult(pair=pair.name, error=runner.message))
         else:
             if lock_wait is not None:

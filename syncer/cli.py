@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -23,16 +24,20 @@ class Ctx:
         self.log_level = log_level
         self.log_format = log_format
 
-    def config(self) -> AppConfig:
-        cfg = load_config(self.config_path)
+    def config(self, *, pair: str | None = None, connects: bool = False) -> AppConfig:
+        """The validated config. ``connects``: the command will talk to the services, so
+        the secrets of the pairs it uses (``pair``, or every enabled pair) must be set;
+        a missing one is a configuration error listed with all the others, instead of a
+        failed pass later."""
+        cfg = load_config(self.config_path, pair=pair, need_secrets=connects)
         configure_logging(self.log_level or cfg.logging.level,
                           self.log_format or cfg.logging.format)  # type: ignore[arg-type]
         return cfg
 
-    def engine(self) -> Any:
+    def engine(self, pair: str | None = None) -> Any:
         from syncer.app import build_engine
 
-        return build_engine(self.config())
+        return build_engine(self.config(pair=pair, connects=True))
 
 
 def handle_errors(fn: F) -> F:
@@ -100,7 +105,7 @@ def run(obj: Ctx, once: bool, pair: str | None, wait: float | None) -> None:
     if wait is not None and not once:
         raise click.UsageError("--wait needs --once: the daemon skips a busy pair's pass "
                                "and tries again at the next interval")
-    engine = obj.engine()
+    engine = obj.engine(pair)
     try:
         if once:
             from syncer.app import run_all_once
@@ -137,7 +142,7 @@ def backfill(obj: Ctx, pair: str | None, since: str | None, dry_run: bool,
     from syncer.app import run_all_once
 
     when = _parse_date(since)
-    engine = obj.engine()
+    engine = obj.engine(pair)
     try:
         results = []
         for p in engine.pairs(pair):
@@ -175,9 +180,19 @@ def _print_plans(results: list[Any]) -> None:
 @handle_errors
 def plan(obj: Ctx, pair: str | None) -> None:
     """Print the operations the next pass would perform (writes nothing)."""
-    from syncer.app import run_all_once
+    from state import StateMissing, StateStore
+    from syncer.app import build_engine, run_all_once
 
-    engine = obj.engine()
+    cfg = obj.config(pair=pair, connects=True)
+    try:
+        store = StateStore(cfg.state.url, read_only=True)
+    except StateMissing as exc:
+        # A plan must not create the database it reads; with no state, nothing is linked
+        # and nothing was seen, which an empty in-memory store says exactly.
+        click.echo(f"note: state database {exc.location} does not exist yet: everything "
+                   "looks new, as on a first run", err=True)
+        store = StateStore.in_memory()
+    engine = build_engine(cfg, store=store)
     try:
         results = run_all_once(engine, pair, kind="poll", dry_run=True)
         _print_plans(results)
@@ -196,8 +211,11 @@ def status(obj: Ctx) -> None:
     cfg = obj.config()
     from state import StateStore
 
-    store = StateStore(cfg.state.url)
+    # Read-only: a status must show the state, never create an empty one where the path
+    # points by mistake, nor upgrade the schema under a running daemon.
+    store = StateStore(cfg.state.url, read_only=True)
     try:
+        click.echo(f"state database: {store.location}")
         click.echo(render_status(cfg, store, datetime.now(UTC)))
         # A public copy of internal content nobody could remove is never "fine".
         leaking = any(store.open_leaks(p.name) for p in cfg.pairs)
@@ -210,25 +228,15 @@ def status(obj: Ctx) -> None:
 @click.pass_obj
 @handle_errors
 def check(obj: Ctx) -> None:
-    """Validate the config and try the credentials against every API."""
-    engine = obj.engine()
-    failed = False
-    try:
-        targets: list[tuple[str, Any]] = [("reamaze", engine.helpdesk)]
-        targets += [(f"trackers.{n}", t) for n, t in engine.trackers.items()]
-        for name, conn in targets:
-            if isinstance(conn, ConfigError):
-                click.echo(f"[{name}] FAIL {conn.message}")
-                failed = True
-                continue
-            try:
-                click.echo(f"[{name}] ok: {conn.check()}")
-            except SyncError as exc:
-                click.echo(f"[{name}] FAIL {exc}")
-                failed = True
-    finally:
-        engine.close()
-    sys.exit(1 if failed else 0)
+    """Validate the config, look at the state and try every connection an enabled pair uses."""
+    from syncer.check import run_check
+
+    report = run_check(obj.config(connects=True))
+    for line in report.lines:
+        click.echo(line)
+    if report.problems:
+        click.echo("configuration error:\n" + "\n".join(report.problems), err=True)
+    sys.exit(report.exit_code)
 
 
 @main.command()
@@ -241,7 +249,7 @@ def link(obj: Ctx, conversation: str, issue: str, pair: str) -> None:
     """Link a Re:amaze conversation (slug) to an existing tracker issue."""
     from syncer.plan import Side
 
-    engine = obj.engine()
+    engine = obj.engine(pair)
     try:
         runner = engine.runner(engine.config.pair(pair))
         if isinstance(runner, ConfigError):
@@ -264,10 +272,13 @@ def link(obj: Ctx, conversation: str, issue: str, pair: str) -> None:
 @handle_errors
 def unlink(obj: Ctx, conversation: str, pair: str) -> None:
     """Forget a link (nothing is deleted on either side)."""
-    cfg = obj.config()
-    cfg.pair(pair)
-    from state import StateStore
+    cfg = obj.config(pair=pair)
+    from state import StateOutdated, StateStore
 
+    # Without a database nothing is linked: say so instead of creating one to look in.
+    # An older schema is fine: upgrading it is what any writing command does first.
+    with contextlib.suppress(StateOutdated):
+        StateStore(cfg.state.url, read_only=True).close()
     store = StateStore(cfg.state.url)
     try:
         if store.get_link(pair, conversation) is None:

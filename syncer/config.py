@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -95,6 +95,10 @@ class ReamazeConfig(Strict):
 
 
 class RedmineConfig(Strict):
+    # What the cross-checks need to know about this kind of tracker (see reference_problems).
+    secret_key: ClassVar[str] = "api_key_env"
+    has_labels: ClassVar[bool] = False
+
     kind: Literal["redmine"]
     base_url: HttpUrl
     api_key_env: str = "REDMINE_API_KEY"
@@ -107,16 +111,26 @@ class RedmineConfig(Strict):
     http: HttpSettings = HttpSettings(requests_per_minute=300)
     overlap_seconds: float = Field(2.0, ge=0)
 
+    @staticmethod
+    def user_id_problem(value: str) -> str | None:
+        """Why ``value`` cannot be a user id of this tracker (the connector would refuse it
+        at the first assignment), or None."""
+        return None if value.isascii() and value.isdigit() else "Redmine user ids are numbers"
+
 
 TrackerConfig = Annotated[RedmineConfig, Field(discriminator="kind")]
 
 
-def tracker_kinds() -> list[str]:
-    """The ``kind`` tags of every tracker model, read from the union so it cannot go stale."""
+def _tracker_models() -> dict[str, type[RedmineConfig]]:
+    """Each tracker model by its ``kind`` tag, read from the union so it cannot go stale."""
     union = get_args(TrackerConfig)[0]
     members = get_args(union) or (union,)
-    return sorted(str(tag) for model in members
-                  for tag in get_args(model.model_fields["kind"].annotation))
+    return {str(tag): model for model in members
+            for tag in get_args(model.model_fields["kind"].annotation)}
+
+
+def tracker_kinds() -> list[str]:
+    return sorted(_tracker_models())
 
 Direction = Literal["both", "helpdesk_to_tracker", "tracker_to_helpdesk", "none"]
 Owner = Literal["helpdesk", "tracker"]
@@ -210,9 +224,41 @@ class PairConfig(Strict):
     def _template_fields(cls, v: str) -> str:
         return check_template(v, ("subject", "slug", "channel"))
 
+    @field_validator("staff_to_user")
+    @classmethod
+    def _staff_emails(cls, v: dict[str, str]) -> dict[str, str]:
+        # Assignees are matched by the staff member's email: any other key never matches.
+        bad = [k for k in v if not re.fullmatch(r"[^@\s]+@[^@\s]+", k)]
+        if len(bad) == 1:
+            raise ValueError(f"{bad[0]!r} is not an email address (keys are Re:amaze staff "
+                             "emails)")
+        if bad:
+            raise ValueError(f"{', '.join(map(repr, bad))} are not email addresses (keys are "
+                             "Re:amaze staff emails)")
+        return v
+
+
+_SQLITE_FILE_RE = re.compile(r"(sqlite(?:\+\w+)?:///)([^?]*)(\?.*)?", re.S)
+
+
+def resolve_path(value: str, info: ValidationInfo) -> str:
+    """A path from the config, relative to the config file's folder.
+
+    The working directory is an accident of how the command was started: resolved against
+    it, one config run from two folders kept two states and created every issue twice.
+    Without a file (a config built from data) there is no folder and the path stays as
+    written. ``~`` is expanded, as a shell would have.
+    """
+    folder = (info.context or {}).get("config_dir")
+    path = os.path.expanduser(value)
+    if folder is None or os.path.isabs(path):
+        return path
+    return os.path.normpath(Path(folder) / path)
+
 
 class StateConfig(Strict):
-    url: str = "sqlite:///reamaze-sync.db"
+    # Validated even when left out, so the default file is resolved like a written one.
+    url: str = Field("sqlite:///reamaze-sync.db", validate_default=True)
     # How long `run --once` and `backfill` wait for a pair another process is working
     # before exiting 1 with the holder's name; the daemon never waits (it skips the pass).
     lock_wait_seconds: float = Field(60.0, ge=0)
@@ -222,10 +268,17 @@ class StateConfig(Strict):
 
     @field_validator("url")
     @classmethod
-    def _scheme(cls, v: str) -> str:
+    def _scheme(cls, v: str, info: ValidationInfo) -> str:
         if not re.match(r"^(sqlite|postgresql(\+\w+)?)://", v):
             raise ValueError("must start with sqlite:// or postgresql://")
-        return v
+        sqlite_file = _SQLITE_FILE_RE.fullmatch(v)
+        if sqlite_file is None:
+            return v
+        scheme, path, query = sqlite_file.groups()
+        # Empty or ":memory:": in memory; "file:" with uri=true: a URI SQLite resolves.
+        if path in ("", ":memory:") or path.startswith("file:"):
+            return v
+        return f"{scheme}{resolve_path(path, info)}{query or ''}"
 
 
 class SyncSettings(Strict):
@@ -257,22 +310,20 @@ class AppConfig(Strict):
     logging: LoggingConfig = LoggingConfig()
     sync: SyncSettings = SyncSettings()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _state_table(cls, data: Any) -> Any:
+        # A default model instance is not validated, so the default state URL would never
+        # be resolved against the config folder: validate an empty table instead.
+        if isinstance(data, dict) and "state" not in data:
+            return {**data, "state": {}}
+        return data
+
     @model_validator(mode="after")
     def _references(self) -> AppConfig:
         # A model validator has no location of its own, so the problems travel as
         # (section, key, message) triples that format_errors prints like field errors.
-        problems: list[tuple[str, str, str]] = []
-        first_use: dict[str, int] = {}
-        known = ", ".join(sorted(self.trackers)) or "none"
-        for i, pair in enumerate(self.pairs):
-            if pair.tracker not in self.trackers:
-                problems.append((f"pairs[{i}]", "tracker",
-                                 f"unknown tracker {pair.tracker!r} (known: {known})"))
-            if pair.name in first_use:
-                problems.append((f"pairs[{i}]", "name", f"{pair.name!r} is already used by "
-                                 f"pairs[{first_use[pair.name]}]"))
-            else:
-                first_use[pair.name] = i
+        problems = reference_problems(self.model_dump())
         if problems:
             raise ReferenceProblems(problems)
         return self
@@ -281,8 +332,132 @@ class AppConfig(Strict):
         for p in self.pairs:
             if p.name == name:
                 return p
-        raise ConfigError(f"[pairs] name: no pair named {name!r} "
-                          f"(known: {', '.join(p.name for p in self.pairs)})")
+        raise ConfigError(_no_such_pair(name, [p.name for p in self.pairs]))
+
+
+def _no_such_pair(name: str, known: list[str]) -> str:
+    return f"[pairs] name: no pair named {name!r} (known: {', '.join(known)})"
+
+
+def _tables(value: Any) -> dict[str, Any]:
+    return {k: v for k, v in value.items() if isinstance(v, dict)} if isinstance(
+        value, dict) else {}
+
+
+def _pair_tables(data: Mapping[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    pairs = data.get("pairs")
+    return [(i, p) for i, p in enumerate(pairs) if isinstance(p, dict)] if isinstance(
+        pairs, list) else []
+
+
+def _tracker_model(table: Any) -> type[RedmineConfig] | None:
+    kind = table.get("kind") if isinstance(table, dict) else None
+    return _tracker_models().get(kind) if isinstance(kind, str) else None
+
+
+def reference_problems(data: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """Problems between sections, as (section, key, message).
+
+    They are read from plain data (the file as parsed, or a valid model dumped) so that a
+    field error elsewhere does not hide them: the operator fixes everything in one go.
+    Values of the wrong type are skipped here; their field errors already say so.
+    """
+    problems: list[tuple[str, str, str]] = []
+    trackers = data.get("trackers") if isinstance(data.get("trackers"), dict) else {}
+    assert isinstance(trackers, dict)
+    known = ", ".join(sorted(trackers)) or "none"
+    first_use: dict[str, int] = {}
+    for i, pair in _pair_tables(data):
+        name, tracker = pair.get("name"), pair.get("tracker")
+        if isinstance(tracker, str) and tracker not in trackers:
+            problems.append((f"pairs[{i}]", "tracker",
+                             f"unknown tracker {tracker!r} (known: {known})"))
+        if isinstance(name, str):
+            if name in first_use:
+                problems.append((f"pairs[{i}]", "name", f"{name!r} is already used by "
+                                 f"pairs[{first_use[name]}]"))
+            else:
+                first_use[name] = i
+        model = _tracker_model(trackers.get(tracker)) if isinstance(tracker, str) else None
+        if model is not None:
+            problems += _pair_against_tracker(f"pairs[{i}]", pair, str(tracker), model)
+    for name, table in _tables(trackers).items():
+        closed, reopened = table.get("closed_status_id"), table.get("reopened_status_id")
+        if isinstance(closed, int) and closed == reopened:
+            problems.append((f"trackers.{name}", "reopened_status_id",
+                             f"{reopened} is also closed_status_id; reopening needs an open "
+                             "status"))
+    return problems
+
+
+def _pair_against_tracker(section: str, pair: dict[str, Any], tracker: str,
+                          model: type[RedmineConfig]) -> list[tuple[str, str, str]]:
+    """What a pair asks of its tracker that this kind of tracker cannot do."""
+    problems: list[tuple[str, str, str]] = []
+    staff = pair.get("staff_to_user")
+    for email, user in (staff.items() if isinstance(staff, dict) else ()):
+        why = model.user_id_problem(user) if isinstance(user, str) else None
+        if why is not None:
+            problems.append((section, "staff_to_user", f"{email!r} maps to {user!r}, but {why} "
+                             f"(tracker {tracker!r})"))
+    if pair.get("tag_to_label") and not model.has_labels:
+        kind = model.model_fields["kind"].annotation
+        problems.append((section, "tag_to_label", f"tracker {tracker!r} is a "
+                         f"{get_args(kind)[0]} tracker, which has no labels; remove the "
+                         "mapping"))
+    return problems
+
+
+def selection_problems(data: Mapping[str, Any], pair: str | None) -> list[str]:
+    """``--pair NAME`` must name a pair of the file."""
+    names = [p["name"] for _, p in _pair_tables(data) if isinstance(p.get("name"), str)]
+    return [] if pair is None or pair in names else [_no_such_pair(pair, names)]
+
+
+def secret_problems(data: Mapping[str, Any], pair: str | None,
+                    environ: Mapping[str, str] | None = None) -> list[str]:
+    """Missing or blank secrets of the connections a command will use: those of the pair
+    ``pair``, or (None) of every enabled pair; a disabled pair's tracker needs no key.
+
+    Read from the file as parsed, so they are reported together with its field errors
+    even when those keep the model from being built.
+    """
+    pairs = [p for _, p in _pair_tables(data)]
+    used = ([p for p in pairs if p.get("name") == pair] if pair is not None
+            else [p for p in pairs if p.get("enabled", True) is not False])
+    if not used:
+        return []
+    problems: list[str] = []
+    reamaze = data.get("reamaze") if isinstance(data.get("reamaze"), dict) else {}
+    assert isinstance(reamaze, dict)
+    env_var = reamaze.get("api_token_env", ReamazeConfig.model_fields["api_token_env"].default)
+    if isinstance(env_var, str):
+        problems += _missing(env_var, "reamaze", "api_token_env", "", environ)
+    users: dict[str, list[str]] = {}
+    for p in used:
+        if isinstance(p.get("tracker"), str):
+            users.setdefault(p["tracker"], []).append(str(p.get("name")))
+    for name, table in _tables(data.get("trackers")).items():
+        model = _tracker_model(table)
+        if name not in users or model is None:
+            continue
+        key = model.secret_key
+        env_var = table.get(key, model.model_fields[key].default)
+        names = users[name]
+        by = (f" (used by pair {names[0]!r})" if len(names) == 1
+              else f" (used by pairs {', '.join(map(repr, names))})")
+        if isinstance(env_var, str):
+            problems += _missing(env_var, f"trackers.{name}", key, by, environ)
+    return problems
+
+
+def _missing(env_var: str, section: str, key: str, suffix: str,
+             environ: Mapping[str, str] | None) -> list[str]:
+    try:
+        read_secret(env_var, section, key, environ)
+    except ConfigError as exc:
+        return [exc.message + suffix]
+    return []
 
 
 class ReferenceProblems(ValueError):
@@ -337,14 +512,42 @@ def format_errors(exc: ValidationError) -> list[str]:
     return lines
 
 
-def parse_config(data: dict[str, Any]) -> AppConfig:
+def parse_config(data: dict[str, Any], *, config_dir: Path | None = None,
+                 pair: str | None = None, need_secrets: bool = False,
+                 environ: Mapping[str, str] | None = None) -> AppConfig:
+    """Validate ``data``; every problem found is in the one ``ConfigError``.
+
+    ``config_dir``: the folder relative paths are read against. ``pair``: the pair a
+    command was asked to work on (``--pair``), which must exist. ``need_secrets``: the
+    command will connect, so the secrets of the pairs it uses (``pair``, or every enabled
+    pair) must be set in ``environ`` (default: the process environment).
+    """
+    context = {"config_dir": config_dir} if config_dir is not None else None
+    lines: list[str] = []
+    cfg: AppConfig | None = None
     try:
-        return AppConfig.model_validate(data)
+        cfg = AppConfig.model_validate(data, context=context)
     except ValidationError as exc:
-        raise ConfigError("\n".join(format_errors(exc))) from None
+        lines += format_errors(exc)
+        if not _reached_references(exc):
+            lines += [f"[{s}] {k}: {m}" for s, k, m in reference_problems(data)]
+    lines += selection_problems(data, pair)
+    if need_secrets:
+        lines += secret_problems(data, pair, environ)
+    if lines or cfg is None:
+        raise ConfigError("\n".join(lines))
+    return cfg
 
 
-def load_config(path: Path) -> AppConfig:
+def _reached_references(exc: ValidationError) -> bool:
+    """Whether the model's own cross-checks ran (they only run once every field is valid)."""
+    return any(isinstance((e.get("ctx") or {}).get("error"), ReferenceProblems)
+               for e in exc.errors())
+
+
+def load_config(path: Path, *, pair: str | None = None, need_secrets: bool = False,
+                environ: Mapping[str, str] | None = None) -> AppConfig:
+    """The file at ``path``; the options are ``parse_config``'s."""
     try:
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
@@ -359,7 +562,8 @@ def load_config(path: Path) -> AppConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"[config] syntax: {path}: {exc}") from None
-    return parse_config(data)
+    return parse_config(data, config_dir=path.absolute().parent, pair=pair,
+                        need_secrets=need_secrets, environ=environ)
 
 
 def read_secret(env_var: str, section: str, key: str,

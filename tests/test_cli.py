@@ -196,15 +196,17 @@ def test_run_once_syncs_and_a_second_run_writes_nothing(served: Served) -> None:
         assert TOKEN not in result.output and served.redmine.admin_key not in result.output
 
 
-def test_run_once_with_missing_tracker_key_reports_the_pair_error(served: Served) -> None:
-    """Without the tracker's key the pair's line names the missing variable and the
-    command exits 1 (not a traceback, not a config error)."""
+def test_run_once_with_missing_tracker_key_is_a_configuration_error(served: Served) -> None:
+    """Without the tracker's key `run --once` stops before any request with a configuration
+    error naming the variable and the pair that needs it (exit 2, no traceback)."""
     _bug(served)
     result = served.cli("run", "--once", env={"REDMINE_API_KEY": None})
-    assert result.exit_code == 1
-    assert ("[bugs] ERROR: [trackers.redmine] api_key_env: environment variable "
-            "REDMINE_API_KEY is not set") in result.stdout
-    assert not served.redmine.requests
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "configuration error:",
+        "[trackers.redmine] api_key_env: environment variable REDMINE_API_KEY is not set "
+        "(used by pair 'bugs')"]
+    assert not served.redmine.requests and not served.reamaze.requests
 
 
 def test_plan_prints_the_next_operations_and_writes_nothing(served: Served) -> None:
@@ -246,12 +248,12 @@ def test_backfill_dry_run_then_backfill(served: Served) -> None:
 
 
 def test_status_shows_links_cursors_runs_and_errors(served: Served) -> None:
-    """`status` before any run says so; after a run it shows the link count, both cursors
-    and the last run; after a failing run it shows the error."""
+    """`status` before any run says there is no state yet (exit 1); after a run it shows
+    the link count, both cursors and the last run; after a failing run it shows the error."""
     fresh = served.cli("status")
-    assert fresh.exit_code == 0
-    assert "[bugs] tracker=redmine enabled=True links=0 orphaned=0" in fresh.stdout
-    assert "last run: never" in fresh.stdout
+    assert fresh.exit_code == 1
+    assert f"no state database at {served.db}" in fresh.stderr
+    assert not served.db.exists()
     _bug(served)
     served.cli("run", "--once")
     after = served.cli("status")
@@ -279,10 +281,9 @@ def test_check_tries_every_connection(served: Served) -> None:
     assert "[reamaze] ok:" in wrong.stdout
     assert re.search(r"^\[trackers\.redmine\] FAIL .*rejected the API key", wrong.stdout, re.M)
     missing = served.cli("check", env={"REAMAZE_API_TOKEN": None})
-    assert missing.exit_code == 1
-    assert ("[reamaze] FAIL [reamaze] api_token_env: environment variable REAMAZE_API_TOKEN "
-            "is not set") in missing.stdout
-    assert "[trackers.redmine] ok:" in missing.stdout
+    assert missing.exit_code == 2
+    assert ("[reamaze] api_token_env: environment variable REAMAZE_API_TOKEN is not set"
+            in missing.stderr)
     assert served.writes() == []
 
 

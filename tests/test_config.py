@@ -49,7 +49,7 @@ FULL: dict[str, Any] = {
          "status_field": {"direction": "both", "owner": "helpdesk"},
          "tags_field": {"direction": "none"},
          "assignee_field": {"direction": "tracker_to_helpdesk"},
-         "tag_to_label": {"bug": "Bug"},
+         "tag_to_label": {},  # Redmine has no labels: a mapping is refused
          "staff_to_user": {"ann@acme.example": "7"},
          "since": "2026-01-01"},
         {"name": "ops", "tracker": "ops", "enabled": False},

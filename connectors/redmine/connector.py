@@ -55,6 +55,7 @@ from connectors.redmine.mapping import (
 from connectors.redmine.notes import Notes
 from connectors.redmine.wire import (
     CONNECTOR,
+    IdName,
     Issue,
     IssueStatus,
     ListPage,
@@ -67,7 +68,7 @@ from connectors.redmine.wire import (
     parse_one,
 )
 from syncer.config import RedmineConfig
-from syncer.errors import NotFoundError, RejectedError
+from syncer.errors import AuthError, NotFoundError, RejectedError
 from syncer.models import (
     Attachment,
     ChangePage,
@@ -391,6 +392,77 @@ class RedmineConnector:
                                        connector=CONNECTOR, listing=f"GET {path}"):
             yield page
 
+    def setting_problems(self) -> list[tuple[str, str]]:
+        """The configured project and ids this server does not have, as (key, message).
+
+        For `check`, which lists them all at once: otherwise each surfaces on its own, the
+        project at the first pass, a tracker or priority as a 422 on the first issue create,
+        a status as a refused status change when an issue first closes, maybe weeks later.
+        Only what is configured is looked up.
+        """
+        problems: list[tuple[str, str]] = []
+        project = self._project_problem()
+        if project is not None:
+            problems.append(("project", project))
+        tracker_id, priority_id = self.cfg.tracker_id, self.cfg.priority_id
+        if tracker_id is not None:
+            trackers = [(t.id, t.name) for t in self._trackers_list()]
+            if tracker_id not in dict(trackers):
+                problems.append(("tracker_id", f"{tracker_id} does not exist "
+                                 f"(known: {_listing(trackers)})"))
+        if priority_id is not None:
+            rows, _ = parse_list(IdName, self.api.get_json(
+                "/enumerations/issue_priorities.json"), "issue_priorities")
+            priorities = [(p.id, p.name) for p in rows]
+            if priority_id not in dict(priorities):
+                problems.append(("priority_id", f"{priority_id} does not exist "
+                                 f"(known: {_listing(priorities)})"))
+        problems += self._status_problems()
+        return problems
+
+    def _project_problem(self) -> str | None:
+        try:
+            self.project()
+            return None
+        except NotFoundError:
+            pass
+        except AuthError as exc:
+            if exc.status != 403:  # 401: the key itself; check() says so
+                raise
+        # A private project answers 403 to non-members and an unknown one 404: either way
+        # the operator needs the user's name and what it can see.
+        me = self.current_user()
+        visible, _ = parse_list(Project, self.api.get_json(
+            "/projects.json", params={"limit": 100}), "projects")
+        names = ", ".join(p.identifier for p in visible[:_SHOWN])
+        more = f", … ({len(visible) - _SHOWN} more)" if len(visible) > _SHOWN else ""
+        return (f"{self.cfg.project!r} does not exist or is not visible to {me.login} "
+                f"(visible: {names or 'none'}{more})")
+
+    def _status_problems(self) -> list[tuple[str, str]]:
+        closing, reopening = self.cfg.closed_status_id, self.cfg.reopened_status_id
+        if closing is None and reopening is None:
+            return []
+        statuses = {s.id: s for s in self.statuses()}
+        closed = [(s.id, s.name) for s in statuses.values() if s.is_closed]
+        opened = [(s.id, s.name) for s in statuses.values() if not s.is_closed]
+        every = _listing([(s.id, s.name) for s in statuses.values()])
+        problems: list[tuple[str, str]] = []
+        for key, wanted, must_close in (("closed_status_id", closing, True),
+                                        ("reopened_status_id", reopening, False)):
+            if wanted is None:
+                continue
+            status = statuses.get(wanted)
+            if status is None:
+                problems.append((key, f"{wanted} does not exist (known: {every})"))
+            elif must_close and not status.is_closed:
+                problems.append((key, f"{status.id} {status.name} is not a closed status "
+                                 f"(closed: {_listing(closed)})"))
+            elif not must_close and status.is_closed:
+                problems.append((key, f"{status.id} {status.name} is a closed status; reopening "
+                                 f"needs an open one (open: {_listing(opened)})"))
+        return problems
+
     def check(self) -> str:
         me = self.current_user()
         try:
@@ -409,3 +481,12 @@ class RedmineConnector:
                 "user a role with the 'Set notes as private' permission in that project",
                 connector=CONNECTOR, object_id=self.cfg.project)
         return f"redmine {self.base_url} as {me.login} (may write private notes)"
+
+
+_SHOWN = 12  # known values listed in a problem; a server may have hundreds
+
+
+def _listing(items: Sequence[tuple[int, str]]) -> str:
+    """``1 Bug, 2 Feature``: what the server knows, for a message about a wrong id."""
+    shown = ", ".join(f"{i} {name}" for i, name in items[:_SHOWN]) or "none"
+    return shown + (f", … ({len(items) - _SHOWN} more)" if len(items) > _SHOWN else "")
