@@ -111,10 +111,9 @@ def build_engine(config: AppConfig, *, environ: Mapping[str, str] | None = None,
 def read_marker_key(config: AppConfig, environ: Mapping[str, str] | None) -> bytes:
     name = config.sync.marker_key_env
     key = read_secret(name, "sync", "marker_key_env", environ).get_secret_value()
-    if len(key) < MIN_KEY_LENGTH:
+    if len(key) < MIN_KEY_LENGTH:  # the CLI reports this with the config (secret_problems)
         raise ConfigError(f"[sync] marker_key_env: {name} must hold at least "
-                          f"{MIN_KEY_LENGTH} characters of random secret (e.g. the output of "
-                          "`python3 -c 'import secrets; print(secrets.token_hex(32))'`)")
+                          f"{MIN_KEY_LENGTH} characters of random secret")
     register_secret(key)
     return key.encode("utf-8")
 

@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from syncer.errors import ConfigError
+from syncer.markers import MIN_KEY_LENGTH
 from syncer.models import TicketState
 
 DEFAULT_CONFIG_PATH = Path("reamaze-sync.toml")
@@ -433,6 +434,12 @@ def secret_problems(data: Mapping[str, Any], pair: str | None,
     env_var = reamaze.get("api_token_env", ReamazeConfig.model_fields["api_token_env"].default)
     if isinstance(env_var, str):
         problems += _missing(env_var, "reamaze", "api_token_env", "", environ)
+    sync = data.get("sync") if isinstance(data.get("sync"), dict) else {}
+    assert isinstance(sync, dict)
+    key_var = sync.get("marker_key_env", SyncSettings.model_fields["marker_key_env"].default)
+    if isinstance(key_var, str):
+        problems += _missing(key_var, "sync", "marker_key_env", "", environ,
+                             min_length=MIN_KEY_LENGTH)
     users: dict[str, list[str]] = {}
     for p in used:
         if isinstance(p.get("tracker"), str):
@@ -452,11 +459,15 @@ def secret_problems(data: Mapping[str, Any], pair: str | None,
 
 
 def _missing(env_var: str, section: str, key: str, suffix: str,
-             environ: Mapping[str, str] | None) -> list[str]:
+             environ: Mapping[str, str] | None, *, min_length: int = 1) -> list[str]:
     try:
-        read_secret(env_var, section, key, environ)
+        value = read_secret(env_var, section, key, environ).get_secret_value()
     except ConfigError as exc:
         return [exc.message + suffix]
+    if len(value) < min_length:
+        return [f"[{section}] {key}: {env_var} must hold at least {min_length} characters of "
+                "random secret (e.g. the output of "
+                "`python3 -c 'import secrets; print(secrets.token_hex(32))'`)"]
     return []
 
 

@@ -12,7 +12,8 @@ import pytest
 from syncer.config import load_config, parse_config
 from syncer.errors import ConfigError
 
-ENV = {"REAMAZE_API_TOKEN": "rz-token", "REDMINE_API_KEY": "rm-key", "OPS_KEY": "ops-key"}
+ENV = {"REAMAZE_API_TOKEN": "rz-token", "REDMINE_API_KEY": "rm-key", "OPS_KEY": "ops-key",
+       "REAMAZE_SYNC_MARKER_KEY": "0123456789abcdef0123"}
 
 TWO_PAIRS: dict[str, Any] = {
     "reamaze": {"brand": "acme", "login_email": "bot@acme.example"},
@@ -46,9 +47,20 @@ def test_missing_secrets_are_reported_with_the_field_errors() -> None:
     assert lines[0].startswith("[pairs[0]] interval_seconds: ")
     assert lines[1:] == [
         "[reamaze] api_token_env: environment variable REAMAZE_API_TOKEN is not set",
+        "[sync] marker_key_env: environment variable REAMAZE_SYNC_MARKER_KEY is not set",
         "[trackers.main] api_key_env: environment variable REDMINE_API_KEY is not set "
         "(used by pair 'web')",
     ]
+
+
+def test_a_marker_key_too_short_to_be_secret_is_a_config_error() -> None:
+    """The marker key makes the engine's markers unguessable: a short one is refused with
+    the other problems, saying how to make a good one."""
+    lines = problems(TWO_PAIRS, need_secrets=True,
+                     environ={**ENV, "REAMAZE_SYNC_MARKER_KEY": "short"})
+    assert len(lines) == 1 and lines[0].startswith(
+        "[sync] marker_key_env: REAMAZE_SYNC_MARKER_KEY must hold at least 16 characters")
+    assert "secrets.token_hex" in lines[0]
 
 
 def test_secrets_are_read_from_the_raw_file_when_the_model_cannot_be_built() -> None:
