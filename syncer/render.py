@@ -13,7 +13,11 @@ from datetime import UTC, datetime
 from syncer.config import PairConfig
 from syncer.models import Comment, Ticket
 
-_MENTION = re.compile(r"(?<![\w`])@(?=[A-Za-z0-9_])")
+# Redmine's own rule (lib/redmine/acts/mentionable.rb): an @ at a line start or after a
+# non-word character, followed by a login character. Its \W is ASCII-only, so "café@bob"
+# mentions bob, and it scans the raw text, so code spans give no shelter. An @ after an
+# ASCII letter, digit or underscore (carol@example.com) is never a mention and is left as is.
+_MENTION = re.compile(r"(?<![A-Za-z0-9_])@(?=[A-Za-z0-9_.@-])")
 
 
 def neutralise_mentions(text: str) -> str:

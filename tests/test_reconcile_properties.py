@@ -16,6 +16,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from redmine_mentions import redmine_mentions
 
 from syncer import render
 from syncer.models import Attachment, Author, Comment, Ticket, TicketState, Visibility
@@ -68,9 +69,8 @@ STATES = list(TicketState)
 LIVELY_STATES = [*STATES, TicketState.CLOSED, TicketState.OPEN, TicketState.CLOSED]
 DIRECTIONS = ["both", "both", "helpdesk_to_tracker", "tracker_to_helpdesk", "none"]
 TOKEN = re.compile(r"<<[HT]\d+>>")
-LIVE_MENTION = re.compile(r"(?<![\w`])@[A-Za-z0-9_]")
 PREFIXES = ["", "@ann please look:", "see attached log", "(@ops) FYI", "mail ben@acme.example",
-            "`@code`"]
+            "`@code` x", "café@ann x"]
 FOREIGN_MARKER = make_marker("another-pair", "comment", "x")  # another pair's note: also ours
 ATTACHMENT = Attachment(name="trace.log", url="https://files.example/trace.log")
 
@@ -322,7 +322,7 @@ def check_visibility(world: World, plan: Plan) -> None:
         if not isinstance(action, AddComment):
             continue
         new = action.new
-        assert LIVE_MENTION.search(new.body) is None, new.body
+        assert redmine_mentions(new.body, "textile") == [], new.body
         if action.target is Side.TRACKER:
             src = hd[action.source_id]
             assert new.notify_customer is False
@@ -377,7 +377,7 @@ def check_description(world: World, action: CreateIssue) -> None:
         assert render.helpdesk_comment_to_tracker(pol, src) in action.new.description
     assert covered == sorted(covered, key=lambda c: (c.created_at, c.id))
     assert set(TOKEN.findall(text)) == {t for c in covered for t in TOKEN.findall(c.body)}
-    assert LIVE_MENTION.search(text) is None, text
+    assert redmine_mentions(text, "textile") == [], text
     assert render.description_size(action.new.description) <= render.DESCRIPTION_MAX_BYTES
     closing = action.new.description.splitlines()[-1]
     assert closing.startswith("End of transcript.") is bool(covered), closing
