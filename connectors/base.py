@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from syncer.errors import RejectedError, SkippableError, SyncError
+from syncer.markup import Markup
 from syncer.models import (
     ChangePage,
     Comment,
@@ -31,6 +32,8 @@ class Capabilities:
     assignee: bool = True
     attachments_upload: bool = False
     markdown_markers: bool = False  # hidden HTML comments survive rendering
+    # How the tracker renders what we write: text from outside is escaped for it.
+    markup: Markup = "plain"
 
 
 @dataclass

@@ -164,7 +164,7 @@ def _description(ctx: PairContext, conversation: SideView
     """The new issue's description, and the messages written into it (transcript mode)."""
     conv = conversation.ticket
     if ctx.policy.history != "transcript":
-        return render.issue_description(ctx.policy, conv), ()
+        return render.issue_description(ctx.policy, conv, markup=ctx.tracker_caps.markup), ()
     # Only what every reader of the issue may see: a description cannot be private.
     public = [c for c in sorted(conversation.comments, key=lambda c: (c.created_at, c.id))
               if c.visibility is Visibility.PUBLIC and not c.read_only
@@ -172,7 +172,8 @@ def _description(ctx: PairContext, conversation: SideView
     # Attachments travel with a note (a description has nowhere to keep whose they were).
     candidates = [c for c in public if not c.attachments]
     description, fitted = render.transcript_description(
-        ctx.policy, conv, candidates, with_attachments=len(public) - len(candidates))
+        ctx.policy, conv, candidates, with_attachments=len(public) - len(candidates),
+        markup=ctx.tracker_caps.markup)
     return description, tuple(
         CoveredComment(source_id=c.id, fingerprint=c.fingerprint, visibility=c.visibility)
         for c in candidates[:fitted])
@@ -238,7 +239,8 @@ def _copy_helpdesk_comments(ctx: PairContext, cid: str, issue_id: str | None,
             new = NewComment(body=render.placeholder_note(ctx.policy),
                              visibility=Visibility.PUBLIC, marker=marker)
         else:
-            new = NewComment(body=render.helpdesk_comment_to_tracker(ctx.policy, c),
+            new = NewComment(body=render.helpdesk_comment_to_tracker(
+                                 ctx.policy, c, markup=ctx.tracker_caps.markup),
                              visibility=c.visibility, marker=marker,
                              attachments=c.attachments)
         out.append(AddComment(conversation_id=cid, target=Side.TRACKER, ticket_id=issue_id,

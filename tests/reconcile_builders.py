@@ -15,6 +15,7 @@ from typing import Any
 
 from connectors.base import Capabilities
 from syncer.config import PairConfig
+from syncer.markup import Markup
 from syncer.models import (
     Attachment,
     Author,
@@ -128,10 +129,11 @@ def policy(**overrides: Any) -> PairConfig:
 
 
 def context(pol: PairConfig | None = None, *, private: bool = True, labels: bool = True,
-            assignee: bool = True) -> PairContext:
+            assignee: bool = True, markup: Markup = "plain") -> PairContext:
     return PairContext(
         policy=pol if pol is not None else policy(),
-        tracker_caps=Capabilities(private_comments=private, labels=labels, assignee=assignee),
+        tracker_caps=Capabilities(private_comments=private, labels=labels, assignee=assignee,
+                                  markup=markup),
         tracker_name="Redmine",
     )
 

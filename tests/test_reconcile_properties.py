@@ -3,8 +3,9 @@
 Worlds are drawn at random (policy in both history modes, tracker capabilities, both
 tickets, comments in every copy state, link and snapshot), reconciled, applied in memory
 with ``apply_plan``, changed by "humans" on both sides, and reconciled again. Comment
-bodies carry unique tokens (``<<H7>>``) so a leak of one comment's text into another
-object (a note, or a new issue's description) is detectable.
+bodies carry unique tokens (``QH7Q``: letters and digits, which no markup escapes) so a
+leak of one comment's text into another object (a note, or a new issue's description) is
+detectable.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from redmine_mentions import redmine_mentions
 
 from syncer import render
+from syncer.markup import escape, strong
 from syncer.models import Attachment, Author, Comment, Ticket, TicketState, Visibility
 from syncer.plan import (
     AddComment,
@@ -68,7 +70,7 @@ STATES = list(TicketState)
 # Closing and reopening are what the status rules react to: draw them more often.
 LIVELY_STATES = [*STATES, TicketState.CLOSED, TicketState.OPEN, TicketState.CLOSED]
 DIRECTIONS = ["both", "both", "helpdesk_to_tracker", "tracker_to_helpdesk", "none"]
-TOKEN = re.compile(r"<<[HT]\d+>>")
+TOKEN = re.compile(r"Q[HT]\d+Q")
 PREFIXES = ["", "@ann please look:", "see attached log", "(@ops) FYI", "mail ben@acme.example",
             "`@code` x", "café@ann x"]
 FOREIGN_MARKER = make_marker("another-pair", "comment", "x")  # another pair's note: also ours
@@ -121,7 +123,8 @@ def policies(draw: st.DrawFn) -> Any:
 @st.composite
 def contexts(draw: st.DrawFn) -> Any:
     return context(draw(policies()), private=draw(st.booleans()), labels=draw(st.booleans()),
-                   assignee=draw(st.booleans()))
+                   assignee=draw(st.booleans()),
+                   markup=draw(st.sampled_from(["plain", "textile", "common_mark"])))
 
 
 def human_comment(side: Side, n: int, *, internal: bool, by_customer: bool, prefix: str,
@@ -130,7 +133,7 @@ def human_comment(side: Side, n: int, *, internal: bool, by_customer: bool, pref
     author = (Author(name=CUSTOMER_NAME, email=CUSTOMER_EMAIL, is_staff=False) if by_customer
               else Author(name=f"Agent {n}", email=EMAILS[n % 4], is_staff=True))
     return Comment(id=f"{tag.lower()}{n}", ticket_id=CID if side is Side.HELPDESK else IID,
-                   body=f"{prefix} <<{tag}{n}>>".strip(),
+                   body=f"{prefix} Q{tag}{n}Q".strip(),
                    visibility=Visibility.INTERNAL if internal else Visibility.PUBLIC,
                    author=author, created_at=ts(at), read_only=read_only,
                    attachments=(ATTACHMENT,) if attached else ())
@@ -338,7 +341,8 @@ def check_visibility(world: World, plan: Plan) -> None:
                 who = src.author.name or src.author.email or "Staff"
                 if not src.author.is_staff:
                     who = CUSTOMER_NAME if vis.include_customer_pii else "Customer"
-                assert new.body.startswith(f"**{render.neutralise_mentions(who)}**")
+                assert new.body.startswith(render.neutralise_mentions(
+                    strong(caps.markup, escape(caps.markup, who))))
             if not vis.include_customer_pii:
                 assert CUSTOMER_NAME not in new.body and CUSTOMER_EMAIL not in new.body
             continue
@@ -374,7 +378,8 @@ def check_description(world: World, action: CreateIssue) -> None:
         assert src.visibility is cov.visibility is Visibility.PUBLIC
         assert not src.attachments and not src.read_only and not is_our_marker(src.marker)
         assert cov.fingerprint == src.fingerprint
-        assert render.helpdesk_comment_to_tracker(pol, src) in action.new.description
+        assert render.helpdesk_comment_to_tracker(
+            pol, src, markup=world.ctx.tracker_caps.markup) in action.new.description
     assert covered == sorted(covered, key=lambda c: (c.created_at, c.id))
     assert set(TOKEN.findall(text)) == {t for c in covered for t in TOKEN.findall(c.body)}
     assert redmine_mentions(text, "textile") == [], text

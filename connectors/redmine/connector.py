@@ -100,7 +100,8 @@ class RedmineConnector:
         self.now = now or (lambda: datetime.now(UTC))
         self.capabilities = Capabilities(
             private_comments=True, edit_comments=True, labels=False, assignee=True,
-            attachments_upload=True, markdown_markers=cfg.text_formatting == "common_mark")
+            attachments_upload=True, markdown_markers=cfg.text_formatting == "common_mark",
+            markup=cfg.text_formatting)
         self._project: Project | None = None
         self._statuses: list[IssueStatus] | None = None
         self._trackers: list[Tracker] | None = None
