@@ -122,6 +122,7 @@ def _when(ts: datetime) -> str:
 
 def helpdesk_comment_to_tracker(policy: PairConfig, comment: Comment, *,
                                 markup: Markup) -> str:
+    # Names are stripped: emphasis does not open or close next to a space in either syntax.
     if comment.author.is_staff:
         who = (comment.author.name or "").strip() or comment.author.email or "Staff"
         role = "staff"
