@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from syncer.errors import FatalError, RateLimitedError, SyncError, TransientError
+from syncer.markup import Markup
 from syncer.models import (
     ChangePage,
     Comment,
@@ -32,6 +33,8 @@ class Capabilities:
     attachments_upload: bool = False
     markdown_markers: bool = False  # hidden HTML comments survive rendering
     delete_comments: bool = False  # a leaked copy can be removed through the API
+    # How the tracker renders what we write: text from outside is escaped for it.
+    markup: Markup = "plain"
 
 
 @dataclass

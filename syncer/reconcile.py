@@ -263,7 +263,7 @@ def _description(ctx: PairContext, conversation: SideView, copies: _Copies
     """The new issue's description, and the messages written into it (transcript mode)."""
     conv = conversation.ticket
     if ctx.policy.history != "transcript":
-        return render.issue_description(ctx.policy, conv), ()
+        return render.issue_description(ctx.policy, conv, markup=ctx.tracker_caps.markup), ()
     # Only what every reader of the issue may see: a description cannot be private.
     public = [c for c in sorted(conversation.comments, key=lambda c: (c.created_at, c.id))
               if c.visibility is Visibility.PUBLIC and not c.read_only
@@ -271,7 +271,8 @@ def _description(ctx: PairContext, conversation: SideView, copies: _Copies
     # Attachments travel with a note (a description has nowhere to keep whose they were).
     candidates = [c for c in public if not c.attachments]
     description, fitted = render.transcript_description(
-        ctx.policy, conv, candidates, with_attachments=len(public) - len(candidates))
+        ctx.policy, conv, candidates, with_attachments=len(public) - len(candidates),
+        markup=ctx.tracker_caps.markup)
     return description, tuple(
         CoveredComment(source_id=c.id, fingerprint=c.fingerprint, visibility=c.visibility)
         for c in candidates[:fitted])
@@ -393,7 +394,8 @@ def _copy_helpdesk_comments(ctx: PairContext, conversation: SideView, issue: Sid
                                       ticket_id=iss.id if iss else None, source_id=c.id,
                                       new=new, source_fingerprint=c.fingerprint))
                 continue
-        new = NewComment(body=render.helpdesk_comment_to_tracker(ctx.policy, c),
+        new = NewComment(body=render.helpdesk_comment_to_tracker(
+                             ctx.policy, c, markup=ctx.tracker_caps.markup),
                          visibility=c.visibility, marker=marker, attachments=c.attachments)
         out.append(AddComment(conversation_id=cid, target=Side.TRACKER,
                               ticket_id=iss.id if iss else None, source_id=c.id, new=new,
@@ -406,7 +408,8 @@ def _in_description(ctx: PairContext, issue: Ticket, c: Comment) -> bool:
     by its rendered entry when the link that said so was lost."""
     if c.visibility is not Visibility.PUBLIC or c.attachments or not issue.description:
         return False
-    return render.helpdesk_comment_to_tracker(ctx.policy, c) in issue.description
+    return render.helpdesk_comment_to_tracker(
+        ctx.policy, c, markup=ctx.tracker_caps.markup) in issue.description
 
 
 def _copy_tracker_comments(ctx: PairContext, conversation: SideView, issue: SideView,

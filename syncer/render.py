@@ -1,7 +1,10 @@
 """Text the engine writes: issue titles and bodies, attributed comment copies, notes.
 
 Pure functions. Copied text keeps every character (no scrubbing) but mentions are
-neutralised so a copy never pings an unrelated account on the other side.
+neutralised so a copy never pings an unrelated account on the other side, and text from
+outside that goes to the tracker (message bodies, author, customer, channel and tag names)
+is escaped for the tracker's markup (``syncer.markup``) so it shows as written and cannot
+hide, restyle or embed anything. The engine's own words around it keep their markup.
 """
 
 from __future__ import annotations
@@ -11,9 +14,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from syncer.config import PairConfig
+from syncer.markup import Markup, escape, strong
 from syncer.models import Comment, Ticket
 
-_MENTION = re.compile(r"(?<![\w`])@(?=[A-Za-z0-9_])")
+# Redmine's own rule (lib/redmine/acts/mentionable.rb): an @ at a line start or after a
+# non-word character, followed by a login character. Its \W is ASCII-only, so "café@bob"
+# mentions bob, and it scans the raw text, so code spans give no shelter. An @ after an
+# ASCII letter, digit or underscore (carol@example.com) is never a mention and is left as is.
+_MENTION = re.compile(r"(?<![A-Za-z0-9_])@(?=[A-Za-z0-9_.@-])")
 
 
 def neutralise_mentions(text: str) -> str:
@@ -45,21 +53,21 @@ def _plural(n: int, one: str) -> str:
 
 
 def issue_description(policy: PairConfig, conversation: Ticket,
-                      transcript: Sequence[Comment] = (), *, with_attachments: int = 0,
-                      past_limit: int = 0) -> str:
+                      transcript: Sequence[Comment] = (), *, markup: Markup,
+                      with_attachments: int = 0, past_limit: int = 0) -> str:
     """The issue body; ``transcript`` holds the public messages written into it, and the
     counts say how many other public messages were left to notes, and why."""
     lines = [f"Re:amaze conversation: {conversation.url or conversation.id}"]
     if conversation.collection is not None:
-        lines.append(f"Channel: {conversation.collection.name}")
+        lines.append(f"Channel: {escape(markup, conversation.collection.name)}")
     contact = conversation.contact
     if policy.visibility.include_customer_pii and contact is not None:
         who = " ".join(x for x in (contact.name, f"<{contact.email}>" if contact.email else None)
                        if x)
         if who:
-            lines.append(f"Customer: {who}")
+            lines.append(f"Customer: {escape(markup, who)}")
     if conversation.tags:
-        lines.append("Tags: " + ", ".join(conversation.tags))
+        lines.append("Tags: " + ", ".join(escape(markup, t) for t in conversation.tags))
     lines.append("")
     if not transcript:
         lines.append("Messages from the conversation follow as notes.")
@@ -67,7 +75,8 @@ def issue_description(policy: PairConfig, conversation: Ticket,
         return neutralise_mentions("\n".join(lines))
     lines.append(f"Transcript of the conversation ({_plural(len(transcript), 'message')}):")
     lines.append("")
-    lines.append(_ENTRY_GAP.join(helpdesk_comment_to_tracker(policy, c) for c in transcript))
+    lines.append(_ENTRY_GAP.join(helpdesk_comment_to_tracker(policy, c, markup=markup)
+                                 for c in transcript))
     lines.append("")
     # The closing line also keeps a message body off the description's last line, where a
     # connector looks for its marker.
@@ -81,12 +90,12 @@ def issue_description(policy: PairConfig, conversation: Ticket,
 
 
 def transcript_description(policy: PairConfig, conversation: Ticket,
-                           candidates: Sequence[Comment], *,
+                           candidates: Sequence[Comment], *, markup: Markup,
                            with_attachments: int = 0) -> tuple[str, int]:
     """The description holding as many of ``candidates`` (in order) as fit the size cap,
     and how many that is: always a prefix, so what goes as notes continues in order."""
     def render(k: int) -> str:
-        return issue_description(policy, conversation, candidates[:k],
+        return issue_description(policy, conversation, candidates[:k], markup=markup,
                                  with_attachments=with_attachments,
                                  past_limit=len(candidates) - k)
 
@@ -97,7 +106,8 @@ def transcript_description(policy: PairConfig, conversation: Ticket,
         "description size limit, ")
     k = 0
     for c in candidates:
-        used += description_size(helpdesk_comment_to_tracker(policy, c) + _ENTRY_GAP)
+        used += description_size(helpdesk_comment_to_tracker(policy, c, markup=markup)
+                                 + _ENTRY_GAP)
         if used > DESCRIPTION_MAX_BYTES:
             break
         k += 1
@@ -110,17 +120,21 @@ def _when(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def helpdesk_comment_to_tracker(policy: PairConfig, comment: Comment) -> str:
+def helpdesk_comment_to_tracker(policy: PairConfig, comment: Comment, *,
+                                markup: Markup) -> str:
+    # Names are stripped: emphasis does not open or close next to a space in either syntax.
     if comment.author.is_staff:
-        who = comment.author.name or comment.author.email or "Staff"
+        who = (comment.author.name or "").strip() or comment.author.email or "Staff"
         role = "staff"
     else:
-        who = (comment.author.name or comment.author.email or "Customer"
+        who = ((comment.author.name or "").strip() or comment.author.email or "Customer"
                ) if policy.visibility.include_customer_pii else "Customer"
         role = "customer"
     kind = "internal note" if comment.visibility == "internal" else "message"
-    header = f"**{who}** ({role}) — Re:amaze {kind}, {_when(comment.created_at)}"
-    return neutralise_mentions(f"{header}\n\n{comment.body}")  # author names too
+    header = (f"{strong(markup, escape(markup, who))} ({role}) — Re:amaze {kind}, "
+              f"{_when(comment.created_at)}")
+    body = escape(markup, comment.body)
+    return neutralise_mentions(f"{header}\n\n{body}")  # author names too
 
 
 def tracker_comment_to_helpdesk(tracker_name: str, issue: Ticket, comment: Comment) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 from connectors.base import Capabilities
 from syncer.config import PairConfig
 from syncer.markers import Markers
+from syncer.markup import Markup
 from syncer.models import (
     Attachment,
     Author,
@@ -135,11 +136,12 @@ def policy(**overrides: Any) -> PairConfig:
 
 
 def context(pol: PairConfig | None = None, *, private: bool = True, labels: bool = True,
-            assignee: bool = True) -> PairContext:
+            assignee: bool = True, markup: Markup = "plain") -> PairContext:
     pol = pol if pol is not None else policy()
     return PairContext(
         policy=pol,
-        tracker_caps=Capabilities(private_comments=private, labels=labels, assignee=assignee),
+        tracker_caps=Capabilities(private_comments=private, labels=labels, assignee=assignee,
+                                  markup=markup),
         markers=Markers(MARKERS.key, pol.name),
         tracker_name="Redmine",
     )

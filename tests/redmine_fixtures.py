@@ -4,6 +4,8 @@
   tests/servers/redmine-start.sh and stopped at the end. Skipped with the reason when
   Redmine is not installed, unless REAMAZE_SYNC_REQUIRE_REAL_SERVERS=1 (CI), which turns
   the skip into a failure.
+* ``mail_redmine`` (module): another real Redmine, with mail on and delivered as files
+  (``Mailbox``), for tests about who Redmine notifies.
 * ``redmine_backend``: parametrised over ``simulator`` and ``real`` (marked ``redmine``),
   the same interface on both, so one contract suite proves the simulator faithful.
 * ``redmine_sim`` / ``redmine_conn``: the simulator and a connector on it, for the
@@ -23,6 +25,7 @@ from fakes import FakeClock
 from pydantic import SecretStr
 from servers.redmine_server import (
     REQUIRE_ENV,
+    Mailbox,
     RedmineAdmin,
     RedmineServer,
     real_servers_required,
@@ -123,17 +126,39 @@ class RedmineBackend:
                             headers={"X-Redmine-API-Key": key or self.admin_key})
 
 
-@pytest.fixture(scope="session")
-def redmine_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedmineServer]:
+def skip_without_redmine() -> None:
+    """Skip (fail in CI, where real servers are mandatory) when Redmine cannot start here."""
     reason = redmine_missing_reason()
     if reason is not None:
         if real_servers_required():
             pytest.fail(f"{REQUIRE_ENV}=1 but {reason}")
         pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def redmine_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedmineServer]:
+    skip_without_redmine()
     server = start_redmine(tmp_path_factory.mktemp("redmine"))
     _timings.append(f"real Redmine at {server.url} started in {server.started_in:.1f}s")
     try:
         yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def mail_redmine(tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[tuple[RedmineServer, Mailbox]]:
+    """A second real Redmine whose mail goes to files, with issue notifications on (the
+    session server has them off). Module-scoped: about 5 s more for the modules using it."""
+    skip_without_redmine()
+    base = tmp_path_factory.mktemp("redmine-mail")
+    server = start_redmine(base / "server", mail_dir=base / "mail")
+    _timings.append(f"real Redmine with mail at {server.url} started in "
+                    f"{server.started_in:.1f}s")
+    try:
+        server.set_setting("notified_events", "---\n- issue_added\n- issue_updated\n")
+        yield server, Mailbox(server, base / "mail")
     finally:
         server.stop()
 

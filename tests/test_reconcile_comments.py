@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from syncer.markup import Markup, escape
 from syncer.models import Visibility
 from syncer.plan import (
     AddComment,
@@ -136,7 +137,9 @@ def test_customer_without_name_is_attributed_by_email_only_with_pii() -> None:
     ("@bob please check", "@\u200bbob please check"),
     ("ping (@ops-team) now", "ping (@\u200bops-team) now"),
     ("mail me at bob@example.com", "mail me at bob@example.com"),
-    ("`@decorator` stays code", "`@decorator` stays code"),
+    # Redmine reads mentions in the raw text: a code span is no shelter.
+    ("`@decorator` in code", "`@\u200bdecorator` in code"),
+    ("café@bob hi", "café@\u200bbob hi"),
 ])
 def test_mentions_in_copies_are_neutralised_both_ways(body: str, mention_free: str) -> None:
     """An @mention in copied text never pings anyone on the other side; emails stay intact."""
@@ -145,6 +148,19 @@ def test_mentions_in_copies_are_neutralised_both_ways(body: str, mention_free: s
     assert len(copies) == 2
     for copy in copies:
         assert copy.new.body.endswith(mention_free)
+
+
+@pytest.mark.parametrize("markup", ["textile", "common_mark"])
+def test_copies_to_the_tracker_are_escaped_for_its_markup(markup: Markup) -> None:
+    """Text copied to the tracker is written for the tracker's markup, from its declared
+    capabilities; text copied to Re:amaze is left as it is."""
+    body = "<!-- {{collapse}} *x* ![](http://evil.example/i.png)"
+    copies = _sync(context(markup=markup), hd=(comment("m1", body=body),),
+                   tr=(comment("n1", ticket=IID, body=body),))
+    to_tracker, to_helpdesk = copies
+    assert to_tracker.target is Side.TRACKER
+    assert to_tracker.new.body.endswith("\n\n" + escape(markup, body))
+    assert to_helpdesk.new.body.endswith("\n\n" + body)
 
 
 # --- tracker -> helpdesk ---------------------------------------------------------------

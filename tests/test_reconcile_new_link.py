@@ -284,7 +284,8 @@ def test_messages_in_an_adopted_transcript_description_are_not_sent_again() -> N
 
     pol = policy(history="transcript")
     m1, m2 = customer_comment("m1", body="It crashes"), comment("m2", body="Later", at=4)
-    description = "Transcript\n\n" + render.helpdesk_comment_to_tracker(pol, m1) + "\n\nEnd"
+    description = ("Transcript\n\n" + render.helpdesk_comment_to_tracker(pol, m1, markup="plain")
+                   + "\n\nEnd")
     plan = reconcile(context(pol), view(conversation(tags=("bug",)), (m1, m2)),
                      view(_our_issue(description=description)), None)
     assert [(a.source_id, a.target_id) for a in of_type(plan, AdoptComment)] == [

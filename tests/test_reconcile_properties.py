@@ -3,8 +3,9 @@
 Worlds are drawn at random (policy in both history modes, tracker capabilities, both
 tickets, comments in every copy state, link and snapshot), reconciled, applied in memory
 with ``apply_plan``, changed by "humans" on both sides, and reconciled again. Comment
-bodies carry unique tokens (``<<H7>>``) so a leak of one comment's text into another
-object (a note, or a new issue's description) is detectable.
+bodies carry unique tokens (``QH7Q``: letters and digits, which no markup escapes) so a
+leak of one comment's text into another object (a note, or a new issue's description) is
+detectable.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from redmine_mentions import redmine_mentions
 
 from syncer import render
+from syncer.markup import escape, strong
 from syncer.models import Attachment, Author, Comment, Ticket, TicketState, Visibility
 from syncer.plan import (
     AddComment,
@@ -69,10 +72,9 @@ STATES = list(TicketState)
 # Closing and reopening are what the status rules react to: draw them more often.
 LIVELY_STATES = [*STATES, TicketState.CLOSED, TicketState.OPEN, TicketState.CLOSED]
 DIRECTIONS = ["both", "both", "helpdesk_to_tracker", "tracker_to_helpdesk", "none"]
-TOKEN = re.compile(r"<<[HT]\d+>>")
-LIVE_MENTION = re.compile(r"(?<![\w`])@[A-Za-z0-9_]")
+TOKEN = re.compile(r"Q[HT]\d+Q")
 PREFIXES = ["", "@ann please look:", "see attached log", "(@ops) FYI", "mail ben@acme.example",
-            "`@code`"]
+            "`@code` x", "café@ann x"]
 # A conversation may carry data that looks like a marker; it never stops an issue.
 FOREIGN_MARKER = MARKERS.issue("some-other-conversation")
 ATTACHMENT = Attachment(name="trace.log", url="https://files.example/trace.log")
@@ -124,7 +126,8 @@ def policies(draw: st.DrawFn) -> Any:
 @st.composite
 def contexts(draw: st.DrawFn) -> Any:
     return context(draw(policies()), private=draw(st.booleans()), labels=draw(st.booleans()),
-                   assignee=draw(st.booleans()))
+                   assignee=draw(st.booleans()),
+                   markup=draw(st.sampled_from(["plain", "textile", "common_mark"])))
 
 
 def human_comment(side: Side, n: int, *, internal: bool, by_customer: bool, prefix: str,
@@ -133,7 +136,7 @@ def human_comment(side: Side, n: int, *, internal: bool, by_customer: bool, pref
     author = (Author(name=CUSTOMER_NAME, email=CUSTOMER_EMAIL, is_staff=False) if by_customer
               else Author(name=f"Agent {n}", email=EMAILS[n % 4], is_staff=True))
     return Comment(id=f"{tag.lower()}{n}", ticket_id=CID if side is Side.HELPDESK else IID,
-                   body=f"{prefix} <<{tag}{n}>>".strip(),
+                   body=f"{prefix} Q{tag}{n}Q".strip(),
                    visibility=Visibility.INTERNAL if internal else Visibility.PUBLIC,
                    author=author, created_at=ts(at), read_only=read_only,
                    attachments=(ATTACHMENT,) if attached else ())
@@ -334,7 +337,7 @@ def check_visibility(world: World, plan: Plan) -> None:
         if not isinstance(action, AddComment):
             continue
         new = action.new
-        assert LIVE_MENTION.search(new.body) is None, new.body
+        assert redmine_mentions(new.body, "textile") == [], new.body
         if action.target is Side.TRACKER:
             src = hd[action.source_id]
             assert new.notify_customer is False
@@ -350,7 +353,8 @@ def check_visibility(world: World, plan: Plan) -> None:
                 who = src.author.name or src.author.email or "Staff"
                 if not src.author.is_staff:
                     who = CUSTOMER_NAME if vis.include_customer_pii else "Customer"
-                assert new.body.startswith(f"**{render.neutralise_mentions(who)}**")
+                assert new.body.startswith(render.neutralise_mentions(
+                    strong(caps.markup, escape(caps.markup, who))))
             if not vis.include_customer_pii:
                 assert CUSTOMER_NAME not in new.body and CUSTOMER_EMAIL not in new.body
             continue
@@ -387,10 +391,11 @@ def check_description(world: World, action: CreateIssue) -> None:
         assert not src.attachments and not src.read_only
         assert not (src.author.id == ME and MARKERS.belongs(src.marker, CID))
         assert cov.fingerprint == src.fingerprint
-        assert render.helpdesk_comment_to_tracker(pol, src) in action.new.description
+        assert render.helpdesk_comment_to_tracker(
+            pol, src, markup=world.ctx.tracker_caps.markup) in action.new.description
     assert covered == sorted(covered, key=lambda c: (c.created_at, c.id))
     assert set(TOKEN.findall(text)) == {t for c in covered for t in TOKEN.findall(c.body)}
-    assert LIVE_MENTION.search(text) is None, text
+    assert redmine_mentions(text, "textile") == [], text
     assert render.description_size(action.new.description) <= render.DESCRIPTION_MAX_BYTES
     closing = action.new.description.splitlines()[-1]
     assert closing.startswith("End of transcript.") is bool(covered), closing

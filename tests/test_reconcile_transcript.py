@@ -7,6 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from syncer import render
+from syncer.markup import Markup, escape
 from syncer.models import Attachment, Comment, Visibility
 from syncer.plan import (
     AddComment,
@@ -72,8 +73,8 @@ def test_public_messages_go_into_the_description_in_order_the_rest_as_notes() ->
     msgs = {c.id: c for c in _history()}
     assert [c.fingerprint for c in create.covered] == [msgs["m1"].fingerprint,
                                                        msgs["m3"].fingerprint]
-    first = render.helpdesk_comment_to_tracker(policy(), msgs["m1"])
-    second = render.helpdesk_comment_to_tracker(policy(), msgs["m3"])
+    first = render.helpdesk_comment_to_tracker(policy(), msgs["m1"], markup="plain")
+    second = render.helpdesk_comment_to_tracker(policy(), msgs["m3"], markup="plain")
     assert first in desc and second in desc and desc.index(first) < desc.index(second)
     assert "Transcript of the conversation (2 messages):" in desc
     assert desc.splitlines()[-1] == ("End of transcript. Sent as notes instead: 1 message "
@@ -152,8 +153,23 @@ def test_transcript_attribution_anonymises_the_customer_and_neutralises_mentions
     create, _, _ = _new(msgs, visibility={"include_customer_pii": pii})
     desc = create.new.description
     assert (CUSTOMER_NAME in desc) is pii and (CUSTOMER_EMAIL in desc) is pii
-    assert "**Customer** (customer)" in desc or pii
+    assert "Customer (customer)" in desc or pii
     assert "@admin" not in desc and "@\u200badmin please help" in desc
+
+
+@pytest.mark.parametrize("markup", ["textile", "common_mark"])
+def test_transcript_is_escaped_for_the_trackers_markup(markup: Markup) -> None:
+    """A customer's "<!--" in the transcript cannot hide the messages after it: every
+    entry is written for the tracker's markup."""
+    msgs = (customer_comment("m1", body="first <!-- hide the rest", at=1),
+            customer_comment("m2", body="second *one*", at=2))
+    ctx = context(policy(**TRANSCRIPT), markup=markup)
+    plan = reconcile(ctx, view(conversation(tags=("bug",)), msgs),
+                     None, None)
+    (create,) = of_type(plan, CreateIssue)
+    assert "<!--" not in create.new.description
+    for m in msgs:
+        assert escape(markup, m.body) in create.new.description
 
 
 def test_empty_conversation_in_transcript_mode_says_notes_follow() -> None:

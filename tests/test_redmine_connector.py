@@ -392,19 +392,20 @@ def test_download_uses_our_base_url_only(redmine_sim: RedmineSimulator,
 
 
 def test_capabilities_follow_text_formatting(redmine_sim: RedmineSimulator) -> None:
-    """Markers count as hidden markdown only under common_mark; the rest is fixed."""
+    """Markers count as hidden markdown only under common_mark, and text from outside is
+    escaped for the configured text format; the rest is fixed."""
     from redmine_fixtures import SIM_URL, redmine_config
 
-    def caps(fmt: str) -> tuple[bool, bool, bool, bool]:
+    def caps(fmt: str) -> tuple[bool, str, bool, bool, bool]:
         conn = RedmineConnector.from_config(redmine_config(SIM_URL, "sync", text_formatting=fmt),
                                             SecretStr("k" * 40),
                                             transport=httpx.MockTransport(redmine_sim.handle))
         assert isinstance(conn, Connector)
         c = conn.capabilities
-        return c.markdown_markers, c.private_comments, c.labels, c.attachments_upload
+        return c.markdown_markers, c.markup, c.private_comments, c.labels, c.attachments_upload
 
-    assert caps("common_mark") == (True, True, False, True)
-    assert caps("textile") == (False, True, False, True)
+    assert caps("common_mark") == (True, "common_mark", True, False, True)
+    assert caps("textile") == (False, "textile", True, False, True)
 
 
 def test_non_admin_list_users_returns_members_only(redmine_sim: RedmineSimulator,

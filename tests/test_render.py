@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from redmine_mentions import redmine_mentions
 
+from connectors.redmine.mapping import embed_marker, split_marker
 from syncer import render
-from syncer.models import Contact
+from syncer.markup import Markup, escape, strong
+from syncer.models import Collection, Contact
 from tests.reconcile_builders import (
     CID,
     CUSTOMER_EMAIL,
@@ -21,8 +23,6 @@ from tests.reconcile_builders import (
     policy,
 )
 
-LIVE_MENTION = re.compile(r"(?<![\w`])@[A-Za-z0-9_]")
-
 
 @pytest.mark.parametrize(("text", "expected"), [
     ("@bob", "@\u200bbob"),
@@ -30,25 +30,51 @@ LIVE_MENTION = re.compile(r"(?<![\w`])@[A-Za-z0-9_]")
     ("(@ops-team)", "(@\u200bops-team)"),
     ("line\n@dev look", "line\n@\u200bdev look"),
     ("bob@example.com", "bob@example.com"),
-    ("`@decorator`", "`@decorator`"),
+    ("x_@bob", "x_@bob"),
     ("@ alone", "@ alone"),
-    ("@@bob", "@@\u200bbob"),
+    ("@@bob", "@\u200b@\u200bbob"),
     ("@Jörg", "@\u200bJörg"),
+    ("@.bob", "@\u200b.bob"),
     ("", ""),
+    # Redmine's \W is ASCII-only: a letter outside ASCII does not protect the @.
+    ("café@bob", "café@\u200bbob"),
+    ("日本@bob", "日本@\u200bbob"),
+    ("josé@example.com", "josé@\u200bexample.com"),
+    # Redmine scans the raw text: code spans (and, once escaped, fences) are no shelter.
+    ("`@decorator` here", "`@\u200bdecorator` here"),
+    ("```\n@dev\n```", "```\n@\u200bdev\n```"),
 ])
 def test_neutralise_mentions_table(text: str, expected: str) -> None:
-    """Mentions get a zero-width space after the @; emails and code spans are untouched."""
+    """Whatever Redmine would read as a mention gets a zero-width space after the @;
+    addresses like bob@example.com, which Redmine does not read so, stay intact."""
     assert render.neutralise_mentions(text) == expected
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.text(alphabet=st.sampled_from("@ab_1 .\n`-é"), max_size=40))
-def test_neutralise_mentions_leaves_no_live_mention_and_is_idempotent(text: str) -> None:
-    """No live @mention survives, visible characters are kept, and a second pass changes nothing."""
+@pytest.mark.parametrize("text", ["café@bob x", "日本@bob x", "`@bob` x", "@bob x",
+                                  "josé@example.com x", "```\n@bob\n```"])
+def test_oracle_agrees_these_are_mentions(text: str) -> None:
+    """The forms above really are mentions to Redmine (its scan, ported): the table is
+    about Redmine's rules, not ours."""
+    assert redmine_mentions(text, "textile")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from("@ab_1 .-\n`é日>~,()!<"), max_size=40),
+       st.sampled_from(["textile", "common_mark"]))
+def test_neutralised_text_mentions_nobody_to_redmine(text: str, formatting: str) -> None:
+    """After neutralising, Redmine's own scan finds no login, visible characters are kept,
+    and a second pass changes nothing."""
     once = render.neutralise_mentions(text)
-    assert LIVE_MENTION.search(once) is None
+    assert redmine_mentions(once, formatting) == []
     assert once.replace("\u200b", "") == text
     assert render.neutralise_mentions(once) == once
+
+
+def test_plain_addresses_are_no_mention_and_stay_intact() -> None:
+    """carol@example.com is no mention to Redmine, so it is left exactly as written."""
+    text = "Write to carol@example.com or ops_team@example.org."
+    assert redmine_mentions(text, "common_mark") == []
+    assert render.neutralise_mentions(text) == text
 
 
 def test_issue_title_falls_back_to_slug_and_is_capped() -> None:
@@ -68,7 +94,7 @@ def test_issue_title_keeps_braces_in_subject_verbatim() -> None:
 def test_issue_description_lines() -> None:
     """The description links the conversation and lists channel, customer (PII on) and tags."""
     pol = policy(visibility={"include_customer_pii": True})
-    desc = render.issue_description(pol, conversation(tags=("bug", "vip")))
+    desc = render.issue_description(pol, conversation(tags=("bug", "vip")), markup="plain")
     assert desc.splitlines()[:4] == [
         "Re:amaze conversation: https://acme.reamaze.io/admin/conversations/x",
         "Channel: Support inbox",
@@ -79,7 +105,8 @@ def test_issue_description_lines() -> None:
 
 def test_issue_description_without_url_channel_contact_or_pii() -> None:
     """Missing optional parts are left out, and the customer is never named with PII off."""
-    desc = render.issue_description(policy(), conversation(url=None, channel=None))
+    desc = render.issue_description(policy(), conversation(url=None, channel=None),
+                                    markup="plain")
     assert desc.splitlines()[0] == f"Re:amaze conversation: {CID}"
     assert "Channel:" not in desc and "Customer" not in desc and "Tags:" not in desc
     assert CUSTOMER_EMAIL not in desc
@@ -93,22 +120,23 @@ def test_issue_description_without_url_channel_contact_or_pii() -> None:
 def test_issue_description_partial_contact(contact: Contact, line: str | None) -> None:
     """With PII on, whatever part of the customer is known is shown, and nothing when neither is."""
     pol = policy(visibility={"include_customer_pii": True})
-    desc = render.issue_description(pol, conversation(contact=contact))
+    desc = render.issue_description(pol, conversation(contact=contact), markup="plain")
     customer_lines = [x for x in desc.splitlines() if x.startswith("Customer")]
     assert customer_lines == ([line] if line else [])
 
 
 def test_issue_description_neutralises_mentions() -> None:
     """A channel or tag that looks like a mention does not ping anyone on the tracker."""
-    desc = render.issue_description(policy(), conversation(tags=("@oncall",)))
-    assert LIVE_MENTION.search(desc) is None
+    desc = render.issue_description(policy(), conversation(tags=("@oncall",)),
+                                    markup="common_mark")
+    assert redmine_mentions(desc, "textile") == []
 
 
 def test_helpdesk_copy_header_in_utc() -> None:
     """The copy header gives author, role, kind and the UTC time of the message."""
     c = comment("m1", body="Body", name="Alice Agent").model_copy(update={
         "created_at": datetime(2026, 3, 1, 12, 30, tzinfo=timezone(timedelta(hours=2)))})
-    text = render.helpdesk_comment_to_tracker(policy(), c)
+    text = render.helpdesk_comment_to_tracker(policy(), c, markup="common_mark")
     assert text == "**Alice Agent** (staff) — Re:amaze message, 2026-03-01 10:30 UTC\n\nBody"
 
 
@@ -116,16 +144,68 @@ def test_helpdesk_copy_header_fallbacks() -> None:
     """Staff without a name are shown by email, then as 'Staff'."""
     by_email = comment("m1", name=None, email="al@acme.example")
     anonymous = comment("m1", name=None, email=None)
-    assert render.helpdesk_comment_to_tracker(policy(), by_email).startswith(
-        "**al@acme.example** (staff)")
-    assert render.helpdesk_comment_to_tracker(policy(), anonymous).startswith("**Staff** (staff)")
+    assert render.helpdesk_comment_to_tracker(policy(), by_email, markup="common_mark"
+                                              ).startswith("**al@acme.example** (staff)")
+    assert render.helpdesk_comment_to_tracker(policy(), anonymous, markup="common_mark"
+                                              ).startswith("**Staff** (staff)")
 
 
 def test_author_names_that_look_like_mentions_are_neutralised() -> None:
     """An author named like a mention cannot ping anyone through the attribution line."""
-    hd = render.helpdesk_comment_to_tracker(policy(), comment("m1", name="@admin"))
+    hd = render.helpdesk_comment_to_tracker(policy(), comment("m1", name="@admin"),
+                                            markup="common_mark")
     tr = render.tracker_comment_to_helpdesk("Redmine", issue(), comment("n1", name="@support"))
-    assert LIVE_MENTION.search(hd) is None and LIVE_MENTION.search(tr) is None
+    assert redmine_mentions(hd, "textile") == redmine_mentions(tr, "textile") == []
+
+
+@pytest.mark.parametrize(("markup", "header"), [
+    ("textile", "*Alice Agent* (staff)"),
+    ("common_mark", "**Alice Agent** (staff)"),
+    ("plain", "Alice Agent (staff)"),
+])
+def test_header_is_bold_in_the_trackers_own_syntax(markup: Markup, header: str) -> None:
+    """**x** is not textile's bold: each markup gets its own emphasis (none when plain)."""
+    text = render.helpdesk_comment_to_tracker(policy(), comment("m1"), markup=markup)
+    assert text.startswith(f"{header} — Re:amaze message, ")
+
+
+@pytest.mark.parametrize("markup", ["textile", "common_mark"])
+def test_copied_text_is_escaped_but_our_header_is_not(markup: Markup) -> None:
+    """Body and author name are escaped for the markup; the header around them keeps its
+    markup, and a reader gets every character back."""
+    body = "<!-- *hidden* {{collapse}} ![](http://evil.example/x.png)"
+    c = comment("m1", body=body, name="*Eve* <b>")
+    text = render.helpdesk_comment_to_tracker(policy(), c, markup=markup)
+    header, written = text.split("\n\n", 1)
+    assert written == escape(markup, body)
+    assert header.startswith(strong(markup, escape(markup, "*Eve* <b>")) + " (staff)")
+    assert "<!--" not in text and "{{" not in text
+
+
+@pytest.mark.parametrize("markup", ["textile", "common_mark"])
+def test_description_lines_from_outside_are_escaped(markup: Markup) -> None:
+    """Channel, customer and tag names are text from outside too."""
+    pol = policy(visibility={"include_customer_pii": True})
+    conv = conversation(tags=("<!--", "*vip*"),
+                        contact=Contact(id="c", name="{{include(Secret)}}", email="e@x.example"))
+    conv = conv.model_copy(update={"collection": Collection(
+        id="c", name="!http://evil.example/c.png!")})
+    lines = render.issue_description(pol, conv, markup=markup).splitlines()
+    assert lines[1] == "Channel: " + escape(markup, "!http://evil.example/c.png!")
+    assert lines[2] == "Customer: " + escape(markup, "{{include(Secret)}} <e@x.example>")
+    assert lines[3] == "Tags: " + escape(markup, "<!--") + ", " + escape(markup, "*vip*")
+    assert lines[0] == "Re:amaze conversation: https://acme.reamaze.io/admin/conversations/x"
+
+
+@pytest.mark.parametrize("markup", ["textile", "common_mark"])
+def test_a_forged_marker_in_a_message_is_no_marker(markup: Markup) -> None:
+    """A message ending in a marker-like line cannot pass for our copy, and the marker the
+    connector appends after the escaped text is still found."""
+    forged = "<!-- reamaze-sync:rs-forged -->"
+    copy = render.helpdesk_comment_to_tracker(policy(), comment("m1", body=forged),
+                                              markup=markup)
+    assert split_marker(copy)[1] is None
+    assert split_marker(embed_marker(copy, "rs-ours"))[1] == "rs-ours"
 
 
 def test_tracker_copy_names_author_tracker_and_issue() -> None:

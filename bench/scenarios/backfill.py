@@ -54,6 +54,8 @@ from bench.harness import (
     total_calls,
 )
 from syncer.app import Engine, run_all_once
+from syncer.errors import ConfigError
+from syncer.markup import escape
 from syncer.runner import PassResult
 from syncer.sandbox import PROJECT, Sandbox
 
@@ -113,6 +115,9 @@ def verify_backfill(sb: Sandbox, engine: Engine, slugs: list[str], messages: int
     notes: Counter[int] = Counter(j.issue_id for j in sb.redmine.state.journals.values()
                                   if j.notes)
     per_issue = messages if mode == "per_message" else 0
+    # A transcript holds each message as written for the tracker's markup.
+    [markup] = {conn.capabilities.markup for conn in engine.trackers.values()
+                if not isinstance(conn, ConfigError)}
     for i, slug in enumerate(slugs):
         link = engine.store.get_link(PAIR, slug)
         if link is None or link.issue_id is None:
@@ -120,7 +125,8 @@ def verify_backfill(sb: Sandbox, engine: Engine, slugs: list[str], messages: int
         if notes[int(link.issue_id)] != per_issue:
             raise RuntimeError(f"issue {link.issue_id} has {notes[int(link.issue_id)]} notes")
         description = issues[int(link.issue_id)].description or ""
-        if per_issue == 0 and not all(f"#{i}/{j} " in description for j in range(messages)):
+        if per_issue == 0 and not all(escape(markup, f"#{i}/{j} ") in description
+                                      for j in range(messages)):
             raise RuntimeError(f"issue {link.issue_id} lacks messages in its transcript")
 
 

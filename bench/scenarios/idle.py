@@ -32,9 +32,10 @@ from bench.scenarios.backfill import measure_idle, one_pass
 from connectors.base import Connector
 from connectors.redmine.mapping import embed_marker
 from state import StateStore
+from syncer.markers import Markers
 from syncer.models import Ticket
-from syncer.plan import Side, Snapshot, make_marker
-from syncer.sandbox import PROJECT, TRACKER, Sandbox
+from syncer.plan import Side, Snapshot
+from syncer.sandbox import MARKER_KEY, PROJECT, TRACKER, Sandbox
 
 BATCH = 500
 
@@ -53,7 +54,7 @@ def seed_links(sb: Sandbox, store: StateStore, helpdesk: Connector, tracker: Con
         sim_issue = sb.redmine.add_issue(
             project, f"[Re:amaze] {sim_conv.subject}",
             description=embed_marker(sim_conv.messages[0].body,
-                                     make_marker(PAIR, "issue", slug)),
+                                     Markers(MARKER_KEY.encode(), PAIR).issue(slug)),
             at=sim_conv.created_at)
         issue_of[slug] = str(sim_issue.id)
     convs, issues = _tickets(helpdesk), _tickets(tracker)

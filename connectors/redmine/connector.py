@@ -103,7 +103,7 @@ class RedmineConnector:
         self.capabilities = Capabilities(
             private_comments=True, edit_comments=True, labels=False, assignee=True,
             attachments_upload=True, markdown_markers=cfg.text_formatting == "common_mark",
-            delete_comments=True)
+            delete_comments=True, markup=cfg.text_formatting)
         self._project: Project | None = None
         self._me: str | None = None
         self._statuses: list[IssueStatus] | None = None

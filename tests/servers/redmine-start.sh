@@ -23,6 +23,8 @@
 #   REDMINE_THREADS=1          puma threads; >1 gives real concurrency but SQLite "database is locked" 500s
 #   REDMINE_START_TIMEOUT=120  seconds to wait for the first HTTP 200
 #   REDMINE_CACHE_DIR=${TMPDIR:-/tmp}/redmine-test-cache   where the migrated template DB is cached
+#   REDMINE_MAIL_DIR=DIR       deliver mail as files into DIR (one per recipient address) instead of
+#                              ActionMailer's :test; what is sent still follows Setting.notified_events
 set -euo pipefail
 
 REDMINE_ROOT=/usr/share/redmine
@@ -35,7 +37,7 @@ LOGIN_REQUIRED=${REDMINE_LOGIN_REQUIRED:-1}
 
 log() { echo "redmine-start: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"
@@ -102,11 +104,22 @@ production:
   encoding: utf8
   timeout: 10000
 EOF
-  cat >"$d/config/configuration.yml" <<'EOF'
+  if [ -n "${REDMINE_MAIL_DIR:-}" ]; then
+    # ActionMailer's :file delivery appends each mail to MAIL_DIR/<recipient address>.
+    cat >"$d/config/configuration.yml" <<EOF
+default:
+  email_delivery:
+    delivery_method: :file
+    file_settings:
+      location: $REDMINE_MAIL_DIR
+EOF
+  else
+    cat >"$d/config/configuration.yml" <<'EOF'
 default:
   email_delivery:
     delivery_method: :test
 EOF
+  fi
   [ -s "$d/config/secret_key.txt" ] || od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$d/config/secret_key.txt"
   chmod 600 "$d/config/secret_key.txt"
   # Own Gemfile: the package's Gemfile only adds the sqlite3 gem if it can read a sqlite

@@ -10,11 +10,13 @@ simulator just as well (pass its transport).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import sqlite3
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,12 +76,18 @@ class RedmineServer:
                            (name, value, stamp))
 
 
-def start_redmine(directory: Path, port: int | None = None, *,
-                  timeout: float = 300) -> RedmineServer:
+def start_redmine(directory: Path, port: int | None = None, *, timeout: float = 300,
+                  mail_dir: Path | None = None) -> RedmineServer:
+    """``mail_dir``: deliver mail as files there (see ``Mailbox``); Redmine still sends
+    only what ``Setting.notified_events`` asks for, which the template leaves empty."""
     port = port or free_port()
     started = time.monotonic()
+    env = dict(os.environ)
+    if mail_dir is not None:
+        env["REDMINE_MAIL_DIR"] = str(mail_dir)
     result = subprocess.run(["bash", str(SCRIPT), "start", str(directory), str(port)],
-                            capture_output=True, text=True, timeout=timeout, check=False)
+                            capture_output=True, text=True, timeout=timeout, check=False,
+                            env=env)
     if result.returncode != 0:
         raise RuntimeError(f"redmine-start.sh failed ({result.returncode}):\n"
                            f"{result.stderr[-3000:]}")
@@ -88,6 +96,50 @@ def start_redmine(directory: Path, port: int | None = None, *,
         raise RuntimeError(f"redmine-start.sh printed no API key:\n{result.stderr[-3000:]}")
     return RedmineServer(f"http://127.0.0.1:{port}", key, directory,
                          time.monotonic() - started)
+
+
+_JOB = re.compile(r"(Enqueued|Performed|Error performing) ActionMailer::MailDeliveryJob "
+                  r"\(Job ID: ([0-9a-f-]+)\)")
+_MESSAGE_ID = re.compile(r"^Message-ID: <redmine\.(issue|journal)-(\d+)\.", re.M)
+
+
+class Mailbox:
+    """The mail a server started with ``mail_dir`` sent, as files of ActionMailer's
+    ``:file`` delivery (one file per recipient address, messages appended).
+
+    Redmine hands each mail to an in-process job queue (``deliver_later``) after the
+    request has answered, so a test first waits for ``settled()``: every delivery job that
+    the log shows enqueued has been performed (or failed).
+    """
+
+    def __init__(self, server: RedmineServer, mail_dir: Path) -> None:
+        self.log = server.directory / "log" / "production.log"
+        self.mail_dir = mail_dir
+
+    def settled(self) -> bool:
+        enqueued: set[str] = set()
+        done: set[str] = set()
+        text = self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""
+        for what, job in _JOB.findall(text):
+            (enqueued if what == "Enqueued" else done).add(job)
+        return enqueued <= done
+
+    def sent_to(self, address: str) -> list[tuple[str, int]]:
+        """What each mail to ``address`` is about: ("issue", id) or ("journal", id)."""
+        path = self.mail_dir / address
+        if not path.exists():
+            return []
+        return [(kind, int(n)) for kind, n in
+                _MESSAGE_ID.findall(path.read_text(encoding="utf-8", errors="replace"))]
+
+
+def wait_for(predicate: Callable[[], bool], *, tries: int = 200, pause: float = 0.05) -> bool:
+    """Poll a bounded number of times; the caller asserts on the answer."""
+    for _ in range(tries):
+        if predicate():
+            return True
+        time.sleep(pause)
+    return predicate()
 
 
 class RedmineAdmin:
