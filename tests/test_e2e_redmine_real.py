@@ -260,3 +260,39 @@ def test_real_redmine_crash_after_write_restarts_without_duplicates(rig: Rig,
         assert len([m for m in messages if "Linked to Redmine" in m.body]) == 1
     rig.quiet_run(engine)
     engine.close()
+
+
+def test_real_redmine_lost_state_is_rebuilt_without_a_second_issue_or_note(
+        rig: Rig, tmp_path: Path) -> None:
+    """The state database is deleted after a full sync against a real Redmine: the next
+    run finds the issue by its marker (Redmine's description search, the issue's author),
+    recognises every note both ways by marker and author, and writes nothing at all."""
+    rz = rig.reamaze
+    slug = rz.add_conversation("Export fails", "The CSV export fails.",
+                               "erin@customer.example", tags=["bug"])
+    rz.add_staff_message(slug, "INTERNAL-L1 affects all exports", email=STAFF,
+                         visibility=INTERNAL)
+    engine = rig.engine()
+    _run(engine)
+    issue_id = str(rig.issues()[0]["id"])
+    rig.dev_put(issue_id, notes="PRIVATE-L2 the writer drops rows", private_notes=True)
+    rig.dev_put(issue_id, notes="Fixed in 4.1.")
+    _run(engine)
+    before = engine.store.get_link("bugs", slug)
+    assert before is not None
+    engine.close()
+    for name in ("state.db", "state.db-wal", "state.db-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+
+    fresh = rig.engine()
+    rz_mark, rm_mark = len(rz.requests), len(rig.transport.log)
+    adopted = _run(fresh)
+    assert [r for r in rz.requests[rz_mark:] if r.method != "GET"] == []
+    assert rig.transport.writes_since(rm_mark) == []
+    assert adopted.counts["issues_adopted"] == 1 and len(rig.issues()) == 1
+    after = fresh.store.get_link("bugs", slug)
+    assert after is not None and after.issue_id == issue_id
+    assert {(c.source_side, c.source_id, c.target_id) for c in after.comment_links} == {
+        (c.source_side, c.source_id, c.target_id) for c in before.comment_links}
+    rig.quiet_run(fresh)
+    fresh.close()
