@@ -17,11 +17,13 @@ import httpx
 import pytest
 
 from connectors.reamaze.sim_state import SimMessage
+from connectors.reamaze.simulator import ReamazeSimulator
 from connectors.redmine.sim_state import SimClock, SimJournal, SimUser
 from connectors.redmine.simulator import RedmineSimulator
-from syncer.app import Engine, run_all_once
+from syncer.app import Engine, build_engine, run_all_once
+from syncer.config import parse_config
 from syncer.runner import PassResult
-from syncer.sandbox import PROJECT, Sandbox, make_sandbox
+from syncer.sandbox import MARKER_KEY, PROJECT, REAMAZE_TOKEN, Sandbox, make_sandbox
 
 STAFF = "jane@acme.example"
 SIM_REDMINE_URL = "http://redmine.sandbox"
@@ -56,6 +58,30 @@ def sandbox(tmp_path: Path, *, config: dict[str, Any] | None = None,
         sb.redmine.add_project(PROJECT, name="Support bugs")
     sb.reamaze.add_staff(STAFF, "Jane Support")
     return sb
+
+
+def real_redmine_engine(config: dict[str, Any], redmine_key: str,
+                        reamaze: ReamazeSimulator) -> Engine:
+    """An engine on a real Redmine (over HTTP) and the Re:amaze simulator."""
+    return build_engine(parse_config(config),
+                        environ={"REAMAZE_API_TOKEN": REAMAZE_TOKEN,
+                                 "REDMINE_API_KEY": redmine_key,
+                                 "REAMAZE_SYNC_MARKER_KEY": MARKER_KEY},
+                        transports={"reamaze": httpx.MockTransport(reamaze.handle),
+                                    "redmine": httpx.HTTPTransport()})
+
+
+def seed_two_bugs(sb: Sandbox) -> list[str]:
+    """Two bug-tagged conversations: one with an internal note, one with a customer
+    message only."""
+    rz = sb.reamaze
+    first = rz.add_conversation("Crash on save", "Saving a draft crashes the app.",
+                                "carol@customer.example", tags=["bug"])
+    rz.add_staff_message(first, "INTERNAL-A reproduced on Android 14", email=STAFF,
+                         visibility=1)
+    second = rz.add_conversation("Sync stalls", "My phone stopped syncing.",
+                                 "dave@customer.example", tags=["bug"])
+    return [first, second]
 
 
 def run_pass(engine: Engine, **kw: Any) -> PassResult:

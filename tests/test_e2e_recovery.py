@@ -27,6 +27,7 @@ from e2e_support import (
     messages,
     run_pass,
     sandbox,
+    seed_two_bugs,
 )
 from fakes import FakeClock
 
@@ -37,15 +38,7 @@ from syncer.status import render_status
 INTERNAL = 1
 
 
-def _seed(sb: Sandbox) -> list[str]:
-    rz = sb.reamaze
-    first = rz.add_conversation("Crash on save", "Saving a draft crashes the app.",
-                                "carol@customer.example", tags=["bug"])
-    rz.add_staff_message(first, "INTERNAL-A reproduced on Android 14", email=STAFF,
-                         visibility=INTERNAL)
-    second = rz.add_conversation("Sync stalls", "My phone stopped syncing.",
-                                 "dave@customer.example", tags=["bug"])
-    return [first, second]
+_seed = seed_two_bugs
 
 
 def _assert_converged(sb: Sandbox, engine: Engine, slugs: list[str]) -> None:

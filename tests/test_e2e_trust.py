@@ -26,6 +26,7 @@ from e2e_support import (
     messages,
     run_pass,
     sandbox,
+    seed_two_bugs,
 )
 from fakes import FakeClock
 
@@ -40,15 +41,9 @@ INTERNAL = 1
 
 
 def _seed(sb: Sandbox) -> list[str]:
-    rz = sb.reamaze
-    first = rz.add_conversation("Crash on save", "Saving a draft crashes the app.",
-                                "carol@customer.example", tags=["bug"])
-    rz.add_staff_message(first, "INTERNAL-A reproduced on Android 14", email=STAFF,
-                         visibility=INTERNAL)
-    second = rz.add_conversation("Sync stalls", "My phone stopped syncing.",
-                                 "dave@customer.example", tags=["bug"])
-    rz.add_customer_message(second, "It is still stalled.")
-    return [first, second]
+    slugs = seed_two_bugs(sb)
+    sb.reamaze.add_customer_message(slugs[1], "It is still stalled.")
+    return slugs
 
 
 def _copies(engine: Engine, slugs: list[str]) -> dict[str, tuple[str | None, frozenset[

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from e2e_support import real_redmine_engine
 from redmine_html import Block, rendered_blocks
 from servers.redmine_server import RedmineAdmin
 
 from connectors.reamaze.simulator import ReamazeSimulator
-from syncer.app import build_engine, run_all_once
-from syncer.config import parse_config
-from syncer.sandbox import BRAND, LOGIN, MARKER_KEY, REAMAZE_TOKEN, sandbox_config
+from syncer.app import run_all_once
+from syncer.sandbox import BRAND, LOGIN, REAMAZE_TOKEN, sandbox_config
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -160,12 +160,8 @@ def _render_and_check(server: RedmineServer, admin: RedmineAdmin, project: str,
                                     customer_name=name, tags=["bug"])
     for text in notes:
         reamaze.add_customer_message(slug, text)
-    engine = build_engine(parse_config(_config(server, project, formatting, tmp_path)),
-                          environ={"REAMAZE_API_TOKEN": REAMAZE_TOKEN,
-                                   "REDMINE_API_KEY": server.admin_key,
-                                   "REAMAZE_SYNC_MARKER_KEY": MARKER_KEY},
-                          transports={"reamaze": httpx.MockTransport(reamaze.handle),
-                                      "redmine": httpx.HTTPTransport()})
+    engine = real_redmine_engine(_config(server, project, formatting, tmp_path),
+                                 server.admin_key, reamaze)
     try:
         results = run_all_once(engine)
     finally:

@@ -16,14 +16,13 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
+from e2e_support import real_redmine_engine
 from servers.redmine_server import RedmineAdmin, wait_for
 
 from connectors.reamaze.simulator import ReamazeSimulator
-from syncer.app import build_engine, run_all_once
-from syncer.config import parse_config
-from syncer.sandbox import BRAND, LOGIN, MARKER_KEY, REAMAZE_TOKEN, sandbox_config
+from syncer.app import run_all_once
+from syncer.sandbox import BRAND, LOGIN, REAMAZE_TOKEN, sandbox_config
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -94,12 +93,8 @@ def _check_no_mention_mail(server: RedmineServer, mailbox: Mailbox, admin: Redmi
     reamaze.add_conversation("Mentions in the transcript", "\n\n".join(texts.values()),
                              "d@customer.example", customer_name=f"café@{login} x",
                              tags=["transcript", f"é@{login} x"])
-    engine = build_engine(parse_config(_engine_config(server, project, formatting, tmp_path)),
-                          environ={"REAMAZE_API_TOKEN": REAMAZE_TOKEN,
-                                   "REDMINE_API_KEY": server.admin_key,
-                                   "REAMAZE_SYNC_MARKER_KEY": MARKER_KEY},
-                          transports={"reamaze": httpx.MockTransport(reamaze.handle),
-                                      "redmine": httpx.HTTPTransport()})
+    engine = real_redmine_engine(_engine_config(server, project, formatting, tmp_path),
+                                 server.admin_key, reamaze)
     try:
         results = run_all_once(engine)
     finally:
