@@ -136,6 +136,37 @@ def test_a_restored_old_backup_adopts_what_happened_since(tmp_path: Path) -> Non
     restored.close()
 
 
+def test_a_backup_older_than_a_closing_still_mails_the_next_closing(tmp_path: Path) -> None:
+    """1: the state is rolled back to a copy taken before the issue was closed and the
+    customer mailed; the issue is then reopened and closed again: the second closing
+    gets its reply (the restored count used to give it the first reply's key, which
+    was found, so the customer heard nothing)."""
+    sb = sandbox(tmp_path, status={"close_reply_template": "Good news: {subject} is fixed."})
+    slugs = _seed(sb)
+    engine = sb.engine(clock=FakeClock())
+    run_pass(engine)
+    engine.close()
+    shutil.copy(tmp_path / "state.db", tmp_path / "backup.db")
+    engine = sb.engine(clock=FakeClock())
+    dev = Engineer(sb)
+    issue = issue_for(engine, slugs[0])
+    dev.close(issue)
+    run_pass(engine)
+    engine.close()
+    _drop_state(tmp_path)
+    shutil.copy(tmp_path / "backup.db", tmp_path / "state.db")
+    engine = sb.engine(clock=FakeClock())
+    run_pass(engine)
+    dev.reopen(issue)
+    run_pass(engine)
+    dev.close(issue)
+    run_pass(engine)
+    replies = [m for m in messages(sb, slugs[0]) if "Good news" in m.body]
+    assert [(m.visibility, m.notified) for m in replies] == [(0, True), (0, True)]
+    assert sb.reamaze.conversations[slugs[0]].status == 2
+    engine.close()
+
+
 def test_a_second_host_with_its_own_state_adopts_instead_of_duplicating(
         tmp_path: Path) -> None:
     """1: another engine with an empty state of its own (a second host) finds every issue
