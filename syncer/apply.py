@@ -305,21 +305,40 @@ CommentWrite = AddComment | PostLinkNote
 
 def _hold(actions: tuple[Action, ...], held: frozenset[str] | set[str]) -> list[Action]:
     """The plan without the writes whose key recovery has not resolved, nor any later
-    comment of the same conversation to the same side (it would overtake the held one)."""
+    comment of the same conversation to the same side (it would overtake the held one),
+    nor the conversation's later field changes and link marking, nor then its snapshot.
+    The reconciler puts those after the writes they depend on (the close reply before the
+    conversation is closed, the orphan note before the link is marked orphaned), and the
+    snapshot records them as done: applied without them, the change that called for the
+    held write is no longer seen, and a write recovery then gives up on is never planned
+    again. A snapshot with no held change behind it is still saved (a link's first one
+    is the base later changes are seen against)."""
     if not held:
         return list(actions)
     blocked: set[tuple[str, Side]] = set()
+    waiting: set[str] = set()  # conversations with a held write
+    stalled: set[str] = set()  # ... and a held change the snapshot would record as done
     out: list[Action] = []
     for action in actions:
+        cid = action.conversation_id
         if isinstance(action, AddComment | PostLinkNote):
-            key = (action.conversation_id, _target(action))
+            key = (cid, _target(action))
             if _marker(action) in held or key in blocked:
                 blocked.add(key)
-                out.append(Skip(conversation_id=action.conversation_id,
-                                object_id=_marker(action),
+                waiting.add(cid)
+                out.append(Skip(conversation_id=cid, object_id=_marker(action),
                                 reason="held: an earlier write of this conversation has no "
                                        "confirmed outcome yet"))
                 continue
+        elif (cid in waiting and isinstance(action, UpdateTicket | MarkOrphaned)) or (
+                cid in stalled and isinstance(action, SaveSnapshot)):
+            stalled.add(cid)
+            out.append(Skip(conversation_id=cid,
+                            object_id=action.ticket_id if isinstance(action, UpdateTicket)
+                            else cid,
+                            reason=f"held: {type(action).__name__} waits for a write of this "
+                                   "conversation that has no confirmed outcome yet"))
+            continue
         out.append(action)
     return out
 

@@ -576,7 +576,15 @@ def _status(ctx: PairContext, conversation: SideView, issue: SideView, base: Sna
                                     update=TicketUpdate(state=to_tr),
                                     reason=f"conversation is {hd_state}"))
         now = now.model_copy(update={"tracker_state": to_tr})
-    return actions, now
+    # The snapshot's count can be behind the replies the conversation shows: a snapshot
+    # restored from a backup taken before a closing was replied to. Counted on from the
+    # replies found, or the next closing would get the key of a reply already sent, find
+    # it and mail nothing. Counted after the decision above, so a retried closing still
+    # finds the reply an interrupted pass sent for it.
+    sent = now.close_replies
+    while ctx.markers.close_reply(cid, iid, sent) in copies.own[Side.HELPDESK]:
+        sent += 1
+    return actions, now.model_copy(update={"close_replies": sent})
 
 
 def _assignee(ctx: PairContext, cid: str, iid: str, base: Snapshot,

@@ -205,6 +205,21 @@ class CrashAfter:
         return handle
 
 
+@dataclass
+class CrashBefore(CrashAfter):
+    """Like ``CrashAfter``, but the process dies just before the request is sent: the
+    write was journalled, and the server never sees it."""
+
+    def wrap(self, handler: Handler) -> Handler:
+        def handle(request: httpx.Request) -> httpx.Response:
+            if self.times > 0 and self.hit(request):
+                self.times -= 1
+                self.crashed.append(f"{request.method} {request.url.path}")
+                raise SimulatedCrash(f"crash before {request.method} {request.url.path}")
+            return handler(request)
+        return handle
+
+
 class SimulatedCrash(BaseException):
     """Not an ``Exception``: nothing in the engine may catch it, as with a killed process."""
 

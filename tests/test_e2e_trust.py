@@ -17,9 +17,12 @@ import structlog
 from e2e_support import (
     QUICK_RECOVERY,
     STAFF,
+    CrashAfter,
+    CrashBefore,
     Engineer,
     Handler,
     Mark,
+    crash_then_restart,
     issue_for,
     issue_ids,
     journals,
@@ -126,6 +129,37 @@ def test_a_restored_old_backup_adopts_what_happened_since(tmp_path: Path) -> Non
     assert result.counts["comment_links_rebuilt"] >= 3
     assert _copies(restored, slugs) == after
     restored.close()
+
+
+def test_a_backup_older_than_a_closing_still_mails_the_next_closing(tmp_path: Path) -> None:
+    """1: the state is rolled back to a copy taken before the issue was closed and the
+    customer mailed; the issue is then reopened and closed again: the second closing
+    gets its reply (the restored count used to give it the first reply's key, which
+    was found, so the customer heard nothing)."""
+    sb = sandbox(tmp_path, status={"close_reply_template": "Good news: {subject} is fixed."})
+    slugs = _seed(sb)
+    engine = sb.engine(clock=FakeClock())
+    run_pass(engine)
+    engine.close()
+    shutil.copy(tmp_path / "state.db", tmp_path / "backup.db")
+    engine = sb.engine(clock=FakeClock())
+    dev = Engineer(sb)
+    issue = issue_for(engine, slugs[0])
+    dev.close(issue)
+    run_pass(engine)
+    engine.close()
+    _drop_state(tmp_path)
+    shutil.copy(tmp_path / "backup.db", tmp_path / "state.db")
+    engine = sb.engine(clock=FakeClock())
+    run_pass(engine)
+    dev.reopen(issue)
+    run_pass(engine)
+    dev.close(issue)
+    run_pass(engine)
+    replies = [m for m in messages(sb, slugs[0]) if "Good news" in m.body]
+    assert [(m.visibility, m.notified) for m in replies] == [(0, True), (0, True)]
+    assert sb.reamaze.conversations[slugs[0]].status == 2
+    engine.close()
 
 
 def test_a_second_host_with_its_own_state_adopts_instead_of_duplicating(
@@ -354,6 +388,56 @@ def test_the_close_reply_is_not_emailed_again_when_the_issue_changes_before_the_
     engine.close()
 
 
+def test_a_held_close_reply_keeps_the_conversation_open_until_it_is_sent(
+        tmp_path: Path) -> None:
+    """2: the process dies after journalling the close reply, before sending it. While
+    the reply is held the conversation is not closed either: closed first, the closing
+    was no longer seen by any later pass, and the reply recovery then gave up on was
+    never sent. Now it goes out once, then the conversation is closed."""
+    sb = sandbox(tmp_path, sync=QUICK_RECOVERY,
+                 status={"close_reply_template": "Good news: {subject} is fixed."})
+    slugs = _seed(sb)
+    engine = sb.engine(clock=FakeClock())
+    run_pass(engine)
+    run_pass(engine)
+    Engineer(sb).close(issue_for(engine, slugs[0]))
+    engine.close()
+    crash = CrashBefore(lambda r: r.method == "POST" and b"Good news" in r.content)
+    engine = crash_then_restart(sb, crash, "reamaze")
+    held = run_all_once(engine)[0]
+    assert held.counts["writes_held"] == 1
+    assert sb.reamaze.conversations[slugs[0]].status == 0  # not closed before its reply
+    run_pass(engine)  # not found on the second lookup: given up, sent again, then closed
+    replies = [m for m in messages(sb, slugs[0]) if "Good news" in m.body]
+    assert [(m.visibility, m.notified) for m in replies] == [(0, True)]
+    assert sb.reamaze.conversations[slugs[0]].status == 2
+    engine.close()
+
+
+def test_a_held_link_note_does_not_keep_the_new_link_from_its_first_snapshot(
+        tmp_path: Path) -> None:
+    """2: the process dies after journalling a new issue's link note, before sending it;
+    the issue is closed while the note is held. The link's first snapshot (the base
+    changes are seen against) is saved all the same, so the closing is seen once the
+    note is resolved: the conversation is closed and the customer mailed. Without a
+    snapshot the closing would be taken as the link's starting state."""
+    sb = sandbox(tmp_path, sync=QUICK_RECOVERY,
+                 status={"close_reply_template": "Good news: {subject} is fixed."})
+    slugs = _seed(sb)
+    crash = CrashBefore(lambda r: r.method == "POST" and b"Linked to Redmine" in r.content)
+    engine = crash_then_restart(sb, crash, "reamaze")
+    slug = next(s for s in slugs if f"/{s}/" in crash.crashed[0])
+    held = run_all_once(engine)[0]
+    assert held.counts["writes_held"] == 1
+    Engineer(sb).close(issue_for(engine, slug))
+    run_pass(engine)  # the note given up on and sent; the closing seen
+    replies = [m for m in messages(sb, slug) if "Good news" in m.body]
+    assert [(m.visibility, m.notified) for m in replies] == [(0, True)]
+    assert sb.reamaze.conversations[slug].status == 2
+    assert len([m for m in messages(sb, slug) if "Linked to Redmine" in m.body]) == 1
+    engine.close()
+
+
 # --- 3. permission changes ---------------------------------------------------------------
 
 def _bot(sb: Sandbox, **flags: bool) -> None:
@@ -454,8 +538,6 @@ def test_recovery_never_records_a_public_copy_of_an_internal_note_as_good(
     sb = sandbox(tmp_path, sync=QUICK_RECOVERY)
     _bot(sb, drop_private_notes=True)
     slugs = _seed(sb)
-    from e2e_support import CrashAfter, crash_then_restart
-
     crash = CrashAfter(lambda r: (_note_put(r) and b'"private_notes": true' in r.content)
                        or (_note_put(r) and b'"private_notes":true' in r.content))
     engine = crash_then_restart(sb, crash, "redmine")

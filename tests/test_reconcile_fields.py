@@ -246,6 +246,20 @@ def test_a_re_adopted_link_counts_the_close_replies_already_sent() -> None:
     assert snap.snapshot.close_replies == 2
 
 
+def test_a_snapshot_older_than_a_close_reply_counts_it() -> None:
+    """The state was restored from a backup taken before the issue closed and its reply
+    went out; both sides show closed now. Nothing is sent, and the snapshot counts the
+    reply found, so the next closing gets a key of its own (it used to get the sent
+    reply's key, find that reply and mail the customer nothing)."""
+    pol = policy(status={"close_reply_template": TEMPLATE})
+    replied = ours(comment("m9", body="Good news", marker=MARKERS.close_reply(CID, IID, 0)))
+    before_the_closing = agreed(conversation(), issue())
+    plan = reconcile(context(pol), view(conversation(state=C, updated=9), (replied,)),
+                     view(issue(state=C, updated=8)), link(snapshot=before_the_closing))
+    assert plan.writes == ()
+    assert _saved(plan).close_replies == 1
+
+
 # --- assignee ------------------------------------------------------------------------
 
 STAFF = {"alice@acme.example": "7", "bob@acme.example": "8", "bobby@acme.example": "8"}
