@@ -33,6 +33,7 @@ from syncer.errors import (
     RejectedError,
     SkippableError,
 )
+from syncer.fields import FieldChanges, field_changes
 from syncer.models import NewComment, Visibility
 from syncer.plan import (
     Action,
@@ -95,7 +96,7 @@ class Applier:
 
     # -- one conversation ------------------------------------------------------------------
     def _apply_conversation(self, cid: str, actions: list[Action], result: ApplyResult) -> None:
-        writes = _Writes(cid)
+        writes = _Writes(cid, fields=field_changes(actions))
         issue_id: str | None = None
         bound = log.bind(pair=self.pair, conversation_id=cid)
         try:
@@ -145,6 +146,7 @@ class Applier:
         if isinstance(action, CreateIssue):
             return self._create_issue(action, writes, bound, result)
         if isinstance(action, UpdateTicket):
+            self._journal_fields(writes)
             self.sides[action.target].update_ticket(action.ticket_id, action.update)
             result.counts[f"{action.target.value}_updated"] += 1
             bound.info("ticket_updated", side=action.target.value, object_id=action.ticket_id,
@@ -156,8 +158,14 @@ class Applier:
             result.counts["orphaned"] += 1
             bound.warning("link_orphaned", reason=action.reason)
         elif isinstance(action, SaveSnapshot):
-            writes.later.append(lambda: self.store.save_snapshot(
-                self.pair, action.conversation_id, action.snapshot))
+            key = writes.fields.key if writes.fields is not None and writes.fields_begun \
+                else None
+
+            def save() -> None:
+                self.store.save_snapshot(self.pair, action.conversation_id, action.snapshot)
+                if key is not None:
+                    self.store.complete_intent(self.pair, key, "snapshot")
+            writes.later.append(save)
         elif isinstance(action, AdoptIssue):
             writes.later.append(lambda: self.store.create_link(
                 self.pair, action.conversation_id, action.issue_id, Side.HELPDESK))
@@ -186,6 +194,20 @@ class Applier:
             bound.warning("field_conflict", field=action.field, winner=action.winner.value,
                           helpdesk_value=action.helpdesk_value, tracker_value=action.tracker_value)
         return None
+
+    def _journal_fields(self, writes: _Writes) -> None:
+        """Before the conversation's first field write: journal its field writes with the
+        snapshot they lead to. A crash before that snapshot is saved would otherwise make
+        the next pass take the sync's own change for a person's (a conversation it reopened
+        would look reopened by staff); recovery reads the tickets and records what landed."""
+        if writes.fields is None or writes.fields_begun:
+            return
+        with self.store.atomic():
+            writes.commit(self.store, self.pair)
+            self.store.begin_intent(self.pair, writes.fields.key, "update_ticket",
+                                    writes.conversation_id, writes.fields.target,
+                                    writes.fields.payload)
+        writes.fields_begun = True
 
     def _remove(self, action: RemoveComment, writes: _Writes, bound: Any,
                 result: ApplyResult) -> None:
@@ -397,6 +419,8 @@ class _Writes:
     next intent transaction or at the end."""
 
     conversation_id: str
+    fields: FieldChanges | None = None  # the field writes of the plan and their snapshot
+    fields_begun: bool = False
     planned: dict[str, _Comment] = field(default_factory=dict)  # marker -> comment
     journalled: bool = False
     unsent: set[str] = field(default_factory=set)

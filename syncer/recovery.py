@@ -27,8 +27,9 @@ import structlog
 from connectors.base import Connector
 from state import Intent, StateStore
 from syncer.errors import NotFoundError, SkippableError, SyncError
+from syncer.fields import landed, recorded
 from syncer.models import Ticket, Visibility
-from syncer.plan import CoveredComment, Side, description_target
+from syncer.plan import CoveredComment, Side, Snapshot, description_target
 
 log = structlog.get_logger("reamaze_sync.recovery")
 
@@ -71,6 +72,9 @@ def recover_intents(pair: str, store: StateStore, helpdesk: Connector, tracker: 
             elif intent.kind == "add_comment":
                 done = _recover_comment(pair, store, sides[intent.target], intent, bound, out)
             else:
+                _recover_fields(pair, store, sides, intent, bound)
+                out.resolved.add(intent.conversation_id)
+                out.counts["intents_recovered"] += 1
                 continue
         except NotFoundError as exc:
             # The ticket the comment was meant for is gone: nothing can land there.
@@ -144,6 +148,25 @@ def _recover_issue(pair: str, store: StateStore, tracker: Connector, intent: Int
         store.complete_intent(pair, intent.key, found.id)
     bound.warning("intent_recovered", found=True, object_id=found.id)
     return True
+
+
+def _recover_fields(pair: str, store: StateStore, sides: dict[Side, Connector],
+                    intent: Intent, bound: structlog.typing.FilteringBoundLogger) -> None:
+    """Field writes of a pass that stopped before saving their snapshot: record those that
+    landed as the sync's own, so the next pass does not take them for a person's."""
+    writes = intent.payload.get("writes", [])
+    done = [w for w in writes
+            if landed(w, sides[Side(w["target"])].get_ticket(str(w["ticket_id"])))]
+    link = store.get_link(pair, intent.conversation_id)
+    with store.atomic():
+        if done and link is not None and link.status == "active":
+            after = Snapshot.model_validate(intent.payload["after"])
+            store.save_snapshot(pair, intent.conversation_id,
+                                recorded(link.snapshot, after, done))
+            store.complete_intent(pair, intent.key, "snapshot")
+        else:
+            store.fail_intent(pair, intent.key, "no field write had landed")
+    bound.warning("field_writes_recovered", landed=len(done), planned=len(writes))
 
 
 def _recover_comment(pair: str, store: StateStore, side: Connector, intent: Intent,

@@ -620,3 +620,37 @@ def test_exit_code_is_non_zero_after_a_failed_object(tmp_path: Path) -> None:
 
     assert _print_results([result]) == 1
     engine.close()
+
+
+def test_a_kill_after_a_status_write_does_not_make_it_look_like_a_persons_change(
+        tmp_path: Path) -> None:
+    """The process dies right after reopening the conversation (the issue was reopened),
+    before the new base of the field merge was saved; the issue is closed again before the
+    restart. The field writes are journalled, so recovery records the reopen as the sync's
+    own: the next pass sees the second closing, closes the conversation and mails its
+    close reply once."""
+    from e2e_support import CrashAfter, crash_then_restart
+
+    sb = sandbox(tmp_path, status={"close_reply_template": "Good news: {subject} is fixed."})
+    slugs = _seed(sb)
+    engine = sb.engine(clock=FakeClock())
+    run_pass(engine)
+    issue = issue_for(engine, slugs[0])
+    dev = Engineer(sb)
+    dev.close(issue)
+    run_pass(engine)
+    assert sb.reamaze.conversations[slugs[0]].status == 2
+    engine.close()
+    dev.reopen(issue)
+    crash = CrashAfter(lambda r: r.method == "PUT"
+                       and r.url.path == f"/api/v1/conversations/{slugs[0]}")
+    engine = crash_then_restart(sb, crash, "reamaze")
+    assert sb.reamaze.conversations[slugs[0]].status == 0  # the reopen landed
+    dev.close(issue)
+    result = run_pass(engine)
+    assert result.counts["intents_recovered"] >= 1
+    run_pass(engine)
+    assert sb.reamaze.conversations[slugs[0]].status == 2
+    replies = [m for m in messages(sb, slugs[0]) if "Good news" in m.body]
+    assert len(replies) == 2 and all(m.notified for m in replies)
+    engine.close()
