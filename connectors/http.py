@@ -14,6 +14,7 @@ import json
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -78,12 +79,17 @@ class RateLimiter:
                  headroom: float = 1.0):
         if per_minute <= 0:
             raise ValueError("per_minute must be positive")
+        self.per_minute = per_minute  # as configured, before the headroom
         self.rate = per_minute / 60.0 * headroom
         self.capacity = float(burst if burst is not None else max(1, int(per_minute // 60) or 1))
         self.clock = clock or SystemClock()
         self._tokens = self.capacity
         self._last = self.clock.monotonic()
         self.waited = 0.0
+        # When the tokens of the last minute were taken, for ``used_last_minute``; its own
+        # lock, as ``_lock`` is held through the waits.
+        self._taken: deque[float] = deque()
+        self._taken_lock = threading.Lock()
         # Pairs run in worker threads and share a connection's budget; holding the lock
         # while sleeping queues callers in order instead of letting them burst together.
         self._lock = threading.Lock()
@@ -105,18 +111,31 @@ class RateLimiter:
                 then.acquire()
                 self._last = self.clock.monotonic()
 
+    def used_last_minute(self) -> int:
+        """Tokens taken in the last 60 seconds: how much of ``per_minute`` is in use."""
+        with self._taken_lock:
+            self._forget(self.clock.monotonic())
+            return len(self._taken)
+
+    def _forget(self, now: float) -> None:
+        while self._taken and self._taken[0] <= now - 60.0:
+            self._taken.popleft()
+
     def _acquire(self) -> None:
         now = self.clock.monotonic()
         self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
         self._last = now
         if self._tokens >= 1:
             self._tokens -= 1
-            return
-        wait = (1 - self._tokens) / self.rate
-        self.waited += wait
-        self.clock.sleep(wait)
-        self._last = self.clock.monotonic()
-        self._tokens = 0.0
+        else:
+            wait = (1 - self._tokens) / self.rate
+            self.waited += wait
+            self.clock.sleep(wait)
+            self._last = now = self.clock.monotonic()
+            self._tokens = 0.0
+        with self._taken_lock:
+            self._forget(now)
+            self._taken.append(now)
 
 
 def connection_budgets(settings: HttpSettings, clock: Clock | None

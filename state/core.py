@@ -47,6 +47,7 @@ from state.locks import (
     MemoryLocks,
     PairLease,
     PairLocks,
+    claim_key,
 )
 from state.migrations import CURRENT_VERSION, migrate
 from syncer.errors import ConfigError, SyncError
@@ -183,6 +184,21 @@ class StoreCore:
     def pair_holder(self, pair: str) -> Holder | None:
         """Who works ``pair`` now; None when nobody does (a dead process holds nothing)."""
         return self._locks.holder(pair)
+
+    def claim_pair(self, pair: str) -> PairLease:
+        """A daemon's hold on ``pair`` between its passes (see ``state.locks``), taken
+        without waiting: ``PairBusy`` names the daemon that has it. Its passes still take
+        the pair itself (``lease_pair``), so a `backfill` or `run --once` is not kept out."""
+        return self._locks.acquire(claim_key(pair), 0.0)
+
+    def pair_claimant(self, pair: str) -> Holder | None:
+        """The daemon that has claimed ``pair``; None when none has (a dead one has not)."""
+        return self._locks.holder(claim_key(pair))
+
+    def ping(self) -> None:
+        """One query, so a health check knows the database answers (raises if not)."""
+        with self._tx(write=False) as session:
+            session.connection().execute(text("SELECT 1"))
 
     @contextmanager
     def fenced(self, lease: PairLease) -> Iterator[None]:

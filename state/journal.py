@@ -181,6 +181,14 @@ class JournalStore(StoreCore):
                               .order_by(col(RunRow.id).desc()))
             return _run(row) if row else None
 
+    def last_success(self, pair: str) -> RunRecord | None:
+        """The latest run that finished without error."""
+        with self._tx(write=False) as s:
+            row = self._first(s, select(RunRow).where(
+                RunRow.pair == pair, col(RunRow.finished_at).is_not(None),
+                col(RunRow.error).is_(None)).order_by(col(RunRow.id).desc()))
+            return _run(row) if row else None
+
     def last_error_run(self, pair: str) -> RunRecord | None:
         with self._tx(write=False) as s:
             row = self._first(s, select(RunRow).where(

@@ -25,6 +25,17 @@ copied its notes. A pass now takes its pair first (``StoreCore.lease_pair``):
   while such a transaction is open. Every remote create is journalled in a fenced
   transaction first; one journalled just before the lease lapsed may still be sent, and
   is found again by the new holder's intent recovery, as after a crash.
+
+A daemon also *claims* each pair it works (``StoreCore.claim_pair``): a second lock of the
+same kind on the key ``claim_key(pair)``, which it keeps from its first pass until it
+stops or dies. Several daemons on one state database (instances on several hosts) each
+schedule every pair, and without a claim they took turns: each pair got one pass per
+instance per interval, multiplying the API requests by the number of instances. Only the
+claimant runs the pair's passes; the others try to claim it at each of their intervals,
+so a dead claimant's pairs are taken over once its claim expires (on PostgreSQL at most
+``lease_seconds`` after its last renewal, then within one interval). The claim carries no
+right to write: passes still take the pair's own lock, which fences their writes, and
+`run --once` or `backfill` take only that one, so they run beside a daemon as before.
 """
 
 from __future__ import annotations
@@ -56,6 +67,12 @@ Clock = Callable[[], datetime]
 DEFAULT_LEASE_SECONDS = 30.0
 _FIRST_POLL = 0.05  # a waiter's first re-try; doubled up to _MAX_POLL
 _MAX_POLL = 0.5
+
+
+def claim_key(pair: str) -> str:
+    """The lock key of a daemon's claim on ``pair``: ``daemon:NAME``. Pair names cannot
+    hold a colon, so it never is the key of a pair itself."""
+    return f"daemon:{pair}"
 
 
 def process_label() -> str:

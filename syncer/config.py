@@ -7,6 +7,7 @@ problem is reported at once as ``[section] key: message``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import string
@@ -298,6 +299,46 @@ class SyncSettings(Strict):
     unknown_write_window_seconds: float = Field(600.0, ge=0)
 
 
+def parse_listen(value: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` for an IPv6 address) as (host, port); ValueError says why."""
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([A-Za-z0-9.-]+):(\d{1,5})", value)
+    if match is None:
+        raise ValueError("expected HOST:PORT, e.g. \"127.0.0.1:9464\" (an IPv6 address in "
+                         "brackets: \"[::1]:9464\")")
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} is not between 1 and 65535")
+    if match.group(1) is not None:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IPv6 address") from None
+    return host, port
+
+
+class ServerConfig(Strict):
+    """The daemon's HTTP listener for health checks and Prometheus metrics (off unless
+    ``listen`` is set). It has no authentication: bind it to loopback or a private
+    network."""
+
+    listen: str | None = None
+    # /readyz fails for a pair whose last successful pass finished longer ago than this
+    # many of its intervals (more than one: a pass takes time, and one failed pass is
+    # not yet an outage).
+    stale_after_intervals: float = Field(3.0, gt=1, le=1000)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_listen(v)
+        return v
+
+    def address(self) -> tuple[str, int] | None:
+        return parse_listen(self.listen) if self.listen is not None else None
+
+
 class LoggingConfig(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -310,6 +351,7 @@ class AppConfig(Strict):
     state: StateConfig = StateConfig()
     logging: LoggingConfig = LoggingConfig()
     sync: SyncSettings = SyncSettings()
+    server: ServerConfig = ServerConfig()
 
     @model_validator(mode="before")
     @classmethod

@@ -7,8 +7,16 @@ run adds up (APScheduler counts each run from the previous jittered one), so pol
 to interval + jitter/2 apart and the latency benchmark's p95 went past interval + 1 s.
 SIGTERM/SIGINT set a stop event: the pass in progress stops after the object it is
 working on, saves what it finished, and the process exits. A pair that another process
-is working (a `backfill`, another daemon) is not waited for: its pass is skipped with a
+is working (a `backfill`, a `run --once`) is not waited for: its pass is skipped with a
 ``pair_busy`` line and tried again at the next interval.
+
+Several daemons may share one state database (instances on several hosts, PostgreSQL):
+each pair is *claimed* by the first daemon to run it, which keeps the claim while it lives
+and gives it up when it stops; the others skip the pair (``pair_claimed_elsewhere``) and
+take it over once a dead claimant's claim has expired. See ``state.locks``.
+
+With ``[server] listen`` set, an HTTP listener serves /healthz, /readyz and /metrics
+(``syncer.listener``), the metrics fed by every pass (``syncer.metrics``).
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from __future__ import annotations
 import random
 import signal
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 
@@ -24,19 +33,91 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from state import LeaseLost, PairBusy, PairLease, StateStore
 from syncer.app import Engine
 from syncer.config import PairConfig
 from syncer.errors import ConfigError
-from syncer.runner import PairRunner
+from syncer.health import readiness
+from syncer.listener import Listener, health_app
+from syncer.metrics import DaemonMetrics
+from syncer.runner import PairRunner, PassResult
+from syncer.secrets import scrub
 
 log = structlog.get_logger("reamaze_sync.daemon")
 
 
-def _job(runner: PairRunner) -> None:
+class PairClaims:
+    """The pairs this daemon has claimed (``StoreCore.claim_pair``), kept between passes."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self._held: dict[str, PairLease] = {}
+        self._elsewhere: dict[str, str] = {}  # pair -> the other holder last seen
+        self._guard = threading.Lock()
+
+    def hold(self, pair: str) -> bool:
+        """Whether this daemon has the pair, claiming it if nobody else has."""
+        with self._guard:
+            lease = self._held.get(pair)
+        if lease is not None:
+            try:
+                lease.check()
+                return True
+            except LeaseLost as exc:  # expired (a stall) or taken over meanwhile
+                log.warning("pair_claim_lost", pair=pair, reason=exc.reason)
+                self._drop(pair, lease)
+        try:
+            lease = self.store.claim_pair(pair)
+        except PairBusy as exc:
+            holder = str(exc.holder)
+            # Said once per holder, not at every interval of a standby instance.
+            say = log.debug if self._elsewhere.get(pair) == holder else log.info
+            self._elsewhere[pair] = holder
+            say("pair_claimed_elsewhere", pair=pair, holder=holder)
+            return False
+        with self._guard:
+            self._held[pair] = lease
+            self._elsewhere.pop(pair, None)
+        log.info("pair_claimed", pair=pair)
+        return True
+
+    def holds(self, pair: str) -> bool:
+        """Whether this daemon has the pair now, without trying to claim it."""
+        with self._guard:
+            lease = self._held.get(pair)
+        if lease is None:
+            return False
+        try:
+            lease.check()
+        except LeaseLost:
+            return False
+        return True
+
+    def release_all(self) -> None:
+        with self._guard:
+            held, self._held = self._held, {}
+        for pair, lease in held.items():
+            lease.release()
+            log.info("pair_claim_released", pair=pair)
+
+    def _drop(self, pair: str, lease: PairLease) -> None:
+        with self._guard:
+            if self._held.get(pair) is lease:
+                del self._held[pair]
+        lease.release()
+
+
+def _job(runner: PairRunner, claims: PairClaims, metrics: DaemonMetrics) -> None:
+    started = time.monotonic()
     try:
-        runner.run_once(kind="poll")
-    except Exception:  # keep the scheduler alive whatever one pass does
+        if not claims.hold(runner.pair):
+            metrics.record_held_elsewhere(runner.pair)
+            return
+        result = runner.run_once(kind="poll")
+    except Exception as exc:  # keep the scheduler alive whatever one pass does
         log.exception("pair_crashed", pair=runner.pair)
+        result = PassResult(pair=runner.pair, error=scrub(f"internal error: {exc!r}"))
+    metrics.record_pass(result, time.monotonic() - started)
 
 
 def pair_schedule(pair: PairConfig, now: datetime) -> tuple[IntervalTrigger, datetime]:
@@ -51,6 +132,9 @@ def run_daemon(engine: Engine, only: str | None = None,
                install_signals: bool = True) -> int:
     stop = stop_event or threading.Event()
     pairs = engine.pairs(only)
+    claims = PairClaims(engine.store)
+    metrics = DaemonMetrics(engine.store, pairs, {"reamaze": engine.helpdesk, **engine.trackers},
+                            claims.holds)
     workers = max(1, min(4, len(pairs)))
     scheduler = BackgroundScheduler(
         executors={"default": ThreadPoolExecutor(workers)},
@@ -68,12 +152,18 @@ def run_daemon(engine: Engine, only: str | None = None,
         runner.stop_event = stop
         runner.lock_wait = 0.0  # waiting would only delay this pair's next regular pass
         trigger, first = pair_schedule(pair, datetime.now(UTC))
-        scheduler.add_job(_job, trigger, args=[runner], id=pair.name, name=pair.name,
-                          next_run_time=first)
+        scheduler.add_job(_job, trigger, args=[runner, claims, metrics], id=pair.name,
+                          name=pair.name, next_run_time=first)
         scheduled += 1
     if scheduled == 0:
         log.error("daemon_nothing_to_run")
         return 1
+    listener = None
+    address = engine.config.server.address()
+    if address is not None:
+        stale_after = engine.config.server.stale_after_intervals
+        listener = Listener(*address, health_app(
+            metrics.registry, lambda: readiness(engine.store, pairs, stale_after))).start()
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("shutdown_requested", signal=signal.Signals(signum).name)
@@ -84,7 +174,12 @@ def run_daemon(engine: Engine, only: str | None = None,
         signal.signal(signal.SIGINT, _on_signal)
     scheduler.start()
     log.info("daemon_started", pairs=[p.name for p in pairs], workers=workers)
-    stop.wait()
-    scheduler.shutdown(wait=True)
+    try:
+        stop.wait()
+        scheduler.shutdown(wait=True)
+    finally:
+        claims.release_all()  # the other instances take the pairs at their next interval
+        if listener is not None:
+            listener.stop()
     log.info("daemon_stopped")
     return 0

@@ -43,6 +43,7 @@ class PassResult:
     plans: list[Plan] = field(default_factory=list)
     error: str | None = None
     failed: dict[str, str] = field(default_factory=dict)
+    busy: bool = False  # not run: another process works the pair (``error`` names it)
 
     @property
     def ok(self) -> bool:
@@ -99,7 +100,7 @@ class PairRunner:
         except PairBusy as exc:
             log.warning("pair_busy", pair=self.pair, holder=str(exc.holder),
                         waited_seconds=exc.waited)
-            return PassResult(pair=self.pair, error=str(exc))
+            return PassResult(pair=self.pair, error=str(exc), busy=True)
         self.lease = lease
         try:
             with self.store.fenced(lease):
