@@ -12,12 +12,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from e2e_support import STAFF, Engineer, issue_for, sandbox
 from listener_support import *  # noqa: F403  (pytest fixtures)
 from listener_support import Scraper, free_port, wait_until
 
 from state import StateStore
 from syncer.app import Engine, run_all_once
+from syncer.cli import main
 from syncer.config import parse_config
 from syncer.daemon import run_daemon
 from syncer.errors import ConfigError
@@ -158,6 +160,44 @@ def test_a_listen_address_in_use_stops_the_daemon_before_it_starts(tmp_path: Pat
             assert engine.store.last_run("bugs") is None and not sb.redmine.requests
         finally:
             engine.close()
+
+
+def test_run_exits_2_naming_the_listen_address_it_cannot_use(tmp_path: Path) -> None:
+    """`reamaze-sync run` with a listen address already in use prints the configuration
+    error and exits 2 without a pass."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "reamaze-sync.toml"
+        config.write_text(f"""
+[state]
+url = "sqlite:///{tmp_path / 'state.db'}"
+[server]
+listen = "127.0.0.1:{port}"
+[reamaze]
+brand = "acme"
+login_email = "bot@acme.example"
+base_url = "http://127.0.0.1:9/api/v1"
+[trackers.main]
+kind = "redmine"
+base_url = "http://127.0.0.1:9"
+project = "web"
+[[pairs]]
+name = "bugs"
+tracker = "main"
+""")
+        env = {"REAMAZE_API_TOKEN": "t" * 20, "REDMINE_API_KEY": "k" * 40,
+               "REAMAZE_SYNC_MARKER_KEY": "m" * 32}
+        result = CliRunner().invoke(main, ["--config", str(config), "run"], env=env)
+    assert result.exit_code == 2, result.output
+    assert (f"configuration error:\n[server] listen: cannot listen on 127.0.0.1:{port}: "
+            "Address already in use") in result.output
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        assert store.last_run("bugs") is None
+    finally:
+        store.close()
 
 
 def test_the_listener_stops_with_the_daemon(
