@@ -218,3 +218,23 @@ def _answers(scrape: Scraper) -> bool:
         return scrape.http.get("/healthz").status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_the_listener_serves_on_ipv6_loopback() -> None:
+    """`[::1]:PORT` listens over IPv6."""
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("::1", 0))
+        except OSError:
+            pytest.skip("no IPv6 on this machine")
+        port = probe.getsockname()[1]
+    store = StateStore.in_memory()
+    metrics = DaemonMetrics(store, [], {}, lambda _pair: False)
+    listener = Listener("::1", port, health_app(
+        metrics.registry, lambda: readiness(store, [], 3))).start()
+    try:
+        assert httpx.get(f"http://[::1]:{port}/healthz", timeout=5).text == "ok\n"
+        assert httpx.get(f"http://[::1]:{port}/readyz", timeout=5).json()["ready"] is True
+    finally:
+        listener.stop()
+        store.close()
