@@ -181,6 +181,14 @@ class JournalStore(StoreCore):
                               .order_by(col(RunRow.id).desc()))
             return _run(row) if row else None
 
+    def last_ok_run(self, pair: str) -> RunRecord | None:
+        """The latest run that finished without an error: how fresh the pair's sync is."""
+        with self._tx(write=False) as s:
+            row = self._first(s, select(RunRow).where(
+                RunRow.pair == pair, col(RunRow.finished_at).is_not(None),
+                col(RunRow.error).is_(None)).order_by(col(RunRow.id).desc()))
+            return _run(row) if row else None
+
     def last_error_run(self, pair: str) -> RunRecord | None:
         with self._tx(write=False) as s:
             row = self._first(s, select(RunRow).where(
@@ -279,6 +287,22 @@ class JournalStore(StoreCore):
             ).on_conflict_do_update(index_elements=["pair", "side", "object_id"],
                                     set_={"skipped": skipped}))
 
+    def reset_failure(self, pair: str, side: Side, object_id: str) -> FailureRecord | None:
+        """An operator's `retry`: the entry stays (the next pass retries what the dead
+        letter lists) but with its attempts back at 0 and not skipped, so it is due again
+        even past the automatic retry limit. Returns the entry as it was, None if none."""
+        side = Side(side)
+        with self._tx(write=True) as s:
+            row = self._failure_row(s, pair, side, object_id)
+            if row is None:
+                return None
+            before = _failure_from_row(row)
+            s.execute(update(FailureRow).where(
+                col(FailureRow.pair) == pair, col(FailureRow.side) == side.value,
+                col(FailureRow.object_id) == object_id,
+            ).values(attempts=0, skipped=False))
+            return before
+
     def is_skipped(self, pair: str, side: Side, object_id: str) -> bool:
         with self._tx(write=False) as s:
             row = self._failure_row(s, pair, Side(side), object_id)
@@ -315,6 +339,11 @@ def _intent(row: Row[Any]) -> Intent:
 
 def _run(row: RunRow) -> RunRecord:
     return RunRecord.model_validate(row.model_dump())
+
+
+def _failure_from_row(row: Row[Any]) -> FailureRecord:
+    return FailureRecord.model_validate(
+        {k: v for k, v in row._mapping.items() if k != "id"})
 
 
 def _failure(row: FailureRow) -> FailureRecord:

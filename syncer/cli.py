@@ -202,26 +202,16 @@ def plan(obj: Ctx, pair: str | None) -> None:
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON document (format in the README) instead of text.")
 @click.pass_obj
 @handle_errors
-def status(obj: Ctx) -> None:
-    """Per pair: links, cursor age, last run, last error, pending intents, failures."""
-    from syncer.status import render_status
+def status(obj: Ctx, as_json: bool) -> None:
+    """Per pair: links, cursors, last run, errors, pending writes, failures; exit 1 on a
+    problem (last run failed, stale pair, open leak)."""
+    from syncer.status import run_status
 
-    cfg = obj.config()
-    from state import StateStore
-
-    # Read-only: a status must show the state, never create an empty one where the path
-    # points by mistake, nor upgrade the schema under a running daemon.
-    store = StateStore(cfg.state.url, read_only=True)
-    try:
-        click.echo(f"state database: {store.location}")
-        click.echo(render_status(cfg, store, datetime.now(UTC)))
-        # A public copy of internal content nobody could remove is never "fine".
-        leaking = any(store.open_leaks(p.name) for p in cfg.pairs)
-    finally:
-        store.close()
-    sys.exit(1 if leaking else 0)
+    sys.exit(run_status(obj.config(), datetime.now(UTC), as_json=as_json, echo=click.echo))
 
 
 @main.command()
