@@ -259,10 +259,13 @@ class JournalStore(StoreCore):
             return int(self._require_failure(s, pair, side, object_id).attempts)
 
     def clear_failure(self, pair: str, side: Side, object_id: str) -> None:
+        """Forget an object's failures once it synced. An entry an operator skipped stays:
+        a pass that was already running when the skip was made must not erase it; only
+        `retry` (``reset_failure``) takes a skip back."""
         with self._tx(write=True) as s:
             s.execute(delete(FailureRow).where(
                 col(FailureRow.pair) == pair, col(FailureRow.side) == Side(side).value,
-                col(FailureRow.object_id) == object_id))
+                col(FailureRow.object_id) == object_id, col(FailureRow.skipped).is_(False)))
 
     def list_failures(self, pair: str | None = None) -> list[FailureRecord]:
         """Most recently failing first."""

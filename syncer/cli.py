@@ -291,5 +291,13 @@ def demo(keep_state: Path | None) -> None:
     sys.exit(run_demo(click.echo, keep_state))
 
 
+def _register_ops() -> None:
+    from syncer.cli_ops import register
+
+    register(main, handle_errors)
+
+
+_register_ops()
+
 if __name__ == "__main__":  # pragma: no cover
     main()

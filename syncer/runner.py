@@ -190,6 +190,9 @@ class PairRunner:
                 link = self.store.get_link_by_issue(self.pair, issue.id)
                 if link is None or link.conversation_id in done:
                     continue
+                if link.conversation_id in self._skipped:  # an operator's `skip`
+                    result.counts["skipped_by_operator"] += 1
+                    continue
                 done.add(link.conversation_id)
                 if _unchanged(link, tracker=issue):
                     continue

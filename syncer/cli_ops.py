@@ -1,0 +1,154 @@
+"""Operator commands on what the sync remembers: `retry` and `skip` act on the dead letter
+(the failure table `status` shows), `explain` says why an item did or did not sync.
+
+Kept out of ``syncer.cli`` so that module stays the group and the sync commands; these
+register themselves on it (``register``). Helpers shared with `link` and `unlink` live
+here too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from state import StateOutdated, StateStore
+from syncer.config import AppConfig
+from syncer.errors import SyncError
+from syncer.plan import Side
+from syncer.refs import RefError, conversation_id, issue_id, looks_like_issue
+
+if TYPE_CHECKING:
+    from syncer.cli import Ctx
+
+
+def choose_pair(cfg: AppConfig, pair: str | None) -> str:
+    """``--pair``, or the only pair there is; with several, the option is required."""
+    if pair is not None:
+        return cfg.pair(pair).name  # an unknown name: configuration error, names listed
+    if len(cfg.pairs) == 1:
+        return cfg.pairs[0].name
+    raise click.UsageError(f"--pair is needed: this configuration has {len(cfg.pairs)} "
+                           f"pairs ({', '.join(p.name for p in cfg.pairs)})")
+
+
+def open_existing(cfg: AppConfig) -> StateStore:
+    """The state for a command that changes it, which must not create one where nothing
+    has run yet (a missing database: exit 1 naming it). An older schema is fine: any
+    writing command upgrades it first."""
+    with contextlib.suppress(StateOutdated):
+        StateStore(cfg.state.url, read_only=True).close()
+    return StateStore(cfg.state.url, lease_seconds=cfg.state.lease_seconds)
+
+
+def usage(exc: RefError, param: str) -> click.BadParameter:
+    return click.BadParameter(str(exc), param_hint=param)
+
+
+def conversation_of(store: StateStore, pair: str, ref: str, param: str = "OBJECT") -> str:
+    """A conversation slug or URL, or an issue (``#77``, ``77``, its URL) standing for the
+    conversation it is linked to in ``pair``."""
+    try:
+        if looks_like_issue(ref):
+            number = issue_id(ref, None)
+            link = store.get_link_by_issue(pair, number)
+            if link is None:
+                raise SyncError(f"issue {number} is not linked to a conversation in pair "
+                                f"{pair!r}")
+            return link.conversation_id
+        return conversation_id(ref, None)
+    except RefError as exc:
+        raise usage(exc, param) from None
+
+
+# --- retry / skip ----------------------------------------------------------------------
+
+def _retry_pair(store: StateStore, pair: str, wanted: list[str] | None) -> set[str]:
+    """Reset the failures of ``pair`` (all, or the conversations ``wanted``); returns the
+    ones it reset."""
+    failing = {f.object_id for f in store.list_failures(pair) if f.side is Side.HELPDESK}
+    done: set[str] = set()
+    for cid in sorted(failing) if wanted is None else [w for w in wanted if w in failing]:
+        before = store.reset_failure(pair, Side.HELPDESK, cid)
+        if before is None:  # cleared by a pass meanwhile: nothing left to retry
+            continue
+        was = ("was skipped" if before.skipped else
+               f"was failing, {before.attempts} attempts: {before.error[:160]}")
+        click.echo(f"[{pair}] retry {cid}: {was}; the next pass tries it again")
+        done.add(cid)
+    if wanted is None and not done:
+        click.echo(f"[{pair}] nothing to retry")
+    return done
+
+
+@click.command()
+@click.argument("objects", nargs=-1)
+@click.option("--pair", help="Only this pair (default: every pair).")
+@click.pass_obj
+def retry(obj: Ctx, objects: tuple[str, ...], pair: str | None) -> None:
+    """Clear failures (all, or the conversations given) so the next pass tries them again
+    now, skipped ones and ones past the automatic retry limit included."""
+    cfg = obj.config()
+    pairs = [cfg.pair(pair).name] if pair is not None else [p.name for p in cfg.pairs]
+    store = open_existing(cfg)
+    unknown = set(objects)  # refs no pair had a failure for
+    try:
+        for name in pairs:
+            if not objects:
+                _retry_pair(store, name, None)
+                continue
+            wanted: dict[str, str] = {}  # conversation -> the ref that named it
+            for ref in objects:
+                with contextlib.suppress(SyncError):  # an issue not linked in this pair
+                    wanted.setdefault(conversation_of(store, name, ref), ref)
+            done = _retry_pair(store, name, list(wanted))
+            unknown -= {wanted[cid] for cid in done}
+    finally:
+        store.close()
+    where = f"pair {pairs[0]!r}" if len(pairs) == 1 else "any pair"
+    for ref in sorted(unknown):
+        click.echo(f"{ref}: not in the failure table of {where}; nothing to retry", err=True)
+    sys.exit(1 if unknown else 0)
+
+
+@click.command()
+@click.argument("objects", nargs=-1, required=True)
+@click.option("--pair", help="The pair (default: the only one).")
+@click.pass_obj
+def skip(obj: Ctx, objects: tuple[str, ...], pair: str | None) -> None:
+    """Mark conversations skipped: passes leave them alone (and their issues) until
+    `retry` takes the skip back."""
+    cfg = obj.config()
+    name = choose_pair(cfg, pair)
+    store = StateStore(cfg.state.url, lease_seconds=cfg.state.lease_seconds)
+    try:
+        for cid in _unique(conversation_of(store, name, ref) for ref in objects):
+            before = {f.object_id: f for f in store.list_failures(name)
+                      if f.side is Side.HELPDESK}.get(cid)
+            if before is not None and before.skipped:
+                click.echo(f"[{name}] skip {cid}: already skipped")
+                continue
+            store.set_failure_skipped(name, Side.HELPDESK, cid, True)
+            link = store.get_link(name, cid)
+            was = f" (was failing, {before.attempts} attempts)" if before else ""
+            linked = (f"; it stays linked to issue {link.issue_id}, whose changes are not "
+                      "synced either" if link is not None and link.issue_id else "")
+            click.echo(f"[{name}] skip {cid}: skipped{was}{linked}; passes leave it alone "
+                       f"until `reamaze-sync retry {cid}`")
+    finally:
+        store.close()
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def register(group: click.Group, handle_errors: Callable[[Any], Any]) -> None:
+    """Add these commands to the `reamaze-sync` group, behind its error handling."""
+    for command in (retry, skip):
+        if command.callback is not None:
+            command.callback = handle_errors(command.callback)
+        group.add_command(command)
