@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -232,52 +231,31 @@ def check(obj: Ctx) -> None:
 @main.command()
 @click.argument("conversation")
 @click.argument("issue")
-@click.option("--pair", required=True)
+@click.option("--pair", help="The pair (default: the only one).")
 @click.pass_obj
 @handle_errors
-def link(obj: Ctx, conversation: str, issue: str, pair: str) -> None:
-    """Link a Re:amaze conversation (slug) to an existing tracker issue."""
-    from syncer.plan import Side
+def link(obj: Ctx, conversation: str, issue: str, pair: str | None) -> None:
+    """Link a Re:amaze conversation (slug or URL) to an existing tracker issue (77, #77 or
+    its URL)."""
+    from syncer.cli_ops import link_conversation
 
-    engine = obj.engine(pair)
-    try:
-        runner = engine.runner(engine.config.pair(pair))
-        if isinstance(runner, ConfigError):
-            raise runner
-        conv = runner.helpdesk.get_ticket(conversation)
-        iss = runner.tracker.get_ticket(issue)
-        try:
-            engine.store.create_link(pair, conv.id, iss.id, Side.HELPDESK)
-        except ValueError as exc:
-            raise ConfigError(f"[link] {exc}") from None
-        click.echo(f"[{pair}] linked {conv.id} <-> issue {iss.id}; the next pass syncs them")
-    finally:
-        engine.close()
+    sys.exit(link_conversation(obj, conversation, issue, pair))
 
 
 @main.command()
 @click.argument("conversation")
-@click.option("--pair", required=True)
+@click.option("--pair", help="The pair (default: the only one).")
+@click.option("--exclude", is_flag=True,
+              help="Also keep the conversation from syncing again (a skip; undo: retry).")
+@click.option("--yes", is_flag=True, help="Unlink without asking, even if the conversation "
+              "may get a new issue.")
 @click.pass_obj
 @handle_errors
-def unlink(obj: Ctx, conversation: str, pair: str) -> None:
+def unlink(obj: Ctx, conversation: str, pair: str | None, exclude: bool, yes: bool) -> None:
     """Forget a link (nothing is deleted on either side)."""
-    cfg = obj.config(pair=pair)
-    from state import StateOutdated, StateStore
+    from syncer.cli_ops import unlink_conversation
 
-    # Without a database nothing is linked: say so instead of creating one to look in.
-    # An older schema is fine: upgrading it is what any writing command does first.
-    with contextlib.suppress(StateOutdated):
-        StateStore(cfg.state.url, read_only=True).close()
-    store = StateStore(cfg.state.url)
-    try:
-        if store.get_link(pair, conversation) is None:
-            raise ConfigError(f"[unlink] conversation: {conversation!r} is not linked in "
-                              f"pair {pair!r}")
-        store.delete_link(pair, conversation)
-        click.echo(f"[{pair}] unlinked {conversation}")
-    finally:
-        store.close()
+    sys.exit(unlink_conversation(obj, conversation, pair, exclude=exclude, yes=yes))
 
 
 @main.command()

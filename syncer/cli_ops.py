@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from state import StateOutdated, StateStore
+from state import LinkConflict, StateOutdated, StateStore
 from syncer.config import AppConfig
-from syncer.errors import SyncError
+from syncer.errors import ConfigError, SyncError
 from syncer.plan import Side
 from syncer.refs import RefError, conversation_id, issue_id, looks_like_issue
 
@@ -62,6 +62,88 @@ def conversation_of(store: StateStore, pair: str, ref: str, param: str = "OBJECT
         return conversation_id(ref, None)
     except RefError as exc:
         raise usage(exc, param) from None
+
+
+# --- link / unlink -------------------------------------------------------------------
+
+def link_conversation(obj: Ctx, conversation: str, issue: str, pair: str | None) -> int:
+    """`link`: both objects must exist; a conversation or issue already linked is a
+    conflict (exit 1), the same link again changes nothing (exit 0)."""
+    name = choose_pair(obj.config(), pair)
+    engine = obj.engine(name)
+    try:
+        runner = engine.runner(engine.config.pair(name))
+        if isinstance(runner, ConfigError):
+            raise runner
+        try:
+            cid = conversation_id(conversation, runner.helpdesk.ticket_url(""))
+        except RefError as exc:
+            raise usage(exc, "CONVERSATION") from None
+        try:
+            iid = issue_id(issue, runner.tracker.ticket_url(""))
+        except RefError as exc:
+            raise usage(exc, "ISSUE") from None
+        conv = runner.helpdesk.get_ticket(cid)
+        iss = runner.tracker.get_ticket(iid)
+        existing = engine.store.get_link(name, conv.id)
+        if existing is not None and existing.issue_id == iss.id and existing.status == "active":
+            click.echo(f"[{name}] {conv.id} is already linked to issue {iss.id}; nothing "
+                       "changed")
+            return 0
+        try:
+            engine.store.create_link(name, conv.id, iss.id, Side.HELPDESK)
+        except LinkConflict as exc:
+            click.echo(f"error: already linked: {exc}; `reamaze-sync unlink` it first",
+                       err=True)
+            return 1
+        click.echo(f"[{name}] linked {conv.id} <-> issue {iss.id}; the next pass syncs them")
+        return 0
+    finally:
+        engine.close()
+
+
+def unlink_conversation(obj: Ctx, conversation: str, pair: str | None, *, exclude: bool,
+                        yes: bool) -> int:
+    """`unlink`. A conversation that still matches the pair's rules is linked again the
+    next time a pass reads it: to the same issue when the sync created it (its marker),
+    else to a new issue. So a plain unlink says so and wants a yes (``--yes``, or an
+    answer at a terminal); ``--exclude`` also skips the conversation, which needs no
+    confirmation: nothing is created behind the operator's back."""
+    from syncer.explain import describe_rules
+
+    cfg = obj.config()
+    name = choose_pair(cfg, pair)
+    store = open_existing(cfg)
+    try:
+        cid = conversation_of(store, name, conversation, "CONVERSATION")
+        link = store.get_link(name, cid)
+        if link is None:
+            raise ConfigError(f"[unlink] conversation: {cid!r} is not linked in pair {name!r}")
+        issue = f"issue {link.issue_id}" if link.issue_id else "its pending issue"
+        if exclude:
+            store.delete_link(name, cid)
+            store.set_failure_skipped(name, Side.HELPDESK, cid, True)
+            click.echo(f"[{name}] unlinked {cid} from {issue} and excluded it: passes leave "
+                       f"it alone until `reamaze-sync retry {cid}`")
+            return 0
+        click.echo(f"warning: if {cid} still matches the rules of pair {name!r} "
+                   f"({describe_rules(cfg.pair(name))}), the next pass that reads it (when "
+                   f"it changes, or a backfill) links it again: to {issue} if the sync "
+                   "created it (found by its marker), otherwise to a NEW issue. "
+                   "`unlink --exclude` also keeps it from syncing (undo: `retry`).", err=True)
+        if not yes:
+            if not sys.stdin.isatty():
+                click.echo(f"error: {cid} not unlinked: confirm with --yes, or use --exclude",
+                           err=True)
+                return 1
+            if not click.confirm("Unlink anyway?", default=False, err=True):
+                click.echo(f"{cid} not unlinked", err=True)
+                return 1
+        store.delete_link(name, cid)
+        click.echo(f"[{name}] unlinked {cid}")
+        return 0
+    finally:
+        store.close()
 
 
 # --- retry / skip ----------------------------------------------------------------------

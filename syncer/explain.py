@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from syncer.config import PairConfig
 from syncer.plan import (
     Action,
     AddComment,
@@ -13,6 +14,15 @@ from syncer.plan import (
     Skip,
     UpdateTicket,
 )
+
+
+def describe_rules(policy: PairConfig) -> str:
+    """The pair's match rules in words: any one of them gives a conversation an issue."""
+    rules = policy.match
+    parts = [f"tags {', '.join(rules.tags)}" if rules.tags else "",
+             f"channels {', '.join(rules.channels)}" if rules.channels else "",
+             f"statuses {', '.join(s.value for s in rules.statuses)}" if rules.statuses else ""]
+    return "; ".join(p for p in parts if p) or "no rules: nothing matches"
 
 
 def _short(text: str, n: int = 60) -> str:
