@@ -11,17 +11,19 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from state import LinkConflict, StateOutdated, StateStore
-from syncer.config import AppConfig
-from syncer.errors import ConfigError, SyncError
-from syncer.plan import Side
+from state import LinkConflict, StateMissing, StateOutdated, StateStore
+from syncer.config import AppConfig, PairConfig
+from syncer.errors import ConfigError, SkippableError, SyncError
+from syncer.plan import Plan, Side, SideView
 from syncer.refs import RefError, conversation_id, issue_id, looks_like_issue
 
 if TYPE_CHECKING:
+    from syncer.app import Engine
     from syncer.cli import Ctx
 
 
@@ -224,13 +226,91 @@ def skip(obj: Ctx, objects: tuple[str, ...], pair: str | None) -> None:
         store.close()
 
 
+# --- explain ---------------------------------------------------------------------------
+
+@click.command()
+@click.argument("item")
+@click.option("--pair", help="Only this pair (default: the only one, or every enabled pair).")
+@click.pass_obj
+def explain(obj: Ctx, item: str, pair: str | None) -> None:
+    """Why a conversation (slug or URL) or an issue (77, #77 or URL) did or did not sync,
+    and what the next pass would do with it. Reads both sides; writes nothing."""
+    from syncer.app import build_engine
+
+    cfg = obj.config(pair=pair, connects=True)
+    try:
+        store = StateStore(cfg.state.url, read_only=True)
+    except StateMissing as exc:
+        # As `plan`: nothing is linked and nothing was seen, which an empty store says.
+        click.echo(f"note: state database {exc.location} does not exist yet: explained as "
+                   "on a first run", err=True)
+        store = StateStore.in_memory()
+    engine = build_engine(cfg, store=store)
+    try:
+        pairs = ([cfg.pair(pair)] if pair is not None else cfg.pairs if len(cfg.pairs) == 1
+                 else engine.pairs())
+        blocks = [_explain_in(engine, p, item) for p in pairs]
+    finally:
+        engine.close()
+    click.echo("\n\n".join("\n".join(block) for block in blocks))
+
+
+def _explain_in(engine: Engine, pair: PairConfig, item: str) -> list[str]:
+    """Read what a pass reads for ``item`` in ``pair``, decide as it would, and put it in
+    words. Nothing is written: the runner's ``decide`` is the dry-run path of a pass."""
+    from syncer.apply import held_plan
+    from syncer.explain import Facts, explain_conversation, explain_unlinked_issue
+    from syncer.reconcile import matches
+    from syncer.runner import MAX_AUTO_RETRIES, Decision
+
+    runner = engine.runner(pair)
+    if isinstance(runner, ConfigError):
+        raise runner
+    store = engine.store
+    leaks = store.open_leaks(pair.name)
+    # What a pass would see: a leak that is still open pauses internal notes.
+    runner.ctx = replace(runner.ctx, internal_paused=bool(leaks))
+    header: list[str] = []
+    try:
+        if looks_like_issue(item):
+            iid = issue_id(item, runner.tracker.ticket_url(""))
+            link = store.get_link_by_issue(pair.name, iid)
+            if link is None:
+                return explain_unlinked_issue(pair, runner.tracker.get_ticket(iid))
+            cid = link.conversation_id
+            header = [f"[{pair.name}] issue {iid} is linked to conversation {cid}"]
+        else:
+            cid = conversation_id(item, runner.helpdesk.ticket_url(""))
+    except RefError as exc:
+        raise usage(exc, "ITEM") from None
+    conv = runner.helpdesk.get_ticket(cid)
+    try:
+        decision = runner.decide(conv)
+        read_error = None
+    except SkippableError as exc:  # what a pass records as this conversation's failure
+        decision = Decision(Plan(pair=pair.name))
+        read_error = str(exc)
+    intents = tuple(i for i in store.pending_intents(pair.name) if i.conversation_id == cid)
+    held = {i.key for i in intents if i.status == "pending"}
+    failure = next((f for f in store.list_failures(pair.name)
+                    if f.side is Side.HELPDESK and f.object_id == cid), None)
+    facts = Facts(pair=pair, markers=runner.ctx.markers, conversation=conv,
+                  plan=held_plan(decision.plan, held), link=store.get_link(pair.name, cid),
+                  views=(decision.conversation, decision.issue), unchanged=decision.unchanged,
+                  failure=failure, intents=intents, leaks=tuple(leaks),
+                  recovery=runner.recovery, max_retries=MAX_AUTO_RETRIES,
+                  tracker_name=runner.ctx.tracker_name, read_error=read_error)
+    why = matches(pair, decision.conversation or SideView(ticket=conv))
+    return header + explain_conversation(facts, why, store.now())
+
+
 def _unique(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
 def register(group: click.Group, handle_errors: Callable[[Any], Any]) -> None:
     """Add these commands to the `reamaze-sync` group, behind its error handling."""
-    for command in (retry, skip):
+    for command in (retry, skip, explain):
         if command.callback is not None:
             command.callback = handle_errors(command.callback)
         group.add_command(command)
