@@ -9,6 +9,14 @@ SIGTERM/SIGINT set a stop event: the pass in progress stops after the object it 
 working on, saves what it finished, and the process exits. A pair that another process
 is working (a `backfill`, another daemon) is not waited for: its pass is skipped with a
 ``pair_busy`` line and tried again at the next interval.
+
+Before scheduling anything the daemon tries every connection its pairs use, once and
+briefly (``syncer.startcheck``). When every pair it was asked to run has a wrong
+credential or setting it does not start: a ``ConfigError`` listing them (the CLI exits 2).
+A broken pair among healthy ones is logged (``pair_broken``, error level) and scheduled
+all the same: the others keep syncing, its passes fail and say so (``status`` exits 1),
+and it recovers without a restart once the server side is fixed. An outage at start (5xx,
+timeouts) stops nothing (``start_check_unavailable``): the passes retry on schedule.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from syncer.app import Engine
 from syncer.config import PairConfig
 from syncer.errors import ConfigError
 from syncer.runner import PairRunner
+from syncer.startcheck import check_at_start
 
 log = structlog.get_logger("reamaze_sync.daemon")
 
@@ -37,6 +46,27 @@ def _job(runner: PairRunner) -> None:
         runner.run_once(kind="poll")
     except Exception:  # keep the scheduler alive whatever one pass does
         log.exception("pair_crashed", pair=runner.pair)
+
+
+def _check_start(engine: Engine, pairs: list[PairConfig]) -> None:
+    """Refuse to start when no pair can sync; report the broken and unreachable ones."""
+    found = check_at_start(engine, pairs)
+    if found.all_broken(pairs):
+        lines = [line for p in pairs for line in found.broken[p.name]]
+        log.error("daemon_cannot_start", problems=lines)
+        listed = "\n".join(dict.fromkeys(lines))
+        raise ConfigError(f"{listed}\nthe daemon cannot start: no pair can sync "
+                          f"({', '.join(p.name for p in pairs)}); fix the configuration, "
+                          "the credentials or the server's settings (`reamaze-sync check` "
+                          "shows them all)")
+    for name, problems in found.broken.items():
+        log.error("pair_broken", pair=name, problems=problems,
+                  action="scheduled all the same: its passes fail until this is fixed; "
+                         "the other pairs sync")
+    for name, outages in found.unreachable.items():
+        if name not in found.broken:
+            log.warning("start_check_unavailable", pair=name, problems=outages,
+                        action="starting all the same: passes retry on schedule")
 
 
 def pair_schedule(pair: PairConfig, now: datetime) -> tuple[IntervalTrigger, datetime]:
@@ -51,6 +81,7 @@ def run_daemon(engine: Engine, only: str | None = None,
                install_signals: bool = True) -> int:
     stop = stop_event or threading.Event()
     pairs = engine.pairs(only)
+    _check_start(engine, pairs)
     workers = max(1, min(4, len(pairs)))
     scheduler = BackgroundScheduler(
         executors={"default": ThreadPoolExecutor(workers)},
