@@ -133,30 +133,36 @@ def _parse_date(value: str | None) -> datetime | None:
 @click.option("--since", help="Only conversations changed since this ISO date.")
 @click.option("--dry-run", is_flag=True, help="Print what would be done; write nothing.")
 @click.option("--wait", type=click.FloatRange(min=0), help=WAIT_HELP)
+@click.option("--progress-every", type=click.FloatRange(min=0), default=10.0,
+              show_default=True, help="When stderr is not a terminal: seconds between two "
+              "progress lines in the log (0: after every conversation).")
 @click.pass_obj
 @handle_errors
 def backfill(obj: Ctx, pair: str | None, since: str | None, dry_run: bool,
-             wait: float | None) -> None:
+             wait: float | None, progress_every: float) -> None:
     """Walk Re:amaze history and sync every matching conversation (safe to re-run)."""
     from syncer.app import run_all_once
+    from syncer.progress import backfill_with_progress
 
     when = _parse_date(since)
     engine = obj.engine(pair)
+    level = obj.log_level or engine.config.logging.level
+    fmt = obj.log_format or engine.config.logging.format
+    # A bar only where someone watches it, and never among JSON lines.
+    bar = sys.stderr.isatty() and fmt != "json"
     try:
         results = []
         for p in engine.pairs(pair):
-            start = when or p.since
-            with click.progressbar(length=0, label=f"[{p.name}] conversations",
-                                   file=sys.stderr, show_pos=True) as bar:
-                runner = engine.runner(p)
-                if isinstance(runner, ConfigError):
-                    results += run_all_once(engine, p.name)
-                    continue
-                runner.progress = bar.update
-                if wait is not None:
-                    runner.lock_wait = wait
-                results.append(runner.run_once(kind="backfill", dry_run=dry_run, full=True,
-                                               since=start))
+            runner = engine.runner(p)
+            if isinstance(runner, ConfigError):
+                results += run_all_once(engine, p.name)
+                continue
+            if wait is not None:
+                runner.lock_wait = wait
+            results.append(backfill_with_progress(
+                runner, stream=sys.stderr, bar=bar, every=progress_every, log_level=level,
+                log_format=fmt, kind="backfill", dry_run=dry_run, full=True,
+                since=when or p.since))
         if dry_run:
             _print_plans(results)
         sys.exit(_print_results(results))

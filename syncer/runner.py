@@ -79,7 +79,9 @@ class PairRunner:
     helpdesk: Connector
     tracker: Connector
     stop_event: threading.Event = field(default_factory=threading.Event)
-    progress: Callable[[int], None] | None = None
+    progress: Callable[[int], None] | None = None  # called with 1 per conversation read
+    # Called with the number of conversations the helpdesk listing announced, if it did.
+    progress_total: Callable[[int], None] | None = None
     recovery: RecoveryPolicy = field(default_factory=RecoveryPolicy)
     # Keys of writes whose outcome is still unknown, from this pass's recovery.
     _held: set[str] = field(default_factory=set, init=False)
@@ -176,6 +178,8 @@ class PairRunner:
         # unchanged (a walk repeated after an aborted pass) still needs the tracker feed.
         done = set(retried)
         for page in self.helpdesk.iter_changes(cursor):
+            if page.total is not None and self.progress_total is not None:
+                self.progress_total(page.total)
             for conv in page.tickets:
                 self._check_stop()
                 result.counts["conversations_seen"] += 1
