@@ -1,9 +1,9 @@
-"""Operator commands on what the sync remembers: `retry` and `skip` act on the dead letter
-(the failure table `status` shows), `explain` says why an item did or did not sync.
+"""Operator commands on what the sync remembers: `link` and `unlink` (their bodies),
+`retry` and `skip` on the dead letter (the failure table `status` shows), and `explain`
+(why an item did or did not sync).
 
-Kept out of ``syncer.cli`` so that module stays the group and the sync commands; these
-register themselves on it (``register``). Helpers shared with `link` and `unlink` live
-here too.
+Kept out of ``syncer.cli`` so that module stays the group and the sync commands: `retry`,
+`skip` and `explain` register themselves on it (``register``), behind its error handling.
 """
 
 from __future__ import annotations
