@@ -181,8 +181,8 @@ class JournalStore(StoreCore):
                               .order_by(col(RunRow.id).desc()))
             return _run(row) if row else None
 
-    def last_success(self, pair: str) -> RunRecord | None:
-        """The latest run that finished without error."""
+    def last_ok_run(self, pair: str) -> RunRecord | None:
+        """The latest run that finished without an error: how fresh the pair's sync is."""
         with self._tx(write=False) as s:
             row = self._first(s, select(RunRow).where(
                 RunRow.pair == pair, col(RunRow.finished_at).is_not(None),
@@ -259,10 +259,13 @@ class JournalStore(StoreCore):
             return int(self._require_failure(s, pair, side, object_id).attempts)
 
     def clear_failure(self, pair: str, side: Side, object_id: str) -> None:
+        """Forget an object's failures once it synced. An entry an operator skipped stays:
+        a pass that was already running when the skip was made must not erase it; only
+        `retry` (``reset_failure``) takes a skip back."""
         with self._tx(write=True) as s:
             s.execute(delete(FailureRow).where(
                 col(FailureRow.pair) == pair, col(FailureRow.side) == Side(side).value,
-                col(FailureRow.object_id) == object_id))
+                col(FailureRow.object_id) == object_id, col(FailureRow.skipped).is_(False)))
 
     def list_failures(self, pair: str | None = None) -> list[FailureRecord]:
         """Most recently failing first."""
@@ -286,6 +289,22 @@ class JournalStore(StoreCore):
                 skipped=skipped,
             ).on_conflict_do_update(index_elements=["pair", "side", "object_id"],
                                     set_={"skipped": skipped}))
+
+    def reset_failure(self, pair: str, side: Side, object_id: str) -> FailureRecord | None:
+        """An operator's `retry`: the entry stays (the next pass retries what the dead
+        letter lists) but with its attempts back at 0 and not skipped, so it is due again
+        even past the automatic retry limit. Returns the entry as it was, None if none."""
+        side = Side(side)
+        with self._tx(write=True) as s:
+            row = self._failure_row(s, pair, side, object_id)
+            if row is None:
+                return None
+            before = _failure_from_row(row)
+            s.execute(update(FailureRow).where(
+                col(FailureRow.pair) == pair, col(FailureRow.side) == side.value,
+                col(FailureRow.object_id) == object_id,
+            ).values(attempts=0, skipped=False))
+            return before
 
     def is_skipped(self, pair: str, side: Side, object_id: str) -> bool:
         with self._tx(write=False) as s:
@@ -323,6 +342,11 @@ def _intent(row: Row[Any]) -> Intent:
 
 def _run(row: RunRow) -> RunRecord:
     return RunRecord.model_validate(row.model_dump())
+
+
+def _failure_from_row(row: Row[Any]) -> FailureRecord:
+    return FailureRecord.model_validate(
+        {k: v for k, v in row._mapping.items() if k != "id"})
 
 
 def _failure(row: FailureRow) -> FailureRecord:

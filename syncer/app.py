@@ -47,6 +47,11 @@ class Engine:
     helpdesk: Connector | ConfigError
     trackers: dict[str, Connector | ConfigError] = field(default_factory=dict)
     marker_key: bytes | ConfigError = b""
+    # How the connections were made, so a second, short-lived set can be (the daemon's
+    # start check: two attempts, a short timeout; the engine's own keep the http policy).
+    environ: Mapping[str, str] | None = None
+    transports: Mapping[str, httpx.BaseTransport] = field(default_factory=dict)
+    clock: Clock | None = None
 
     def runner(self, pair: PairConfig) -> PairRunner | ConfigError:
         tracker = self.trackers[pair.tracker]
@@ -105,7 +110,8 @@ def build_engine(config: AppConfig, *, environ: Mapping[str, str] | None = None,
             trackers[name] = exc
     return Engine(config=config, store=store or StateStore(
                       config.state.url, lease_seconds=config.state.lease_seconds),
-                  helpdesk=helpdesk, trackers=trackers, marker_key=marker_key)
+                  helpdesk=helpdesk, trackers=trackers, marker_key=marker_key,
+                  environ=env, transports=transports, clock=clock)
 
 
 def read_marker_key(config: AppConfig, environ: Mapping[str, str] | None) -> bytes:

@@ -325,6 +325,12 @@ class Applier:
 CommentWrite = AddComment | PostLinkNote
 
 
+def held_plan(plan: Plan, held: frozenset[str] | set[str]) -> Plan:
+    """The plan as the applier carries it out while the writes keyed ``held`` have no
+    confirmed outcome (`explain` shows this instead of writing it)."""
+    return Plan(pair=plan.pair, actions=tuple(_hold(plan.actions, held)))
+
+
 def _hold(actions: tuple[Action, ...], held: frozenset[str] | set[str]) -> list[Action]:
     """The plan without the writes whose key recovery has not resolved, nor any later
     comment of the same conversation to the same side (it would overtake the held one),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -134,30 +133,36 @@ def _parse_date(value: str | None) -> datetime | None:
 @click.option("--since", help="Only conversations changed since this ISO date.")
 @click.option("--dry-run", is_flag=True, help="Print what would be done; write nothing.")
 @click.option("--wait", type=click.FloatRange(min=0), help=WAIT_HELP)
+@click.option("--progress-every", type=click.FloatRange(min=0), default=10.0,
+              show_default=True, help="When stderr is not a terminal: seconds between two "
+              "progress lines in the log (0: after every conversation).")
 @click.pass_obj
 @handle_errors
 def backfill(obj: Ctx, pair: str | None, since: str | None, dry_run: bool,
-             wait: float | None) -> None:
+             wait: float | None, progress_every: float) -> None:
     """Walk Re:amaze history and sync every matching conversation (safe to re-run)."""
     from syncer.app import run_all_once
+    from syncer.progress import backfill_with_progress
 
     when = _parse_date(since)
     engine = obj.engine(pair)
+    level = obj.log_level or engine.config.logging.level
+    fmt = obj.log_format or engine.config.logging.format
+    # A bar only where someone watches it, and never among JSON lines.
+    bar = sys.stderr.isatty() and fmt != "json"
     try:
         results = []
         for p in engine.pairs(pair):
-            start = when or p.since
-            with click.progressbar(length=0, label=f"[{p.name}] conversations",
-                                   file=sys.stderr, show_pos=True) as bar:
-                runner = engine.runner(p)
-                if isinstance(runner, ConfigError):
-                    results += run_all_once(engine, p.name)
-                    continue
-                runner.progress = bar.update
-                if wait is not None:
-                    runner.lock_wait = wait
-                results.append(runner.run_once(kind="backfill", dry_run=dry_run, full=True,
-                                               since=start))
+            runner = engine.runner(p)
+            if isinstance(runner, ConfigError):
+                results += run_all_once(engine, p.name)
+                continue
+            if wait is not None:
+                runner.lock_wait = wait
+            results.append(backfill_with_progress(
+                runner, stream=sys.stderr, bar=bar, every=progress_every, log_level=level,
+                log_format=fmt, kind="backfill", dry_run=dry_run, full=True,
+                since=when or p.since))
         if dry_run:
             _print_plans(results)
         sys.exit(_print_results(results))
@@ -202,26 +207,16 @@ def plan(obj: Ctx, pair: str | None) -> None:
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON document (format in the README) instead of text.")
 @click.pass_obj
 @handle_errors
-def status(obj: Ctx) -> None:
-    """Per pair: links, cursor age, last run, last error, pending intents, failures."""
-    from syncer.status import render_status
+def status(obj: Ctx, as_json: bool) -> None:
+    """Per pair: links, cursors, last run, errors, pending writes, failures; exit 1 on a
+    problem (last run failed, stale pair, open leak)."""
+    from syncer.status import run_status
 
-    cfg = obj.config()
-    from state import StateStore
-
-    # Read-only: a status must show the state, never create an empty one where the path
-    # points by mistake, nor upgrade the schema under a running daemon.
-    store = StateStore(cfg.state.url, read_only=True)
-    try:
-        click.echo(f"state database: {store.location}")
-        click.echo(render_status(cfg, store, datetime.now(UTC)))
-        # A public copy of internal content nobody could remove is never "fine".
-        leaking = any(store.open_leaks(p.name) for p in cfg.pairs)
-    finally:
-        store.close()
-    sys.exit(1 if leaking else 0)
+    sys.exit(run_status(obj.config(), datetime.now(UTC), as_json=as_json, echo=click.echo))
 
 
 @main.command()
@@ -242,52 +237,31 @@ def check(obj: Ctx) -> None:
 @main.command()
 @click.argument("conversation")
 @click.argument("issue")
-@click.option("--pair", required=True)
+@click.option("--pair", help="The pair (default: the only one).")
 @click.pass_obj
 @handle_errors
-def link(obj: Ctx, conversation: str, issue: str, pair: str) -> None:
-    """Link a Re:amaze conversation (slug) to an existing tracker issue."""
-    from syncer.plan import Side
+def link(obj: Ctx, conversation: str, issue: str, pair: str | None) -> None:
+    """Link a Re:amaze conversation (slug or URL) to an existing tracker issue (77, #77 or
+    its URL)."""
+    from syncer.cli_ops import link_conversation
 
-    engine = obj.engine(pair)
-    try:
-        runner = engine.runner(engine.config.pair(pair))
-        if isinstance(runner, ConfigError):
-            raise runner
-        conv = runner.helpdesk.get_ticket(conversation)
-        iss = runner.tracker.get_ticket(issue)
-        try:
-            engine.store.create_link(pair, conv.id, iss.id, Side.HELPDESK)
-        except ValueError as exc:
-            raise ConfigError(f"[link] {exc}") from None
-        click.echo(f"[{pair}] linked {conv.id} <-> issue {iss.id}; the next pass syncs them")
-    finally:
-        engine.close()
+    sys.exit(link_conversation(obj, conversation, issue, pair))
 
 
 @main.command()
 @click.argument("conversation")
-@click.option("--pair", required=True)
+@click.option("--pair", help="The pair (default: the only one).")
+@click.option("--exclude", is_flag=True,
+              help="Also keep the conversation from syncing again (a skip; undo: retry).")
+@click.option("--yes", is_flag=True, help="Unlink without asking, even if the conversation "
+              "may get a new issue.")
 @click.pass_obj
 @handle_errors
-def unlink(obj: Ctx, conversation: str, pair: str) -> None:
+def unlink(obj: Ctx, conversation: str, pair: str | None, exclude: bool, yes: bool) -> None:
     """Forget a link (nothing is deleted on either side)."""
-    cfg = obj.config(pair=pair)
-    from state import StateOutdated, StateStore
+    from syncer.cli_ops import unlink_conversation
 
-    # Without a database nothing is linked: say so instead of creating one to look in.
-    # An older schema is fine: upgrading it is what any writing command does first.
-    with contextlib.suppress(StateOutdated):
-        StateStore(cfg.state.url, read_only=True).close()
-    store = StateStore(cfg.state.url)
-    try:
-        if store.get_link(pair, conversation) is None:
-            raise ConfigError(f"[unlink] conversation: {conversation!r} is not linked in "
-                              f"pair {pair!r}")
-        store.delete_link(pair, conversation)
-        click.echo(f"[{pair}] unlinked {conversation}")
-    finally:
-        store.close()
+    sys.exit(unlink_conversation(obj, conversation, pair, exclude=exclude, yes=yes))
 
 
 @main.command()
@@ -300,6 +274,14 @@ def demo(keep_state: Path | None) -> None:
     configure_logging("warning", "console")
     sys.exit(run_demo(click.echo, keep_state))
 
+
+def _register_ops() -> None:
+    from syncer.cli_ops import register
+
+    register(main, handle_errors)
+
+
+_register_ops()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -185,6 +185,9 @@ class PairConfig(Strict):
     tracker: str
     enabled: bool = True
     interval_seconds: float = Field(60.0, ge=5)
+    # `status` calls the pair stale (and exits 1) when no pass succeeded for this long.
+    # None: three intervals (a pass may fail twice in a row on a blip without an alarm).
+    stale_after_seconds: float | None = Field(None, gt=0)
     match: MatchRules = MatchRules(tags=["bug"])
     visibility: VisibilityPolicy = VisibilityPolicy()
     status: StatusMap = StatusMap()

@@ -17,6 +17,14 @@ take it over once a dead claimant's claim has expired. See ``state.locks``.
 
 With ``[server] listen`` set, an HTTP listener serves /healthz, /readyz and /metrics
 (``syncer.listener``), the metrics fed by every pass (``syncer.metrics``).
+
+Before scheduling anything the daemon tries every connection its pairs use, once and
+briefly (``syncer.startcheck``). When every pair it was asked to run has a wrong
+credential or setting it does not start: a ``ConfigError`` listing them (the CLI exits 2).
+A broken pair among healthy ones is logged (``pair_broken``, error level) and scheduled
+all the same: the others keep syncing, its passes fail and say so (``status`` exits 1),
+and it recovers without a restart once the server side is fixed. An outage at start (5xx,
+timeouts) stops nothing (``start_check_unavailable``): the passes retry on schedule.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from connectors.http import CallStats
 from state import LeaseLost, PairBusy, PairLease, StateStore
 from syncer.app import Engine
 from syncer.config import PairConfig
@@ -42,6 +51,7 @@ from syncer.listener import Listener, health_app
 from syncer.metrics import DaemonMetrics
 from syncer.runner import PairRunner, PassResult
 from syncer.secrets import scrub
+from syncer.startcheck import check_at_start
 
 log = structlog.get_logger("reamaze_sync.daemon")
 
@@ -120,6 +130,29 @@ def _job(runner: PairRunner, claims: PairClaims, metrics: DaemonMetrics) -> None
     metrics.record_pass(result, time.monotonic() - started)
 
 
+def _check_start(engine: Engine, pairs: list[PairConfig]) -> dict[str, CallStats]:
+    """Refuse to start when no pair can sync; report the broken and unreachable ones. The
+    requests the check sent, by service."""
+    found = check_at_start(engine, pairs)
+    if found.all_broken(pairs):
+        lines = [line for p in pairs for line in found.broken[p.name]]
+        log.error("daemon_cannot_start", problems=lines)
+        listed = "\n".join(dict.fromkeys(lines))
+        raise ConfigError(f"{listed}\nthe daemon cannot start: no pair can sync "
+                          f"({', '.join(p.name for p in pairs)}); fix the configuration, "
+                          "the credentials or the server's settings (`reamaze-sync check` "
+                          "shows them all)")
+    for name, problems in found.broken.items():
+        log.error("pair_broken", pair=name, problems=problems,
+                  action="scheduled all the same: its passes fail until this is fixed; "
+                         "the other pairs sync")
+    for name, outages in found.unreachable.items():
+        if name not in found.broken:
+            log.warning("start_check_unavailable", pair=name, problems=outages,
+                        action="starting all the same: passes retry on schedule")
+    return found.calls
+
+
 def pair_schedule(pair: PairConfig, now: datetime) -> tuple[IntervalTrigger, datetime]:
     """The pair's trigger and its first run: within min(10 s, interval / 10) of ``now``."""
     offset = random.uniform(0.0, min(10.0, pair.interval_seconds * 0.1))
@@ -135,6 +168,20 @@ def run_daemon(engine: Engine, only: str | None = None,
     claims = PairClaims(engine.store)
     metrics = DaemonMetrics(engine.store, pairs, {"reamaze": engine.helpdesk, **engine.trackers},
                             claims.holds)
+    # The listen address is taken first: a port in use is found before any server is asked.
+    listener = None
+    address = engine.config.server.address()
+    if address is not None:
+        stale_after = engine.config.server.stale_after_intervals
+        listener = Listener(*address, health_app(
+            metrics.registry, lambda: readiness(engine.store, pairs, stale_after))).start()
+    try:
+        for service, calls in _check_start(engine, pairs).items():
+            metrics.count_calls(service, calls)
+    except ConfigError:
+        if listener is not None:
+            listener.stop()
+        raise
     workers = max(1, min(4, len(pairs)))
     scheduler = BackgroundScheduler(
         executors={"default": ThreadPoolExecutor(workers)},
@@ -157,13 +204,9 @@ def run_daemon(engine: Engine, only: str | None = None,
         scheduled += 1
     if scheduled == 0:
         log.error("daemon_nothing_to_run")
+        if listener is not None:
+            listener.stop()
         return 1
-    listener = None
-    address = engine.config.server.address()
-    if address is not None:
-        stale_after = engine.config.server.stale_after_intervals
-        listener = Listener(*address, health_app(
-            metrics.registry, lambda: readiness(engine.store, pairs, stale_after))).start()
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("shutdown_requested", signal=signal.Signals(signum).name)

@@ -60,7 +60,7 @@ def readiness(store: StateStore, pairs: list[PairConfig],
         store.ping()
         now = store.now()
         return Readiness(pairs=tuple(
-            _pair(p, store.last_success(p.name), store.last_error_run(p.name), now,
+            _pair(p, store.last_ok_run(p.name), store.last_error_run(p.name), now,
                   stale_after_intervals) for p in pairs))
     except SQLAlchemyError as exc:
         orig = getattr(exc, "orig", None) or exc

@@ -24,7 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 
-from connectors.http import ApiClient, RateLimiter
+from connectors.http import ApiClient, CallStats, RateLimiter
 from state import StateStore
 from syncer.config import PairConfig
 from syncer.plan import Side
@@ -93,8 +93,12 @@ class DaemonMetrics:
             for outcome in ("ok", "failed", "busy", "held_elsewhere"):
                 self.passes.labels(pair.name, outcome)
             self.pass_duration.labels(pair.name)
-        self.registry.register(_ScrapeCollector(store, [p.name for p in pairs], connections,
-                                                holds))
+        self.scrape = _ScrapeCollector(store, [p.name for p in pairs], connections, holds)
+        self.registry.register(self.scrape)
+
+    def count_calls(self, service: str, stats: CallStats) -> None:
+        """Requests of a connection that is gone (the start check's): still requests."""
+        self.scrape.earlier.setdefault(service, []).append(stats)
 
     def record_held_elsewhere(self, pair: str) -> None:
         """A pass not run: another instance holds the pair."""
@@ -121,6 +125,7 @@ class _ScrapeCollector(Collector):
         self.pairs = pairs
         self.connections = connections
         self.holds = holds
+        self.earlier: dict[str, list[CallStats]] = {}
 
     def collect(self) -> Iterable[Metric]:
         yield from self._api()
@@ -150,9 +155,10 @@ class _ScrapeCollector(Collector):
             api = getattr(conn, "api", None)
             if not isinstance(api, ApiClient):
                 continue  # a connection that could not be built (missing credentials)
-            requests.add_metric([service], api.stats.requests)
-            limited.add_metric([service], api.stats.rate_limited)
-            retries.add_metric([service], api.stats.retries)
+            every = [api.stats, *self.earlier.get(service, ())]
+            requests.add_metric([service], sum(st.requests for st in every))
+            limited.add_metric([service], sum(st.rate_limited for st in every))
+            retries.add_metric([service], sum(st.retries for st in every))
             budgets: list[tuple[str, RateLimiter | None]] = [
                 ("requests", api.rate_limiter), ("writes", api.write_limiter)]
             for budget, limiter in budgets:
@@ -191,7 +197,7 @@ class _ScrapeCollector(Collector):
                     intents.add_metric([pair, status], pending.count(status))
                 failing.add_metric([pair], len(self.store.list_failures(pair)))
                 leaks.add_metric([pair], len(self.store.open_leaks(pair)))
-                last = self.store.last_success(pair)
+                last = self.store.last_ok_run(pair)
                 if last is not None and last.finished_at is not None:
                     success.add_metric([pair], last.finished_at.timestamp())
         except SQLAlchemyError as exc:

@@ -166,6 +166,10 @@ class ChangePage(Frozen):
     # Safe to save once this page's work is durable; None while the feed cannot yet vouch
     # for anything (e.g. a newest-first walk that has not reached its end).
     checkpoint: Cursor | None = None
+    # How many tickets the whole listing holds, when the feed's API says (Re:amaze's
+    # ``total_count``): a backfill's progress shows it. The walk may stop earlier (at the
+    # cursor or ``since``), so it is an upper bound on what this walk reads.
+    total: int | None = None
 
 
 def content_fingerprint(text: str) -> str:

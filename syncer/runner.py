@@ -61,6 +61,18 @@ class StopRequested(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class Decision:
+    """A conversation's plan and what was read to make it: the conversation and the issue
+    (linked, or found by its marker) with their comments, when they were read."""
+
+    plan: Plan
+    conversation: SideView | None = None
+    issue: SideView | None = None
+    issue_deleted: bool = False
+    unchanged: bool = False  # neither side changed since the last sync: a pass skips it
+
+
 @dataclass
 class PairRunner:
     ctx: PairContext
@@ -68,7 +80,9 @@ class PairRunner:
     helpdesk: Connector
     tracker: Connector
     stop_event: threading.Event = field(default_factory=threading.Event)
-    progress: Callable[[int], None] | None = None
+    progress: Callable[[int], None] | None = None  # called with 1 per conversation read
+    # Called with the number of conversations the helpdesk listing announced, if it did.
+    progress_total: Callable[[int], None] | None = None
     recovery: RecoveryPolicy = field(default_factory=RecoveryPolicy)
     # Keys of writes whose outcome is still unknown, from this pass's recovery.
     _held: set[str] = field(default_factory=set, init=False)
@@ -165,6 +179,8 @@ class PairRunner:
         # unchanged (a walk repeated after an aborted pass) still needs the tracker feed.
         done = set(retried)
         for page in self.helpdesk.iter_changes(cursor):
+            if page.total is not None and self.progress_total is not None:
+                self.progress_total(page.total)
             for conv in page.tickets:
                 self._check_stop()
                 result.counts["conversations_seen"] += 1
@@ -190,6 +206,9 @@ class PairRunner:
                 result.counts["issues_seen"] += 1
                 link = self.store.get_link_by_issue(self.pair, issue.id)
                 if link is None or link.conversation_id in done:
+                    continue
+                if link.conversation_id in self._skipped:  # an operator's `skip`
+                    result.counts["skipped_by_operator"] += 1
                     continue
                 done.add(link.conversation_id)
                 if _unchanged(link, tracker=issue):
@@ -269,7 +288,7 @@ class PairRunner:
                 if force:  # a failing conversation that no longer matches: nothing to retry
                     self._clear_failure(conv.id)
                 return True  # cheap: no message fetch for conversations the pair ignores
-            self._run_plan(conv.id, result, dry_run, lambda: self._decide_new(conv))
+            self._run_plan(conv.id, result, dry_run, lambda: self._decide_new(conv).plan)
             return True
         if link.status != "active" or (not force and _unchanged(link, helpdesk=conv)):
             return False
@@ -278,23 +297,25 @@ class PairRunner:
 
     def _sync_link(self, link: LinkView, result: PassResult, dry_run: bool, *,
                    conversation: Ticket | None = None, issue: Ticket | None = None) -> None:
-        cid = link.conversation_id
+        self._run_plan(link.conversation_id, result, dry_run,
+                       lambda: self._decide_link(link, conversation, issue).plan)
 
-        def decide() -> Plan:
-            conv_view = self._view(self.helpdesk, cid, conversation)
-            if link.issue_id is None:
-                return reconcile(self.ctx, conv_view, None, link)
-            try:
-                iss_view = self._view(self.tracker, link.issue_id, issue)
-                iss = iss_view.ticket
-            except NotFoundError:
-                return reconcile(self.ctx, conv_view, None, link, issue_deleted=True)
-            plan = reconcile(self.ctx, conv_view, iss_view, link)
-            return _distrust_unsettled(plan, iss)
+    def _decide_link(self, link: LinkView, conversation: Ticket | None = None,
+                     issue: Ticket | None = None) -> Decision:
+        conv_view = self._view(self.helpdesk, link.conversation_id, conversation)
+        if link.issue_id is None:
+            return Decision(reconcile(self.ctx, conv_view, None, link), conv_view)
+        try:
+            iss_view = self._view(self.tracker, link.issue_id, issue)
+        except NotFoundError:
+            return Decision(reconcile(self.ctx, conv_view, None, link, issue_deleted=True),
+                            conv_view, issue_deleted=True)
+        plan = reconcile(self.ctx, conv_view, iss_view, link)
+        return Decision(_distrust_unsettled(plan, iss_view.ticket), conv_view, iss_view,
+                        unchanged=_unchanged(link, helpdesk=conv_view.ticket)
+                        and _unchanged(link, tracker=iss_view.ticket))
 
-        self._run_plan(cid, result, dry_run, decide)
-
-    def _decide_new(self, conv: Ticket) -> Plan:
+    def _decide_new(self, conv: Ticket) -> Decision:
         """A matching conversation without a link: before planning an issue, look for the
         one this pair may have created already (the state lost its link: deleted or
         restored database, another host); only a provably own issue is adopted."""
@@ -309,7 +330,21 @@ class PairRunner:
                             reason="an issue carries this conversation's marker but was not "
                                    "created by the sync's tracker user; not adopted")
                 issue = None
-        return reconcile(self.ctx, view, issue, None)
+        return Decision(reconcile(self.ctx, view, issue, None), view, issue)
+
+    def decide(self, conv: Ticket) -> Decision:
+        """What a pass would decide for this conversation now, with what it read, and
+        nothing written (`explain`). The same decisions as a pass, but forced: a
+        conversation unchanged since its last sync, which a pass leaves alone, is decided
+        too (``Decision.unchanged`` says so)."""
+        link = self.store.get_link(self.pair, conv.id)
+        if link is None:
+            if matches(self.ctx.policy, SideView(ticket=conv)) is None:
+                return Decision(reconcile(self.ctx, SideView(ticket=conv), None, None))
+            return self._decide_new(conv)
+        if link.status != "active":
+            return Decision(reconcile(self.ctx, None, None, link))
+        return self._decide_link(link, conv)
 
     @staticmethod
     def _view(connector: Connector, ticket_id: str, known: Ticket | None) -> SideView:

@@ -289,7 +289,8 @@ def test_check_tries_every_connection(served: Served) -> None:
 
 def test_link_existing_issue_then_unlink(served: Served) -> None:
     """`link` ties a conversation to an issue made by hand (the next run copies messages
-    into it instead of creating another); `unlink` forgets it and refuses an unknown one."""
+    into it instead of creating another), and the same link again changes nothing; `unlink`
+    forgets it and refuses an unknown one."""
     slug = served.reamaze.add_conversation("Slow search", "Search takes 30 seconds.",
                                            "erin@customer.example")  # no bug tag
     issue = served.redmine.add_issue(served.project, "Search is slow")
@@ -298,14 +299,16 @@ def test_link_existing_issue_then_unlink(served: Served) -> None:
     assert linked.stdout.strip() == (f"[bugs] linked {slug} <-> issue {issue.id}; "
                                      "the next pass syncs them")
     twice = served.cli("link", slug, str(issue.id), "--pair", "bugs")
-    assert twice.exit_code == 2 and "[link] " in twice.stderr
+    assert twice.exit_code == 0
+    assert twice.stdout.strip() == (f"[bugs] {slug} is already linked to issue {issue.id}; "
+                                    "nothing changed")
     run = served.cli("run", "--once")
     assert run.exit_code == 0, run.output
     assert len(served.redmine.state.issues) == 1
     notes = [j.notes for j in served.redmine.state.journals.values() if j.notes]
     assert len(notes) == 1 and "Search takes 30 seconds." in notes[0]
 
-    unlinked = served.cli("unlink", slug, "--pair", "bugs")
+    unlinked = served.cli("unlink", slug, "--pair", "bugs", "--yes")
     assert unlinked.exit_code == 0 and unlinked.stdout.strip() == f"[bugs] unlinked {slug}"
     store = StateStore(f"sqlite:///{served.db}")
     assert store.get_link("bugs", slug) is None

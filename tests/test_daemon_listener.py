@@ -56,7 +56,8 @@ def test_metrics_and_readiness_follow_the_real_passes(
     dev = Engineer(sb)
     sb.reamaze.add_staff_message(slug, "INTERNAL reproduced", email=STAFF, visibility=1)
     dev.note(issue, "Fix is on its way")
-    sb.reamaze.faults.add(status=429, retry_after="0", times=1)
+    sb.reamaze.faults.add(status=429, retry_after="0", times=1,
+                          path_prefix="/api/v1/conversations")
 
     stop = daemon_thread(engine)
     scrape = Scraper(port)

@@ -63,9 +63,12 @@ def walk_changes(
     # the whole history, and holding every ticket made memory grow ~12 KB a conversation.
     read: dict[str, datetime] = {}
     held: list[Ticket] = []  # the latest non-empty page, held back until the walk ends
+    total: int | None = None  # the listing's total_count, as its first page announced it
 
-    for _page, items in walk_pages(fetch, PageNumberPaginator(), "conversations",
-                                   connector=CONNECTOR, listing="GET /conversations (changes)"):
+    for page, items in walk_pages(fetch, PageNumberPaginator(), "conversations",
+                                  connector=CONNECTOR, listing="GET /conversations (changes)"):
+        if total is None and isinstance(page.get("total_count"), int):
+            total = page["total_count"]
         fresh: list[Ticket] = []
         reached_floor = False
         for ticket in to_tickets(items):
@@ -80,14 +83,14 @@ def walk_changes(
                 fresh.append(ticket)
         if fresh:
             if held:
-                yield ChangePage(tickets=tuple(held))
+                yield ChangePage(tickets=tuple(held), total=total)
             held = fresh
         if reached_floor:
             break
 
     new_cursor = _next_cursor(read, since, overlap)
     if held or (new_cursor is not None and new_cursor != since):
-        yield ChangePage(tickets=tuple(held), checkpoint=new_cursor)
+        yield ChangePage(tickets=tuple(held), checkpoint=new_cursor, total=total)
 
 
 def _next_cursor(read: dict[str, datetime], since: Cursor | None, overlap: timedelta
