@@ -4,9 +4,9 @@ Why not plain offset paging: when an issue already read is updated during the wa
 moves to the end of the ``updated_on`` order, every later issue shifts back by one, and
 the next offset skips one of them. So each page re-queries from the newest second read so
 far (``updated_on>=T``, which Redmine runs as ``updated_on > T - 1s`` on sub-second stored
-times) and drops what it already yielded by ``(id, updated_on)``; offsets are only used
-inside a window where a whole page shares the same second, and then with half-page
-overlap so a shift inside that window cannot skip either.
+times) and drops what it already yielded by ``(id, updated_on)``. The offset only skips
+what the walk has already read of that window (crowded seconds: a bulk edit), less half
+a page of overlap, so a shift inside the window cannot skip either.
 
 Cursor: ``watermark`` is the newest ``updated_on`` read, ``seen`` the keys ``id@updated_on``
 the next query can return again (the look-back of ``overlap_seconds`` plus Redmine's 1 s),
@@ -116,15 +116,23 @@ class ChangeFeed:
             if len(issues) < page_limit or watermark is None:
                 return
             last = whole_second(max(i.updated_on for i in issues))
-            if lower is not None and last <= lower:
-                # A crowded window: everything on this page shares the lower bound's second.
-                offset += max(1, len(issues) // 2)
-            else:
-                lower, offset = last, 0
+            lower = last if lower is None else max(lower, last)
             # Later queries return nothing older than lower - 1s, and the cursor keeps
             # nothing older than the horizon: forget the rest (keeps long backfills linear).
             floor = min(lower - ONE_SECOND, self._horizon(watermark))
             read = {k: t for k, t in read.items() if t >= floor}
+            offset = self._skip(read, lower, page_limit)
+
+    @staticmethod
+    def _skip(read: dict[str, datetime], lower: datetime, page_limit: int) -> int:
+        """Where the next query (``>= lower``, i.e. from ``lower - 1s`` on) starts: past
+        what this walk already read of that window, but for half a page, so issues moving
+        away mid-walk (which shifts the rest back) cannot make it skip one. Starting at 0
+        instead re-read the window from its start: in a run of crowded seconds (a bulk
+        edit) that was pages of nothing new, until the walk guard called the listing
+        endless and every pass failed at the same place."""
+        window = sum(1 for t in read.values() if t >= lower - ONE_SECOND)
+        return max(0, window - page_limit // 2)
 
     def _params(self, lower: datetime | None, offset: int) -> dict[str, Any]:
         params: dict[str, Any] = {"project_id": self.settings.project, "status_id": "*",
