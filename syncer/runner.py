@@ -20,7 +20,7 @@ import structlog
 
 from connectors.base import Connector
 from state import PairBusy, PairLease, StateStore
-from syncer.apply import Applier, ApplyResult
+from syncer.apply import Applier, ApplyResult, TrackerWrites
 from syncer.errors import NotFoundError, SkippableError, SyncError
 from syncer.models import Cursor, Ticket, Visibility
 from syncer.plan import LinkView, Plan, SaveSnapshot, Side, SideView, Skip
@@ -79,6 +79,9 @@ class PairRunner:
     # (an operator's `skip` made during a pass applies from the next one).
     _failing: set[str] = field(default_factory=set, init=False)
     _skipped: set[str] = field(default_factory=set, init=False)
+    # Conversations reconciled in this pass -> the version of their issue that work
+    # accounts for (None: it cannot vouch for any), see ``_covered``.
+    _covered: dict[str, datetime | None] = field(default_factory=dict, init=False)
 
     @property
     def pair(self) -> str:
@@ -114,6 +117,7 @@ class PairRunner:
         run_id = None if dry_run else self.store.start_run(self.pair, kind)
         structlog.contextvars.bind_contextvars(pair=self.pair)
         ctx = self.ctx
+        self._covered = {}
         try:
             self._load_dead_letter()
             if not dry_run:
@@ -124,7 +128,7 @@ class PairRunner:
                 self.ctx = replace(ctx, internal_paused=self._open_leaks(result))
                 retried = self._retry_failures(result, recovered.resolved)
             else:
-                retried = set()
+                retried = {}
             done = self._helpdesk_pass(result, dry_run, full, since, retried)
             self._tracker_pass(result, dry_run, done)
         except StopRequested:
@@ -151,7 +155,7 @@ class PairRunner:
 
     # -- feeds -------------------------------------------------------------------------
     def _helpdesk_pass(self, result: PassResult, dry_run: bool, full: bool,
-                       since: datetime | None, retried: set[str]) -> set[str]:
+                       since: datetime | None, retried: dict[str, datetime]) -> set[str]:
         saved = self.store.get_cursor(self.pair, Side.HELPDESK)
         cursor = saved
         start = since or self.ctx.policy.since
@@ -159,7 +163,10 @@ class PairRunner:
             # A backfill, or a pair's very first pass: history back to the pair's start.
             cursor = Cursor(watermark=start) if start is not None else None
         final: Cursor | None = None
-        seen = set(retried)  # just reconciled from a fresh read: once per pass is enough
+        # The version of each conversation this pass has looked at: once per version is
+        # enough (pages shift and repeat one), but one that changed since (a message
+        # after a retry's read) is looked at again, or the cursor would move past it.
+        seen = dict(retried)
         # Only conversations reconciled against a fresh read of their issue: one re-read
         # unchanged (a walk repeated after an aborted pass) still needs the tracker feed.
         done = set(retried)
@@ -167,8 +174,8 @@ class PairRunner:
             for conv in page.tickets:
                 self._check_stop()
                 result.counts["conversations_seen"] += 1
-                if conv.id not in seen:
-                    seen.add(conv.id)
+                if seen.get(conv.id) != conv.updated_at:
+                    seen[conv.id] = conv.updated_at
                     if self._conversation_changed(conv, result, dry_run):
                         done.add(conv.id)
                 if self.progress:
@@ -188,7 +195,8 @@ class PairRunner:
                 self._check_stop()
                 result.counts["issues_seen"] += 1
                 link = self.store.get_link_by_issue(self.pair, issue.id)
-                if link is None or link.conversation_id in done:
+                if link is None or (link.conversation_id in done
+                                    and not self._outdated(link.conversation_id, issue)):
                     continue
                 done.add(link.conversation_id)
                 if _unchanged(link, tracker=issue):
@@ -196,6 +204,20 @@ class PairRunner:
                 self._sync_link(link, result, dry_run, issue=issue)
             if page.checkpoint is not None and not dry_run:
                 self.store.save_cursor(self.pair, Side.TRACKER, page.checkpoint)
+
+    def _outdated(self, cid: str, issue: Ticket) -> bool:
+        """The conversation was reconciled in this pass, but the feed shows its issue in a
+        version that work does not account for: someone changed it after the read, or our
+        own writes could not be told from theirs. Looked at again now, or the feed's
+        cursor moves past the change. An unsettled version waits: the feed keeps returning
+        the issue until its second is over. A conversation that failed (the dead letter
+        retries it) or was not reconciled (skipped by an operator) is left alone."""
+        if cid not in self._covered:
+            return False
+        covered = self._covered[cid]
+        if covered is not None and covered == issue.updated_at:
+            return False
+        return _settled(issue.updated_at, datetime.now(UTC))
 
     def _open_leaks(self, result: PassResult) -> bool:
         """Look again at every copy recorded as public and unremovable: one that is gone or
@@ -227,10 +249,11 @@ class PairRunner:
             result.counts["leaks_open"] = still
         return still > 0
 
-    def _retry_failures(self, result: PassResult, resolved: set[str]) -> set[str]:
+    def _retry_failures(self, result: PassResult, resolved: set[str]) -> dict[str, datetime]:
         """Conversations that failed earlier, and those whose unknown writes recovery just
-        resolved (their remaining work waited for that), reconciled again now."""
-        retried: set[str] = set()
+        resolved (their remaining work waited for that), reconciled again now; each with
+        the version of it that was read."""
+        retried: dict[str, datetime] = {}
         due = {cid: False for cid in sorted(resolved)}
         for failure in self.store.list_failures(self.pair):
             if (failure.side is not Side.HELPDESK or failure.skipped
@@ -251,7 +274,7 @@ class PairRunner:
             # Forced: what failed may have come from the issue (a note copy), so an
             # unchanged conversation is no reason to skip it.
             self._conversation_changed(conv, result, dry_run=False, force=True)
-            retried.add(conv.id)
+            retried[conv.id] = conv.updated_at
         return retried
 
     # -- one object ----------------------------------------------------------------------
@@ -279,36 +302,39 @@ class PairRunner:
                    conversation: Ticket | None = None, issue: Ticket | None = None) -> None:
         cid = link.conversation_id
 
-        def decide() -> Plan:
+        def decide() -> tuple[Plan, _IssueRead | None]:
             conv_view = self._view(self.helpdesk, cid, conversation)
             if link.issue_id is None:
-                return reconcile(self.ctx, conv_view, None, link)
+                return reconcile(self.ctx, conv_view, None, link), None
             try:
-                iss_view = self._view(self.tracker, link.issue_id, issue)
-                iss = iss_view.ticket
+                read = self._read_issue(link.issue_id, issue)
             except NotFoundError:
-                return reconcile(self.ctx, conv_view, None, link, issue_deleted=True)
-            plan = reconcile(self.ctx, conv_view, iss_view, link)
-            return _distrust_unsettled(plan, iss)
+                return reconcile(self.ctx, conv_view, None, link, issue_deleted=True), None
+            plan = reconcile(self.ctx, conv_view, read.view, link)
+            return _distrust_unsettled(plan, read.view.ticket), read
 
         self._run_plan(cid, result, dry_run, decide)
 
-    def _decide_new(self, conv: Ticket) -> Plan:
+    def _read_issue(self, issue_id: str, known: Ticket | None) -> _IssueRead:
+        before = datetime.now(UTC)
+        return _IssueRead(self._view(self.tracker, issue_id, known), before)
+
+    def _decide_new(self, conv: Ticket) -> tuple[Plan, _IssueRead | None]:
         """A matching conversation without a link: before planning an issue, look for the
         one this pair may have created already (the state lost its link: deleted or
         restored database, another host); only a provably own issue is adopted."""
         view = self._view(self.helpdesk, conv.id, conv)
         found = self.tracker.find_ticket_by_marker(self.ctx.markers.issue(conv.id))
-        issue: SideView | None = None
+        read: _IssueRead | None = None
         if found is not None:
-            issue = self._view(self.tracker, found.id, None)
-            if not is_our_issue(self.ctx, conv.id, issue):
+            read = self._read_issue(found.id, None)
+            if not is_our_issue(self.ctx, conv.id, read.view):
                 log.warning("marker_not_trusted", conversation_id=conv.id,
                             object_id=found.id, operation="discover_issue",
                             reason="an issue carries this conversation's marker but was not "
                                    "created by the sync's tracker user; not adopted")
-                issue = None
-        return reconcile(self.ctx, view, issue, None)
+                read = None
+        return reconcile(self.ctx, view, read.view if read else None, None), read
 
     @staticmethod
     def _view(connector: Connector, ticket_id: str, known: Ticket | None) -> SideView:
@@ -320,9 +346,9 @@ class PairRunner:
         return SideView(ticket=ticket, comments=tuple(comments), me=connector.whoami())
 
     def _run_plan(self, cid: str, result: PassResult, dry_run: bool,
-                  decide: Callable[[], Plan]) -> None:
+                  decide: Callable[[], tuple[Plan, _IssueRead | None]]) -> None:
         try:
-            plan = decide()
+            plan, read = decide()
         except SkippableError as exc:
             log.error("object_unreadable", conversation_id=cid, **exc.log_fields())
             if not dry_run:
@@ -339,6 +365,8 @@ class PairRunner:
                                        self.ctx.tracker_name, self._held).apply(plan)
         result.counts.update(applied.counts)
         result.failed.update(applied.failed)
+        if cid not in applied.failed:
+            self._covered[cid] = _covered(read, applied.tracker.get(cid))
         if cid in applied.failed:
             self._failing.add(cid)
         elif any(isinstance(a, Skip) and a.reason == PAUSED for a in plan.actions):
@@ -366,6 +394,46 @@ class PairRunner:
             self.lease.check()
 
 
+@dataclass(frozen=True)
+class _IssueRead:
+    """An issue as a reconcile saw it, and the wall time just before it was read."""
+
+    view: SideView
+    before: datetime
+
+
+def _settled(changed: datetime, now: datetime) -> bool:
+    """No later change of the issue can show this (whole-second) change time any more."""
+    return now - changed >= SETTLE_TIME
+
+
+def _covered(read: _IssueRead | None, wrote: TrackerWrites | None) -> datetime | None:
+    """The version of the issue a conversation's reconcile accounts for: every change up to
+    it was seen or made by that reconcile, and its second was over when it was read (a
+    later change in the same second would show the same time). None when no version can
+    be vouched for.
+
+    Without writes it is the version read. With writes it is the version read back after
+    them, provided the read-back shows nothing the reconcile neither saw nor wrote (a note,
+    a status or an assignee someone changed in between)."""
+    if wrote is None:
+        if read is None or not _settled(read.view.ticket.updated_at, read.before):
+            return None
+        return read.view.ticket.updated_at
+    after = wrote.after
+    if after is None:
+        return None
+    if read is not None:
+        known = {c.id for c in read.view.comments}
+        was = read.view.ticket
+        if wrote.others - known or (after.status.state, after.assignee, after.tags) != (
+                was.status.state, was.assignee, was.tags):
+            return None
+    elif wrote.others:
+        return None
+    return after.updated_at if _settled(after.updated_at, wrote.before) else None
+
+
 def _distrust_unsettled(plan: Plan, issue: Ticket) -> Plan:
     """Keep a change time out of the snapshot while its second may not be over.
 
@@ -374,7 +442,7 @@ def _distrust_unsettled(plan: Plan, issue: Ticket) -> Plan:
     the same time, and would be skipped for good; leaving the time out makes the next pass
     look again (the tracker feed returns the issue until its second has settled).
     """
-    if datetime.now(UTC) - issue.updated_at >= SETTLE_TIME:
+    if _settled(issue.updated_at, datetime.now(UTC)):
         return plan
     return Plan(pair=plan.pair, actions=tuple(
         a.model_copy(update={"snapshot": a.snapshot.model_copy(

@@ -3,8 +3,11 @@ message by message, quiet second runs, and the issue status round trip."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+import pytest
 from e2e_support import (
     STAFF,
     Engineer,
@@ -310,4 +313,76 @@ def test_tracker_dropping_the_private_flag_never_leaves_internal_text_public(
     assert not any("INTERNAL-1" in (j.notes or "") for j in sb.redmine.state.journals.values())
     [failure] = [f for f in engine.store.list_failures("bugs") if f.object_id == crash]
     assert failure.attempts == 3
+    engine.close()
+
+
+def _before_first(sim_hooks: list[Callable[[httpx.Request], None]],
+                  match: Callable[[httpx.Request], bool], action: Callable[[], None]) -> None:
+    """Run ``action`` once, just before the first request ``match`` accepts."""
+    fired: list[bool] = []
+
+    def hook(request: httpx.Request) -> None:
+        if not fired and match(request):
+            fired.append(True)
+            action()
+    sim_hooks.append(hook)
+
+
+@pytest.mark.parametrize("helpdesk_change", ["message", "tags"])
+def test_tracker_note_made_while_the_pass_runs_is_copied(tmp_path: Path,
+                                                         helpdesk_change: str) -> None:
+    """The conversation changes, so the pass reconciles it against its issue first; then an
+    engineer adds a note before the tracker feed is read. The feed shows the issue changed,
+    and the note must be copied (it used to be skipped as "already reconciled in this
+    pass" and the feed's cursor moved past it: lost until the issue changed again)."""
+    sb = sandbox(tmp_path)
+    crash, export, _ = _seed(sb)
+    engine = sb.engine()
+    run_pass(engine)
+    run_pass(engine)
+    if helpdesk_change == "message":  # the pass also writes a note to the issue
+        sb.reamaze.add_customer_message(crash, "It crashed again this morning.")
+    else:  # the pass writes nothing to the issue
+        sb.reamaze.set_tags(crash, ["bug", "urgent"])
+    dev = Engineer(sb)
+    issue = issue_for(engine, crash)
+    feed = sb.redmine.faults.add(
+        method="GET", path=r"^/issues\.json$", params={"sort": "updated_on,id"},
+        action=lambda _r: dev.note(issue, "Found it: the draft store."))
+    run_pass(engine)
+    assert feed.hits == 1
+    run_pass(engine)
+    assert [m.visibility for m in messages(sb, crash)
+            if "Found it: the draft store." in m.body] == [INTERNAL]
+    mark = Mark.now(sb)
+    run_pass(engine)
+    assert mark.writes() == []
+    assert issue_for(engine, export)
+    engine.close()
+
+
+def test_message_arriving_after_a_failed_conversation_was_retried_is_copied(
+        tmp_path: Path) -> None:
+    """A failing conversation is retried from a fresh read at the start of a pass; a
+    customer message arriving before the walk reads it must still be copied (the walk
+    skipped it as "just retried" and its cursor moved past the message)."""
+    sb = sandbox(tmp_path)
+    crash, _export, _ = _seed(sb)
+    engine = sb.engine()
+    run_pass(engine)
+    run_pass(engine)
+    sb.reamaze.add_customer_message(crash, "First follow-up.")
+    refusal = sb.redmine.faults.add(status=422, body=b'{"errors":["Notes is invalid"]}',
+                                    method="PUT", path=r"^/issues/\d+\.json$")
+    failed = run_all_once(engine)[0]
+    assert refusal.hits == 1 and crash in failed.failed
+    _before_first(sb.reamaze.before_request,
+                  lambda r: r.method == "GET" and r.url.path == "/api/v1/conversations",
+                  lambda: sb.reamaze.add_customer_message(crash, "Second follow-up."))
+    retried = run_pass(engine)
+    assert retried.counts["failures_retried"] == 1
+    run_pass(engine)
+    notes = journals(sb, issue_for(engine, crash))
+    for text in ("First follow-up.", "Second follow-up."):
+        assert len([j for j in notes if text in j.text]) == 1, text
     engine.close()
