@@ -264,6 +264,51 @@ def test_a_note_landing_after_the_pass_gave_up_is_held_not_resent(
     engine.close()
 
 
+@dataclass
+class RefuseLookups:
+    """Wrap a handler: once ``armed``, the next ``times`` reads of an issue are answered
+    429 (a lookup of a write whose answer was lost, all its retries included)."""
+
+    times: int
+    armed: bool = False
+    refused: int = 0
+
+    def wrap(self, handler: Handler) -> Handler:
+        def handle(request: httpx.Request) -> httpx.Response:
+            if (self.armed and self.refused < self.times and request.method == "GET"
+                    and request.url.path.startswith("/issues/")):
+                self.refused += 1
+                return httpx.Response(429, headers={"Retry-After": "1"})
+            return handler(request)
+        return handle
+
+
+def test_a_late_write_whose_lookup_fails_is_not_sent_again(tmp_path: Path) -> None:
+    """2: the note's answer never came and the lookup for it is refused (429 to the last
+    retry): that says nothing about the note, which lands two minutes later. It stays
+    unknown and held (it was taken for "never sent" and sent again: two copies)."""
+    sb = sandbox(tmp_path)
+    slugs = _seed(sb)
+    time = Time()
+    refuse = RefuseLookups(times=8)  # the first lookup, all 8 attempts
+    late = LateWrite(_internal_a, time.api, after=120)
+    hit = late.hit
+    late.hit = lambda r: hit(r) and not setattr(refuse, "armed", True)
+    sb.wrap = lambda name, handler: (refuse.wrap(late.wrap(handler)) if name == "redmine"
+                                     else handler)
+    engine = _engine(sb, tmp_path, time)
+    first = run_all_once(engine)[0]
+    assert refuse.refused == 8 and late.landed == 0 and not first.clean
+    for _ in range(6):
+        time.advance(45)
+        late.release()
+        run_all_once(engine)
+    assert late.landed == 1
+    run_pass(engine)
+    _one_copy(sb, slugs[0], "INTERNAL-A", engine)
+    engine.close()
+
+
 def test_a_write_that_never_lands_is_sent_again_only_after_the_window(
         tmp_path: Path) -> None:
     """2: a note that never reaches the server is held for at least the configured
