@@ -144,6 +144,22 @@ def test_crowded_seconds_with_moves_mid_walk_skip_nothing(
     assert yielded == {str(i.id) for i in made}
 
 
+def test_crowded_seconds_with_more_moves_than_the_overlap_skip_nothing(
+        redmine_sim: RedmineSimulator, redmine_conn: RedmineConnector) -> None:
+    """More issues already read move away mid-walk than half a page of overlap absorbs
+    (the engine writes to the issues while it walks): the page then starts past issues
+    not read yet, and the walk steps back instead of skipping them."""
+    made = _bulk_edit(redmine_sim, 150, 4)
+
+    def move_many() -> None:
+        for issue in made[:90]:  # read by then, at the start of the window the walk is in
+            redmine_sim.touch(issue.id)
+
+    _on_nth_listing(redmine_sim, 4, move_many)
+    yielded = set(_ids(list(redmine_conn.iter_changes(None))))
+    assert yielded == {str(i.id) for i in made}
+
+
 def test_idle_poll_is_one_request_with_no_tickets(
         redmine_sim: RedmineSimulator, redmine_conn: RedmineConnector) -> None:
     """Re-reading the overlap window yields nothing and costs a single list request."""
