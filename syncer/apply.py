@@ -56,6 +56,8 @@ from syncer.plan import (
 
 log = structlog.get_logger("reamaze_sync.apply")
 
+HELD = "held: an earlier write of this conversation has no confirmed outcome yet"
+
 
 @dataclass(frozen=True)
 class TrackerWrites:
@@ -343,9 +345,7 @@ def _hold(actions: tuple[Action, ...], held: frozenset[str] | set[str]) -> list[
             if _marker(action) in held or key in blocked:
                 blocked.add(key)
                 out.append(Skip(conversation_id=action.conversation_id,
-                                object_id=_marker(action),
-                                reason="held: an earlier write of this conversation has no "
-                                       "confirmed outcome yet"))
+                                object_id=_marker(action), reason=HELD))
                 continue
         out.append(action)
     return out

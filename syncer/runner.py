@@ -20,7 +20,7 @@ import structlog
 
 from connectors.base import Connector
 from state import PairBusy, PairLease, StateStore
-from syncer.apply import Applier, ApplyResult, TrackerWrites
+from syncer.apply import HELD, Applier, ApplyResult, TrackerWrites
 from syncer.errors import NotFoundError, SkippableError, SyncError
 from syncer.models import Cursor, Ticket, Visibility
 from syncer.plan import LinkView, Plan, SaveSnapshot, Side, SideView, Skip
@@ -69,8 +69,10 @@ class PairRunner:
     stop_event: threading.Event = field(default_factory=threading.Event)
     progress: Callable[[int], None] | None = None
     recovery: RecoveryPolicy = field(default_factory=RecoveryPolicy)
-    # Keys of writes whose outcome is still unknown, from this pass's recovery.
+    # Keys of writes whose outcome is still unknown, from this pass's recovery, and the
+    # conversations they belong to.
     _held: set[str] = field(default_factory=set, init=False)
+    _waiting: set[str] = field(default_factory=set, init=False)
     # How long a pass waits for its pair while another process works it: `run --once` and
     # `backfill` wait; the daemon does not (it tries again at its next interval).
     lock_wait: float = 0.0
@@ -124,9 +126,9 @@ class PairRunner:
                 recovered = recover_intents(self.pair, self.store, self.helpdesk,
                                             self.tracker, self.recovery)
                 result.counts.update(recovered.counts)
-                self._held = recovered.held
+                self._held, self._waiting = recovered.held, recovered.waiting
                 self.ctx = replace(ctx, internal_paused=self._open_leaks(result))
-                retried = self._retry_failures(result, recovered.resolved)
+                retried = self._retry_failures(result, recovered.resolved, recovered.waiting)
             else:
                 retried = {}
             done = self._helpdesk_pass(result, dry_run, full, since, retried)
@@ -249,10 +251,11 @@ class PairRunner:
             result.counts["leaks_open"] = still
         return still > 0
 
-    def _retry_failures(self, result: PassResult, resolved: set[str]) -> dict[str, datetime]:
+    def _retry_failures(self, result: PassResult, resolved: set[str],
+                        waiting: set[str]) -> dict[str, datetime]:
         """Conversations that failed earlier, and those whose unknown writes recovery just
         resolved (their remaining work waited for that), reconciled again now; each with
-        the version of it that was read."""
+        the version of it that was read. One whose writes are still held is not due yet."""
         retried: dict[str, datetime] = {}
         due = {cid: False for cid in sorted(resolved)}
         for failure in self.store.list_failures(self.pair):
@@ -261,6 +264,8 @@ class PairRunner:
                 continue
             if failure.error == PAUSED and self.ctx.internal_paused:
                 continue  # nothing to do until the leak is resolved
+            if failure.error == HELD and failure.object_id in waiting:
+                continue  # nothing to do until recovery resolves the earlier write
             due[failure.object_id] = True
         for cid, failing in due.items():
             self._check_stop()
@@ -373,6 +378,12 @@ class PairRunner:
             # Its change is past the cursor: the dead letter brings it back once the leak
             # that holds its internal notes is resolved.
             self.store.record_failure(self.pair, Side.HELPDESK, cid, PAUSED)
+            self._failing.add(cid)
+        elif cid in self._waiting:
+            # Likewise: its remaining work (held writes, or the issue itself while its
+            # create is looked for) waits for recovery, and must not depend on the pass
+            # that resolves the earlier write getting as far as this conversation.
+            self.store.record_failure(self.pair, Side.HELPDESK, cid, HELD, attempt=False)
             self._failing.add(cid)
         else:
             self._clear_failure(cid)
