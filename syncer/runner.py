@@ -200,9 +200,9 @@ class PairRunner:
                 if link is None or (link.conversation_id in done
                                     and not self._outdated(link.conversation_id, issue)):
                     continue
-                done.add(link.conversation_id)
                 if _unchanged(link, tracker=issue):
-                    continue
+                    continue  # not done: a later version in this walk is looked at
+                done.add(link.conversation_id)
                 self._sync_link(link, result, dry_run, issue=issue)
             if page.checkpoint is not None and not dry_run:
                 self.store.save_cursor(self.pair, Side.TRACKER, page.checkpoint)

@@ -19,6 +19,7 @@ from e2e_support import (
     run_pass,
     sandbox,
 )
+from fakes import FakeClock
 
 from syncer.app import Engine, run_all_once
 from syncer.runner import PairRunner
@@ -385,4 +386,36 @@ def test_message_arriving_after_a_failed_conversation_was_retried_is_copied(
     notes = journals(sb, issue_for(engine, crash))
     for text in ("First follow-up.", "Second follow-up."):
         assert len([j for j in notes if text in j.text]) == 1, text
+    engine.close()
+
+
+def test_issue_changing_again_later_in_the_same_tracker_walk_is_looked_at(
+        tmp_path: Path) -> None:
+    """The tracker feed returns an issue unchanged since its last sync (a walk repeated
+    after an aborted pass), then, after an engineer's note moved it to the end, again
+    on a later page: the note must be copied (the first sighting used to count as the
+    issue's sync for the whole walk, and the cursor moved past the note)."""
+    sb = sandbox(tmp_path)
+    slugs = [sb.reamaze.add_conversation(f"Bug report {n:03d}", f"Problem number {n}.",
+                                         f"c{n}@customer.example", tags=["bug"])
+             for n in range(101)]  # one more than a page of the tracker feed
+    engine = sb.engine(clock=FakeClock())
+    run_pass(engine)
+    run_pass(engine)
+    dev = Engineer(sb)
+    first = issue_for(engine, slugs[0])
+    dev.put(first, subject="Renamed by the engineer")  # synced without writing anything
+    for slug in slugs[1:]:
+        dev.put(issue_for(engine, slug), subject=f"Renamed {slug}")
+    # The pass syncs the first issue, then dies on the second one's conversation.
+    sb.reamaze.faults.add(status=503, times=8, method="GET",
+                          path_prefix=f"/api/v1/conversations/{slugs[1]}")
+    assert run_all_once(engine)[0].error is not None
+    _before_first(sb.reamaze.before_request,
+                  lambda r: r.url.path.startswith(f"/api/v1/conversations/{slugs[1]}"),
+                  lambda: dev.note(first, "Found it while renaming."))
+    run_pass(engine)
+    run_pass(engine)
+    assert [m.visibility for m in messages(sb, slugs[0])
+            if "Found it while renaming." in m.body] == [INTERNAL]
     engine.close()
