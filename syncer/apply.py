@@ -30,6 +30,7 @@ from syncer.errors import (
     AuthError,
     FatalError,
     LeakError,
+    PrivacyUnavailableError,
     RedirectError,
     RejectedError,
     SkippableError,
@@ -134,7 +135,12 @@ class Applier:
             if isinstance(exc, LeakError):
                 self._leak(cid, exc, result)
             self._flush(writes)
-            attempts = self.store.record_failure(self.pair, Side.HELPDESK, cid, str(exc))
+            # A refusal to send internal content while the tracker user cannot keep it
+            # private is the pair's state, not this conversation's fault: retried every
+            # pass without using up its retries, it goes out once the permission is back.
+            attempts = self.store.record_failure(
+                self.pair, Side.HELPDESK, cid, str(exc),
+                attempt=not isinstance(exc, PrivacyUnavailableError))
             # The whole error (status, trimmed body): "request rejected" alone does
             # not tell the operator what the tracker objected to.
             raise ObjectFailed(f"{type(exc).__name__}: {exc} (attempt {attempts})") from None

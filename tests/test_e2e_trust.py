@@ -448,6 +448,34 @@ def test_role_losing_private_notes_mid_run_leaks_nothing_and_the_pass_says_so(
     engine.close()
 
 
+def test_internal_note_refused_for_many_passes_arrives_once_the_permission_is_back(
+        tmp_path: Path) -> None:
+    """3: the role loses "set notes private" for longer than the automatic retries of a
+    failing conversation last (ten passes): the internal note is refused every time, and
+    still arrives, privately, once the permission is back (the refusals used to count as
+    the conversation's failed attempts: after ten it was no longer retried, and the note
+    never arrived)."""
+    sb = sandbox(tmp_path)
+    _bot(sb)
+    slugs = _seed(sb)
+    _revoke_private_notes(sb)
+    engine = sb.engine(clock=FakeClock())
+    first = run_all_once(engine)[0]
+    assert "private" in first.failed[slugs[0]]
+    for _ in range(11):
+        run_all_once(engine)
+    assert _public_notes(sb, "INTERNAL-A") == []
+    manager = next(r for r in sb.redmine.state.roles.values() if r.name == "Manager")
+    manager.permissions = (*manager.permissions, "set_notes_private")
+    engine.close()
+    engine = sb.engine(clock=FakeClock())  # the permission answer is asked anew
+    run_pass(engine)
+    copies = [j for j in sb.redmine.state.journals.values()
+              if j.notes and "INTERNAL-A" in j.notes]
+    assert [j.private_notes for j in copies] == [True]
+    engine.close()
+
+
 def test_a_leak_that_cannot_be_removed_pauses_internal_content_until_it_is_gone(
         tmp_path: Path) -> None:
     """3: the leaked copy cannot be deleted: it is recorded, `status` shows it, every pass

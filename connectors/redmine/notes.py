@@ -40,6 +40,7 @@ from connectors.redmine.wire import CONNECTOR, Issue, Journal
 from syncer.errors import (
     LeakError,
     NotFoundError,
+    PrivacyUnavailableError,
     RejectedError,
     SyncError,
 )
@@ -131,7 +132,7 @@ class Notes:
             if not verdict.allowed:
                 log.warning("redmine_private_note_refused", connector=CONNECTOR,
                             issue_id=issue_id, marker=new.marker, reason=verdict.reason)
-                raise RejectedError(
+                raise PrivacyUnavailableError(
                     "internal note not sent: the Redmine API user cannot make notes private "
                     f"(needs the set_notes_private permission; {verdict.reason})",
                     connector=CONNECTOR, object_id=issue_id)
