@@ -15,7 +15,10 @@ effect:
   after (writes) the server applied the request;
 * ``slow write``: no answer (``ReadTimeout``), and the server applies the write some
   seconds later on the storm's clock, whenever a later request finds it due (as
-  ``LateWrite`` in test_e2e_trust.py).
+  ``LateWrite`` in test_e2e_trust.py);
+* ``outage``: now and then (``outage_every`` requests on average) the next
+  ``outage_len`` requests all fail (503 or connection refused), more than a request's
+  retries survive: the pass ends early, as when a server restarts.
 
 ``StormTime`` is the one clock of the HTTP clients (retry waits, ``Retry-After``, the
 in-pass lookups), the state store (the unknown-write window) and the Redmine simulator,
@@ -54,6 +57,7 @@ WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 READ_FAULTS = ("429", "5xx", "connect timeout", "connect refused", "read timeout", "reset")
 WRITE_FAULTS = (*READ_FAULTS, "5xx after apply", "read timeout after apply",
                 "reset after apply", "slow write")
+KINDS = (*WRITE_FAULTS, "outage")
 
 
 @contextmanager
@@ -109,7 +113,13 @@ class StormTime:
 
 
 class StormRedmineClock(SimClock):
-    """The Redmine simulator's clock on ``StormTime``; readings stay strictly increasing."""
+    """The Redmine simulator's clock on ``StormTime``; readings stay strictly increasing.
+
+    ``advance`` (a person acting a while after the last change, see ``Engineer``) moves
+    the next reading at least that far past the last one, even when the readings' ticks
+    have run ahead of ``StormTime``: the engine reads this clock's whole seconds as
+    settled (it is far behind the engine's wall clock), so a person's change must never
+    share a second with the engine's last read, as it cannot with a real server's clock."""
 
     def __init__(self, time_: StormTime) -> None:
         super().__init__(start=time_.now(), tick=timedelta(microseconds=100))
@@ -122,6 +132,8 @@ class StormRedmineClock(SimClock):
 
     def advance(self, seconds: float) -> None:
         self.storm_time.advance(seconds)
+        with self._lock:
+            self.current += timedelta(seconds=seconds)
 
 
 @dataclass
@@ -132,6 +144,8 @@ class Storm:
     seed: int
     rate: float = 0.25
     landing_s: tuple[float, float] = (2.0, 90.0)  # how late a slow write lands
+    outage_every: int | None = None  # requests between outages, on average
+    outage_len: int = 10
     enabled: bool = True
     faults: Counter[str] = field(default_factory=Counter)
     requests: Counter[str] = field(default_factory=Counter)  # per side, faulted or not
@@ -143,6 +157,7 @@ class Storm:
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
         self._parked: list[tuple[float, Handler, httpx.Request]] = []
+        self._outage = 0  # requests of the current outage still to fail
         self._lock = threading.RLock()
 
     def wrap(self, side: str, handler: Handler) -> Handler:
@@ -152,7 +167,14 @@ class Storm:
                 self.requests[side] += 1
                 count = sum(self.requests.values())
                 kind = None
-                if self.enabled and self.rng.random() < self.rate:
+                if self.enabled and self._outage == 0 and self.outage_every is not None \
+                        and self.rng.random() < 1 / self.outage_every:
+                    self._outage = self.outage_len
+                if self.enabled and self._outage > 0:
+                    self._outage -= 1
+                    kind = "outage"
+                    self.faults[kind] += 1
+                elif self.enabled and self.rng.random() < self.rate:
                     kinds = WRITE_FAULTS if request.method in WRITES else READ_FAULTS
                     kind = self.rng.choice(kinds)
                     self.faults[kind] += 1
@@ -181,6 +203,10 @@ class Storm:
 
     def _fault(self, kind: str, handler: Handler, request: httpx.Request) -> httpx.Response:
         rng = self.rng
+        if kind == "outage":
+            if rng.random() < 0.5:
+                raise httpx.ConnectError("storm: outage, connection refused", request=request)
+            return httpx.Response(503, json={"error": "storm: outage"})
         if kind == "429":
             return httpx.Response(429, headers={"Retry-After": str(rng.randint(1, 5))},
                                   json={"error": "Too Many Requests"})
@@ -212,7 +238,7 @@ class Storm:
     def figures(self) -> str:
         total = sum(self.requests.values())
         injected = sum(self.faults.values())
-        kinds = ", ".join(f"{k} {self.faults[k]}" for k in WRITE_FAULTS)
+        kinds = ", ".join(f"{k} {self.faults[k]}" for k in KINDS)
         sides = ", ".join(f"{s} {n}" for s, n in sorted(self.requests.items()))
         return (f"requests {total} ({sides}); "
                 f"faults {injected} = {100 * injected / max(total, 1):.1f} %: {kinds}; "
