@@ -178,7 +178,11 @@ class PairRunner:
                 result.counts["conversations_seen"] += 1
                 if seen.get(conv.id) != conv.updated_at:
                     seen[conv.id] = conv.updated_at
-                    if self._conversation_changed(conv, result, dry_run):
+                    # One that failed earlier in this pass is left to the dead letter: a
+                    # write of it may still be unknown, held by recovery only from the
+                    # next pass on, and would be sent a second time.
+                    if conv.id not in result.failed and self._conversation_changed(
+                            conv, result, dry_run):
                         done.add(conv.id)
                 if self.progress:
                     self.progress(1)

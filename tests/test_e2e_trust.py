@@ -309,6 +309,54 @@ def test_a_late_write_whose_lookup_fails_is_not_sent_again(tmp_path: Path) -> No
     engine.close()
 
 
+def test_a_write_left_unknown_by_a_retry_is_not_sent_again_later_in_the_same_pass(
+        tmp_path: Path) -> None:
+    """2: a failing conversation is retried at the start of a pass; its note gets no answer
+    (it lands 30 s later), and a customer message arrives before the walk reads the
+    conversation. The walk must not reconcile it a second time in that pass: the unknown
+    note is not held yet (recovery only holds what was unknown when the pass began), and
+    was sent again (two copies)."""
+    sb = sandbox(tmp_path)
+    slugs = _seed(sb)
+    time = Time()
+    puts: list[httpx.Request] = []
+
+    def second_put(request: httpx.Request) -> bool:
+        if _note_put(request) and b"First follow-up" in request.content:
+            puts.append(request)
+            return len(puts) == 2  # the first is refused (422), the retry's gets no answer
+        return False
+
+    late = LateWrite(second_put, time.api, after=30)
+    sb.wrap = lambda name, handler: late.wrap(handler) if name == "redmine" else handler
+    engine = _engine(sb, tmp_path, time)
+    run_pass(engine)
+    sb.reamaze.add_customer_message(slugs[1], "First follow-up.")
+    refusal = sb.redmine.faults.add(status=422, body=b'{"errors":["Notes is invalid"]}',
+                                    method="PUT", path=r"^/issues/\d+\.json$")
+    assert slugs[1] in run_all_once(engine)[0].failed and refusal.hits == 1
+    arrived: list[bool] = []
+
+    def second_message(request: httpx.Request) -> None:
+        if not arrived and request.method == "GET" and \
+                request.url.path == "/api/v1/conversations":
+            arrived.append(True)
+            sb.reamaze.add_customer_message(slugs[1], "Second follow-up.")
+
+    sb.reamaze.before_request.append(second_message)
+    retried = run_all_once(engine)[0]
+    assert retried.counts["failures_retried"] == 1 and arrived and slugs[1] in retried.failed
+    for _ in range(4):
+        time.advance(60)
+        late.release()
+        run_all_once(engine)
+    assert late.landed == 1
+    run_pass(engine)
+    for text in ("First follow-up.", "Second follow-up."):
+        _one_copy(sb, slugs[1], text, engine)
+    engine.close()
+
+
 def test_a_write_that_never_lands_is_sent_again_only_after_the_window(
         tmp_path: Path) -> None:
     """2: a note that never reaches the server is held for at least the configured
