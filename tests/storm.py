@@ -16,9 +16,9 @@ effect:
 * ``slow write``: no answer (``ReadTimeout``), and the server applies the write some
   seconds later on the storm's clock, whenever a later request finds it due (as
   ``LateWrite`` in test_e2e_trust.py);
-* ``outage``: now and then (``outage_every`` requests on average) the next
-  ``outage_len`` requests all fail (503 or connection refused), more than a request's
-  retries survive: the pass ends early, as when a server restarts.
+* ``outage``: every ``outage_every`` requests the next ``outage_len`` requests all fail
+  (503 or connection refused), more than a request's retries survive: the pass ends
+  early, as when a server restarts.
 
 ``StormTime`` is the one clock of the HTTP clients (retry waits, ``Retry-After``, the
 in-pass lookups), the state store (the unknown-write window) and the Redmine simulator,
@@ -144,7 +144,7 @@ class Storm:
     seed: int
     rate: float = 0.25
     landing_s: tuple[float, float] = (2.0, 90.0)  # how late a slow write lands
-    outage_every: int | None = None  # requests between outages, on average
+    outage_every: int | None = None  # requests from one outage to the next
     outage_len: int = 10
     enabled: bool = True
     faults: Counter[str] = field(default_factory=Counter)
@@ -167,8 +167,7 @@ class Storm:
                 self.requests[side] += 1
                 count = sum(self.requests.values())
                 kind = None
-                if self.enabled and self._outage == 0 and self.outage_every is not None \
-                        and self.rng.random() < 1 / self.outage_every:
+                if self.enabled and self.outage_every and count % self.outage_every == 0:
                     self._outage = self.outage_len
                 if self.enabled and self._outage > 0:
                     self._outage -= 1

@@ -45,9 +45,9 @@ RATE = 0.25
 STORM_SYNC = {"unknown_write_lookups": 2, "unknown_write_window_seconds": 300}
 INTERVAL = 60.0
 STORM_PASSES = 10
-# Now and then a server stops answering for longer than a request's retries last: the pass
-# ends early and the next one picks up from what was saved.
-OUTAGE_EVERY = 6_000
+# Every so many requests a server stops answering for longer than a request's retries
+# last: the pass ends early and the next one picks up from what was saved.
+OUTAGE_EVERY = 5_000
 MAX_QUIET_PASSES = 20
 
 
