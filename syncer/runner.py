@@ -239,7 +239,10 @@ class PairRunner:
             try:
                 copy = next((c for c in side.list_comments(leak.ticket_id)
                              if c.id == leak.comment_id), None)
-                if copy is not None and copy.visibility is Visibility.PUBLIC:
+                # Only the engine's own note: once the copy is gone, a tracker that reuses
+                # ids (Redmine on SQLite) gives its id to the next person's note.
+                if copy is not None and copy.visibility is Visibility.PUBLIC and \
+                        (copy.author.id or "").casefold() == side.whoami().casefold():
                     side.delete_comment(leak.ticket_id, leak.comment_id)
                     result.counts["leaks_removed"] += 1
             except NotFoundError:

@@ -572,6 +572,42 @@ def test_a_leak_that_cannot_be_removed_pauses_internal_content_until_it_is_gone(
     engine.close()
 
 
+def test_a_recorded_leak_whose_note_id_now_belongs_to_a_person_is_not_deleted(
+        tmp_path: Path) -> None:
+    """3: a leaked copy could not be removed and was recorded; a person then deletes it,
+    and Redmine (ids are max + 1 on SQLite) gives its id to the engineer's next note. The
+    recheck of the recorded leak must not delete that note, which is not the engine's
+    (it did, as the public copy it was looking for), and the note is copied as usual."""
+    sb = sandbox(tmp_path)
+    _bot(sb, drop_private_notes=True)
+    slug = sb.reamaze.add_conversation("Crash on save", "Saving a draft crashes the app.",
+                                       "carol@customer.example", tags=["bug"])
+    sb.reamaze.add_staff_message(slug, "INTERNAL-A reproduced on Android 14", email=STAFF,
+                                 visibility=INTERNAL)
+    blocked = sb.redmine.faults.add(status=403, times=None, method="PUT",
+                                    path=r"^/journals/\d+\.json$")
+    engine = sb.engine(clock=FakeClock())
+    assert run_all_once(engine)[0].counts["leaks_unremoved"] == 1
+    [leak] = engine.store.open_leaks("bugs")
+    assert int(leak.comment_id) == max(sb.redmine.state.journals)  # the newest note
+    del sb.redmine.state.journals[int(leak.comment_id)]  # deleted by a person
+    blocked.times = 0
+    bot = next(u for u in sb.redmine.state.users.values() if u.login == "syncbot")
+    bot.drop_private_notes = False
+    Engineer(sb).note(leak.ticket_id, "Workaround: clear the cache.")
+    note = sb.redmine.state.journals[int(leak.comment_id)]
+    assert note.notes == "Workaround: clear the cache." and not note.private_notes
+    engine.close()
+    engine = sb.engine(clock=FakeClock(start=10_000))
+    run_all_once(engine)
+    run_pass(engine)
+    assert sb.redmine.state.journals[int(leak.comment_id)].notes == note.notes
+    assert [m.visibility for m in messages(sb, slug)
+            if "Workaround: clear the cache." in m.body] == [INTERNAL]
+    assert engine.store.open_leaks("bugs") == []
+    engine.close()
+
+
 def test_recovery_never_records_a_public_copy_of_an_internal_note_as_good(
         tmp_path: Path) -> None:
     """3: the process dies right after an internal note was written, and the server had
