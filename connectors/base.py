@@ -46,11 +46,18 @@ class CommentBatch:
     comment of the batch may or may not have landed (the error came in between); the
     caller keeps its intent pending so recovery looks for its marker. ``error`` is what
     stopped the batch.
+
+    ``ticket`` and ``comments``: the ticket and all its comments as the connector read
+    them back after its last write, when it does (Redmine must, to learn the note ids);
+    None when it did not or the read failed. They tell the engine which version of the
+    ticket its writes left, and whether someone else wrote there meanwhile.
     """
 
     created: list[Comment] = field(default_factory=list)
     not_written: list[str] = field(default_factory=list)
     error: SyncError | None = None
+    ticket: Ticket | None = None
+    comments: tuple[Comment, ...] = ()
 
 
 def never_reached(exc: SyncError) -> bool:

@@ -428,7 +428,9 @@ def write_once(api: ApiClient, send: Callable[[], T], lookup: Callable[[], T | N
     ``send`` must use ``retry_transient=False``. A write whose answer never came (timeout,
     5xx, connection dropped after sending) is *unknown*, not failed: its idempotency key
     is looked up at the ``settle`` delays, and if it is still not found the write is
-    reported as ``OutcomeUnknownError`` and never sent again here. The caller's journal
+    reported as ``OutcomeUnknownError``, never sent again here. A lookup that fails ends
+    the wait the same way (a ``TransientError`` that may have been sent when the lookup's
+    error was retriable, so a server in trouble still ends the pass). The caller's journal
     keeps it pending; recovery keeps looking on later passes and gives up only after a
     long quiet period.
     """
@@ -442,7 +444,10 @@ def write_once(api: ApiClient, send: Callable[[], T], lookup: Callable[[], T | N
     for at in settle:
         api.clock.sleep(max(0.0, at - waited))
         waited = max(waited, at)
-        found = lookup()
+        try:
+            found = lookup()
+        except SyncError as exc:
+            raise _lookup_failed(api, cause, exc, object_id) from exc
         if found is not None:
             log.info("write_found_after_error", connector=api.connector,
                      object_id=object_id, after_s=at)
@@ -453,3 +458,22 @@ def write_once(api: ApiClient, send: Callable[[], T], lookup: Callable[[], T | N
         f"no answer to a write and not found after {waited:g} s ({cause.message}); it may "
         "still land, so it is not sent again until recovery has looked for it long enough",
         connector=api.connector, object_id=object_id, status=cause.status) from cause
+
+
+def _lookup_failed(api: ApiClient, cause: TransientError, exc: SyncError,
+                   object_id: str | None) -> SyncError:
+    """The error for a write whose answer never came and whose lookup failed. The lookup's
+    failure says nothing about the write: passed on as it was, a 429 or a refused
+    connection would read as "the write never reached the server", and the write would
+    be sent again while the first may still land. Still retriable when the lookup was (a
+    server in trouble ends the pass), the write kept pending either way."""
+    log.warning("write_outcome_unknown", connector=api.connector, object_id=object_id,
+                error=cause.message, lookup_error=exc.message)
+    message = (f"no answer to a write ({cause.message}), and looking for it failed "
+               f"({exc.message}); it may still land, so it is not sent again until recovery "
+               "has looked for it long enough")
+    if isinstance(exc, RetriableError):
+        return TransientError(message, maybe_sent=True, connector=api.connector,
+                              object_id=object_id, status=exc.status)
+    return OutcomeUnknownError(message, connector=api.connector, object_id=object_id,
+                               status=exc.status)

@@ -243,18 +243,22 @@ class JournalStore(StoreCore):
 
     # --- failures (dead letter) ---------------------------------------------------------
 
-    def record_failure(self, pair: str, side: Side, object_id: str, error: str) -> int:
-        """Count one more failure of this object; returns the attempts so far."""
+    def record_failure(self, pair: str, side: Side, object_id: str, error: str, *,
+                       attempt: bool = True) -> int:
+        """Count one more failure of this object; returns the attempts so far.
+        ``attempt=False`` records why the object waits without counting a failed attempt
+        (its writes are held while recovery looks for an earlier one)."""
         side = Side(side)
         message = trim(error, ERROR_LIMIT)
         now = self._now()
+        step = 1 if attempt else 0
         with self._tx(write=True) as s:
             s.execute(self._insert(FailureRow).values(
-                pair=pair, side=side.value, object_id=object_id, error=message, attempts=1,
+                pair=pair, side=side.value, object_id=object_id, error=message, attempts=step,
                 first_seen=now, last_seen=now, skipped=False,
             ).on_conflict_do_update(
                 index_elements=["pair", "side", "object_id"],
-                set_={"attempts": col(FailureRow.attempts) + 1, "error": message,
+                set_={"attempts": col(FailureRow.attempts) + step, "error": message,
                       "last_seen": now}))
             return int(self._require_failure(s, pair, side, object_id).attempts)
 

@@ -17,8 +17,9 @@ on with the others.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -29,12 +30,13 @@ from syncer.errors import (
     AuthError,
     FatalError,
     LeakError,
+    PrivacyUnavailableError,
     RedirectError,
     RejectedError,
     SkippableError,
 )
 from syncer.fields import FieldChanges, field_changes
-from syncer.models import NewComment, Visibility
+from syncer.models import Comment, NewComment, Ticket, Visibility
 from syncer.plan import (
     Action,
     AddComment,
@@ -56,15 +58,31 @@ from syncer.plan import (
 
 log = structlog.get_logger("reamaze_sync.apply")
 
+HELD = "held: an earlier write of this conversation has no confirmed outcome yet"
+
+
+@dataclass(frozen=True)
+class TrackerWrites:
+    """What one conversation's writes did to its issue: which version of the issue they
+    left, as far as the applier saw it. The runner needs it to tell its own changes, which
+    the tracker feed shows later in the same pass, from someone else's."""
+
+    before: datetime  # wall time just before the first write to the issue
+    after: Ticket | None  # the issue as read back after the last write; None: not read
+    others: frozenset[str] = frozenset()  # comments on that read-back these writes did not make
+
 
 @dataclass
 class ApplyResult:
     counts: Counter[str] = field(default_factory=Counter)
     failed: dict[str, str] = field(default_factory=dict)  # conversation id -> error
+    # Conversations that wrote to their issue (and did not fail): what the writes left.
+    tracker: dict[str, TrackerWrites] = field(default_factory=dict)
 
     def merge(self, other: ApplyResult) -> None:
         self.counts.update(other.counts)
         self.failed.update(other.failed)
+        self.tracker.update(other.tracker)
 
 
 class ObjectFailed(Exception):
@@ -109,6 +127,8 @@ class Applier:
                 bound = log.bind(pair=self.pair, conversation_id=cid,
                                  operation=type(step).__name__)
                 issue_id = self._apply_one(step, writes, bound, result) or issue_id
+            if writes.tracker is not None:
+                result.tracker[cid] = writes.tracker
         except (AuthError, RedirectError):
             raise  # credentials or base URL: every object would fail the same way; abort
         except (SkippableError, FatalError) as exc:
@@ -116,7 +136,12 @@ class Applier:
             if isinstance(exc, LeakError):
                 self._leak(cid, exc, result)
             self._flush(writes)
-            attempts = self.store.record_failure(self.pair, Side.HELPDESK, cid, str(exc))
+            # A refusal to send internal content while the tracker user cannot keep it
+            # private is the pair's state, not this conversation's fault: retried every
+            # pass without using up its retries, it goes out once the permission is back.
+            attempts = self.store.record_failure(
+                self.pair, Side.HELPDESK, cid, str(exc),
+                attempt=not isinstance(exc, PrivacyUnavailableError))
             # The whole error (status, trimmed body): "request rejected" alone does
             # not tell the operator what the tracker objected to.
             raise ObjectFailed(f"{type(exc).__name__}: {exc} (attempt {attempts})") from None
@@ -147,6 +172,8 @@ class Applier:
             return self._create_issue(action, writes, bound, result)
         if isinstance(action, UpdateTicket):
             self._journal_fields(writes)
+            if action.target is Side.TRACKER:
+                writes.to_tracker(None)  # read back without its notes: nothing vouched for
             self.sides[action.target].update_ticket(action.ticket_id, action.update)
             result.counts[f"{action.target.value}_updated"] += 1
             bound.info("ticket_updated", side=action.target.value, object_id=action.ticket_id,
@@ -212,6 +239,8 @@ class Applier:
     def _remove(self, action: RemoveComment, writes: _Writes, bound: Any,
                 result: ApplyResult) -> None:
         """Delete a copy that must not stay; its source is then copied again if allowed."""
+        if action.target is Side.TRACKER:
+            writes.to_tracker(None)
         try:
             self.sides[action.target].delete_comment(action.ticket_id, action.comment_id)
         except (SkippableError, FatalError) as exc:
@@ -247,6 +276,7 @@ class Applier:
                                     {"subject": action.new.subject,
                                      "covered": [c.model_dump(mode="json")
                                                  for c in action.covered]})
+        writes.to_tracker(None)
         try:
             issue = self.sides[Side.TRACKER].create_ticket(action.new)
         except RejectedError as exc:
@@ -266,6 +296,7 @@ class Applier:
             self.store.complete_intent(self.pair, key, issue.id)
 
         writes.later.append(complete)
+        writes.to_tracker(issue)
         result.counts["issues_created"] += 1
         if action.covered:
             result.counts["messages_in_description"] += len(action.covered)
@@ -290,9 +321,13 @@ class Applier:
         target = _target(group[0])
         items = [writes.planned[_marker(a)] for a in group]
         writes.sending(items)
+        if target is Side.TRACKER:
+            writes.to_tracker(None)
         batch = self.sides[target].create_comments(items[0].ticket_id,
                                                    [c.new for c in items])
         writes.sent(batch)
+        if target is Side.TRACKER:
+            writes.to_tracker(batch.ticket, made=batch.created, seen=batch.comments)
         for comment in batch.created:
             c = writes.planned[comment.marker or ""]
             result.counts[f"comments_to_{target.value}"] += 1
@@ -354,9 +389,7 @@ def _hold(actions: tuple[Action, ...], held: frozenset[str] | set[str]) -> list[
             if _marker(action) in held or key in blocked:
                 blocked.add(key)
                 waiting.add(cid)
-                out.append(Skip(conversation_id=cid, object_id=_marker(action),
-                                reason="held: an earlier write of this conversation has no "
-                                       "confirmed outcome yet"))
+                out.append(Skip(conversation_id=cid, object_id=_marker(action), reason=HELD))
                 continue
         elif (cid in waiting and isinstance(action, UpdateTicket | MarkOrphaned)) or (
                 cid in stalled and isinstance(action, SaveSnapshot)):
@@ -433,6 +466,17 @@ class _Writes:
     links: list[tuple[_Comment, str]] = field(default_factory=list)  # (comment, remote id)
     failed: dict[str, str] = field(default_factory=dict)  # marker -> error
     later: list[Callable[[], object]] = field(default_factory=list)
+    tracker: TrackerWrites | None = None  # once anything was written to the issue
+    _made: set[str] = field(default_factory=set)  # comments written to the issue
+
+    def to_tracker(self, after: Ticket | None, made: Sequence[Comment] = (),
+                   seen: Sequence[Comment] = ()) -> None:
+        """Account for a write to the issue: called with None before it is sent, then
+        with the issue as read back after it (if it was)."""
+        self._made |= {c.id for c in made}
+        before = self.tracker.before if self.tracker is not None else datetime.now(UTC)
+        others = frozenset(c.id for c in seen if c.id not in self._made)
+        self.tracker = TrackerWrites(before=before, after=after, others=others)
 
     def journal(self, comments: list[_Comment]) -> None:
         self.journalled = True

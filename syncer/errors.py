@@ -13,7 +13,9 @@
     │   ├── RedirectError      3xx: the base URL points elsewhere (never followed)
     │   ├── NotFoundError      404: the object (or the endpoint) does not exist
     │   └── RejectedError      4xx validation (422), unsafe result
-    │       └── LeakError      a copy of an internal note came back public (removed or not)
+    │       ├── LeakError      a copy of an internal note came back public (removed or not)
+    │       └── PrivacyUnavailableError  the tracker user cannot keep a comment private
+    │                          now: nothing was sent, and the object is not at fault
     └── SkippableError         this one object cannot be handled; record it and move on
         ├── BadPayloadError    malformed / undecodable / oversized response body
         └── OutcomeUnknownError  a write got no answer and is not found (yet): it may
@@ -135,6 +137,12 @@ class LeakError(RejectedError):
         self.ticket_id = ticket_id
         self.comment_id = comment_id
         super().__init__(message, **kw)  # type: ignore[arg-type]
+
+
+class PrivacyUnavailableError(RejectedError):
+    """An internal note was not sent because the tracker's API user cannot keep it private
+    at the moment (a role lost the permission). A state of the pair, not a fault of the
+    conversation: its retries are not used up while it lasts."""
 
 
 class SkippableError(SyncError):

@@ -331,12 +331,14 @@ def _sync_link(ctx: PairContext, conversation: SideView, issue: SideView,
 def _linked_leaks(ctx: PairContext, cid: str, conversation: SideView, issue: SideView,
                   copies: _Copies) -> list[RemoveComment]:
     """Copies written private that are public now (the tracker dropped the flag, or the
-    permission went away after the write was checked): removed, never kept as good."""
+    permission went away after the write was checked): removed, never kept as good. Only
+    a comment the engine wrote: a tracker that reuses ids (Redmine on SQLite) may have
+    given a deleted copy's id to a person's comment."""
     out: list[RemoveComment] = []
     for side, view in ((Side.TRACKER, issue), (Side.HELPDESK, conversation)):
         for c in view.comments:
             made = copies.by_target.get((side, c.id))
-            if made is not None:
+            if made is not None and view.wrote(c):
                 leak = _leaked(ctx, cid, side, view.ticket.id, c, made.visibility)
                 if leak is not None:
                     out.append(leak)

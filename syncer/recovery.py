@@ -50,6 +50,8 @@ class Recovery:
     counts: Counter[str] = field(default_factory=Counter)
     # Keys still unresolved: their writes are held, never sent again meanwhile.
     held: set[str] = field(default_factory=set)
+    # Conversations with such a key: their remaining work waits for it.
+    waiting: set[str] = field(default_factory=set)
     # Conversations whose intents were resolved: their remaining work is due now.
     resolved: set[str] = field(default_factory=set)
     leaks: list[str] = field(default_factory=list)  # what was found public, for the report
@@ -91,6 +93,7 @@ def recover_intents(pair: str, store: StateStore, helpdesk: Connector, tracker: 
             out.counts["intents_expired"] += 1
         else:
             out.held.add(intent.key)
+            out.waiting.add(intent.conversation_id)
             out.counts["writes_held"] += 1
     return out
 

@@ -20,7 +20,7 @@ import structlog
 
 from connectors.base import Connector
 from state import PairBusy, PairLease, StateStore
-from syncer.apply import Applier, ApplyResult
+from syncer.apply import HELD, Applier, ApplyResult, TrackerWrites
 from syncer.errors import NotFoundError, SkippableError, SyncError
 from syncer.models import Cursor, Ticket, Visibility
 from syncer.plan import LinkView, Plan, SaveSnapshot, Side, SideView, Skip
@@ -70,6 +70,7 @@ class Decision:
     conversation: SideView | None = None
     issue: SideView | None = None
     issue_deleted: bool = False
+    issue_read_at: datetime | None = None  # wall time just before the issue was read
     unchanged: bool = False  # neither side changed since the last sync: a pass skips it
 
 
@@ -84,8 +85,10 @@ class PairRunner:
     # Called with the number of conversations the helpdesk listing announced, if it did.
     progress_total: Callable[[int], None] | None = None
     recovery: RecoveryPolicy = field(default_factory=RecoveryPolicy)
-    # Keys of writes whose outcome is still unknown, from this pass's recovery.
+    # Keys of writes whose outcome is still unknown, from this pass's recovery, and the
+    # conversations they belong to.
     _held: set[str] = field(default_factory=set, init=False)
+    _waiting: set[str] = field(default_factory=set, init=False)
     # How long a pass waits for its pair while another process works it: `run --once` and
     # `backfill` wait; the daemon does not (it tries again at its next interval).
     lock_wait: float = 0.0
@@ -94,6 +97,9 @@ class PairRunner:
     # (an operator's `skip` made during a pass applies from the next one).
     _failing: set[str] = field(default_factory=set, init=False)
     _skipped: set[str] = field(default_factory=set, init=False)
+    # Conversations reconciled in this pass -> the version of their issue that work
+    # accounts for (None: it cannot vouch for any), see ``_covered``.
+    _covered: dict[str, datetime | None] = field(default_factory=dict, init=False)
 
     @property
     def pair(self) -> str:
@@ -129,17 +135,18 @@ class PairRunner:
         run_id = None if dry_run else self.store.start_run(self.pair, kind)
         structlog.contextvars.bind_contextvars(pair=self.pair)
         ctx = self.ctx
+        self._covered = {}
         try:
             self._load_dead_letter()
             if not dry_run:
                 recovered = recover_intents(self.pair, self.store, self.helpdesk,
                                             self.tracker, self.recovery)
                 result.counts.update(recovered.counts)
-                self._held = recovered.held
+                self._held, self._waiting = recovered.held, recovered.waiting
                 self.ctx = replace(ctx, internal_paused=self._open_leaks(result))
-                retried = self._retry_failures(result, recovered.resolved)
+                retried = self._retry_failures(result, recovered.resolved, recovered.waiting)
             else:
-                retried = set()
+                retried = {}
             done = self._helpdesk_pass(result, dry_run, full, since, retried)
             self._tracker_pass(result, dry_run, done)
         except StopRequested:
@@ -166,7 +173,7 @@ class PairRunner:
 
     # -- feeds -------------------------------------------------------------------------
     def _helpdesk_pass(self, result: PassResult, dry_run: bool, full: bool,
-                       since: datetime | None, retried: set[str]) -> set[str]:
+                       since: datetime | None, retried: dict[str, datetime]) -> set[str]:
         saved = self.store.get_cursor(self.pair, Side.HELPDESK)
         cursor = saved
         start = since or self.ctx.policy.since
@@ -174,7 +181,10 @@ class PairRunner:
             # A backfill, or a pair's very first pass: history back to the pair's start.
             cursor = Cursor(watermark=start) if start is not None else None
         final: Cursor | None = None
-        seen = set(retried)  # just reconciled from a fresh read: once per pass is enough
+        # The version of each conversation this pass has looked at: once per version is
+        # enough (pages shift and repeat one), but one that changed since (a message
+        # after a retry's read) is looked at again, or the cursor would move past it.
+        seen = dict(retried)
         # Only conversations reconciled against a fresh read of their issue: one re-read
         # unchanged (a walk repeated after an aborted pass) still needs the tracker feed.
         done = set(retried)
@@ -184,9 +194,13 @@ class PairRunner:
             for conv in page.tickets:
                 self._check_stop()
                 result.counts["conversations_seen"] += 1
-                if conv.id not in seen:
-                    seen.add(conv.id)
-                    if self._conversation_changed(conv, result, dry_run):
+                if seen.get(conv.id) != conv.updated_at:
+                    seen[conv.id] = conv.updated_at
+                    # One that failed earlier in this pass is left to the dead letter: a
+                    # write of it may still be unknown, held by recovery only from the
+                    # next pass on, and would be sent a second time.
+                    if conv.id not in result.failed and self._conversation_changed(
+                            conv, result, dry_run):
                         done.add(conv.id)
                 if self.progress:
                     self.progress(1)
@@ -205,17 +219,32 @@ class PairRunner:
                 self._check_stop()
                 result.counts["issues_seen"] += 1
                 link = self.store.get_link_by_issue(self.pair, issue.id)
-                if link is None or link.conversation_id in done:
+                if link is None or (link.conversation_id in done
+                                    and not self._outdated(link.conversation_id, issue)):
                     continue
                 if link.conversation_id in self._skipped:  # an operator's `skip`
                     result.counts["skipped_by_operator"] += 1
                     continue
-                done.add(link.conversation_id)
                 if _unchanged(link, tracker=issue):
-                    continue
+                    continue  # not done: a later version in this walk is looked at
+                done.add(link.conversation_id)
                 self._sync_link(link, result, dry_run, issue=issue)
             if page.checkpoint is not None and not dry_run:
                 self.store.save_cursor(self.pair, Side.TRACKER, page.checkpoint)
+
+    def _outdated(self, cid: str, issue: Ticket) -> bool:
+        """The conversation was reconciled in this pass, but the feed shows its issue in a
+        version that work does not account for: someone changed it after the read, or our
+        own writes could not be told from theirs. Looked at again now, or the feed's
+        cursor moves past the change. An unsettled version waits: the feed keeps returning
+        the issue until its second is over. A conversation that failed (the dead letter
+        retries it) or was not reconciled (skipped by an operator) is left alone."""
+        if cid not in self._covered:
+            return False
+        covered = self._covered[cid]
+        if covered is not None and covered == issue.updated_at:
+            return False
+        return _settled(issue.updated_at, datetime.now(UTC))
 
     def _open_leaks(self, result: PassResult) -> bool:
         """Look again at every copy recorded as public and unremovable: one that is gone or
@@ -231,7 +260,10 @@ class PairRunner:
             try:
                 copy = next((c for c in side.list_comments(leak.ticket_id)
                              if c.id == leak.comment_id), None)
-                if copy is not None and copy.visibility is Visibility.PUBLIC:
+                # Only the engine's own note: once the copy is gone, a tracker that reuses
+                # ids (Redmine on SQLite) gives its id to the next person's note.
+                if copy is not None and copy.visibility is Visibility.PUBLIC and \
+                        (copy.author.id or "").casefold() == side.whoami().casefold():
                     side.delete_comment(leak.ticket_id, leak.comment_id)
                     result.counts["leaks_removed"] += 1
             except NotFoundError:
@@ -247,10 +279,12 @@ class PairRunner:
             result.counts["leaks_open"] = still
         return still > 0
 
-    def _retry_failures(self, result: PassResult, resolved: set[str]) -> set[str]:
+    def _retry_failures(self, result: PassResult, resolved: set[str],
+                        waiting: set[str]) -> dict[str, datetime]:
         """Conversations that failed earlier, and those whose unknown writes recovery just
-        resolved (their remaining work waited for that), reconciled again now."""
-        retried: set[str] = set()
+        resolved (their remaining work waited for that), reconciled again now; each with
+        the version of it that was read. One whose writes are still held is not due yet."""
+        retried: dict[str, datetime] = {}
         due = {cid: False for cid in sorted(resolved)}
         for failure in self.store.list_failures(self.pair):
             if (failure.side is not Side.HELPDESK or failure.skipped
@@ -258,6 +292,8 @@ class PairRunner:
                 continue
             if failure.error == PAUSED and self.ctx.internal_paused:
                 continue  # nothing to do until the leak is resolved
+            if failure.error == HELD and failure.object_id in waiting:
+                continue  # nothing to do until recovery resolves the earlier write
             due[failure.object_id] = True
         for cid, failing in due.items():
             self._check_stop()
@@ -271,7 +307,7 @@ class PairRunner:
             # Forced: what failed may have come from the issue (a note copy), so an
             # unchanged conversation is no reason to skip it.
             self._conversation_changed(conv, result, dry_run=False, force=True)
-            retried.add(conv.id)
+            retried[conv.id] = conv.updated_at
         return retried
 
     # -- one object ----------------------------------------------------------------------
@@ -288,7 +324,7 @@ class PairRunner:
                 if force:  # a failing conversation that no longer matches: nothing to retry
                     self._clear_failure(conv.id)
                 return True  # cheap: no message fetch for conversations the pair ignores
-            self._run_plan(conv.id, result, dry_run, lambda: self._decide_new(conv).plan)
+            self._run_plan(conv.id, result, dry_run, lambda: self._decide_new(conv))
             return True
         if link.status != "active" or (not force and _unchanged(link, helpdesk=conv)):
             return False
@@ -298,13 +334,14 @@ class PairRunner:
     def _sync_link(self, link: LinkView, result: PassResult, dry_run: bool, *,
                    conversation: Ticket | None = None, issue: Ticket | None = None) -> None:
         self._run_plan(link.conversation_id, result, dry_run,
-                       lambda: self._decide_link(link, conversation, issue).plan)
+                       lambda: self._decide_link(link, conversation, issue))
 
     def _decide_link(self, link: LinkView, conversation: Ticket | None = None,
                      issue: Ticket | None = None) -> Decision:
         conv_view = self._view(self.helpdesk, link.conversation_id, conversation)
         if link.issue_id is None:
             return Decision(reconcile(self.ctx, conv_view, None, link), conv_view)
+        before = datetime.now(UTC)
         try:
             iss_view = self._view(self.tracker, link.issue_id, issue)
         except NotFoundError:
@@ -312,6 +349,7 @@ class PairRunner:
                             conv_view, issue_deleted=True)
         plan = reconcile(self.ctx, conv_view, iss_view, link)
         return Decision(_distrust_unsettled(plan, iss_view.ticket), conv_view, iss_view,
+                        issue_read_at=before,
                         unchanged=_unchanged(link, helpdesk=conv_view.ticket)
                         and _unchanged(link, tracker=iss_view.ticket))
 
@@ -322,6 +360,7 @@ class PairRunner:
         view = self._view(self.helpdesk, conv.id, conv)
         found = self.tracker.find_ticket_by_marker(self.ctx.markers.issue(conv.id))
         issue: SideView | None = None
+        before = datetime.now(UTC)
         if found is not None:
             issue = self._view(self.tracker, found.id, None)
             if not is_our_issue(self.ctx, conv.id, issue):
@@ -330,7 +369,8 @@ class PairRunner:
                             reason="an issue carries this conversation's marker but was not "
                                    "created by the sync's tracker user; not adopted")
                 issue = None
-        return Decision(reconcile(self.ctx, view, issue, None), view, issue)
+        return Decision(reconcile(self.ctx, view, issue, None), view, issue,
+                        issue_read_at=before if issue is not None else None)
 
     def decide(self, conv: Ticket) -> Decision:
         """What a pass would decide for this conversation now, with what it read, and
@@ -356,9 +396,10 @@ class PairRunner:
         return SideView(ticket=ticket, comments=tuple(comments), me=connector.whoami())
 
     def _run_plan(self, cid: str, result: PassResult, dry_run: bool,
-                  decide: Callable[[], Plan]) -> None:
+                  decide: Callable[[], Decision]) -> None:
         try:
-            plan = decide()
+            decision = decide()
+            plan = decision.plan
         except SkippableError as exc:
             log.error("object_unreadable", conversation_id=cid, **exc.log_fields())
             if not dry_run:
@@ -375,12 +416,20 @@ class PairRunner:
                                        self.ctx.tracker_name, self._held).apply(plan)
         result.counts.update(applied.counts)
         result.failed.update(applied.failed)
+        if cid not in applied.failed:
+            self._covered[cid] = _covered(decision, applied.tracker.get(cid))
         if cid in applied.failed:
             self._failing.add(cid)
         elif any(isinstance(a, Skip) and a.reason == PAUSED for a in plan.actions):
             # Its change is past the cursor: the dead letter brings it back once the leak
             # that holds its internal notes is resolved.
             self.store.record_failure(self.pair, Side.HELPDESK, cid, PAUSED)
+            self._failing.add(cid)
+        elif cid in self._waiting:
+            # Likewise: its remaining work (held writes, or the issue itself while its
+            # create is looked for) waits for recovery, and must not depend on the pass
+            # that resolves the earlier write getting as far as this conversation.
+            self.store.record_failure(self.pair, Side.HELPDESK, cid, HELD, attempt=False)
             self._failing.add(cid)
         else:
             self._clear_failure(cid)
@@ -402,6 +451,39 @@ class PairRunner:
             self.lease.check()
 
 
+def _settled(changed: datetime, now: datetime) -> bool:
+    """No later change of the issue can show this (whole-second) change time any more."""
+    return now - changed >= SETTLE_TIME
+
+
+def _covered(decision: Decision, wrote: TrackerWrites | None) -> datetime | None:
+    """The version of the issue a conversation's reconcile accounts for: every change up to
+    it was seen or made by that reconcile, and its second was over when it was read (a
+    later change in the same second would show the same time). None when no version can
+    be vouched for.
+
+    Without writes it is the version read. With writes it is the version read back after
+    them, provided the read-back shows nothing the reconcile neither saw nor wrote (a note,
+    a status or an assignee someone changed in between)."""
+    read, read_at = decision.issue, decision.issue_read_at
+    if wrote is None:
+        if read is None or read_at is None or not _settled(read.ticket.updated_at, read_at):
+            return None
+        return read.ticket.updated_at
+    after = wrote.after
+    if after is None:
+        return None
+    if read is not None:
+        known = {c.id for c in read.comments}
+        was = read.ticket
+        if wrote.others - known or (after.status.state, after.assignee, after.tags) != (
+                was.status.state, was.assignee, was.tags):
+            return None
+    elif wrote.others:
+        return None
+    return after.updated_at if _settled(after.updated_at, wrote.before) else None
+
+
 def _distrust_unsettled(plan: Plan, issue: Ticket) -> Plan:
     """Keep a change time out of the snapshot while its second may not be over.
 
@@ -410,7 +492,7 @@ def _distrust_unsettled(plan: Plan, issue: Ticket) -> Plan:
     the same time, and would be skipped for good; leaving the time out makes the next pass
     look again (the tracker feed returns the issue until its second has settled).
     """
-    if datetime.now(UTC) - issue.updated_at >= SETTLE_TIME:
+    if _settled(issue.updated_at, datetime.now(UTC)):
         return plan
     return Plan(pair=plan.pair, actions=tuple(
         a.model_copy(update={"snapshot": a.snapshot.model_copy(

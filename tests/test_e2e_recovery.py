@@ -456,3 +456,61 @@ def test_outage_mid_batch_is_resolved_by_recovery_without_duplicates(
     _assert_converged(sb, engine, [slug])
     assert len(journals(sb, issue_for(engine, slug))) == 5
     engine.close()
+
+
+def test_held_work_survives_a_pass_that_aborts_right_after_recovery_resolved_it(
+        tmp_path: Path) -> None:
+    """A note's answer is lost (503, not applied): the conversation fails, then waits while
+    recovery looks for the note. The pass in which recovery gives up on it aborts before
+    the conversation is reconciled again. The note must still be sent (the wait used to
+    clear the conversation's failure and save its snapshot, so once the pass that resolved
+    the note died, nothing remembered the work: the note was never sent)."""
+    sb = sandbox(tmp_path, sync=QUICK_RECOVERY)
+    first, second = _seed(sb)
+    engine = sb.engine(clock=FakeClock())
+    run_pass(engine)
+    run_pass(engine)
+    sb.reamaze.add_customer_message(second, "It stalled again overnight.")
+    sb.redmine.faults.add(status=503, method="PUT", path=r"^/issues/\d+\.json$")
+    unknown = run_all_once(engine)[0]
+    assert second in unknown.failed and "not sent again" in unknown.failed[second]
+    waiting = run_all_once(engine)[0]
+    assert waiting.counts["writes_held"] == 1 and waiting.ok
+    outage = sb.reamaze.faults.add(status=503, times=8, method="GET",
+                                   path_prefix=f"/api/v1/conversations/{second}")
+    aborted = run_all_once(engine)[0]
+    assert aborted.counts["intents_expired"] == 1 and aborted.error is not None
+    assert outage.hits == 8
+    run_all_once(engine)
+    run_pass(engine)
+    copies = [j for j in journals(sb, issue_for(engine, second))
+              if "It stalled again overnight." in j.text]
+    assert len(copies) == 1
+    _assert_converged(sb, engine, [first, second])
+    engine.close()
+
+
+def test_a_conversation_whose_issue_create_was_lost_gets_its_issue_after_an_aborted_pass(
+        tmp_path: Path) -> None:
+    """The same for the issue itself: its create gets a 503 (not applied), the conversation
+    waits while recovery looks for the issue, and the pass in which recovery gives up on
+    it aborts before the conversation is reconciled again. It must still get its issue
+    (the wait used to clear its failure, and with its half link gone nothing brought the
+    unchanged conversation back: it never got an issue)."""
+    sb = sandbox(tmp_path, sync=QUICK_RECOVERY)
+    first, second = _seed(sb)
+    sb.redmine.faults.add(status=503, method="POST", path=r"^/issues\.json$", skip=1)
+    engine = sb.engine(clock=FakeClock())
+    unknown = run_all_once(engine)[0]
+    assert list(unknown.failed) == [first] and len(issue_ids(sb)) == 1
+    waiting = run_all_once(engine)[0]
+    assert waiting.counts["writes_held"] == 1 and waiting.ok
+    outage = sb.reamaze.faults.add(status=503, times=8, method="GET",
+                                   path_prefix=f"/api/v1/conversations/{first}")
+    aborted = run_all_once(engine)[0]
+    assert aborted.counts["intents_expired"] == 1 and aborted.error is not None
+    assert outage.hits == 8
+    run_all_once(engine)
+    run_pass(engine)
+    _assert_converged(sb, engine, [first, second])
+    engine.close()

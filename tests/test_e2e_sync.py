@@ -3,8 +3,11 @@ message by message, quiet second runs, and the issue status round trip."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+import pytest
 from e2e_support import (
     STAFF,
     Engineer,
@@ -16,6 +19,7 @@ from e2e_support import (
     run_pass,
     sandbox,
 )
+from fakes import FakeClock
 
 from syncer.app import Engine, run_all_once
 from syncer.runner import PairRunner
@@ -309,5 +313,110 @@ def test_tracker_dropping_the_private_flag_never_leaves_internal_text_public(
         _assert_no_internal_text_is_public(sb, "INTERNAL-1", "COLLISION-1")
     assert not any("INTERNAL-1" in (j.notes or "") for j in sb.redmine.state.journals.values())
     [failure] = [f for f in engine.store.list_failures("bugs") if f.object_id == crash]
-    assert failure.attempts == 3
+    # The leak counts; the refusals after it wait for the permission and use up no retries.
+    assert failure.attempts == 1
+    engine.close()
+
+
+def _before_first(sim_hooks: list[Callable[[httpx.Request], None]],
+                  match: Callable[[httpx.Request], bool], action: Callable[[], None]) -> None:
+    """Run ``action`` once, just before the first request ``match`` accepts."""
+    fired: list[bool] = []
+
+    def hook(request: httpx.Request) -> None:
+        if not fired and match(request):
+            fired.append(True)
+            action()
+    sim_hooks.append(hook)
+
+
+@pytest.mark.parametrize("helpdesk_change", ["message", "tags"])
+def test_tracker_note_made_while_the_pass_runs_is_copied(tmp_path: Path,
+                                                         helpdesk_change: str) -> None:
+    """The conversation changes, so the pass reconciles it against its issue first; then an
+    engineer adds a note before the tracker feed is read. The feed shows the issue changed,
+    and the note must be copied (it used to be skipped as "already reconciled in this
+    pass" and the feed's cursor moved past it: lost until the issue changed again)."""
+    sb = sandbox(tmp_path)
+    crash, export, _ = _seed(sb)
+    engine = sb.engine()
+    run_pass(engine)
+    run_pass(engine)
+    if helpdesk_change == "message":  # the pass also writes a note to the issue
+        sb.reamaze.add_customer_message(crash, "It crashed again this morning.")
+    else:  # the pass writes nothing to the issue
+        sb.reamaze.set_tags(crash, ["bug", "urgent"])
+    dev = Engineer(sb)
+    issue = issue_for(engine, crash)
+    feed = sb.redmine.faults.add(
+        method="GET", path=r"^/issues\.json$", params={"sort": "updated_on,id"},
+        action=lambda _r: dev.note(issue, "Found it: the draft store."))
+    run_pass(engine)
+    assert feed.hits == 1
+    run_pass(engine)
+    assert [m.visibility for m in messages(sb, crash)
+            if "Found it: the draft store." in m.body] == [INTERNAL]
+    mark = Mark.now(sb)
+    run_pass(engine)
+    assert mark.writes() == []
+    assert issue_for(engine, export)
+    engine.close()
+
+
+def test_message_arriving_after_a_failed_conversation_was_retried_is_copied(
+        tmp_path: Path) -> None:
+    """A failing conversation is retried from a fresh read at the start of a pass; a
+    customer message arriving before the walk reads it must still be copied (the walk
+    skipped it as "just retried" and its cursor moved past the message)."""
+    sb = sandbox(tmp_path)
+    crash, _export, _ = _seed(sb)
+    engine = sb.engine()
+    run_pass(engine)
+    run_pass(engine)
+    sb.reamaze.add_customer_message(crash, "First follow-up.")
+    refusal = sb.redmine.faults.add(status=422, body=b'{"errors":["Notes is invalid"]}',
+                                    method="PUT", path=r"^/issues/\d+\.json$")
+    failed = run_all_once(engine)[0]
+    assert refusal.hits == 1 and crash in failed.failed
+    _before_first(sb.reamaze.before_request,
+                  lambda r: r.method == "GET" and r.url.path == "/api/v1/conversations",
+                  lambda: sb.reamaze.add_customer_message(crash, "Second follow-up."))
+    retried = run_pass(engine)
+    assert retried.counts["failures_retried"] == 1
+    run_pass(engine)
+    notes = journals(sb, issue_for(engine, crash))
+    for text in ("First follow-up.", "Second follow-up."):
+        assert len([j for j in notes if text in j.text]) == 1, text
+    engine.close()
+
+
+def test_issue_changing_again_later_in_the_same_tracker_walk_is_looked_at(
+        tmp_path: Path) -> None:
+    """The tracker feed returns an issue unchanged since its last sync (a walk repeated
+    after an aborted pass), then, after an engineer's note moved it to the end, again
+    on a later page: the note must be copied (the first sighting used to count as the
+    issue's sync for the whole walk, and the cursor moved past the note)."""
+    sb = sandbox(tmp_path)
+    slugs = [sb.reamaze.add_conversation(f"Bug report {n:03d}", f"Problem number {n}.",
+                                         f"c{n}@customer.example", tags=["bug"])
+             for n in range(101)]  # one more than a page of the tracker feed
+    engine = sb.engine(clock=FakeClock())
+    run_pass(engine)
+    run_pass(engine)
+    dev = Engineer(sb)
+    first = issue_for(engine, slugs[0])
+    dev.put(first, subject="Renamed by the engineer")  # synced without writing anything
+    for slug in slugs[1:]:
+        dev.put(issue_for(engine, slug), subject=f"Renamed {slug}")
+    # The pass syncs the first issue, then dies on the second one's conversation.
+    sb.reamaze.faults.add(status=503, times=8, method="GET",
+                          path_prefix=f"/api/v1/conversations/{slugs[1]}")
+    assert run_all_once(engine)[0].error is not None
+    _before_first(sb.reamaze.before_request,
+                  lambda r: r.url.path.startswith(f"/api/v1/conversations/{slugs[1]}"),
+                  lambda: dev.note(first, "Found it while renaming."))
+    run_pass(engine)
+    run_pass(engine)
+    assert [m.visibility for m in messages(sb, slugs[0])
+            if "Found it while renaming." in m.body] == [INTERNAL]
     engine.close()

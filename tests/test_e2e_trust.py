@@ -293,6 +293,99 @@ def test_a_note_landing_after_the_pass_gave_up_is_held_not_resent(
     engine.close()
 
 
+@dataclass
+class RefuseLookups:
+    """Wrap a handler: once ``armed``, the next ``times`` reads of an issue are answered
+    429 (a lookup of a write whose answer was lost, all its retries included)."""
+
+    times: int
+    armed: bool = False
+    refused: int = 0
+
+    def wrap(self, handler: Handler) -> Handler:
+        def handle(request: httpx.Request) -> httpx.Response:
+            if (self.armed and self.refused < self.times and request.method == "GET"
+                    and request.url.path.startswith("/issues/")):
+                self.refused += 1
+                return httpx.Response(429, headers={"Retry-After": "1"})
+            return handler(request)
+        return handle
+
+
+def test_a_late_write_whose_lookup_fails_is_not_sent_again(tmp_path: Path) -> None:
+    """2: the note's answer never came and the lookup for it is refused (429 to the last
+    retry): that says nothing about the note, which lands two minutes later. It stays
+    unknown and held (it was taken for "never sent" and sent again: two copies)."""
+    sb = sandbox(tmp_path)
+    slugs = _seed(sb)
+    time = Time()
+    refuse = RefuseLookups(times=8)  # the first lookup, all 8 attempts
+    late = LateWrite(_internal_a, time.api, after=120)
+    hit = late.hit
+    late.hit = lambda r: hit(r) and not setattr(refuse, "armed", True)
+    sb.wrap = lambda name, handler: (refuse.wrap(late.wrap(handler)) if name == "redmine"
+                                     else handler)
+    engine = _engine(sb, tmp_path, time)
+    first = run_all_once(engine)[0]
+    assert refuse.refused == 8 and late.landed == 0 and not first.clean
+    for _ in range(6):
+        time.advance(45)
+        late.release()
+        run_all_once(engine)
+    assert late.landed == 1
+    run_pass(engine)
+    _one_copy(sb, slugs[0], "INTERNAL-A", engine)
+    engine.close()
+
+
+def test_a_write_left_unknown_by_a_retry_is_not_sent_again_later_in_the_same_pass(
+        tmp_path: Path) -> None:
+    """2: a failing conversation is retried at the start of a pass; its note gets no answer
+    (it lands 30 s later), and a customer message arrives before the walk reads the
+    conversation. The walk must not reconcile it a second time in that pass: the unknown
+    note is not held yet (recovery only holds what was unknown when the pass began), and
+    was sent again (two copies)."""
+    sb = sandbox(tmp_path)
+    slugs = _seed(sb)
+    time = Time()
+    puts: list[httpx.Request] = []
+
+    def second_put(request: httpx.Request) -> bool:
+        if _note_put(request) and b"First follow-up" in request.content:
+            puts.append(request)
+            return len(puts) == 2  # the first is refused (422), the retry's gets no answer
+        return False
+
+    late = LateWrite(second_put, time.api, after=30)
+    sb.wrap = lambda name, handler: late.wrap(handler) if name == "redmine" else handler
+    engine = _engine(sb, tmp_path, time)
+    run_pass(engine)
+    sb.reamaze.add_customer_message(slugs[1], "First follow-up.")
+    refusal = sb.redmine.faults.add(status=422, body=b'{"errors":["Notes is invalid"]}',
+                                    method="PUT", path=r"^/issues/\d+\.json$")
+    assert slugs[1] in run_all_once(engine)[0].failed and refusal.hits == 1
+    arrived: list[bool] = []
+
+    def second_message(request: httpx.Request) -> None:
+        if not arrived and request.method == "GET" and \
+                request.url.path == "/api/v1/conversations":
+            arrived.append(True)
+            sb.reamaze.add_customer_message(slugs[1], "Second follow-up.")
+
+    sb.reamaze.before_request.append(second_message)
+    retried = run_all_once(engine)[0]
+    assert retried.counts["failures_retried"] == 1 and arrived and slugs[1] in retried.failed
+    for _ in range(4):
+        time.advance(60)
+        late.release()
+        run_all_once(engine)
+    assert late.landed == 1
+    run_pass(engine)
+    for text in ("First follow-up.", "Second follow-up."):
+        _one_copy(sb, slugs[1], text, engine)
+    engine.close()
+
+
 def test_a_write_that_never_lands_is_sent_again_only_after_the_window(
         tmp_path: Path) -> None:
     """2: a note that never reaches the server is held for at least the configured
@@ -482,6 +575,34 @@ def test_role_losing_private_notes_mid_run_leaks_nothing_and_the_pass_says_so(
     engine.close()
 
 
+def test_internal_note_refused_for_many_passes_arrives_once_the_permission_is_back(
+        tmp_path: Path) -> None:
+    """3: the role loses "set notes private" for longer than the automatic retries of a
+    failing conversation last (ten passes): the internal note is refused every time, and
+    still arrives, privately, once the permission is back (the refusals used to count as
+    the conversation's failed attempts: after ten it was no longer retried, and the note
+    never arrived)."""
+    sb = sandbox(tmp_path)
+    _bot(sb)
+    slugs = _seed(sb)
+    _revoke_private_notes(sb)
+    engine = sb.engine(clock=FakeClock())
+    first = run_all_once(engine)[0]
+    assert "private" in first.failed[slugs[0]]
+    for _ in range(11):
+        run_all_once(engine)
+    assert _public_notes(sb, "INTERNAL-A") == []
+    manager = next(r for r in sb.redmine.state.roles.values() if r.name == "Manager")
+    manager.permissions = (*manager.permissions, "set_notes_private")
+    engine.close()
+    engine = sb.engine(clock=FakeClock())  # the permission answer is asked anew
+    run_pass(engine)
+    copies = [j for j in sb.redmine.state.journals.values()
+              if j.notes and "INTERNAL-A" in j.notes]
+    assert [j.private_notes for j in copies] == [True]
+    engine.close()
+
+
 def test_a_leak_that_cannot_be_removed_pauses_internal_content_until_it_is_gone(
         tmp_path: Path) -> None:
     """3: the leaked copy cannot be deleted: it is recorded, `status` shows it, every pass
@@ -527,6 +648,42 @@ def test_a_leak_that_cannot_be_removed_pauses_internal_content_until_it_is_gone(
         copies = [j for j in sb.redmine.state.journals.values() if j.notes and text in j.notes]
         assert [j.private_notes for j in copies] == [True], text
     assert "LEAK:" not in render_status(sb.config, engine.store, datetime.now(UTC))
+    engine.close()
+
+
+def test_a_recorded_leak_whose_note_id_now_belongs_to_a_person_is_not_deleted(
+        tmp_path: Path) -> None:
+    """3: a leaked copy could not be removed and was recorded; a person then deletes it,
+    and Redmine (ids are max + 1 on SQLite) gives its id to the engineer's next note. The
+    recheck of the recorded leak must not delete that note, which is not the engine's
+    (it did, as the public copy it was looking for), and the note is copied as usual."""
+    sb = sandbox(tmp_path)
+    _bot(sb, drop_private_notes=True)
+    slug = sb.reamaze.add_conversation("Crash on save", "Saving a draft crashes the app.",
+                                       "carol@customer.example", tags=["bug"])
+    sb.reamaze.add_staff_message(slug, "INTERNAL-A reproduced on Android 14", email=STAFF,
+                                 visibility=INTERNAL)
+    blocked = sb.redmine.faults.add(status=403, times=None, method="PUT",
+                                    path=r"^/journals/\d+\.json$")
+    engine = sb.engine(clock=FakeClock())
+    assert run_all_once(engine)[0].counts["leaks_unremoved"] == 1
+    [leak] = engine.store.open_leaks("bugs")
+    assert int(leak.comment_id) == max(sb.redmine.state.journals)  # the newest note
+    del sb.redmine.state.journals[int(leak.comment_id)]  # deleted by a person
+    blocked.times = 0
+    bot = next(u for u in sb.redmine.state.users.values() if u.login == "syncbot")
+    bot.drop_private_notes = False
+    Engineer(sb).note(leak.ticket_id, "Workaround: clear the cache.")
+    note = sb.redmine.state.journals[int(leak.comment_id)]
+    assert note.notes == "Workaround: clear the cache." and not note.private_notes
+    engine.close()
+    engine = sb.engine(clock=FakeClock(start=10_000))
+    run_all_once(engine)
+    run_pass(engine)
+    assert sb.redmine.state.journals[int(leak.comment_id)].notes == note.notes
+    assert [m.visibility for m in messages(sb, slug)
+            if "Workaround: clear the cache." in m.body] == [INTERNAL]
+    assert engine.store.open_leaks("bugs") == []
     engine.close()
 
 

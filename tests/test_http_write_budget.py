@@ -13,6 +13,7 @@ from fakes import FakeClock
 from pydantic import SecretStr
 from reamaze_support import RecordingClock, make_connector
 
+from connectors.base import never_reached
 from connectors.http import (
     HEADROOM,
     ApiClient,
@@ -27,7 +28,7 @@ from connectors.redmine.connector import RedmineConnector
 from connectors.redmine.sim_state import SimClock as RedmineSimClock
 from connectors.redmine.simulator import RedmineSimulator
 from syncer.config import HttpSettings, RedmineConfig
-from syncer.errors import OutcomeUnknownError
+from syncer.errors import OutcomeUnknownError, SyncError, TransientError
 from syncer.models import NewComment, NewTicket, Visibility
 
 pytest_plugins = ["reamaze_fixtures"]
@@ -264,3 +265,30 @@ def test_redmine_connection_paces_writes_with_writes_per_minute() -> None:
         conn.create_ticket(NewTicket(subject=f"bug {i}", description="d", marker=f"rs-k-{i}"))
     assert gaps(times(sent, "POST")) == pytest.approx([5.0 / HEADROOM] * 2)
     assert min(gaps(times(sent))) >= 0.1 / HEADROOM - 1e-9
+
+
+@pytest.mark.parametrize(("lookup_answer", "reported"), [
+    (lambda r: httpx.Response(429, headers={"Retry-After": "1"}), TransientError),
+    (lambda r: (_ for _ in ()).throw(httpx.ConnectError("refused", request=r)), TransientError),
+    (lambda r: httpx.Response(200, content=b"not json"), OutcomeUnknownError),
+], ids=["429", "connect-refused", "bad-payload"])
+def test_write_once_never_reports_a_failed_lookup_as_a_write_that_was_not_sent(
+        lookup_answer: Callable[[httpx.Request], httpx.Response],
+        reported: type[SyncError]) -> None:
+    """A create got no answer and looking for it fails too: the lookup's error (a 429, a
+    connection never made) says nothing about the create, which may still land. It is
+    reported as a write that may have been sent, never as one that certainly was not."""
+    clock = FakeClock()
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            raise httpx.ReadTimeout("no answer", request=request)
+        return lookup_answer(request)
+
+    api, sent = recording_client(clock, per_minute=600, writes_per_minute=None,
+                                 answer=answer)
+    with pytest.raises(SyncError) as caught:
+        write_once(api, lambda: api.send_json("POST", "/w", {}, retry_transient=False),
+                   lambda: api.get_json("/w") or None, settle=(1.0, 3.0, 10.0))
+    assert type(caught.value) is reported and not never_reached(caught.value)
+    assert [m for m, _t in sent].count("POST") == 1

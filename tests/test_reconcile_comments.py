@@ -317,7 +317,7 @@ def test_linked_copy_that_turned_public_is_removed() -> None:
     """A linked copy written private that is public now (the tracker dropped the flag) is
     removed, whatever the link says."""
     m1 = comment("m1", body="secret", internal=True)
-    copy = comment("n5", ticket=IID, body="secret")
+    copy = ours(comment("n5", ticket=IID, body="secret"))
     links = (_cl(Side.HELPDESK, "m1", "n5", m1.fingerprint, INT),)
     plan = _plan(context(), hd=(m1,), tr=(copy,), links=links)
     (remove,) = of_type(plan, RemoveComment)
@@ -325,6 +325,17 @@ def test_linked_copy_that_turned_public_is_removed() -> None:
     assert [(a.source_id, a.new.visibility) for a in of_type(plan, AddComment)] == [("m1", INT)]
     still_private = copy.model_copy(update={"visibility": INT})
     assert of_type(_plan(context(), hd=(m1,), tr=(still_private,), links=links),
+                   RemoveComment) == []
+
+
+def test_a_persons_comment_under_a_linked_copys_id_is_never_removed() -> None:
+    """The copy was deleted and the tracker gave its id to a person's public comment
+    (Redmine on SQLite reuses the newest id): that comment is not the engine's, and is
+    left alone."""
+    m1 = comment("m1", body="secret", internal=True)
+    persons = comment("n5", ticket=IID, body="Workaround: clear the cache.")
+    links = (_cl(Side.HELPDESK, "m1", "n5", m1.fingerprint, INT),)
+    assert of_type(_plan(context(), hd=(m1,), tr=(persons,), links=links),
                    RemoveComment) == []
 
 

@@ -109,6 +109,57 @@ def test_crowded_second_with_a_move_mid_walk_skips_nothing(
     assert yielded == {str(i.id) for i in made}
 
 
+def _bulk_edit(sim: RedmineSimulator, per_second: int, seconds: int) -> list[SimIssue]:
+    """Issues stamped ``per_second`` a second for ``seconds`` seconds (a bulk edit)."""
+    project = sim.state.project_by_ref("sync")
+    made = []
+    for _ in range(seconds):
+        made += [sim.add_issue(project, f"bulk {len(made) + n}") for n in range(per_second)]
+        sim.clock.advance(1)
+    sim.clock.advance(5)
+    return made
+
+
+def test_several_crowded_seconds_in_a_row_are_walked_without_stalling(
+        redmine_sim: RedmineSimulator, redmine_conn: RedmineConnector) -> None:
+    """150 issues a second for four seconds: moving the lower bound to a crowded second
+    must not send the walk back to the start of the second before it (three pages of
+    issues already read, which the walk guard took for an endless listing: every pass
+    failed and the tracker side stalled for good)."""
+    made = _bulk_edit(redmine_sim, 150, 4)
+    before = len(redmine_sim.requests)
+    yielded = _ids(list(redmine_conn.iter_changes(None)))
+    assert sorted(yielded, key=int) == [str(i.id) for i in made]
+    assert len(redmine_sim.requests) - before <= 2 * len(made) // 100 + 2
+
+
+def test_crowded_seconds_with_moves_mid_walk_skip_nothing(
+        redmine_sim: RedmineSimulator, redmine_conn: RedmineConnector) -> None:
+    """Issues already read moving to the end while the walk is in a crowded window shift
+    the others back; the half-page overlap still catches every one of them."""
+    made = _bulk_edit(redmine_sim, 150, 4)
+    for nth, victim in ((3, 20), (5, 170), (7, 330)):
+        _on_nth_listing(redmine_sim, nth, lambda v=victim: redmine_sim.touch(made[v].id))
+    yielded = set(_ids(list(redmine_conn.iter_changes(None))))
+    assert yielded == {str(i.id) for i in made}
+
+
+def test_crowded_seconds_with_more_moves_than_the_overlap_skip_nothing(
+        redmine_sim: RedmineSimulator, redmine_conn: RedmineConnector) -> None:
+    """More issues already read move away mid-walk than half a page of overlap absorbs
+    (the engine writes to the issues while it walks): the page then starts past issues
+    not read yet, and the walk steps back instead of skipping them."""
+    made = _bulk_edit(redmine_sim, 150, 4)
+
+    def move_many() -> None:
+        for issue in made[:90]:  # read by then, at the start of the window the walk is in
+            redmine_sim.touch(issue.id)
+
+    _on_nth_listing(redmine_sim, 4, move_many)
+    yielded = set(_ids(list(redmine_conn.iter_changes(None))))
+    assert yielded == {str(i.id) for i in made}
+
+
 def test_idle_poll_is_one_request_with_no_tickets(
         redmine_sim: RedmineSimulator, redmine_conn: RedmineConnector) -> None:
     """Re-reading the overlap window yields nothing and costs a single list request."""

@@ -177,6 +177,15 @@ def test_record_failure_counts_attempts(store: StateStore, clock: FakeClock) -> 
         first_seen=T0, last_seen=T0 + timedelta(seconds=60), skipped=False)]
 
 
+def test_a_wait_is_recorded_without_counting_an_attempt(store: StateStore) -> None:
+    """An object waiting for recovery is listed with why, but its attempts stay as they
+    were: waiting is not failing, and must never use up its automatic retries."""
+    assert store.record_failure("p", H, "conv-9", "waits", attempt=False) == 0
+    assert store.record_failure("p", H, "conv-9", "bad json") == 1
+    assert store.record_failure("p", H, "conv-9", "waits again", attempt=False) == 1
+    assert [(f.error, f.attempts) for f in store.list_failures("p")] == [("waits again", 1)]
+
+
 def test_failures_are_per_pair_and_side(store: StateStore, clock: FakeClock) -> None:
     """The same object id on another side or pair is a separate entry; newest first."""
     store.record_failure("p", H, "7", "a")

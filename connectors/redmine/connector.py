@@ -110,7 +110,7 @@ class RedmineConnector:
         self._trackers: list[Tracker] | None = None
         self.guard = PrivateNotesGuard(api, self.project, api.clock, ttl=permission_ttl)
         self.notes = Notes(api, self.guard, api.clock, self._read_issue,
-                           self._issue_path, self.whoami)
+                           self._issue_path, self.whoami, self._ticket)
         self.feed = ChangeFeed(self._fetch_issues, self._ticket,
                                FeedSettings(project=cfg.project,
                                             overlap_seconds=cfg.overlap_seconds,

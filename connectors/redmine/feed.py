@@ -4,9 +4,12 @@ Why not plain offset paging: when an issue already read is updated during the wa
 moves to the end of the ``updated_on`` order, every later issue shifts back by one, and
 the next offset skips one of them. So each page re-queries from the newest second read so
 far (``updated_on>=T``, which Redmine runs as ``updated_on > T - 1s`` on sub-second stored
-times) and drops what it already yielded by ``(id, updated_on)``; offsets are only used
-inside a window where a whole page shares the same second, and then with half-page
-overlap so a shift inside that window cannot skip either.
+times) and drops what it already yielded by ``(id, updated_on)``. Where more than half a
+page of issues read shares those seconds (crowded seconds: a bulk edit, a fast
+backfill), re-querying would re-read them, so the walk keeps its query and pages on by
+offset with half a page of overlap; a page that does not start with an issue already
+read shows that more issues moved away than the overlap absorbs, and the walk steps
+back half a page at a time (with no checkpoint until it has), so a shift skips nothing.
 
 Cursor: ``watermark`` is the newest ``updated_on`` read, ``seen`` the keys ``id@updated_on``
 the next query can return again (the look-back of ``overlap_seconds`` plus Redmine's 1 s),
@@ -93,6 +96,12 @@ class ChangeFeed:
             issues, meta = self.fetch(params)
             if guard.pages == 0 and meta.total_count is not None:
                 guard.announce_items(meta.total_count, self.settings.page_size)
+            page_limit = min(self.settings.page_size, meta.limit or self.settings.page_size)
+            half = max(1, page_limit // 2)
+            # Pages of one query overlap by half a page; a page that does not start with an
+            # issue already read shows that more than that moved away (changed since),
+            # shifting the rest back past issues not read yet.
+            gap = offset > 0 and bool(issues) and item_key(issues[0]) not in read
             fresh: list[Issue] = []
             met = 0
             for issue in issues:
@@ -107,24 +116,36 @@ class ChangeFeed:
             if issues:
                 newest = max(i.updated_on for i in issues)
                 watermark = newest if watermark is None else max(watermark, newest)
+            # Past a gap, a checkpoint would vouch for the issues skipped.
             checkpoint = (Cursor(watermark=watermark,
                                  seen=self._seen(prior_seen, read, watermark, started))
-                          if watermark is not None else None)
+                          if watermark is not None and not gap else None)
             yield ChangePage(tickets=tuple(self.to_ticket(i) for i in fresh),
                              checkpoint=checkpoint)
-            page_limit = min(self.settings.page_size, meta.limit or self.settings.page_size)
+            if gap:
+                offset = max(0, offset - half)  # back, until a page starts with a known one
+                continue
             if len(issues) < page_limit or watermark is None:
                 return
             last = whole_second(max(i.updated_on for i in issues))
-            if lower is not None and last <= lower:
-                # A crowded window: everything on this page shares the lower bound's second.
-                offset += max(1, len(issues) // 2)
-            else:
+            if self._window(read, last) <= half:
+                # Few issues read from ``last - 1s`` on: query again from there.
                 lower, offset = last, 0
+            else:
+                # Crowded seconds (a bulk edit): a query from ``last`` would re-read pages of
+                # issues already read, so this one goes on, half a page further.
+                offset += max(1, len(issues) - half)
             # Later queries return nothing older than lower - 1s, and the cursor keeps
             # nothing older than the horizon: forget the rest (keeps long backfills linear).
-            floor = min(lower - ONE_SECOND, self._horizon(watermark))
+            horizon = self._horizon(watermark)
+            floor = min(lower - ONE_SECOND, horizon) if lower is not None else horizon
             read = {k: t for k, t in read.items() if t >= floor}
+
+    @staticmethod
+    def _window(read: dict[str, datetime], lower: datetime) -> int:
+        """How many issues this walk read that a query ``>= lower`` (from ``lower - 1s``
+        on) returns again."""
+        return sum(1 for t in read.values() if t >= lower - ONE_SECOND)
 
     def _params(self, lower: datetime | None, offset: int) -> dict[str, Any]:
         params: dict[str, Any] = {"project_id": self.settings.project, "status_id": "*",

@@ -40,10 +40,11 @@ from connectors.redmine.wire import CONNECTOR, Issue, Journal
 from syncer.errors import (
     LeakError,
     NotFoundError,
+    PrivacyUnavailableError,
     RejectedError,
     SyncError,
 )
-from syncer.models import Comment, NewComment, Visibility
+from syncer.models import Comment, NewComment, Ticket, Visibility
 
 log = structlog.get_logger("reamaze_sync.redmine")
 
@@ -51,13 +52,15 @@ log = structlog.get_logger("reamaze_sync.redmine")
 class Notes:
     def __init__(self, api: ApiClient, guard: PrivateNotesGuard,
                  clock: Clock, read_issue: Callable[[str], Issue],
-                 issue_path: Callable[[str], str], whoami: Callable[[], str]) -> None:
+                 issue_path: Callable[[str], str], whoami: Callable[[], str],
+                 to_ticket: Callable[[Issue], Ticket]) -> None:
         self.api = api
         self.guard = guard
         self.clock = clock
         self.read_issue = read_issue
         self.issue_path = issue_path
         self.whoami = whoami
+        self.to_ticket = to_ticket
 
     # -- reading ----------------------------------------------------------------------
     def list(self, issue_id: str) -> list[Comment]:
@@ -100,6 +103,7 @@ class Notes:
         while pending and batch.error is None:
             chunk = self._next_chunk(pending)
             pending = pending[len(chunk):]
+            batch.ticket, batch.comments = None, ()  # an earlier read-back is out of date
             sent = self._send(issue_id, chunk, batch)
             if sent:
                 self._read_back(issue_id, sent, batch)
@@ -134,7 +138,7 @@ class Notes:
             if not verdict.allowed:
                 log.warning("redmine_private_note_refused", connector=CONNECTOR,
                             issue_id=issue_id, marker=new.marker, reason=verdict.reason)
-                raise RejectedError(
+                raise PrivacyUnavailableError(
                     "internal note not sent: the Redmine API user cannot make notes private "
                     f"(needs the set_notes_private permission; {verdict.reason})",
                     connector=CONNECTOR, object_id=issue_id)
@@ -158,6 +162,7 @@ class Notes:
         except SyncError as exc:
             batch.error = batch.error or exc
             return
+        batch.ticket, batch.comments = self.to_ticket(issue), tuple(issue_comments(issue))
         attachments = {str(a.id): a for a in issue.attachments or ()}
         for new in sent:
             journal = self._journal_with_marker(issue, new.marker)
