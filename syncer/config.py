@@ -565,8 +565,9 @@ def load_config(path: Path, *, pair: str | None = None, need_secrets: bool = Fal
     try:
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"[config] file: {path} not found (pass --config PATH, "
-                          "or copy config.example.toml to ./reamaze-sync.toml)") from None
+        raise ConfigError(f"[config] file: {path} not found (pass --config PATH or set "
+                          "REAMAZE_SYNC_CONFIG; `reamaze-sync init` writes a commented "
+                          "example)") from None
     except UnicodeDecodeError:
         raise ConfigError(f"[config] file: {path} is not UTF-8") from None
     except OSError as exc:  # a directory, no permission...: still a config problem, exit 2
