@@ -56,12 +56,13 @@ def test_every_imported_library_is_a_declared_dependency() -> None:
 
 
 def test_sqlalchemy_and_sqlmodel_are_bounded() -> None:
-    """SQLAlchemy is declared within the range sqlmodel supports (2.0 up to, not including,
-    2.2) and sqlmodel below 0.1: its 0.0.x releases change what they accept."""
+    """SQLAlchemy is declared within the range sqlmodel supports (up to, not including,
+    2.2) from the oldest release the store works with (2.0.21 cannot map its dict[str, Any]
+    columns), and sqlmodel below 0.1: its 0.0.x releases change what they accept."""
     reqs = _requirements(PROJECT["dependencies"])
     sqlalchemy, sqlmodel = reqs["sqlalchemy"].specifier, reqs["sqlmodel"].specifier
-    assert Version("2.0.14") in sqlalchemy and Version("2.1.9") in sqlalchemy
-    assert Version("1.4.50") not in sqlalchemy and Version("2.2.0") not in sqlalchemy
+    assert Version("2.0.22") in sqlalchemy and Version("2.1.9") in sqlalchemy
+    assert Version("2.0.21") not in sqlalchemy and Version("2.2.0") not in sqlalchemy
     assert Version("0.0.22") in sqlmodel and Version("0.1.0") not in sqlmodel
 
 
