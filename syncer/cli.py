@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import click
 
@@ -17,11 +18,25 @@ from syncer.logs import configure_logging
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+CONFIG_ENV = "REAMAZE_SYNC_CONFIG"
+LogFormat = Literal["auto", "json", "console"]
+
+
 class Ctx:
-    def __init__(self, config_path: Path, log_level: str | None, log_format: str | None):
-        self.config_path = config_path
+    """The global options, wherever they were written (see ``global_options``)."""
+
+    def __init__(self, config_option: Path | None = None, log_level: str | None = None,
+                 log_format: LogFormat | None = None):
+        self.config_option = config_option
         self.log_level = log_level
         self.log_format = log_format
+
+    @property
+    def config_path(self) -> Path:
+        """--config, else the file REAMAZE_SYNC_CONFIG names, else ./reamaze-sync.toml."""
+        if self.config_option is not None:
+            return self.config_option
+        return config_from_environment()
 
     def config(self, *, pair: str | None = None, connects: bool = False) -> AppConfig:
         """The validated config. ``connects``: the command will talk to the services, so
@@ -30,7 +45,7 @@ class Ctx:
         failed pass later."""
         cfg = load_config(self.config_path, pair=pair, need_secrets=connects)
         configure_logging(self.log_level or cfg.logging.level,
-                          self.log_format or cfg.logging.format)  # type: ignore[arg-type]
+                          self.log_format or cfg.logging.format)
         return cfg
 
     def engine(self, pair: str | None = None) -> Any:
@@ -58,16 +73,67 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@click.group()
-@click.option("--config", "config_path", type=click.Path(path_type=Path),
-              default=DEFAULT_CONFIG_PATH, show_default=True, help="TOML configuration file.")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
-@click.option("--log-format", type=click.Choice(["auto", "json", "console"]))
+def config_from_environment() -> Path:
+    """Where the config is without --config: REAMAZE_SYNC_CONFIG (when not blank), else
+    ./reamaze-sync.toml."""
+    named = os.environ.get(CONFIG_ENV, "")
+    return Path(named) if named.strip() else DEFAULT_CONFIG_PATH
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Keep a global option given before or after the command in the one shared ``Ctx``;
+    processed in command-line order, so the later one wins (`--config a run --config b`)."""
+    if value is not None and param.name is not None:
+        setattr(ctx.ensure_object(Ctx), param.name, value)
+    return value
+
+
+def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        from importlib.metadata import version
+
+        click.echo(f"reamaze-sync {version('reamaze-sync')}")
+        ctx.exit()
+
+
+def global_options() -> list[click.Parameter]:
+    """The options every command takes, before or after its name (new objects each time:
+    click keeps per-command state on them)."""
+    return [
+        click.Option(["--config", "config_option"], type=click.Path(path_type=Path),
+                     metavar="PATH", expose_value=False, callback=_remember,
+                     help=f"TOML configuration file. Default: the file ${CONFIG_ENV} "
+                          f"names, else ./{DEFAULT_CONFIG_PATH}."),
+        click.Option(["--log-level"], type=click.Choice(["debug", "info", "warning", "error"]),
+                     expose_value=False, callback=_remember,
+                     help="Overrides [logging] level."),
+        click.Option(["--log-format"], type=click.Choice(["auto", "json", "console"]),
+                     expose_value=False, callback=_remember,
+                     help="Overrides [logging] format."),
+        click.Option(["--version"], is_flag=True, is_eager=True, expose_value=False,
+                     callback=_print_version, help="Show the version and exit."),
+    ]
+
+
+class Cli(click.Group):
+    """The command group. It and every command added to it take ``global_options``, so
+    `reamaze-sync check --config x` works like `reamaze-sync --config x check`, for
+    commands added later too, without each one declaring them."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.extend(global_options())
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        cmd.params.extend(global_options())
+        super().add_command(cmd, name)
+
+
+@click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.pass_context
-def main(ctx: click.Context, config_path: Path, log_level: str | None,
-         log_format: str | None) -> None:
+def main(ctx: click.Context) -> None:
     """Two-way sync between Re:amaze conversations and issue trackers."""
-    ctx.obj = Ctx(config_path, log_level, log_format)
+    ctx.ensure_object(Ctx)
 
 
 def _print_results(results: list[Any]) -> int:
@@ -267,12 +333,39 @@ def unlink(obj: Ctx, conversation: str, pair: str | None, exclude: bool, yes: bo
 @main.command()
 @click.option("--keep-state", type=click.Path(path_type=Path),
               help="Write the demo's state DB here instead of a temporary file.")
-def demo(keep_state: Path | None) -> None:
-    """Run the real engine against built-in simulators (no credentials needed)."""
+@click.pass_obj
+def demo(obj: Ctx, keep_state: Path | None) -> None:
+    """Run the real engine against built-in simulators (no credentials, no config)."""
     from syncer.demo import run_demo
 
-    configure_logging("warning", "console")
+    configure_logging(obj.log_level or "warning", obj.log_format or "console")
     sys.exit(run_demo(click.echo, keep_state))
+
+
+@main.command()
+@click.argument("path", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@click.pass_obj
+def init(obj: Ctx, path: Path | None, force: bool) -> None:
+    """Write the commented example configuration to PATH and print the next steps.
+
+    PATH defaults to where the other commands look: --config, else the file
+    $REAMAZE_SYNC_CONFIG names, else ./reamaze-sync.toml. An existing file is kept
+    (exit 1) unless --force is given."""
+    from syncer.starter import next_steps, write_example
+
+    target = path or obj.config_path
+    try:
+        write_example(target, force=force)
+    except FileExistsError:
+        click.echo(f"error: {target} already exists; pass --force to overwrite it", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        click.echo(f"error: cannot write {target}: {exc.strerror or exc}", err=True)
+        sys.exit(1)
+    found = target.absolute() == config_from_environment().absolute()
+    click.echo(f"wrote {target}")
+    click.echo("\n".join(next_steps("" if found else f"--config {target} ")))
 
 
 def _register_ops() -> None:

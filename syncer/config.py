@@ -1,7 +1,8 @@
 """The TOML configuration, validated by strict pydantic models.
 
 Secrets are never written in the file: each connection names the environment variable
-that holds its token (``api_token_env``), read into a ``SecretStr``. Every validation
+that holds its token (``api_token_env``), read into a ``SecretStr`` from that variable, from
+the file ``NAME_FILE`` names, or from a systemd credential (``read_secret``). Every validation
 problem is reported at once as ``[section] key: message``.
 """
 
@@ -462,8 +463,10 @@ def selection_problems(data: Mapping[str, Any], pair: str | None) -> list[str]:
 
 def secret_problems(data: Mapping[str, Any], pair: str | None,
                     environ: Mapping[str, str] | None = None) -> list[str]:
-    """Missing or blank secrets of the connections a command will use: those of the pair
-    ``pair``, or (None) of every enabled pair; a disabled pair's tracker needs no key.
+    """Missing, blank or unreadable secrets of the connections a command will use: those
+    of the pair ``pair``, or (None) of every enabled pair; a disabled pair's tracker needs
+    no key. Each is looked for where ``read_secret`` looks (the variable, ``NAME_FILE``,
+    a systemd credential).
 
     Read from the file as parsed, so they are reported together with its field errors
     even when those keep the model from being built.
@@ -607,8 +610,9 @@ def load_config(path: Path, *, pair: str | None = None, need_secrets: bool = Fal
     try:
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"[config] file: {path} not found (pass --config PATH, "
-                          "or copy config.example.toml to ./reamaze-sync.toml)") from None
+        raise ConfigError(f"[config] file: {path} not found (pass --config PATH or set "
+                          "REAMAZE_SYNC_CONFIG; `reamaze-sync init` writes a commented "
+                          "example)") from None
     except UnicodeDecodeError:
         raise ConfigError(f"[config] file: {path} is not UTF-8") from None
     except OSError as exc:  # a directory, no permission...: still a config problem, exit 2
@@ -622,10 +626,65 @@ def load_config(path: Path, *, pair: str | None = None, need_secrets: bool = Fal
                         need_secrets=need_secrets, environ=environ)
 
 
+SECRET_FILE_LIMIT = 64 * 1024  # a secret is a line; more is a wrong path (a log, a device)
+
+
 def read_secret(env_var: str, section: str, key: str,
                 environ: Mapping[str, str] | None = None) -> SecretStr:
+    """The secret the config names ``env_var``, from the first of:
+
+    1. the environment variable ``env_var`` itself;
+    2. ``{env_var}_FILE``: the path of a file holding it (container secrets, files of
+       mode 0600 instead of values in the environment of every child process);
+    3. ``$CREDENTIALS_DIRECTORY/{env_var}``: a systemd credential (``LoadCredential=``).
+
+    1 and 2 together are refused: which one is meant cannot be told, and taking either
+    silently runs with a key nobody chose. 3 is what the service manager provides, so an
+    explicit 1 or 2 overrides it (a drop-in trying another key). A blank variable counts
+    as unset; surrounding whitespace, the trailing newline of a file included, is dropped.
+    A file that cannot be used is a configuration error naming the variable and the path,
+    never what the file holds.
+    """
     env = os.environ if environ is None else environ
-    value = env.get(env_var, "")
-    if not value.strip():
-        raise ConfigError(f"[{section}] {key}: environment variable {env_var} is not set")
-    return SecretStr(value.strip())
+    where = f"[{section}] {key}: "
+    value = env.get(env_var, "").strip()
+    file_var = f"{env_var}_FILE"
+    path = env.get(file_var, "")
+    if value and path.strip():
+        raise ConfigError(f"{where}both {env_var} and {file_var} are set; set only one")
+    if value:
+        return SecretStr(value)
+    if path.strip():
+        return SecretStr(_read_secret_file(Path(path), f"{where}{file_var}: {path}"))
+    not_set = f"{where}environment variable {env_var} is not set"
+    credentials = env.get("CREDENTIALS_DIRECTORY", "")
+    if not credentials.strip():
+        raise ConfigError(not_set)
+    credential = Path(credentials) / env_var
+    if not credential.exists():
+        raise ConfigError(f"{not_set}, nor {file_var}, and there is no credential {credential}")
+    return SecretStr(_read_secret_file(credential, f"{where}credential {env_var}: {credential}"))
+
+
+def _read_secret_file(path: Path, source: str) -> str:
+    """The stripped content of a secret file; ``source`` starts every error about it."""
+    try:
+        with path.open("rb") as f:
+            raw = f.read(SECRET_FILE_LIMIT + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"{source} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{source} is a directory") from None
+    except OSError as exc:  # permission, a path through a file...: the reason, no content
+        raise ConfigError(f"{source} cannot be read ({exc.strerror or type(exc).__name__})"
+                          ) from None
+    if len(raw) > SECRET_FILE_LIMIT:
+        raise ConfigError(f"{source} is larger than {SECRET_FILE_LIMIT // 1024} KiB: "
+                          "not a secret")
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{source} is not UTF-8 text") from None
+    if not text:
+        raise ConfigError(f"{source} is empty")
+    return text
