@@ -26,10 +26,10 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from connectors.reamaze.simulator import ReamazeSimulator
+from connectors.reamaze.sim.simulator import ReamazeSimulator
 from connectors.redmine.connector import RedmineConnector
-from connectors.redmine.sim_state import SimClock
-from connectors.redmine.simulator import RedmineSimulator
+from connectors.redmine.sim.simulator import RedmineSimulator
+from connectors.redmine.sim.state import SimClock
 from state import StateStore
 from syncer.app import Engine, build_engine
 from syncer.config import parse_config

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 
 from connectors.http import Clock
-from connectors.reamaze.simulator import ReamazeSimulator
-from connectors.redmine.simulator import RedmineSimulator
+from connectors.reamaze.sim.simulator import ReamazeSimulator
+from connectors.redmine.sim.simulator import RedmineSimulator
 from state import StateStore
 from syncer.app import Engine, build_engine
 from syncer.config import AppConfig, parse_config

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from e2e_support import QUICK_RECOVERY, STAFF, Engineer, Mark, SimulatedCrash, sandbox
 from fakes import FakeClock
 
-from connectors.redmine.sim_state import SimIssue
+from connectors.redmine.sim.state import SimIssue
 from syncer.app import Engine, run_all_once
 from syncer.markers import Markers
 from syncer.sandbox import LOGIN, MARKER_KEY, Sandbox, sandbox_config

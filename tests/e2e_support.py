@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-from connectors.reamaze.sim_state import SimMessage
-from connectors.reamaze.simulator import ReamazeSimulator
-from connectors.redmine.sim_state import SimClock, SimJournal, SimUser
-from connectors.redmine.simulator import RedmineSimulator
+from connectors.reamaze.sim.simulator import ReamazeSimulator
+from connectors.reamaze.sim.state import SimMessage
+from connectors.redmine.sim.simulator import RedmineSimulator
+from connectors.redmine.sim.state import SimClock, SimJournal, SimUser
 from syncer.app import Engine, build_engine, run_all_once
 from syncer.config import parse_config
 from syncer.runner import PassResult

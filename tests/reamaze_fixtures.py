@@ -8,8 +8,8 @@ import pytest
 from reamaze_support import AGENT, BRAND, LOGIN, TOKEN, RecordingClock, make_connector
 
 from connectors.reamaze.connector import ReamazeConnector
-from connectors.reamaze.sim_state import SimClock
-from connectors.reamaze.simulator import ReamazeSimulator
+from connectors.reamaze.sim.simulator import ReamazeSimulator
+from connectors.reamaze.sim.state import SimClock
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from fakes import FakeClock
 from pydantic import SecretStr
 
 from connectors.reamaze.connector import ReamazeConnector
-from connectors.reamaze.sim_state import SimClock
-from connectors.reamaze.simulator import ReamazeSimulator
+from connectors.reamaze.sim.simulator import ReamazeSimulator
+from connectors.reamaze.sim.state import SimClock
 from syncer.config import HttpSettings, ReamazeConfig
 
 BRAND = "acme"

@@ -35,8 +35,8 @@ from servers.redmine_server import (
 
 from connectors.http import SystemClock
 from connectors.redmine.connector import RedmineConnector
-from connectors.redmine.sim_state import SimClock
-from connectors.redmine.simulator import RedmineSimulator
+from connectors.redmine.sim.simulator import RedmineSimulator
+from connectors.redmine.sim.state import SimClock
 from syncer.config import HttpSettings, RedmineConfig
 
 SIM_URL = "http://redmine.test"

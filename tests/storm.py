@@ -47,7 +47,7 @@ import httpx
 import structlog
 from e2e_support import Handler
 
-from connectors.redmine.sim_state import SimClock
+from connectors.redmine.sim.state import SimClock
 from state import StateStore
 from syncer.sandbox import Sandbox
 

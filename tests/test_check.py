@@ -10,8 +10,8 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from connectors.reamaze.simulator import ReamazeSimulator
-from connectors.redmine.simulator import RedmineSimulator
+from connectors.reamaze.sim.simulator import ReamazeSimulator
+from connectors.redmine.sim.simulator import RedmineSimulator
 from state import CURRENT_VERSION, StateStore
 from syncer.check import CHECK_ATTEMPTS, quick, run_check
 from syncer.config import HttpSettings, parse_config

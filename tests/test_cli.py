@@ -13,8 +13,8 @@ import structlog
 from click.testing import CliRunner, Result
 
 from connectors.loopback import LoopbackServer
-from connectors.reamaze.simulator import ReamazeSimulator
-from connectors.redmine.simulator import RedmineSimulator
+from connectors.reamaze.sim.simulator import ReamazeSimulator
+from connectors.redmine.sim.simulator import RedmineSimulator
 from state import StateStore
 from syncer.cli import main
 from syncer.sandbox import MARKER_KEY

@@ -31,8 +31,8 @@ from sqlalchemy import text
 from state_support import *  # noqa: F403  (pytest fixtures)
 
 from connectors.loopback import LoopbackServer
-from connectors.reamaze.simulator import ReamazeSimulator
-from connectors.redmine.simulator import RedmineSimulator
+from connectors.reamaze.sim.simulator import ReamazeSimulator
+from connectors.redmine.sim.simulator import RedmineSimulator
 from state import StateStore
 from state.locks import Holder
 from syncer.sandbox import MARKER_KEY

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 from e2e_support import STAFF, Handler, Mark, sandbox
 
-from connectors.reamaze.simulator import ReamazeSimulator
-from connectors.redmine.simulator import RedmineSimulator
+from connectors.reamaze.sim.simulator import ReamazeSimulator
+from connectors.redmine.sim.simulator import RedmineSimulator
 from state import StateStore
 from syncer.app import Engine, build_engine, run_all_once
 from syncer.config import parse_config

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from e2e_support import QUICK_RECOVERY, STAFF, SimulatedCrash
 
-from connectors.reamaze.simulator import ReamazeSimulator
+from connectors.reamaze.sim.simulator import ReamazeSimulator
 from syncer.app import Engine, build_engine, run_all_once
 from syncer.config import parse_config
 from syncer.runner import PairRunner, PassResult

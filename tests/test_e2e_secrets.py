@@ -18,8 +18,8 @@ from e2e_support import Handler, sandbox
 from leaks import basic, dump_sqlite, found, fragments
 from test_cli import LOGIN, Served, invoke
 
-from connectors.reamaze.simulator import ReamazeSimulator
-from connectors.redmine.simulator import RedmineSimulator
+from connectors.reamaze.sim.simulator import ReamazeSimulator
+from connectors.redmine.sim.simulator import RedmineSimulator
 from connectors.simfaults import FaultRule
 from syncer.app import run_all_once
 from syncer.logs import configure_logging

@@ -33,7 +33,7 @@ from hypothesis.stateful import (
 )
 from storm import Ledger, quiet_logs
 
-from connectors.redmine.sim_state import SimRole, SimUser
+from connectors.redmine.sim.state import SimRole, SimUser
 from syncer.app import Engine, run_all_once
 from syncer.runner import PassResult
 from syncer.sandbox import PROJECT, Sandbox, make_sandbox

@@ -30,7 +30,7 @@ from storm import (
     quiet_logs,
 )
 
-from connectors.redmine.simulator import RedmineSimulator
+from connectors.redmine.sim.simulator import RedmineSimulator
 from syncer.app import Engine, run_all_once
 from syncer.daemon import run_daemon
 from syncer.runner import PassResult

@@ -16,9 +16,9 @@ from pydantic import SecretStr
 from redmine_fixtures import SIM_URL, redmine_config
 
 from connectors.reamaze.connector import ReamazeConnector
-from connectors.reamaze.simulator import ReamazeSimulator
+from connectors.reamaze.sim.simulator import ReamazeSimulator
 from connectors.redmine.connector import RedmineConnector
-from connectors.redmine.simulator import RedmineSimulator
+from connectors.redmine.sim.simulator import RedmineSimulator
 from connectors.simfaults import FaultRule
 from syncer.errors import BadPayloadError
 

@@ -22,11 +22,11 @@ from connectors.http import (
     build_http_client,
     write_once,
 )
-from connectors.reamaze.sim_state import SimClock
-from connectors.reamaze.simulator import ReamazeSimulator
+from connectors.reamaze.sim.simulator import ReamazeSimulator
+from connectors.reamaze.sim.state import SimClock
 from connectors.redmine.connector import RedmineConnector
-from connectors.redmine.sim_state import SimClock as RedmineSimClock
-from connectors.redmine.simulator import RedmineSimulator
+from connectors.redmine.sim.simulator import RedmineSimulator
+from connectors.redmine.sim.state import SimClock as RedmineSimClock
 from syncer.config import HttpSettings, RedmineConfig
 from syncer.errors import OutcomeUnknownError, SyncError, TransientError
 from syncer.models import NewComment, NewTicket, Visibility

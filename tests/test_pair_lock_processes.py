@@ -21,8 +21,8 @@ import pytest
 from state_support import *  # noqa: F403  (pytest fixtures)
 
 from connectors.loopback import LoopbackServer
-from connectors.reamaze.simulator import ReamazeSimulator
-from connectors.redmine.simulator import RedmineSimulator
+from connectors.reamaze.sim.simulator import ReamazeSimulator
+from connectors.redmine.sim.simulator import RedmineSimulator
 from state import StateStore
 from syncer.config import load_config
 from syncer.sandbox import MARKER_KEY

@@ -10,8 +10,8 @@ import pytest
 from reamaze_support import AGENT, LOGIN
 
 from connectors.reamaze.connector import ReamazeConnector
-from connectors.reamaze.sim_state import SimClock
-from connectors.reamaze.simulator import ReamazeSimulator
+from connectors.reamaze.sim.simulator import ReamazeSimulator
+from connectors.reamaze.sim.state import SimClock
 from syncer.errors import LeakError, NotFoundError
 from syncer.models import Attachment, NewComment, Visibility
 

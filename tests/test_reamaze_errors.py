@@ -11,8 +11,8 @@ from structlog.testing import capture_logs
 
 from connectors.http import ApiClient
 from connectors.reamaze.connector import ReamazeConnector
-from connectors.reamaze.sim_state import SimClock
-from connectors.reamaze.simulator import ReamazeSimulator
+from connectors.reamaze.sim.simulator import ReamazeSimulator
+from connectors.reamaze.sim.state import SimClock
 from syncer.config import HttpSettings
 from syncer.errors import (
     AuthError,

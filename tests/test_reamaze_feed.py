@@ -12,8 +12,8 @@ from reamaze_support import RecordingClock, make_connector
 
 from connectors.reamaze.connector import ReamazeConnector
 from connectors.reamaze.feed import change_key
-from connectors.reamaze.sim_state import SimClock
-from connectors.reamaze.simulator import ReamazeSimulator
+from connectors.reamaze.sim.simulator import ReamazeSimulator
+from connectors.reamaze.sim.state import SimClock
 from syncer.errors import TransientError
 from syncer.models import ChangePage, Cursor, Ticket
 

@@ -12,8 +12,8 @@ from reamaze_support import AGENT, BRAND, LOGIN, TOKEN, RecordingClock, make_con
 
 from connectors.loopback import LoopbackServer
 from connectors.reamaze.connector import ReamazeConnector
-from connectors.reamaze.sim_state import SimClock
-from connectors.reamaze.simulator import ReamazeSimulator
+from connectors.reamaze.sim.simulator import ReamazeSimulator
+from connectors.reamaze.sim.state import SimClock
 from syncer.config import HttpSettings
 from syncer.errors import TransientError
 

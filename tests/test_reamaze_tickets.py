@@ -9,7 +9,7 @@ from reamaze_support import AGENT, LOGIN, RecordingClock, make_connector
 
 from connectors.base import Connector
 from connectors.reamaze.connector import ReamazeConnector
-from connectors.reamaze.simulator import ReamazeSimulator
+from connectors.reamaze.sim.simulator import ReamazeSimulator
 from syncer.errors import NotFoundError, RejectedError
 from syncer.models import NewTicket, TicketState, TicketUpdate
 

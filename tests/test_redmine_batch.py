@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from fakes import FakeClock
 
     from connectors.redmine.connector import RedmineConnector
-    from connectors.redmine.simulator import RedmineSimulator
+    from connectors.redmine.sim.simulator import RedmineSimulator
 
 pytest_plugins = ["redmine_fixtures"]
 

@@ -27,7 +27,7 @@ from syncer.models import Attachment, NewComment, NewTicket, TicketState, Ticket
 if TYPE_CHECKING:
     from fakes import FakeClock
 
-    from connectors.redmine.simulator import RedmineSimulator
+    from connectors.redmine.sim.simulator import RedmineSimulator
 
 pytest_plugins = ["redmine_fixtures"]
 

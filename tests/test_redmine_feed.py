@@ -14,8 +14,8 @@ from syncer.models import ChangePage, Cursor
 
 if TYPE_CHECKING:
     from connectors.redmine.connector import RedmineConnector
-    from connectors.redmine.sim_state import SimIssue
-    from connectors.redmine.simulator import RedmineSimulator
+    from connectors.redmine.sim.simulator import RedmineSimulator
+    from connectors.redmine.sim.state import SimIssue
 
 pytest_plugins = ["redmine_fixtures"]
 
@@ -229,7 +229,7 @@ def test_malformed_issue_in_listing_is_skipped_with_a_warning(
 
 
 def _wire(sim: RedmineSimulator, issue: SimIssue) -> Issue:
-    from connectors.redmine import sim_render
+    from connectors.redmine.sim import render as sim_render
 
     return Issue.model_validate(sim_render.issue(sim.state, issue, sim.admin,
                                                  base="http://redmine.test"))

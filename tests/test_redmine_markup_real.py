@@ -23,7 +23,7 @@ from e2e_support import real_redmine_engine
 from redmine_html import Block, rendered_blocks
 from servers.redmine_server import RedmineAdmin
 
-from connectors.reamaze.simulator import ReamazeSimulator
+from connectors.reamaze.sim.simulator import ReamazeSimulator
 from syncer.app import run_all_once
 from syncer.sandbox import BRAND, LOGIN, REAMAZE_TOKEN, sandbox_config
 

@@ -20,7 +20,7 @@ import pytest
 from e2e_support import real_redmine_engine
 from servers.redmine_server import RedmineAdmin, wait_for
 
-from connectors.reamaze.simulator import ReamazeSimulator
+from connectors.reamaze.sim.simulator import ReamazeSimulator
 from syncer.app import run_all_once
 from syncer.sandbox import BRAND, LOGIN, REAMAZE_TOKEN, sandbox_config
 

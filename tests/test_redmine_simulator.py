@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from connectors.loopback import LoopbackServer
-from connectors.redmine.simulator import RedmineSimulator
+from connectors.redmine.sim.simulator import RedmineSimulator
 
 if TYPE_CHECKING:
-    from connectors.redmine.sim_state import SimProject
+    from connectors.redmine.sim.state import SimProject
 
 pytest_plugins = ["redmine_fixtures"]
 

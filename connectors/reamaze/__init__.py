@@ -1,5 +1,5 @@
-"""Re:amaze: the connector (``connector.ReamazeConnector``) and a faithful simulator of its
-REST API (``simulator.ReamazeSimulator``) for tests, the demo and benchmarks."""
+"""Re:amaze: the connector (``connector.ReamazeConnector``) and, in ``sim/``, a faithful
+simulator of its REST API for tests, the demo and benchmarks."""
 
 from connectors.reamaze.connector import ReamazeConnector
 

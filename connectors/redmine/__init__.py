@@ -2,7 +2,7 @@
 
 Layout: wire.py (JSON shapes), mapping.py (pure translation, markers), feed.py (change
 feed), guard.py + notes.py (private-note safety), connector.py (the Connector), and the
-simulator in simulator.py with sim_state/sim_rules/sim_render/sim_data/sim_faults.
+simulator in the ``sim`` package.
 """
 
 from connectors.redmine.connector import RedmineConnector

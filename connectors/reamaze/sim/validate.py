@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
-from connectors.reamaze.sim_http import JSON, Invalid
-from connectors.reamaze.sim_state import SimPerson, SimState
+from connectors.reamaze.sim.http import JSON, Invalid
+from connectors.reamaze.sim.state import SimPerson, SimState
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
 URL_RE = re.compile(r"^https?://[^\s/]+\S*$")

@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
-from connectors.redmine import sim_data as D
-from connectors.redmine.sim_state import (
+from connectors.redmine.sim import data as D
+from connectors.redmine.sim.state import (
     SimAttachment,
     SimIssue,
     SimJournal,

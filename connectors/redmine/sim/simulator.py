@@ -4,7 +4,7 @@ Use it with ``httpx.MockTransport(sim.handle)`` or serve it with ``connectors.lo
 It behaves like a real instance started by tests/servers/redmine-start.sh (login required,
 REST enabled): bad or missing key -> 401 with an empty body; unknown issue -> 404 empty;
 unknown route -> 404 HTML page; writes 201 (create) / 204 (update); 422 ``{"errors": []}``.
-The rules live in sim_rules.py, the JSON shapes in sim_render.py, the data in sim_state.py.
+The rules live in rules.py, the JSON shapes in render.py, the data in state.py.
 
 Test hooks: ``sim.faults.add(status=503, times=2)`` (also ``timeout=True``, ``delay=``,
 ``after=True`` to fail the response of a request that was processed, ``action=`` to run
@@ -26,11 +26,11 @@ from typing import Any
 
 import httpx
 
-from connectors.redmine import sim_data as D
-from connectors.redmine import sim_render as R
-from connectors.redmine.sim_faults import SimRequest
-from connectors.redmine.sim_rules import create_issue, query_issues, update_issue, update_journal
-from connectors.redmine.sim_state import (
+from connectors.redmine.sim import data as D
+from connectors.redmine.sim import render as R
+from connectors.redmine.sim.faults import SimRequest
+from connectors.redmine.sim.rules import create_issue, query_issues, update_issue, update_journal
+from connectors.redmine.sim.state import (
     SimClock,
     SimHTTPError,
     SimIssue,

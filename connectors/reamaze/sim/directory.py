@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from connectors.reamaze.sim_http import (
+from connectors.reamaze.sim.http import (
     JSON,
     Invalid,
     error,
@@ -23,8 +23,8 @@ from connectors.reamaze.sim_http import (
     page_of,
     read_body,
 )
-from connectors.reamaze.sim_state import SimPerson, SimState
-from connectors.reamaze.sim_validate import EMAIL_RE, URL_RE, parse_when
+from connectors.reamaze.sim.state import SimPerson, SimState
+from connectors.reamaze.sim.validate import EMAIL_RE, URL_RE, parse_when
 
 MOBILE_RE = re.compile(r"^\+[1-9]\d{6,14}$")
 CHANNEL_FILTERS = {"email": 1, "twitter": 2, "facebook": 3, "chat": 6}

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from connectors.redmine import sim_data as D
+from connectors.redmine.sim import data as D
 
 
 class SimHTTPError(Exception):

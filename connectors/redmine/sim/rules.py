@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from connectors.redmine import sim_data as D
-from connectors.redmine.sim_state import (
+from connectors.redmine.sim import data as D
+from connectors.redmine.sim.state import (
     SimHTTPError,
     SimIssue,
     SimJournal,

@@ -21,7 +21,7 @@ with ``connectors.loopback.LoopbackServer``. It follows shared/reamaze-api.md:
 * Validation failures are 422 ``{"errors": {field: [messages]}}``; an undecodable JSON
   body is 400. Creates answer 201 (the docs do not say 200 or 201).
 
-Data rules and seeding helpers live in ``sim_state``; fault injection in ``connectors.simfaults``.
+Data rules and seeding helpers live in ``state``; fault injection in ``connectors.simfaults``.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ from typing import Any
 
 import httpx
 
-from connectors.reamaze.sim_directory import DirectoryRoutes
-from connectors.reamaze.sim_faults import MinuteWindow, RequestRecord, error_body
-from connectors.reamaze.sim_http import (
+from connectors.reamaze.sim.directory import DirectoryRoutes
+from connectors.reamaze.sim.faults import MinuteWindow, RequestRecord, error_body
+from connectors.reamaze.sim.http import (
     BadJson,
     Invalid,
     error,
@@ -48,14 +48,14 @@ from connectors.reamaze.sim_http import (
     page_of,
     read_body,
 )
-from connectors.reamaze.sim_state import (
+from connectors.reamaze.sim.state import (
     ORIGIN_API,
     ORIGIN_NAMES,
     Now,
     SimConversation,
     SimMessage,
 )
-from connectors.reamaze.sim_validate import (
+from connectors.reamaze.sim.validate import (
     parse_when,
     validate_conversation_write,
     validate_message_write,

@@ -1,0 +1,11 @@
+"""A faithful, stateful simulator of Redmine's REST JSON API (``RedmineSimulator``), served
+through ``httpx.MockTransport`` or loopback, for tests, the demo and benchmarks.
+
+Layout: simulator.py (routes), state.py (issues, journals, users), rules.py (what the
+server accepts and changes), render.py (JSON out), data.py (seed data), faults.py.
+It is no part of the connector: production code never imports it.
+"""
+
+from connectors.redmine.sim.simulator import RedmineSimulator
+
+__all__ = ["RedmineSimulator"]
