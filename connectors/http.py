@@ -26,7 +26,7 @@ import structlog
 import tenacity
 
 if TYPE_CHECKING:
-    from syncer.config import HttpSettings
+    from connectors.config import HttpSettings
 from syncer.errors import (
     AuthError,
     BadPayloadError,

@@ -6,38 +6,24 @@ engine: its pairs report the error on every pass and the other pairs keep syncin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 import httpx
-from pydantic import SecretStr
 
 from connectors.base import Connector
 from connectors.http import Clock
 from connectors.reamaze.connector import ReamazeConnector
-from connectors.redmine.connector import RedmineConnector
+from connectors.registry import TRACKER_KINDS as TRACKER_KINDS
 from state import StateStore
-from syncer.config import AppConfig, PairConfig, RedmineConfig, read_secret
+from syncer.config import AppConfig, PairConfig, read_secret
 from syncer.errors import ConfigError
 from syncer.markers import MIN_KEY_LENGTH, Markers
 from syncer.reconcile import PairContext
 from syncer.recovery import RecoveryPolicy
 from syncer.runner import PairRunner, PassResult
 from syncer.secrets import register_basic_auth, register_secret
-
-TrackerFactory = Callable[..., Connector]
-
-
-def _redmine(cfg: RedmineConfig, secret: SecretStr, transport: httpx.BaseTransport | None,
-             clock: Clock | None) -> Connector:
-    return RedmineConnector.from_config(cfg, secret, transport=transport, clock=clock)
-
-
-# kind -> (factory, name of the secret's env key in the config section)
-TRACKER_KINDS: dict[str, tuple[TrackerFactory, str]] = {
-    "redmine": (_redmine, "api_key_env"),
-}
 
 
 @dataclass
@@ -101,11 +87,12 @@ def build_engine(config: AppConfig, *, environ: Mapping[str, str] | None = None,
         helpdesk = exc
     trackers: dict[str, Connector | ConfigError] = {}
     for name, tcfg in config.trackers.items():
-        factory, env_key = TRACKER_KINDS[tcfg.kind]
+        kind = TRACKER_KINDS[tcfg.kind]
         try:
-            secret = read_secret(getattr(tcfg, env_key), f"trackers.{name}", env_key, env)
+            secret = read_secret(tcfg.secret_env(), f"trackers.{name}", kind.secret_key, env)
             register_secret(secret.get_secret_value())
-            trackers[name] = factory(tcfg, secret, transports.get(name), clock)
+            trackers[name] = kind.connect(tcfg, secret, transport=transports.get(name),
+                                          clock=clock)
         except ConfigError as exc:
             trackers[name] = exc
     return Engine(config=config, store=store or StateStore(

@@ -30,8 +30,8 @@ import httpx
 
 from connectors.http import ApiClient, Clock, scrub_url
 from connectors.reamaze.connector import ReamazeConnector
+from connectors.registry import TRACKER_KINDS
 from state import StateMissing, StateOutdated, StateStore
-from syncer.app import TRACKER_KINDS
 from syncer.config import AppConfig, HttpSettings, PairConfig, TrackerConfig, read_secret
 from syncer.errors import (
     ConfigError,
@@ -251,13 +251,14 @@ def _check_tracker(name: str, tcfg: TrackerConfig, pairs: list[tuple[int, PairCo
                    report: CheckReport, environ: Mapping[str, str] | None,
                    transport: httpx.BaseTransport | None, clock: Clock | None) -> None:
     section = f"trackers.{name}"
-    factory, key = TRACKER_KINDS[tcfg.kind]
+    kind = TRACKER_KINDS[tcfg.kind]
     try:
-        secret = read_secret(getattr(tcfg, key), section, key, environ)
+        secret = read_secret(tcfg.secret_env(), section, kind.secret_key, environ)
     except ConfigError as exc:
         report.problems.append(exc.message)
         return
-    conn = factory(tcfg.model_copy(update={"http": quick(tcfg.http)}), secret, transport, clock)
+    conn = kind.connect(tcfg.model_copy(update={"http": quick(tcfg.http)}), secret,
+                        transport=transport, clock=clock)
     attempts = Attempts()
     attempts.watch(conn)
     try:
@@ -275,7 +276,7 @@ def _check_tracker(name: str, tcfg: TrackerConfig, pairs: list[tuple[int, PairCo
             for i, pair in mapped:
                 report.problems += [
                     f"[pairs[{i}]] staff_to_user: user {uid} (for {email!r}) does not exist or "
-                    f"is not a member of project {tcfg.project!r} (known: {known})"
+                    f"is not a member of {tcfg.scope()} (known: {known})"
                     for email, uid in pair.staff_to_user.items() if uid not in users]
     except SyncError as exc:
         report.lines.append(f"[{section}] FAIL "

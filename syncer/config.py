@@ -1,5 +1,11 @@
 """The TOML configuration, validated by strict pydantic models.
 
+Each connection's section is its connector's own model (``connectors/<system>/config.py``);
+this module composes them: ``[reamaze]``, and ``[trackers.NAME]`` as a union selected by
+``kind`` over the tracker kinds registered in ``connectors/registry.py``. What lives here is
+the engine's own settings (pairs, state, sync, server, logging) and the checks between
+sections.
+
 Secrets are never written in the file: each connection names the environment variable
 that holds its token (``api_token_env``), read into a ``SecretStr`` from that variable, from
 the file ``NAME_FILE`` names, or from a systemd credential (``read_secret``). Every validation
@@ -16,20 +22,25 @@ import tomllib
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
-    HttpUrl,
-    SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
+# The connection settings are defined with their connectors; the ``X as X`` names are
+# importable from here too, where callers always found them.
+from connectors.config import SECRET_FILE_LIMIT as SECRET_FILE_LIMIT
+from connectors.config import HttpSettings as HttpSettings
+from connectors.config import Strict, TrackerSettings
+from connectors.config import read_secret as read_secret
+from connectors.reamaze.config import ReamazeConfig
+from connectors.redmine.config import RedmineConfig as RedmineConfig
+from connectors.registry import TRACKER_KINDS, TRACKERS
 from syncer.errors import ConfigError
 from syncer.markers import MIN_KEY_LENGTH
 from syncer.models import TicketState
@@ -55,85 +66,21 @@ def check_template(template: str, allowed: tuple[str, ...]) -> str:
     return template
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+if TYPE_CHECKING:
+    # What the code relies on of any tracker's model; the union below is built at run time.
+    TrackerConfig = TrackerSettings
+else:
+    TrackerConfig = Annotated[Union[tuple(t.config for t in TRACKERS)],  # noqa: UP007
+                              Field(discriminator="kind")]
 
 
-class HttpSettings(Strict):
-    requests_per_minute: float = Field(60.0, gt=0)
-    # For APIs that limit writes tighter than requests (GitHub: ~80 content-creating
-    # requests a minute within 5,000 an hour): writes draw from this budget as well as
-    # from requests_per_minute. None: requests_per_minute alone limits writes.
-    writes_per_minute: float | None = Field(None, gt=0)
-    # 1: evenly spaced requests. A larger burst can exceed a server's strict sliding window
-    # (the benchmark provoked 429s with 5 at 80/min) for no gain in sustained throughput.
-    burst: int = Field(1, ge=1)
-    timeout_seconds: float = Field(20.0, gt=0, le=300)
-    max_attempts: int = Field(8, ge=1, le=50)
-    max_retry_after_seconds: float = Field(300.0, gt=0)
-
-    @field_validator("writes_per_minute")
-    @classmethod
-    def _writes_within_requests(cls, v: float | None, info: ValidationInfo) -> float | None:
-        overall = info.data.get("requests_per_minute")  # absent when it failed itself
-        if v is not None and overall is not None and v > overall:
-            # Accepting it would promise a write rate the overall budget never delivers.
-            raise ValueError("must not exceed requests_per_minute: every write also draws "
-                             "from that budget")
-        return v
-
-
-class ReamazeConfig(Strict):
-    brand: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", description="brand subdomain")
-    login_email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
-    api_token_env: str = "REAMAZE_API_TOKEN"
-    base_url: HttpUrl | None = None
-    http: HttpSettings = HttpSettings(requests_per_minute=60)
-    overlap_seconds: float = Field(120.0, ge=0)
-
-    def api_base(self) -> str:
-        if self.base_url is not None:
-            return str(self.base_url).rstrip("/")
-        return f"https://{self.brand}.reamaze.io/api/v1"
-
-
-class RedmineConfig(Strict):
-    # What the cross-checks need to know about this kind of tracker (see reference_problems).
-    secret_key: ClassVar[str] = "api_key_env"
-    has_labels: ClassVar[bool] = False
-
-    kind: Literal["redmine"]
-    base_url: HttpUrl
-    api_key_env: str = "REDMINE_API_KEY"
-    project: str = Field(min_length=1, description="project identifier or id")
-    tracker_id: int | None = None
-    priority_id: int | None = None
-    text_formatting: Literal["common_mark", "textile"] = "common_mark"
-    closed_status_id: int | None = None  # None: the first status with is_closed
-    reopened_status_id: int | None = None  # None: the tracker's default status
-    http: HttpSettings = HttpSettings(requests_per_minute=300)
-    overlap_seconds: float = Field(2.0, ge=0)
-
-    @staticmethod
-    def user_id_problem(value: str) -> str | None:
-        """Why ``value`` cannot be a user id of this tracker (the connector would refuse it
-        at the first assignment), or None."""
-        return None if value.isascii() and value.isdigit() else "Redmine user ids are numbers"
-
-
-TrackerConfig = Annotated[RedmineConfig, Field(discriminator="kind")]
-
-
-def _tracker_models() -> dict[str, type[RedmineConfig]]:
-    """Each tracker model by its ``kind`` tag, read from the union so it cannot go stale."""
-    union = get_args(TrackerConfig)[0]
-    members = get_args(union) or (union,)
-    return {str(tag): model for model in members
-            for tag in get_args(model.model_fields["kind"].annotation)}
+def _tracker_models() -> dict[str, type[TrackerSettings]]:
+    """Each tracker model by its ``kind`` tag."""
+    return {kind: t.config for kind, t in TRACKER_KINDS.items()}
 
 
 def tracker_kinds() -> list[str]:
-    return sorted(_tracker_models())
+    return sorted(TRACKER_KINDS)
 
 Direction = Literal["both", "helpdesk_to_tracker", "tracker_to_helpdesk", "none"]
 Owner = Literal["helpdesk", "tracker"]
@@ -397,7 +344,7 @@ def _pair_tables(data: Mapping[str, Any]) -> list[tuple[int, dict[str, Any]]]:
         pairs, list) else []
 
 
-def _tracker_model(table: Any) -> type[RedmineConfig] | None:
+def _tracker_model(table: Any) -> type[TrackerSettings] | None:
     kind = table.get("kind") if isinstance(table, dict) else None
     return _tracker_models().get(kind) if isinstance(kind, str) else None
 
@@ -429,16 +376,14 @@ def reference_problems(data: Mapping[str, Any]) -> list[tuple[str, str, str]]:
         if model is not None:
             problems += _pair_against_tracker(f"pairs[{i}]", pair, str(tracker), model)
     for name, table in _tables(trackers).items():
-        closed, reopened = table.get("closed_status_id"), table.get("reopened_status_id")
-        if isinstance(closed, int) and closed == reopened:
-            problems.append((f"trackers.{name}", "reopened_status_id",
-                             f"{reopened} is also closed_status_id; reopening needs an open "
-                             "status"))
+        model = _tracker_model(table)
+        if model is not None:
+            problems += [(f"trackers.{name}", k, m) for k, m in model.table_problems(table)]
     return problems
 
 
 def _pair_against_tracker(section: str, pair: dict[str, Any], tracker: str,
-                          model: type[RedmineConfig]) -> list[tuple[str, str, str]]:
+                          model: type[TrackerSettings]) -> list[tuple[str, str, str]]:
     """What a pair asks of its tracker that this kind of tracker cannot do."""
     problems: list[tuple[str, str, str]] = []
     staff = pair.get("staff_to_user")
@@ -448,9 +393,8 @@ def _pair_against_tracker(section: str, pair: dict[str, Any], tracker: str,
             problems.append((section, "staff_to_user", f"{email!r} maps to {user!r}, but {why} "
                              f"(tracker {tracker!r})"))
     if pair.get("tag_to_label") and not model.has_labels:
-        kind = model.model_fields["kind"].annotation
         problems.append((section, "tag_to_label", f"tracker {tracker!r} is a "
-                         f"{get_args(kind)[0]} tracker, which has no labels; remove the "
+                         f"{model.kind_tag()} tracker, which has no labels; remove the "
                          "mapping"))
     return problems
 
@@ -624,67 +568,3 @@ def load_config(path: Path, *, pair: str | None = None, need_secrets: bool = Fal
         raise ConfigError(f"[config] syntax: {path}: {exc}") from None
     return parse_config(data, config_dir=path.absolute().parent, pair=pair,
                         need_secrets=need_secrets, environ=environ)
-
-
-SECRET_FILE_LIMIT = 64 * 1024  # a secret is a line; more is a wrong path (a log, a device)
-
-
-def read_secret(env_var: str, section: str, key: str,
-                environ: Mapping[str, str] | None = None) -> SecretStr:
-    """The secret the config names ``env_var``, from the first of:
-
-    1. the environment variable ``env_var`` itself;
-    2. ``{env_var}_FILE``: the path of a file holding it (container secrets, files of
-       mode 0600 instead of values in the environment of every child process);
-    3. ``$CREDENTIALS_DIRECTORY/{env_var}``: a systemd credential (``LoadCredential=``).
-
-    1 and 2 together are refused: which one is meant cannot be told, and taking either
-    silently runs with a key nobody chose. 3 is what the service manager provides, so an
-    explicit 1 or 2 overrides it (a drop-in trying another key). A blank variable counts
-    as unset; surrounding whitespace, the trailing newline of a file included, is dropped.
-    A file that cannot be used is a configuration error naming the variable and the path,
-    never what the file holds.
-    """
-    env = os.environ if environ is None else environ
-    where = f"[{section}] {key}: "
-    value = env.get(env_var, "").strip()
-    file_var = f"{env_var}_FILE"
-    path = env.get(file_var, "")
-    if value and path.strip():
-        raise ConfigError(f"{where}both {env_var} and {file_var} are set; set only one")
-    if value:
-        return SecretStr(value)
-    if path.strip():
-        return SecretStr(_read_secret_file(Path(path), f"{where}{file_var}: {path}"))
-    not_set = f"{where}environment variable {env_var} is not set"
-    credentials = env.get("CREDENTIALS_DIRECTORY", "")
-    if not credentials.strip():
-        raise ConfigError(not_set)
-    credential = Path(credentials) / env_var
-    if not credential.exists():
-        raise ConfigError(f"{not_set}, nor {file_var}, and there is no credential {credential}")
-    return SecretStr(_read_secret_file(credential, f"{where}credential {env_var}: {credential}"))
-
-
-def _read_secret_file(path: Path, source: str) -> str:
-    """The stripped content of a secret file; ``source`` starts every error about it."""
-    try:
-        with path.open("rb") as f:
-            raw = f.read(SECRET_FILE_LIMIT + 1)
-    except FileNotFoundError:
-        raise ConfigError(f"{source} does not exist") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{source} is a directory") from None
-    except OSError as exc:  # permission, a path through a file...: the reason, no content
-        raise ConfigError(f"{source} cannot be read ({exc.strerror or type(exc).__name__})"
-                          ) from None
-    if len(raw) > SECRET_FILE_LIMIT:
-        raise ConfigError(f"{source} is larger than {SECRET_FILE_LIMIT // 1024} KiB: "
-                          "not a secret")
-    try:
-        text = raw.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise ConfigError(f"{source} is not UTF-8 text") from None
-    if not text:
-        raise ConfigError(f"{source} is empty")
-    return text

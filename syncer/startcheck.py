@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from connectors.base import Connector
 from connectors.http import CallStats
 from connectors.reamaze.connector import ReamazeConnector
-from syncer.app import TRACKER_KINDS, Engine
+from connectors.registry import TRACKER_KINDS
+from syncer.app import Engine
 from syncer.check import Attempts, ChecksSettings, UsesApiClient, describe_failure, quick
 from syncer.config import PairConfig, read_secret
 from syncer.errors import ConfigError, RetriableError, SyncError
@@ -90,10 +91,11 @@ def _reamaze(engine: Engine) -> Verdict:
 
 def _tracker(engine: Engine, name: str) -> Verdict:
     tcfg = engine.config.trackers[name]
-    factory, key = TRACKER_KINDS[tcfg.kind]
-    secret = read_secret(getattr(tcfg, key), f"trackers.{name}", key, engine.environ)
-    conn = factory(tcfg.model_copy(update={"http": quick(tcfg.http)}), secret,
-                   engine.transports.get(name), engine.clock)
+    kind = TRACKER_KINDS[tcfg.kind]
+    secret = read_secret(tcfg.secret_env(), f"trackers.{name}", kind.secret_key,
+                         engine.environ)
+    conn = kind.connect(tcfg.model_copy(update={"http": quick(tcfg.http)}), secret,
+                        transport=engine.transports.get(name), clock=engine.clock)
     _share_budget(conn, engine.trackers.get(name))
     return _try(f"trackers.{name}", conn, str(tcfg.base_url), settings=True)
 

@@ -24,6 +24,7 @@ from pydantic import SecretStr
 from connectors import http
 from connectors.base import Capabilities, CommentBatch, create_one_by_one
 from connectors.reamaze import directory
+from connectors.reamaze.config import ReamazeConfig
 from connectors.reamaze.feed import walk_changes
 from connectors.reamaze.mapping import (
     INTERNAL,
@@ -41,7 +42,6 @@ from connectors.reamaze.wire import (
     parse_items,
     parse_one,
 )
-from syncer.config import ReamazeConfig
 from syncer.errors import BadPayloadError, LeakError, RejectedError
 from syncer.models import (
     ChangePage,

@@ -40,6 +40,7 @@ from connectors.http import (
 )
 from connectors.http import build_http_client as _build_http_client
 from connectors.paging import OffsetPaginator, walk_pages
+from connectors.redmine.config import RedmineConfig
 from connectors.redmine.feed import ChangeFeed, FeedSettings
 from connectors.redmine.guard import PrivateNotesGuard
 from connectors.redmine.mapping import (
@@ -67,7 +68,6 @@ from connectors.redmine.wire import (
     parse_list,
     parse_one,
 )
-from syncer.config import RedmineConfig
 from syncer.errors import AuthError, NotFoundError, RejectedError
 from syncer.models import (
     Attachment,
