@@ -68,7 +68,7 @@ def ids(pages: list[ChangePage]) -> list[str]:
 def test_listing_crosses_page_edges_without_losing_or_repeating(
         tracker: TrackerHarness) -> None:
     """A walk over several pages yields every ticket once, and an idle poll from its
-    cursor (whose look-back overlaps the walk) yields nothing."""
+    cursor (whose look-back re-reads the walk's last tickets) yields nothing."""
     conn = tracker.connector(page_size=3)
     made = [conn.create_ticket(new_ticket(f"Issue {n}")).id for n in range(7)]
     tracker.let_time_pass(SETTLE)
@@ -100,7 +100,7 @@ def test_changes_made_right_after_a_walk_come_back_once(tracker: TrackerHarness)
 def test_closed_and_reopened_tickets_are_listed_with_their_state(
         tracker: TrackerHarness) -> None:
     """Closing and reopening are changes like any other: the feed never filters closed
-    tickets out, and each comes with its new state."""
+    tickets out, and each comes with its new state. An idle poll then costs one request."""
     conn = tracker.connector()
     to_close = conn.create_ticket(new_ticket("close me")).id
     to_reopen = conn.create_ticket(new_ticket("reopen me")).id
@@ -111,9 +111,11 @@ def test_closed_and_reopened_tickets_are_listed_with_their_state(
     tracker.person_sets_state(to_close, TicketState.CLOSED)
     tracker.person_sets_state(to_reopen, TicketState.OPEN)
     tracker.let_time_pass(SETTLE)
-    pages, _ = walk(conn, cursor)
+    pages, cursor = walk(conn, cursor)
     states = {t.id: t.status.state for p in pages for t in p.tickets}
     assert states == {to_close: TicketState.CLOSED, to_reopen: TicketState.OPEN}
+    before = tracker.requests()
+    assert ids(walk(conn, cursor)[0]) == [] and tracker.requests() - before == 1
 
 
 # -- create / update / comment ---------------------------------------------------------------
@@ -236,15 +238,20 @@ def test_a_refused_create_writes_nothing(tracker: TrackerHarness, status: int) -
 
 
 def test_the_servers_own_refusals_map_like_injected_ones(tracker: TrackerHarness) -> None:
-    """The tracker's real 401 (bad credentials) and 404 (unknown ticket) map as above, and
-    the credentials never appear in the error."""
+    """The tracker's real 401 (bad credentials) and 404 (unknown ticket, read or written)
+    map as above, and the credentials never appear in the error."""
     bad = tracker.connector(bad_credentials=True)
     with pytest.raises(AuthError) as denied:
         bad.check()
     assert denied.value.status == 401
     assert BAD_KEY not in str(denied.value)
+    conn = tracker.connector()
     with pytest.raises(NotFoundError):
-        tracker.connector().get_ticket("987654")
+        conn.get_ticket("987654")
+    with pytest.raises(NotFoundError):
+        conn.list_comments("987654")
+    with pytest.raises(NotFoundError):
+        conn.create_comment("987654", note("hello"))
 
 
 # -- pacing ----------------------------------------------------------------------------------
