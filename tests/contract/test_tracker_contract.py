@@ -12,6 +12,7 @@ import uuid
 from collections import Counter
 
 import pytest
+from error_classes import ERROR_IDS, ERRORS
 from tracker_harness import BAD_KEY, TrackerHarness
 
 from connectors.base import Connector
@@ -21,7 +22,6 @@ from syncer.errors import (
     RateLimitedError,
     RejectedError,
     SyncError,
-    TransientError,
 )
 from syncer.models import (
     ChangePage,
@@ -124,6 +124,7 @@ def test_create_update_and_comment_round_trip(tracker: TrackerHarness) -> None:
     """A created ticket reads back with its text and marker, changes state, and lists our
     comment (ours, with its marker) and a person's (not ours, no marker) in order."""
     conn = tracker.connector()
+    assert isinstance(conn, Connector) and conn.name == tracker.kind
     marker = mk()
     created = conn.create_ticket(NewTicket(subject="Crash on save",
                                            description="Line one\nLine two", marker=marker))
@@ -208,14 +209,7 @@ def test_declared_visibility_is_what_the_api_does(tracker: TrackerHarness) -> No
 
 # -- errors ----------------------------------------------------------------------------------
 
-ERRORS: list[tuple[int, type[SyncError]]] = [
-    (401, AuthError), (403, AuthError), (404, NotFoundError), (409, RejectedError),
-    (422, RejectedError), (429, RateLimitedError), (500, TransientError),
-    (502, TransientError), (503, TransientError),
-]
-
-
-@pytest.mark.parametrize(("status", "error"), ERRORS, ids=[str(s) for s, _ in ERRORS])
+@pytest.mark.parametrize(("status", "error"), ERRORS, ids=ERROR_IDS)
 def test_error_status_maps_to_its_recovery_class(tracker: TrackerHarness, status: int,
                                                  error: type[SyncError]) -> None:
     """Each HTTP error is raised as the class saying what to do next, with its status."""
