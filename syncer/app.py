@@ -15,7 +15,7 @@ import httpx
 from connectors.base import Connector
 from connectors.http import Clock
 from connectors.reamaze.connector import ReamazeConnector
-from connectors.registry import TRACKER_KINDS as TRACKER_KINDS
+from connectors.registry import TRACKER_KINDS as TRACKER_KINDS  # where callers found it
 from state import StateStore
 from syncer.config import AppConfig, PairConfig, read_secret
 from syncer.errors import ConfigError

@@ -67,7 +67,8 @@ def check_template(template: str, allowed: tuple[str, ...]) -> str:
 
 
 if TYPE_CHECKING:
-    # What the code relies on of any tracker's model; the union below is built at run time.
+    # What the engine may rely on of any tracker's section. Validation uses the union of
+    # the registered models, selected by ``kind``, which a type checker cannot build.
     TrackerConfig = TrackerSettings
 else:
     TrackerConfig = Annotated[Union[tuple(t.config for t in TRACKERS)],  # noqa: UP007
