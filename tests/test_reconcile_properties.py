@@ -69,6 +69,8 @@ LABELS = ["defect", "p1", "ui", "backend"]
 EMAILS = ["ann@acme.example", "ben@acme.example", "cat@acme.example", "eve@acme.example"]
 USERS = ["1", "2", "3", "99"]
 STATES = list(TicketState)
+# What a tracker status may set a conversation to (On Hold needs a date it does not give).
+TARGETS = [s for s in STATES if s is not TicketState.ON_HOLD]
 # Closing and reopening are what the status rules react to: draw them more often.
 LIVELY_STATES = [*STATES, TicketState.CLOSED, TicketState.OPEN, TicketState.CLOSED]
 DIRECTIONS = ["both", "both", "helpdesk_to_tracker", "tracker_to_helpdesk", "none"]
@@ -109,8 +111,8 @@ def policies(draw: st.DrawFn) -> Any:
             "placeholder_text": draw(st.sampled_from(["An internal note was added.",
                                                       "(note hidden)"])),
             "include_customer_pii": draw(st.booleans())},
-        status={"on_issue_closed": draw(st.sampled_from([TicketState.CLOSED, None, *STATES])),
-                "on_issue_reopened": draw(st.sampled_from([TicketState.OPEN, None, *STATES])),
+        status={"on_issue_closed": draw(st.sampled_from([TicketState.CLOSED, None, *TARGETS])),
+                "on_issue_reopened": draw(st.sampled_from([TicketState.OPEN, None, *TARGETS])),
                 "close_reply_template": draw(st.sampled_from(
                     ["", "Fixed: {subject} (#{issue_id}) {issue_url}"])),
                 "on_conversation_closed": draw(st.sampled_from(["close_issue", "nothing"]))},
