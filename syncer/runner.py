@@ -15,15 +15,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Protocol, runtime_checkable
 
 import structlog
 
-from connectors.base import Connector
+from connectors.base import Connector, ListsStatuses
 from state import PairBusy, PairLease, StateStore
 from syncer.apply import HELD, Applier, ApplyResult, TrackerWrites
 from syncer.errors import NotFoundError, SkippableError, SyncError
-from syncer.models import Cursor, Ticket, TicketStatus, Visibility
+from syncer.models import Cursor, Ticket, Visibility
 from syncer.plan import LinkView, Plan, SaveSnapshot, Side, SideView, Skip
 from syncer.reconcile import PAUSED, PairContext, is_our_issue, matches, reconcile
 from syncer.recovery import RecoveryPolicy, recover_intents
@@ -73,11 +72,6 @@ class Decision:
     issue_deleted: bool = False
     issue_read_at: datetime | None = None  # wall time just before the issue was read
     unchanged: bool = False  # neither side changed since the last sync: a pass skips it
-
-
-@runtime_checkable
-class ListsStatuses(Protocol):
-    def list_statuses(self) -> list[TicketStatus]: ...
 
 
 @dataclass
