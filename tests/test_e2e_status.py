@@ -82,8 +82,9 @@ def test_staff_reopening_leaves_the_issue_closed_by_default(tmp_path: Path) -> N
 
 def test_status_table_moves_both_sides_between_named_statuses(tmp_path: Path) -> None:
     """With a table: Responded → Feedback; Resolved (an open status) → Done; the customer
-    writes → In Progress; staff marks Done → Rejected; Feedback on the tracker → Responded.
-    Every move is written once and never comes back."""
+    writes → In Progress; staff marks Done → Rejected; the customer writes again → In
+    Progress (reopened); Feedback on the tracker → Responded. Every move is written once
+    and never comes back."""
     sb = sandbox(tmp_path, status={
         "on_conversation_closed": "close_issue", "on_conversation_reopened": "reopen_issue",
         "issue_to_conversation": {"Feedback": "pending", "resolved": "closed"},
@@ -96,6 +97,7 @@ def test_status_table_moves_both_sides_between_named_statuses(tmp_path: Path) ->
         ("redmine", RESOLVED, RZ_DONE, RESOLVED),
         ("customer", None, RZ_OPEN, IN_PROGRESS),
         ("reamaze", RZ_DONE, RZ_DONE, REJECTED),
+        ("customer", None, RZ_OPEN, IN_PROGRESS),  # reopens the Rejected issue
         ("redmine", FEEDBACK, RZ_RESPONDED, FEEDBACK),
     ]
     for who, status, rz_after, rm_after in steps:
