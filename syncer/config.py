@@ -279,14 +279,11 @@ class PairConfig(Strict):
     @model_validator(mode="before")
     @classmethod
     def _status_direction(cls, data: Any) -> Any:
-        # Closing or reopening issues from Re:amaze used to need status_field's direction
-        # changed as well, or it silently did nothing: left unset, the direction now
-        # follows what [pairs.status] asks for. A direction set by hand is kept, and
-        # reference_problems reports it when it contradicts the table.
-        if not isinstance(data, dict):
-            return data
-        field = data.get("status_field", {})
-        if not isinstance(field, dict) or "direction" in field:
+        # Closing or reopening issues from Re:amaze used to need a [pairs.status_field]
+        # table as well, or it silently did nothing: without one, the direction now follows
+        # what [pairs.status] asks for. A table keeps its own (FieldPolicy's default is
+        # "both"), and reference_problems reports a direction that contradicts the table.
+        if not isinstance(data, dict) or "status_field" in data:
             return data
         table = data.get("status", {})
         if isinstance(table, StatusMap):
@@ -296,7 +293,7 @@ class PairConfig(Strict):
         else:
             return data  # its own field error says what is wrong
         return {**data, "status_field": {
-            **field, "direction": "both" if sends else "tracker_to_helpdesk"}}
+            "direction": "both" if sends else "tracker_to_helpdesk", "owner": "tracker"}}
 
     @field_validator("since", mode="before")
     @classmethod

@@ -50,8 +50,14 @@ def test_defaults_keep_status_flowing_from_the_tracker_only() -> None:
 def test_sending_status_to_the_tracker_makes_the_default_direction_both(
         status: dict[str, Any]) -> None:
     """close_issue alone used to do nothing (the direction stayed tracker_to_helpdesk):
-    left unset, the direction now follows the table, and the owner keeps its default."""
-    pair = parse_config(config(status, {"owner": "helpdesk"})).pairs[0]
+    without a [pairs.status_field] table, the direction now follows the status table."""
+    pair = parse_config(config(status)).pairs[0]
+    assert (pair.status_field.direction, pair.status_field.owner) == ("both", "tracker")
+
+
+def test_a_status_field_table_without_direction_keeps_its_default_both() -> None:
+    """As before: a [pairs.status_field] table that leaves direction out flows both ways."""
+    pair = parse_config(config(None, {"owner": "helpdesk"})).pairs[0]
     assert (pair.status_field.direction, pair.status_field.owner) == ("both", "helpdesk")
 
 
