@@ -56,3 +56,15 @@ def test_only_the_groups_that_landed_move_to_the_planned_snapshot() -> None:
     both = recorded(BASE, AFTER, [{"state": "closed"}, {"assignee_id": "8"}])
     assert both.tracker_assignee == "8"
     assert recorded(None, AFTER, []) == AFTER
+
+
+def test_a_named_tracker_status_landed_only_when_the_issue_shows_that_very_status() -> None:
+    """A status table's write (state plus the tracker's status id) landed only when the issue
+    has that id: another open status is not it; recovery then records the id too."""
+    from tests.reconcile_builders import tracker_status
+
+    in_progress = issue().model_copy(update={"status": tracker_status("In Progress")})
+    assert landed({"state": "open", "status_code": "2"}, in_progress)
+    assert not landed({"state": "open", "status_code": "4"}, in_progress)
+    after = AFTER.model_copy(update={"tracker_status": "2"})
+    assert recorded(BASE, after, [{"state": "open", "status_code": "2"}]).tracker_status == "2"
