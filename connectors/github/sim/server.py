@@ -360,7 +360,14 @@ class GitHubSimulator:
 
     # -- routes -------------------------------------------------------------------------------
     def _me(self, request: httpx.Request, user: GhUser, _m: re.Match[str]) -> Any:
-        return self._user_json(request, user.login)
+        """The authenticated user: GitHub's "private-user" shape."""
+        stamp = _time(self.clock.current)
+        return {**self._user_json(request, user.login), "user_view_type": "private",
+                "name": None, "company": None, "blog": "", "location": None, "email": None,
+                "hireable": None, "bio": None, "public_repos": 0, "public_gists": 0,
+                "followers": 0, "following": 0, "created_at": stamp, "updated_at": stamp,
+                "private_gists": 0, "total_private_repos": 0, "owned_private_repos": 0,
+                "disk_usage": 0, "collaborators": 0, "two_factor_authentication": True}
 
     def _user(self, request: httpx.Request, _u: GhUser, m: re.Match[str]) -> Any:
         if m.group(1) not in self.state.users:
@@ -381,14 +388,42 @@ class GitHubSimulator:
         level = self.state.level(repo, user)
         order = ("read", "triage", "write", "maintain", "admin")
         rank = order.index(level) if level in order else -1
-        api = self._api(request)
-        return {"id": repo.id, "node_id": f"R_{repo.id}", "name": repo.name,
-                "full_name": repo.full_name, "private": repo.private,
-                "owner": self._user_json(request, repo.owner),
-                "html_url": f"https://github.com/{repo.full_name}",
-                "url": f"{api}/repos/{repo.full_name}", "has_issues": repo.has_issues,
-                "permissions": {"pull": rank >= 0, "triage": rank >= 1, "push": rank >= 2,
-                                "maintain": rank >= 3, "admin": rank >= 4}}
+        api, web = self._api(request), f"https://github.com/{repo.full_name}"
+        base = f"{api}/repos/{repo.full_name}"
+        stamp = _time(self.clock.current)
+        urls = {f"{name}_url": f"{base}/{name}{suffix}" for name, suffix in (
+            ("archive", "/{archive_format}{/ref}"), ("assignees", "{/user}"),
+            ("blobs", "{/sha}"), ("branches", "{/branch}"),
+            ("collaborators", "{/collaborator}"), ("comments", "{/number}"),
+            ("commits", "{/sha}"), ("compare", "{/base}...{head}"), ("contents", "{+path}"),
+            ("contributors", ""), ("deployments", ""), ("downloads", ""), ("events", ""),
+            ("forks", ""), ("hooks", ""), ("issue_comment", "{/number}"),
+            ("issue_events", "{/number}"), ("issues", "{/number}"), ("keys", "{/key_id}"),
+            ("labels", "{/name}"), ("languages", ""), ("merges", ""),
+            ("milestones", "{/number}"), ("notifications", "{?since,all,participating}"),
+            ("pulls", "{/number}"), ("releases", "{/id}"), ("stargazers", ""),
+            ("statuses", "/{sha}"), ("subscribers", ""), ("subscription", ""), ("tags", ""),
+            ("teams", ""), ("trees", "{/sha}"))}
+        for git in ("commits", "refs", "tags"):
+            urls[f"git_{git}_url"] = f"{base}/git/{git}{{/sha}}"
+        open_count = sum(1 for i in self.state.issues.values()
+                         if i.repo_id == repo.id and i.state == "open")
+        return {
+            **urls, "id": repo.id, "node_id": f"R_{repo.id}", "name": repo.name,
+            "full_name": repo.full_name, "private": repo.private,
+            "owner": self._user_json(request, repo.owner), "html_url": web, "url": base,
+            "description": None, "fork": False, "homepage": None, "language": None,
+            "clone_url": web + ".git", "git_url": f"git://github.com/{repo.full_name}.git",
+            "ssh_url": f"git@github.com:{repo.full_name}.git", "svn_url": web,
+            "mirror_url": None, "default_branch": "main", "forks": 0, "forks_count": 0,
+            "stargazers_count": 0, "watchers": 0, "watchers_count": 0, "size": 0,
+            "open_issues": open_count, "open_issues_count": open_count,
+            "has_issues": repo.has_issues, "has_projects": False, "has_wiki": False,
+            "has_pages": False, "has_discussions": False, "archived": False, "disabled": False,
+            "license": None, "pushed_at": stamp, "created_at": stamp, "updated_at": stamp,
+            "network_count": 0, "subscribers_count": 0,
+            "permissions": {"pull": rank >= 0, "triage": rank >= 1, "push": rank >= 2,
+                            "maintain": rank >= 3, "admin": rank >= 4}}
 
     def _issues_query(self, request: httpx.Request, repo: GhRepo) -> list[GhIssue]:
         p = dict(request.url.params.items())
@@ -538,6 +573,7 @@ class GitHubSimulator:
         found.sort(key=lambda i: i.id, reverse=True)
         status, chunk, headers = self._page(request, found, "/search/issues")
         return status, {"total_count": len(found), "incomplete_results": False,
+                        "search_type": "lexical",
                         "items": [{**self._issue_json(request, i), "score": 1.0}
                                   for i in chunk]}, headers
 
