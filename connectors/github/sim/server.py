@@ -23,12 +23,13 @@ from __future__ import annotations
 import json
 import re
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, unquote, urlencode
 
 import httpx
 
@@ -36,6 +37,7 @@ from connectors.github.sim.state import (
     LEVELS,
     GhComment,
     GhIssue,
+    GhLabel,
     GhRepo,
     GhUser,
     GitHubError,
@@ -101,7 +103,13 @@ class GitHubSimulator:
             ("GET", repo + r"/issues/(\d+)/comments", self._list_comments),
             ("POST", repo + r"/issues/(\d+)/comments", self._create_comment),
             ("POST", repo + r"/issues/(\d+)/labels", self._add_labels),
+            ("PUT", repo + r"/issues/(\d+)/lock", self._lock),
+            ("DELETE", repo + r"/issues/(\d+)/lock", self._lock),
             ("GET", repo + r"/labels", self._repo_labels),
+            ("POST", repo + r"/labels", self._create_label),
+            ("GET", repo + r"/labels/([^/]+)", self._get_label),
+            ("PATCH", repo + r"/labels/([^/]+)", self._update_label),
+            ("DELETE", repo + r"/labels/([^/]+)", self._delete_label),
             ("GET", r"/search/issues", self._search),
         ):
             self._routes.append((method, re.compile(pattern + r"/?"), route))
@@ -308,7 +316,7 @@ class GitHubSimulator:
             "author_association": "OWNER" if issue.author == repo.owner else "NONE",
             "active_lock_reason": None, "body": issue.body,
             "closed_by": None, "performed_via_github_app": None,
-            "timeline_url": base + "/timeline",
+            "timeline_url": base + "/timeline", "reactions": self._reactions(base),
         }
         if issue.is_pull_request:
             out["pull_request"] = {"url": f"{api}/repos/{repo.full_name}/pulls/{issue.number}",
@@ -317,10 +325,16 @@ class GitHubSimulator:
         return out
 
     def _label_json(self, request: httpx.Request, repo: GhRepo, name: str) -> dict[str, Any]:
-        return {"id": abs(hash((repo.id, name))) % 10**9, "node_id": f"LA_{name}",
-                "url": f"{self._api(request)}/repos/{repo.full_name}/labels/{name}",
-                "name": name, "color": repo.labels.get(name, "ededed"), "default": False,
-                "description": None}
+        label = repo.labels.get(name) or GhLabel(name, "ededed")
+        ident = zlib.crc32(f"{repo.id}:{name}".encode())
+        return {"id": ident, "node_id": f"LA_{ident}",
+                "url": f"{self._api(request)}/repos/{repo.full_name}/labels/{quote(name)}",
+                "name": name, "color": label.color, "default": label.default,
+                "description": label.description}
+
+    def _reactions(self, url: str) -> dict[str, Any]:
+        return {"url": url + "/reactions", "total_count": 0, "+1": 0, "-1": 0, "laugh": 0,
+                "hooray": 0, "confused": 0, "heart": 0, "rocket": 0, "eyes": 0}
 
     def _comment_json(self, request: httpx.Request, comment: GhComment) -> dict[str, Any]:
         repo = self.state.repo_by_id(comment.repo_id)
@@ -333,7 +347,9 @@ class GitHubSimulator:
                 "created_at": _time(comment.created_at), "updated_at": _time(comment.updated_at),
                 "issue_url": f"{api}/repos/{repo.full_name}/issues/{comment.number}",
                 "author_association": "OWNER" if comment.author == repo.owner else "NONE",
-                "performed_via_github_app": None}
+                "performed_via_github_app": None,
+                "reactions": self._reactions(
+                    f"{api}/repos/{repo.full_name}/issues/comments/{comment.id}")}
 
     # -- paging -------------------------------------------------------------------------------
     def _page(self, request: httpx.Request, items: list[Any], path: str,
@@ -539,6 +555,32 @@ class GitHubSimulator:
         status, chunk, headers = self._page(request, sorted(repo.labels),
                                             f"/repositories/{repo.id}/labels")
         return status, [self._label_json(request, repo, n) for n in chunk], headers
+
+    def _create_label(self, request: httpx.Request, user: GhUser, m: re.Match[str]) -> Any:
+        repo = self._repo_of(user, m)
+        label = self.state.save_label(repo, user, _json(request))
+        return self._label_json(request, repo, label.name)
+
+    def _get_label(self, request: httpx.Request, user: GhUser, m: re.Match[str]) -> Any:
+        repo = self._repo_of(user, m)
+        return self._label_json(request, repo, self.state.label(repo, unquote(m.group(3))).name)
+
+    def _update_label(self, request: httpx.Request, user: GhUser, m: re.Match[str]) -> Any:
+        repo = self._repo_of(user, m)
+        old = self.state.label(repo, unquote(m.group(3)))
+        label = self.state.save_label(repo, user, _json(request), old)
+        return 200, self._label_json(request, repo, label.name), {}
+
+    def _delete_label(self, _r: httpx.Request, user: GhUser, m: re.Match[str]) -> Any:
+        repo = self._repo_of(user, m)
+        self.state.delete_label(repo, user, self.state.label(repo, unquote(m.group(3))))
+        return 204, None, {}
+
+    def _lock(self, request: httpx.Request, user: GhUser, m: re.Match[str]) -> Any:
+        repo = self._repo_of(user, m)
+        issue = self.state.issue(repo, int(m.group(3)))
+        self.state.set_locked(repo, user, issue, request.method == "PUT")
+        return 204, None, {}
 
     def _search(self, request: httpx.Request, user: GhUser, _m: re.Match[str]) -> Any:
         query = request.url.params.get("q", "")

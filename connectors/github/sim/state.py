@@ -17,6 +17,7 @@ What it keeps faithful (trackers.md §1, the official OpenAPI description in
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
 from dataclasses import dataclass, field
@@ -64,6 +65,29 @@ class GhUser:
 
 
 @dataclass
+class GhLabel:
+    name: str
+    color: str
+    description: str | None = None
+    default: bool = False
+
+
+# What every new repository starts with (as recorded from api.github.com).
+DEFAULT_LABELS = (
+    ("bug", "d73a4a", "Something isn't working"),
+    ("documentation", "0075ca", "Improvements or additions to documentation"),
+    ("duplicate", "cfd3d7", "This issue or pull request already exists"),
+    ("enhancement", "a2eeef", "New feature or request"),
+    ("good first issue", "7057ff", "Good for newcomers"),
+    ("help wanted", "008672", "Extra attention is needed"),
+    ("invalid", "e4e669", "This doesn't seem right"),
+    ("question", "d876e3", "Further information is requested"),
+    ("wontfix", "ffffff", "This will not be worked on"),
+)
+_COLOUR = re.compile(r"^[0-9a-fA-F]{6}$")
+
+
+@dataclass
 class GhRepo:
     id: int
     owner: str
@@ -72,7 +96,8 @@ class GhRepo:
     has_issues: bool = True
     # login -> "read" | "triage" | "write" | "admin"
     permissions: dict[str, str] = field(default_factory=dict)
-    labels: dict[str, str] = field(default_factory=dict)  # name -> colour
+    labels: dict[str, GhLabel] = field(default_factory=lambda: {
+        name: GhLabel(name, colour, text, True) for name, colour, text in DEFAULT_LABELS})
     next_number: int = 1
 
     @property
@@ -288,7 +313,7 @@ class GitHubState:
                     {"resource": "Label", "code": "invalid", "field": "name"}])
             known = next((k for k in repo.labels if k.lower() == name.lower()), None)
             if known is None:  # GitHub creates a label named on an issue
-                repo.labels[name] = "ededed"
+                repo.labels[name] = GhLabel(name, "ededed")
                 known = name
             if known not in names:
                 names.append(known)
@@ -303,6 +328,53 @@ class GitHubState:
         # Logins that cannot be assigned (no access to the repo) are dropped silently.
         return [str(login) for login in dict.fromkeys(value)
                 if login in self.users and self.level(repo, self.users[str(login)]) is not None]
+
+    def label(self, repo: GhRepo, name: str) -> GhLabel:
+        found = next((v for k, v in repo.labels.items() if k.lower() == name.lower()), None)
+        if found is None:
+            raise GitHubError(404, "Not Found")
+        return found
+
+    def save_label(self, repo: GhRepo, user: GhUser, body: dict[str, object],
+                   old: GhLabel | None = None) -> GhLabel:
+        if self.level(repo, user) not in WRITE_LEVELS:
+            raise GitHubError(403, "Must have admin rights to Repository.")
+        name = body.get("new_name", body.get("name")) if old else body.get("name")
+        name = name if name is not None or old is None else old.name
+        colour = body.get("color", old.color if old else "ededed")
+        if not isinstance(name, str) or not name.strip():
+            raise GitHubError(422, "Validation Failed", [
+                {"resource": "Label", "code": "missing_field", "field": "name"}])
+        if not isinstance(colour, str) or not _COLOUR.match(colour.lstrip("#")):
+            raise GitHubError(422, "Validation Failed", [
+                {"resource": "Label", "code": "invalid", "field": "color"}])
+        clash = next((k for k in repo.labels if k.lower() == name.lower()), None)
+        if clash is not None and (old is None or clash != old.name):
+            raise GitHubError(422, "Validation Failed", [
+                {"resource": "Label", "code": "already_exists", "field": "name"}])
+        description = body.get("description", old.description if old else None)
+        label = GhLabel(name, colour.lstrip("#"),
+                        description if isinstance(description, str) else None)
+        if old is not None:
+            del repo.labels[old.name]
+            for issue in self.issues.values():
+                if issue.repo_id == repo.id:
+                    issue.labels = [name if n == old.name else n for n in issue.labels]
+        repo.labels[name] = label
+        return label
+
+    def delete_label(self, repo: GhRepo, user: GhUser, label: GhLabel) -> None:
+        if self.level(repo, user) not in WRITE_LEVELS:
+            raise GitHubError(403, "Must have admin rights to Repository.")
+        del repo.labels[label.name]
+        for issue in self.issues.values():
+            if issue.repo_id == repo.id and label.name in issue.labels:
+                issue.labels.remove(label.name)
+
+    def set_locked(self, repo: GhRepo, user: GhUser, issue: GhIssue, locked: bool) -> None:
+        if self.level(repo, user) not in WRITE_LEVELS:
+            raise GitHubError(403, "Must have admin rights to Repository.")
+        issue.locked = locked
 
     def searchable(self, issue: GhIssue) -> bool:
         """The index has the issue ``search_lag`` seconds after it was created."""
