@@ -275,7 +275,7 @@ def _check_tracker(name: str, tcfg: TrackerConfig, pairs: list[tuple[int, PairCo
             for i, pair in mapped:
                 report.problems += [
                     f"[pairs[{i}]] staff_to_user: user {uid} (for {email!r}) does not exist or "
-                    f"has no access to {tcfg.scope_name()} (known: {known})"
+                    f"is not a member of {tcfg.scope_name()} (known: {known})"
                     for email, uid in pair.staff_to_user.items() if uid not in users]
     except SyncError as exc:
         report.lines.append(f"[{section}] FAIL "

@@ -111,6 +111,11 @@ def _tracker_models() -> dict[str, type[AnyTrackerConfig]]:
             for tag in get_args(model.model_fields["kind"].annotation)}
 
 
+def tracker_models() -> dict[str, type[AnyTrackerConfig]]:
+    """Each tracker kind's config model (what a ``[trackers.NAME]`` table may hold)."""
+    return dict(_tracker_models())
+
+
 def tracker_kinds() -> list[str]:
     return sorted(_tracker_models())
 

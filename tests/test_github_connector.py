@@ -274,3 +274,7 @@ def test_every_request_names_the_api_version(gh: GitHubWorld) -> None:
     gh.connector().whoami()
     assert all(e.request.headers["X-GitHub-Api-Version"] == "2022-11-28"
                for e in gh.exchanges)
+
+
+def test_assignable_users_are_the_repositorys_collaborators(gh: GitHubWorld) -> None:
+    assert sorted(u.id for u in gh.connector().list_users()) == ["acme", "dev-dana", "sync-bot"]

@@ -106,6 +106,7 @@ class GitHubSimulator:
             ("PUT", repo + r"/issues/(\d+)/lock", self._lock),
             ("DELETE", repo + r"/issues/(\d+)/lock", self._lock),
             ("GET", repo + r"/labels", self._repo_labels),
+            ("GET", repo + r"/assignees", self._assignees),
             ("POST", repo + r"/labels", self._create_label),
             ("GET", repo + r"/labels/([^/]+)", self._get_label),
             ("PATCH", repo + r"/labels/([^/]+)", self._update_label),
@@ -575,6 +576,14 @@ class GitHubSimulator:
         repo = self._repo_of(user, m)
         self.state.delete_label(repo, user, self.state.label(repo, unquote(m.group(3))))
         return 204, None, {}
+
+    def _assignees(self, request: httpx.Request, user: GhUser, m: re.Match[str]) -> Any:
+        """Who can be assigned: the owner and the collaborators."""
+        repo = self._repo_of(user, m)
+        logins = sorted({repo.owner, *repo.permissions})
+        status, chunk, headers = self._page(request, logins,
+                                            f"/repositories/{repo.id}/assignees")
+        return status, [self._user_json(request, login) for login in chunk], headers
 
     def _lock(self, request: httpx.Request, user: GhUser, m: re.Match[str]) -> Any:
         repo = self._repo_of(user, m)
