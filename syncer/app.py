@@ -14,6 +14,8 @@ import httpx
 from pydantic import SecretStr
 
 from connectors.base import Connector
+from connectors.github import GitHubConnector
+from connectors.github.config import GitHubConfig
 from connectors.http import Clock
 from connectors.reamaze.connector import ReamazeConnector
 from connectors.redmine.connector import RedmineConnector
@@ -34,9 +36,15 @@ def _redmine(cfg: RedmineConfig, secret: SecretStr, transport: httpx.BaseTranspo
     return RedmineConnector.from_config(cfg, secret, transport=transport, clock=clock)
 
 
+def _github(cfg: GitHubConfig, secret: SecretStr, transport: httpx.BaseTransport | None,
+            clock: Clock | None) -> Connector:
+    return GitHubConnector.from_config(cfg, secret, transport=transport, clock=clock)
+
+
 # kind -> (factory, name of the secret's env key in the config section)
 TRACKER_KINDS: dict[str, tuple[TrackerFactory, str]] = {
     "redmine": (_redmine, "api_key_env"),
+    "github": (_github, "token_env"),
 }
 
 

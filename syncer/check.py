@@ -297,7 +297,7 @@ def _check_tracker(name: str, tcfg: TrackerConfig, pairs: list[tuple[int, PairCo
         # Settings first: a project the server lacks would fail check() itself.
         found = conn.setting_problems() if isinstance(conn, ChecksSettings) else []
         report.problems += [f"[{section}] {k}: {m}" for k, m in found]
-        if any(k == "project" for k, _ in found):
+        if any(k == tcfg.scope_key for k, _ in found):
             report.lines.append(f"[{section}] FAIL see the configuration errors")
             return
         report.lines.append(f"[{section}] ok: {conn.check()}")
@@ -308,7 +308,7 @@ def _check_tracker(name: str, tcfg: TrackerConfig, pairs: list[tuple[int, PairCo
             for i, pair in mapped:
                 report.problems += [
                     f"[pairs[{i}]] staff_to_user: user {uid} (for {email!r}) does not exist or "
-                    f"is not a member of project {tcfg.project!r} (known: {known})"
+                    f"is not a member of {tcfg.scope_name()} (known: {known})"
                     for email, uid in pair.staff_to_user.items() if uid not in users]
         named = [(i, p) for i, p in pairs if p.status.names_tracker_statuses]
         if named and isinstance(conn, ListsStatuses):

@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     HttpUrl,
     SecretStr,
@@ -30,6 +28,9 @@ from pydantic import (
     model_validator,
 )
 
+from connectors.github.config import GitHubConfig
+from connectors.settings import HttpSettings as HttpSettings  # re-exported
+from connectors.settings import Strict as Strict  # re-exported
 from syncer.errors import ConfigError
 from syncer.markers import MIN_KEY_LENGTH
 from syncer.models import TicketState, TicketStatus
@@ -55,34 +56,6 @@ def check_template(template: str, allowed: tuple[str, ...]) -> str:
     return template
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class HttpSettings(Strict):
-    requests_per_minute: float = Field(60.0, gt=0)
-    # For APIs that limit writes tighter than requests (GitHub: ~80 content-creating
-    # requests a minute within 5,000 an hour): writes draw from this budget as well as
-    # from requests_per_minute. None: requests_per_minute alone limits writes.
-    writes_per_minute: float | None = Field(None, gt=0)
-    # 1: evenly spaced requests. A larger burst can exceed a server's strict sliding window
-    # (the benchmark provoked 429s with 5 at 80/min) for no gain in sustained throughput.
-    burst: int = Field(1, ge=1)
-    timeout_seconds: float = Field(20.0, gt=0, le=300)
-    max_attempts: int = Field(8, ge=1, le=50)
-    max_retry_after_seconds: float = Field(300.0, gt=0)
-
-    @field_validator("writes_per_minute")
-    @classmethod
-    def _writes_within_requests(cls, v: float | None, info: ValidationInfo) -> float | None:
-        overall = info.data.get("requests_per_minute")  # absent when it failed itself
-        if v is not None and overall is not None and v > overall:
-            # Accepting it would promise a write rate the overall budget never delivers.
-            raise ValueError("must not exceed requests_per_minute: every write also draws "
-                             "from that budget")
-        return v
-
-
 class ReamazeConfig(Strict):
     brand: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", description="brand subdomain")
     login_email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
@@ -101,6 +74,7 @@ class RedmineConfig(Strict):
     # What the cross-checks need to know about this kind of tracker (see reference_problems).
     secret_key: ClassVar[str] = "api_key_env"
     has_labels: ClassVar[bool] = False
+    scope_key: ClassVar[str] = "project"  # the setting naming where issues go
 
     kind: Literal["redmine"]
     base_url: HttpUrl
@@ -120,16 +94,26 @@ class RedmineConfig(Strict):
         at the first assignment), or None."""
         return None if value.isascii() and value.isdigit() else "Redmine user ids are numbers"
 
+    def scope_name(self) -> str:
+        return f"project {self.project!r}"
 
-TrackerConfig = Annotated[RedmineConfig, Field(discriminator="kind")]
 
 
-def _tracker_models() -> dict[str, type[RedmineConfig]]:
+AnyTrackerConfig = RedmineConfig | GitHubConfig
+TrackerConfig = Annotated[AnyTrackerConfig, Field(discriminator="kind")]
+
+
+def _tracker_models() -> dict[str, type[AnyTrackerConfig]]:
     """Each tracker model by its ``kind`` tag, read from the union so it cannot go stale."""
     union = get_args(TrackerConfig)[0]
     members = get_args(union) or (union,)
     return {str(tag): model for model in members
             for tag in get_args(model.model_fields["kind"].annotation)}
+
+
+def tracker_models() -> dict[str, type[AnyTrackerConfig]]:
+    """Each tracker kind's config model (what a ``[trackers.NAME]`` table may hold)."""
+    return dict(_tracker_models())
 
 
 def tracker_kinds() -> list[str]:
@@ -492,7 +476,7 @@ def _pair_tables(data: Mapping[str, Any]) -> list[tuple[int, dict[str, Any]]]:
         pairs, list) else []
 
 
-def _tracker_model(table: Any) -> type[RedmineConfig] | None:
+def _tracker_model(table: Any) -> type[AnyTrackerConfig] | None:
     kind = table.get("kind") if isinstance(table, dict) else None
     return _tracker_models().get(kind) if isinstance(kind, str) else None
 
@@ -573,7 +557,7 @@ def _status_problems(section: str, pair: dict[str, Any]) -> list[tuple[str, str,
 
 
 def _pair_against_tracker(section: str, pair: dict[str, Any], tracker: str,
-                          model: type[RedmineConfig]) -> list[tuple[str, str, str]]:
+                          model: type[AnyTrackerConfig]) -> list[tuple[str, str, str]]:
     """What a pair asks of its tracker that this kind of tracker cannot do."""
     problems: list[tuple[str, str, str]] = []
     staff = pair.get("staff_to_user")
