@@ -278,3 +278,18 @@ def test_every_request_names_the_api_version(gh: GitHubWorld) -> None:
 
 def test_assignable_users_are_the_repositorys_collaborators(gh: GitHubWorld) -> None:
     assert sorted(u.id for u in gh.connector().list_users()) == ["acme", "dev-dana", "sync-bot"]
+
+
+def test_named_statuses_close_with_their_reason(gh: GitHubWorld) -> None:
+    """A pair's status table may name GitHub's states; the close reason is the status."""
+    conn = gh.connector()
+    assert [s.name for s in conn.list_statuses()] == [
+        "open", "closed (completed)", "closed (not_planned)", "closed (duplicate)"]
+    created = conn.create_ticket(ticket())
+    done = conn.update_ticket(created.id, TicketUpdate(state=TicketState.CLOSED,
+                                                       status_code="closed:not_planned"))
+    assert done.status.name == "closed (not_planned)"
+    moved = conn.update_ticket(created.id, TicketUpdate(status_code="open"))
+    assert moved.status.state is TicketState.OPEN
+    with pytest.raises(RejectedError, match="no status"):
+        conn.update_ticket(created.id, TicketUpdate(status_code="closed:whatever"))

@@ -33,7 +33,13 @@ from pydantic import SecretStr
 from connectors.base import Capabilities, CommentBatch, create_one_by_one
 from connectors.github.config import GitHubConfig
 from connectors.github.feed import ChangeFeed, FeedSettings
-from connectors.github.mapping import comment_to_unified, issue_to_ticket, user_to_unified
+from connectors.github.mapping import (
+    STATUSES,
+    comment_to_unified,
+    issue_to_ticket,
+    ticket_status,
+    user_to_unified,
+)
 from connectors.github.wire import (
     CONNECTOR,
     GhCommentWire,
@@ -64,6 +70,7 @@ from syncer.models import (
     NewTicket,
     Ticket,
     TicketState,
+    TicketStatus,
     TicketUpdate,
     User,
     Visibility,
@@ -240,10 +247,26 @@ class GitHubConnector:
             ticket = self.update_ticket(ticket.id, TicketUpdate(state=TicketState.CLOSED))
         return ticket
 
+    def list_statuses(self) -> list[TicketStatus]:
+        """GitHub's states, closed ones by reason: what a pair's status table may name
+        (``open``, ``closed (completed)``, ``closed (not_planned)``)."""
+        return list(STATUSES.values())
+
     def update_ticket(self, ticket_id: str, update: TicketUpdate) -> Ticket:
         issue = self._read_issue(ticket_id)
         change: dict[str, Any] = {}
-        if update.state is not None:
+        named = STATUSES.get(update.status_code or "")
+        if update.status_code is not None and named is None:
+            raise RejectedError(f"GitHub has no status {update.status_code!r} (known: "
+                                f"{', '.join(STATUSES)})", connector=CONNECTOR,
+                                object_id=ticket_id)
+        if named is not None:
+            if ticket_status(issue).code != named.code:
+                state, _, reason = named.code.partition(":")
+                change["state"] = state
+                if reason:
+                    change["state_reason"] = reason
+        elif update.state is not None:
             closing = update.state in _CLOSING
             if (issue.state == "closed") != closing:
                 change["state"] = "closed" if closing else "open"
@@ -263,7 +286,8 @@ class GitHubConnector:
             "PATCH", self._issue_path(ticket_id), change, object_id=ticket_id), "issue",
             object_id=ticket_id)
         problems = []
-        if "state" in change and after.state != change["state"]:
+        if "state" in change and (after.state != change["state"] or (
+                "state_reason" in change and after.state_reason != change["state_reason"])):
             problems.append("state")
         if "labels" in change and {n.lower() for n in after.label_names()} != {
                 n.lower() for n in change["labels"]}:

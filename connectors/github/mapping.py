@@ -16,6 +16,13 @@ from connectors.github.wire import GhCommentWire, GhIssueWire, GhUserWire
 from connectors.hidden_marker import split_marker
 from syncer.models import Author, Comment, Ticket, TicketState, TicketStatus, User, Visibility
 
+# Every state an issue can be in, by ``TicketStatus.code`` (``duplicate`` is set by people
+# marking an issue a duplicate; the engine never closes one that way).
+STATUSES = {s.code: s for s in (
+    TicketStatus(code="open", name="open", state=TicketState.OPEN),
+    *(TicketStatus(code=f"closed:{r}", name=f"closed ({r})", state=TicketState.CLOSED)
+      for r in ("completed", "not_planned", "duplicate")))}
+
 
 def ticket_status(issue: GhIssueWire) -> TicketStatus:
     if issue.state == "closed":
