@@ -20,6 +20,7 @@ from syncer.models import (
     NewComment,
     NewTicket,
     Ticket,
+    TicketStatus,
     TicketUpdate,
 )
 
@@ -135,3 +136,10 @@ class Connector(Protocol):
     def check(self) -> str:
         """Verify credentials and permissions; return a one-line description of who we are."""
         ...
+
+
+@runtime_checkable
+class ListsStatuses(Protocol):
+    """A tracker whose statuses a pair's status table may name (by name or id)."""
+
+    def list_statuses(self) -> list[TicketStatus]: ...

@@ -26,7 +26,7 @@ import structlog
 import tenacity
 
 if TYPE_CHECKING:
-    from connectors.config import HttpSettings
+    from connectors.settings import HttpSettings
 from syncer.errors import (
     AuthError,
     BadPayloadError,
@@ -222,6 +222,7 @@ class ApiClient:
         clock: Clock | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
         describe_auth_failure: Callable[[], str] | None = None,
+        classify_error: Callable[[int, bytes, httpx.Headers], SyncError | None] | None = None,
     ) -> None:
         self.connector = connector
         self.client = client
@@ -232,6 +233,9 @@ class ApiClient:
         self.clock = clock or SystemClock()
         self.max_body_bytes = max_body_bytes
         self.describe_auth_failure = describe_auth_failure or (lambda: "authentication failed")
+        # A connector's own reading of an error answer, before the generic one (GitHub
+        # answers 403 for its rate limits); None leaves the answer to the generic mapping.
+        self.classify_error = classify_error
         self.stats = CallStats()
 
     # -- public API -------------------------------------------------------------------
@@ -389,6 +393,12 @@ class ApiClient:
                    object_id: str | None) -> SyncError:
         kw: dict[str, Any] = {"connector": self.connector, "object_id": object_id,
                               "status": status, "body": body}
+        special = (self.classify_error(status, body, headers)
+                   if self.classify_error is not None else None)
+        if special is not None:
+            if isinstance(special, RateLimitedError):
+                self.stats.rate_limited += 1
+            return special
         if status == 429:
             self.stats.rate_limited += 1
             retry_after = parse_retry_after(headers.get("retry-after"),

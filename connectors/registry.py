@@ -12,9 +12,11 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from connectors.base import Connector
-from connectors.config import TrackerSettings
+from connectors.github.config import GitHubConfig
+from connectors.github.connector import GitHubConnector
 from connectors.redmine.config import RedmineConfig
 from connectors.redmine.connector import RedmineConnector
+from connectors.settings import TrackerSettings
 
 # (config, secret, transport=None, clock=None) -> the connector; a connector's
 # ``from_config``. The transport routes it to a simulator in tests and the demo.
@@ -38,6 +40,7 @@ class TrackerKind(NamedTuple):
 
 TRACKERS: tuple[TrackerKind, ...] = (
     TrackerKind.of(RedmineConfig, RedmineConnector.from_config),
+    TrackerKind.of(GitHubConfig, GitHubConnector.from_config),
 )
 
 TRACKER_KINDS: dict[str, TrackerKind] = {t.kind: t for t in TRACKERS}

@@ -28,11 +28,19 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from connectors.base import ListsStatuses
 from connectors.http import ApiClient, Clock, scrub_url
 from connectors.reamaze.connector import ReamazeConnector
 from connectors.registry import TRACKER_KINDS
 from state import StateMissing, StateOutdated, StateStore
-from syncer.config import AppConfig, HttpSettings, PairConfig, TrackerConfig, read_secret
+from syncer.config import (
+    AppConfig,
+    HttpSettings,
+    PairConfig,
+    StatusMap,
+    TrackerConfig,
+    read_secret,
+)
 from syncer.errors import (
     ConfigError,
     NotFoundError,
@@ -40,7 +48,8 @@ from syncer.errors import (
     RetriableError,
     SyncError,
 )
-from syncer.models import User
+from syncer.models import TicketState, TicketStatus, User
+from syncer.reconcile_status import find_status
 
 CHECK_ATTEMPTS = 2  # a second try rides out a blip; more only keeps the operator waiting
 CHECK_TIMEOUT_SECONDS = 10.0
@@ -180,6 +189,30 @@ def _listing(values: list[str]) -> str:
     return shown + (f", … ({len(values) - _SHOWN} more)" if len(values) > _SHOWN else "")
 
 
+def status_table_problems(table: StatusMap, statuses: list[TicketStatus],
+                          tracker: str) -> list[str]:
+    """``key: message`` for each tracker status a pair's status table names that the
+    tracker does not have, or that cannot do what the table asks of it."""
+    known = _listing([f"{s.code} {s.name}" for s in statuses])
+    out: list[str] = []
+    for key in table.issue_to_conversation:
+        if find_status(statuses, key) is None:
+            out.append(f"issue_to_conversation: {key!r} is not a status of tracker "
+                       f"{tracker!r} (known: {known})")
+    for state, key in table.conversation_to_issue.items():
+        found = find_status(statuses, key)
+        if found is None:
+            out.append(f"conversation_to_issue: {key!r} (for {state!r}) is not a status of "
+                       f"tracker {tracker!r} (known: {known})")
+        elif state != "closed" and found.state is TicketState.CLOSED:
+            opened = _listing([f"{s.code} {s.name}" for s in statuses
+                               if s.state is not TicketState.CLOSED])
+            out.append(f"conversation_to_issue: {found.code} {found.name} (for {state!r}) is "
+                       f"a closed status; a conversation that is {state} needs an open one "
+                       f"(open: {opened})")
+    return out
+
+
 def _close(conn: object) -> None:
     if isinstance(conn, UsesApiClient):
         conn.api.client.close()
@@ -265,7 +298,7 @@ def _check_tracker(name: str, tcfg: TrackerConfig, pairs: list[tuple[int, PairCo
         # Settings first: a project the server lacks would fail check() itself.
         found = conn.setting_problems() if isinstance(conn, ChecksSettings) else []
         report.problems += [f"[{section}] {k}: {m}" for k, m in found]
-        if any(k == "project" for k, _ in found):
+        if any(k == tcfg.scope_key for k, _ in found):
             report.lines.append(f"[{section}] FAIL see the configuration errors")
             return
         report.lines.append(f"[{section}] ok: {conn.check()}")
@@ -276,8 +309,14 @@ def _check_tracker(name: str, tcfg: TrackerConfig, pairs: list[tuple[int, PairCo
             for i, pair in mapped:
                 report.problems += [
                     f"[pairs[{i}]] staff_to_user: user {uid} (for {email!r}) does not exist or "
-                    f"is not a member of {tcfg.scope()} (known: {known})"
+                    f"is not a member of {tcfg.scope_name()} (known: {known})"
                     for email, uid in pair.staff_to_user.items() if uid not in users]
+        named = [(i, p) for i, p in pairs if p.status.names_tracker_statuses]
+        if named and isinstance(conn, ListsStatuses):
+            statuses = conn.list_statuses()
+            for i, pair in named:
+                report.problems += [f"[pairs[{i}].status] {m}" for m in
+                                    status_table_problems(pair.status, statuses, name)]
     except SyncError as exc:
         report.lines.append(f"[{section}] FAIL "
                             f"{describe_failure(exc, attempts, str(tcfg.base_url))}")

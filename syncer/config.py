@@ -34,16 +34,16 @@ from pydantic import (
 
 # The connection settings are defined with their connectors; the ``X as X`` names are
 # importable from here too, where callers always found them.
-from connectors.config import SECRET_FILE_LIMIT as SECRET_FILE_LIMIT
-from connectors.config import HttpSettings as HttpSettings
-from connectors.config import Strict, TrackerSettings
-from connectors.config import read_secret as read_secret
 from connectors.reamaze.config import ReamazeConfig
 from connectors.redmine.config import RedmineConfig as RedmineConfig
 from connectors.registry import TRACKER_KINDS, TRACKERS
+from connectors.settings import SECRET_FILE_LIMIT as SECRET_FILE_LIMIT
+from connectors.settings import HttpSettings as HttpSettings
+from connectors.settings import Strict, TrackerSettings
+from connectors.settings import read_secret as read_secret
 from syncer.errors import ConfigError
 from syncer.markers import MIN_KEY_LENGTH
-from syncer.models import TicketState
+from syncer.models import TicketState, TicketStatus
 
 DEFAULT_CONFIG_PATH = Path("reamaze-sync.toml")
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -78,6 +78,11 @@ else:
 def _tracker_models() -> dict[str, type[TrackerSettings]]:
     """Each tracker model by its ``kind`` tag."""
     return {kind: t.config for kind, t in TRACKER_KINDS.items()}
+
+
+def tracker_models() -> dict[str, type[TrackerSettings]]:
+    """Each tracker kind's config model (what a ``[trackers.NAME]`` table may hold)."""
+    return dict(_tracker_models())
 
 
 def tracker_kinds() -> list[str]:
@@ -116,17 +121,86 @@ class VisibilityPolicy(Strict):
     include_customer_pii: bool = False
 
 
+# Re:amaze needs a date with On Hold (`hold_until`), which a tracker status change has not.
+_NO_HOLD = "Re:amaze needs a hold_until date to put a conversation on hold, which a tracker " \
+           "status change does not give"
+ConversationState = Literal["open", "pending", "on_hold", "closed"]
+
+
 class StatusMap(Strict):
+    """How status moves between a conversation and its issue, both ways.
+
+    Tracker → Re:amaze: an issue that moves to a status named in ``issue_to_conversation``
+    (by name or id) sets the conversation to that state; any other move into a closed status
+    sets ``on_issue_closed``, and one out of a closed status sets ``on_issue_reopened``
+    (only to a conversation that is still closed). Re:amaze → tracker: a conversation that
+    closes closes its issue (``on_conversation_closed``), one that leaves closed reopens a
+    closed issue (``on_conversation_reopened``), to the status ``conversation_to_issue``
+    names for the new state or else the tracker's ``closed_status_id`` /
+    ``reopened_status_id``; an open issue follows the open states the table names.
+    """
+
     on_issue_closed: TicketState | None = TicketState.CLOSED
     on_issue_reopened: TicketState | None = TicketState.OPEN
     # Public reply emailed to the customer when the issue closes; empty = none.
     close_reply_template: str = ""
     on_conversation_closed: Literal["close_issue", "nothing"] = "nothing"
+    on_conversation_reopened: Literal["reopen_issue", "nothing"] = "nothing"
+    issue_to_conversation: dict[str, ConversationState] = {}
+    conversation_to_issue: dict[ConversationState, str] = {}
 
     @field_validator("close_reply_template")
     @classmethod
     def _reply_fields(cls, v: str) -> str:
         return check_template(v, ("subject", "issue_id", "issue_url"))
+
+    @field_validator("on_issue_closed", "on_issue_reopened")
+    @classmethod
+    def _not_on_hold(cls, v: TicketState | None) -> TicketState | None:
+        if v is TicketState.ON_HOLD:
+            raise ValueError(_NO_HOLD)
+        return v
+
+    @field_validator("issue_to_conversation")
+    @classmethod
+    def _targets(cls, v: dict[str, str]) -> dict[str, str]:
+        held = sorted(k for k, state in v.items() if state == "on_hold")
+        if held:
+            raise ValueError(f"{', '.join(map(repr, held))}: {_NO_HOLD}")
+        if any(not k.strip() for k in v):
+            raise ValueError("a tracker status (name or id) may not be blank")
+        return v
+
+    @field_validator("conversation_to_issue")
+    @classmethod
+    def _statuses(cls, v: dict[str, str]) -> dict[str, str]:
+        if any(not s.strip() for s in v.values()):
+            raise ValueError("a tracker status (name or id) may not be blank")
+        return v
+
+    @property
+    def sends_to_tracker(self) -> bool:
+        return (self.on_conversation_closed == "close_issue"
+                or self.on_conversation_reopened == "reopen_issue"
+                or bool(self.conversation_to_issue))
+
+    @property
+    def names_tracker_statuses(self) -> bool:
+        """The table names tracker statuses: the reconciler needs the tracker's list."""
+        return bool(self.issue_to_conversation or self.conversation_to_issue)
+
+    def wanted_for(self, status: TicketStatus) -> TicketState | None:
+        """The conversation state ``issue_to_conversation`` names for this tracker status."""
+        for key, state in self.issue_to_conversation.items():
+            if status_named(status, key):
+                return TicketState(state)
+        return None
+
+
+def status_named(status: TicketStatus, key: str) -> bool:
+    """A tracker status as the config names it: by its id, or by its name (any case)."""
+    key = key.strip()
+    return key == status.code or key.casefold() == status.name.casefold()
 
 
 class PairConfig(Strict):
@@ -154,6 +228,25 @@ class PairConfig(Strict):
     # Where history starts for this pair: the first pass and `backfill` walk back to here.
     # None = everything.
     since: datetime | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _status_direction(cls, data: Any) -> Any:
+        # Closing or reopening issues from Re:amaze used to need a [pairs.status_field]
+        # table as well, or it silently did nothing: without one, the direction now follows
+        # what [pairs.status] asks for. A table keeps its own (FieldPolicy's default is
+        # "both"), and reference_problems reports a direction that contradicts the table.
+        if not isinstance(data, dict) or "status_field" in data:
+            return data
+        table = data.get("status", {})
+        if isinstance(table, StatusMap):
+            sends = table.sends_to_tracker
+        elif isinstance(table, dict):
+            sends = _sends_to_tracker(table)
+        else:
+            return data  # its own field error says what is wrong
+        return {**data, "status_field": {
+            "direction": "both" if sends else "tracker_to_helpdesk", "owner": "tracker"}}
 
     @field_validator("since", mode="before")
     @classmethod
@@ -190,6 +283,13 @@ class PairConfig(Strict):
             raise ValueError(f"{', '.join(map(repr, bad))} are not email addresses (keys are "
                              "Re:amaze staff emails)")
         return v
+
+
+def _sends_to_tracker(table: Mapping[str, Any]) -> bool:
+    """Whether a [pairs.status] table, as written, asks for status to go to the tracker."""
+    return (table.get("on_conversation_closed") == "close_issue"
+            or table.get("on_conversation_reopened") == "reopen_issue"
+            or bool(table.get("conversation_to_issue")))
 
 
 _SQLITE_FILE_RE = re.compile(r"(sqlite(?:\+\w+)?:///)([^?]*)(\?.*)?", re.S)
@@ -373,6 +473,7 @@ def reference_problems(data: Mapping[str, Any]) -> list[tuple[str, str, str]]:
                                  f"pairs[{first_use[name]}]"))
             else:
                 first_use[name] = i
+        problems += _status_problems(f"pairs[{i}]", pair)
         model = _tracker_model(trackers.get(tracker)) if isinstance(tracker, str) else None
         if model is not None:
             problems += _pair_against_tracker(f"pairs[{i}]", pair, str(tracker), model)
@@ -380,6 +481,45 @@ def reference_problems(data: Mapping[str, Any]) -> list[tuple[str, str, str]]:
         model = _tracker_model(table)
         if model is not None:
             problems += [(f"trackers.{name}", k, m) for k, m in model.table_problems(table)]
+    return problems
+
+
+_TO_TRACKER = ("both", "helpdesk_to_tracker")
+_TO_HELPDESK = ("both", "tracker_to_helpdesk")
+
+
+def _status_problems(section: str, pair: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """[pairs.status] settings that the pair's status direction, or each other, rule out:
+    each would otherwise do nothing without a word."""
+    table, field = pair.get("status"), pair.get("status_field")
+    if not isinstance(table, dict):
+        return []
+    problems: list[tuple[str, str, str]] = []
+    where = f"{section}.status"
+    direction = field.get("direction") if isinstance(field, dict) else None
+    if isinstance(direction, str) and direction not in _TO_TRACKER:
+        for key, value in (("on_conversation_closed", "close_issue"),
+                           ("on_conversation_reopened", "reopen_issue")):
+            if table.get(key) == value:
+                problems.append((where, key, f"{value!r} sends status to the tracker, but "
+                                 f"[{section}.status_field] direction is {direction!r}; set it "
+                                 "to \"both\" or \"helpdesk_to_tracker\" (or leave it out)"))
+        if table.get("conversation_to_issue"):
+            problems.append((where, "conversation_to_issue", "sets tracker statuses, but "
+                             f"[{section}.status_field] direction is {direction!r}; set it to "
+                             "\"both\" or \"helpdesk_to_tracker\" (or leave it out)"))
+    if isinstance(direction, str) and direction not in _TO_HELPDESK:
+        for key in ("issue_to_conversation", "close_reply_template"):
+            if table.get(key):
+                problems.append((where, key, "acts when the issue changes, but "
+                                 f"[{section}.status_field] direction is {direction!r}; set it "
+                                 "to \"both\" or \"tracker_to_helpdesk\""))
+    mapped = table.get("conversation_to_issue")
+    if (isinstance(mapped, dict) and "closed" in mapped
+            and table.get("on_conversation_closed", "nothing") != "close_issue"):
+        problems.append((where, "conversation_to_issue", "names a status for \"closed\", but "
+                         "on_conversation_closed is \"nothing\"; set it to \"close_issue\" "
+                         "or remove the entry"))
     return problems
 
 

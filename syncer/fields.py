@@ -22,7 +22,7 @@ from syncer.plan import Action, SaveSnapshot, Side, Snapshot, UpdateTicket
 
 # The snapshot fields each kind of write vouches for, once it is seen to have landed.
 GROUPS: dict[str, tuple[str, ...]] = {
-    "state": ("helpdesk_state", "tracker_state", "close_replies"),
+    "state": ("helpdesk_state", "tracker_state", "tracker_status", "close_replies"),
     "assignee_id": ("helpdesk_assignee", "tracker_assignee"),
     "tags": ("helpdesk_tags", "tracker_labels"),
 }
@@ -58,6 +58,8 @@ def landed(write: dict[str, Any], ticket: Ticket) -> bool:
         now = ticket.status.state
         if not (now == wanted or (wanted in _CLOSING and now in _CLOSING)):
             return False
+    if "status_code" in write and ticket.status.code != str(write["status_code"]):
+        return False
     if "assignee_id" in write:
         current = ticket.assignee.id if ticket.assignee else ""
         if (current or "").casefold() != str(write["assignee_id"]).casefold():

@@ -48,7 +48,7 @@ import re
 from collections.abc import Callable
 from typing import Literal
 
-Markup = Literal["plain", "textile", "common_mark"]
+Markup = Literal["plain", "textile", "common_mark", "gfm"]
 
 _ZWSP = "\u200b"
 _DIGITS = frozenset("0123456789")  # Ruby's \d, and CommonMark's list markers, are ASCII
@@ -158,8 +158,19 @@ def _plain(text: str) -> str:
     return text
 
 
+# GitHub links ``GH-123`` to issue 123 of the repository (besides ``#123`` and
+# ``owner/repo#1``, which the ``#`` rule already breaks).
+_GH_REF = re.compile(r"(?i)\bGH(?=-[0-9])")
+
+
+def escape_gfm(text: str) -> str:
+    """GitHub Flavored Markdown: CommonMark's rules, and GitHub's own references broken."""
+    return _GH_REF.sub(lambda m: m.group() + _ZWSP, escape_commonmark(text))
+
+
 ESCAPERS: dict[Markup, Callable[[str], str]] = {
-    "plain": _plain, "textile": escape_textile, "common_mark": escape_commonmark}
+    "plain": _plain, "textile": escape_textile, "common_mark": escape_commonmark,
+    "gfm": escape_gfm}
 
 
 def escape(markup: Markup, text: str) -> str:
@@ -171,6 +182,6 @@ def strong(markup: Markup, escaped: str) -> str:
     """Our own emphasis around text that is already escaped."""
     if markup == "textile":
         return f"*{escaped}*"
-    if markup == "common_mark":
+    if markup in ("common_mark", "gfm"):
         return f"**{escaped}**"
     return escaped

@@ -148,6 +148,9 @@ class TicketUpdate(Frozen):
     """Fields left as None are not touched."""
 
     state: TicketState | None = None
+    # The tracker's own status id to set (a [pairs.status] table entry); ``state`` still
+    # says whether it is a closed one. None: the connector picks its close/reopen status.
+    status_code: str | None = None
     tags: tuple[str, ...] | None = None
     assignee_id: str | None = None
     hold_until: AwareDatetime | None = None

@@ -61,6 +61,10 @@ class Snapshot(_Frozen):
 
     helpdesk_state: TicketState | None = None
     tracker_state: TicketState | None = None
+    # The tracker status id, kept only for pairs whose status table names tracker statuses
+    # (a move between two open statuses is a change only to them). None: not known, and a
+    # change is then told by the state alone.
+    tracker_status: str | None = None
     helpdesk_tags: tuple[str, ...] = ()
     tracker_labels: tuple[str, ...] = ()
     helpdesk_assignee: str | None = None  # staff email

@@ -24,6 +24,7 @@ from syncer.models import (
     NewTicket,
     Ticket,
     TicketState,
+    TicketStatus,
     TicketUpdate,
     Visibility,
 )
@@ -51,6 +52,8 @@ from syncer.plan import (
     description_target,
     is_our_marker,
 )
+from syncer.reconcile_status import flows as _flows
+from syncer.reconcile_status import status_changes, tracker_status_of
 
 PAUSED = ("internal notes paused: an earlier copy came back public and could not be "
           "removed")
@@ -65,6 +68,8 @@ class PairContext:
     # A copy of an internal note came back public and could not be removed: until it is
     # gone, no internal content goes to the tracker.
     internal_paused: bool = False
+    # The tracker's statuses, read by the runner when the pair's status table names some.
+    tracker_statuses: tuple[TicketStatus, ...] = ()
 
     @property
     def pair(self) -> str:
@@ -476,19 +481,12 @@ def _labels_for(ctx: PairContext, tags: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted({ctx.policy.tag_to_label[t] for t in tags if t in ctx.policy.tag_to_label}))
 
 
-def _flows(direction: str, towards: Side) -> bool:
-    if direction == "both":
-        return True
-    if towards is Side.HELPDESK:
-        return direction == "tracker_to_helpdesk"
-    return direction == "helpdesk_to_tracker"
-
-
 def _current(ctx: PairContext, conversation: SideView, issue: SideView) -> Snapshot:
     conv, iss = conversation.ticket, issue.ticket
     return Snapshot(
         helpdesk_state=conv.status.state,
         tracker_state=iss.status.state,
+        tracker_status=tracker_status_of(ctx.policy.status, iss.status),
         helpdesk_tags=tuple(sorted(conv.tags)),
         tracker_labels=tuple(sorted(iss.tags)),
         helpdesk_assignee=conv.assignee.email if conv.assignee else None,
@@ -513,80 +511,14 @@ def _fields(ctx: PairContext, conversation: SideView, issue: SideView,
     now = now.model_copy(update={"close_replies": base.close_replies})
     actions: list[Action] = []
     after = now
-    status_actions, after = _status(ctx, conversation, issue, base, after, copies)
+    status_actions, after = status_changes(ctx, conversation, issue, base, after,
+                                           copies.own[Side.HELPDESK])
     actions += status_actions
     assignee_actions, after = _assignee(ctx, cid, issue.ticket.id, base, after)
     actions += assignee_actions
     label_actions, after = _labels(ctx, cid, issue.ticket.id, base, after)
     actions += label_actions
     return actions, after
-
-
-def _status(ctx: PairContext, conversation: SideView, issue: SideView, base: Snapshot,
-            now: Snapshot, copies: _Copies) -> tuple[list[Action], Snapshot]:
-    policy, fp = ctx.policy, ctx.policy.status_field
-    cid, iid = conversation.ticket.id, issue.ticket.id
-    hd_state, tr_state = now.helpdesk_state, now.tracker_state
-    tr_changed = tr_state != base.tracker_state
-    hd_changed = hd_state != base.helpdesk_state
-    to_hd: TicketState | None = None
-    if tr_changed and _flows(fp.direction, Side.HELPDESK):
-        if tr_state == TicketState.CLOSED:
-            to_hd = policy.status.on_issue_closed
-        elif base.tracker_state == TicketState.CLOSED and hd_state == TicketState.CLOSED:
-            to_hd = policy.status.on_issue_reopened
-    to_tr: TicketState | None = None
-    if (hd_changed and _flows(fp.direction, Side.TRACKER)
-            and policy.status.on_conversation_closed == "close_issue"
-            and hd_state == TicketState.CLOSED and tr_state != TicketState.CLOSED):
-        to_tr = TicketState.CLOSED
-    if to_hd is not None and to_tr is not None:
-        winner = Side.TRACKER if fp.owner == "tracker" else Side.HELPDESK
-        conflict = Conflict(conversation_id=cid, field="status",
-                            helpdesk_value=str(hd_state), tracker_value=str(tr_state),
-                            winner=winner)
-        if winner is Side.TRACKER:
-            to_tr = None
-        else:
-            to_hd = None
-        actions: list[Action] = [conflict]
-    else:
-        actions = []
-    if to_hd is not None and to_hd != hd_state:
-        # The reply goes before the state change: once the conversation has its new state
-        # the change is no longer seen, so a reply planned after it would be lost if the
-        # pass stopped in between. Its key is numbered by the closings already replied to
-        # (kept in the snapshot, which only moves once the whole plan is applied), never by
-        # anything that changes while the issue stays closed: a pass retried after the
-        # issue was edited again finds the reply it sent and does not mail the customer
-        # a second time.
-        if tr_state == TicketState.CLOSED and policy.status.close_reply_template:
-            marker = ctx.markers.close_reply(cid, iid, base.close_replies)
-            if marker not in copies.own[Side.HELPDESK]:
-                actions.append(AddComment(
-                    conversation_id=cid, target=Side.HELPDESK, ticket_id=cid, source_id="",
-                    new=NewComment(
-                        body=render.close_reply(policy, conversation.ticket, issue.ticket),
-                        visibility=Visibility.PUBLIC, notify_customer=True, marker=marker)))
-            now = now.model_copy(update={"close_replies": base.close_replies + 1})
-        actions.append(UpdateTicket(conversation_id=cid, target=Side.HELPDESK, ticket_id=cid,
-                                    update=TicketUpdate(state=to_hd),
-                                    reason=f"issue is {tr_state}"))
-        now = now.model_copy(update={"helpdesk_state": to_hd})
-    if to_tr is not None and to_tr != tr_state:
-        actions.append(UpdateTicket(conversation_id=cid, target=Side.TRACKER, ticket_id=iid,
-                                    update=TicketUpdate(state=to_tr),
-                                    reason=f"conversation is {hd_state}"))
-        now = now.model_copy(update={"tracker_state": to_tr})
-    # The snapshot's count can be behind the replies the conversation shows: a snapshot
-    # restored from a backup taken before a closing was replied to. Counted on from the
-    # replies found, or the next closing would get the key of a reply already sent, find
-    # it and mail nothing. Counted after the decision above, so a retried closing still
-    # finds the reply an interrupted pass sent for it.
-    sent = now.close_replies
-    while ctx.markers.close_reply(cid, iid, sent) in copies.own[Side.HELPDESK]:
-        sent += 1
-    return actions, now.model_copy(update={"close_replies": sent})
 
 
 def _assignee(ctx: PairContext, cid: str, iid: str, base: Snapshot,

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from connectors.base import Connector
+from connectors.base import Connector, ListsStatuses
 from state import PairBusy, PairLease, StateStore
 from syncer.apply import HELD, Applier, ApplyResult, TrackerWrites
 from syncer.errors import NotFoundError, SkippableError, SyncError
@@ -105,6 +105,15 @@ class PairRunner:
     def pair(self) -> str:
         return self.ctx.pair
 
+    def _with_statuses(self, ctx: PairContext) -> PairContext:
+        """The context with the tracker's statuses, when the pair's status table names
+        some (read once per connection: the connector keeps them)."""
+        if ctx.tracker_statuses or not ctx.policy.status.names_tracker_statuses:
+            return ctx
+        if not isinstance(self.tracker, ListsStatuses):
+            return ctx
+        return replace(ctx, tracker_statuses=tuple(self.tracker.list_statuses()))
+
     def run_once(self, *, kind: str = "poll", dry_run: bool = False, full: bool = False,
                  since: datetime | None = None) -> PassResult:
         """One pass. ``full`` (backfill) walks all of Re:amaze's history, or back to ``since``,
@@ -137,13 +146,14 @@ class PairRunner:
         ctx = self.ctx
         self._covered = {}
         try:
+            self.ctx = self._with_statuses(ctx)
             self._load_dead_letter()
             if not dry_run:
                 recovered = recover_intents(self.pair, self.store, self.helpdesk,
                                             self.tracker, self.recovery)
                 result.counts.update(recovered.counts)
                 self._held, self._waiting = recovered.held, recovered.waiting
-                self.ctx = replace(ctx, internal_paused=self._open_leaks(result))
+                self.ctx = replace(self.ctx, internal_paused=self._open_leaks(result))
                 retried = self._retry_failures(result, recovered.resolved, recovered.waiting)
             else:
                 retried = {}
@@ -377,6 +387,7 @@ class PairRunner:
         nothing written (`explain`). The same decisions as a pass, but forced: a
         conversation unchanged since its last sync, which a pass leaves alone, is decided
         too (``Decision.unchanged`` says so)."""
+        self.ctx = self._with_statuses(self.ctx)
         link = self.store.get_link(self.pair, conv.id)
         if link is None:
             if matches(self.ctx.policy, SideView(ticket=conv)) is None:

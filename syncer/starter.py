@@ -14,6 +14,8 @@ import tomllib
 from importlib import resources
 from pathlib import Path
 
+from syncer.config import tracker_models
+
 MARKER_KEY_COMMAND = "$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
 
 
@@ -48,10 +50,11 @@ def next_steps(config_option: str) -> list[str]:
     data = tomllib.loads(example_config())
     token = data["reamaze"]["api_token_env"]
     marker = data["sync"]["marker_key_env"]
-    keys = sorted({t["api_key_env"] for t in data["trackers"].values()})
+    models = tracker_models()
+    keys = sorted({t[models[t["kind"]].secret_key] for t in data["trackers"].values()})
     cmd = f"reamaze-sync {config_option}"
     exports = [(f"export {token}=...", "the Re:amaze API token of login_email"),
-               *((f"export {key}=...", "the tracker user's API key") for key in keys)]
+               *((f"export {key}=...", "the tracker user's API key or token") for key in keys)]
     width = max(len(line) for line, _ in exports)
     return [
         "next steps:",

@@ -72,6 +72,21 @@ def status(state: TicketState) -> TicketStatus:
                         state=state)
 
 
+# A tracker's own statuses (Redmine's defaults), for pairs whose status table names them.
+TRACKER_STATUSES = tuple(
+    TicketStatus(code=code, name=name,
+                 state=TicketState.CLOSED if closed else TicketState.OPEN)
+    for code, name, closed in (("1", "New", False), ("2", "In Progress", False),
+                               ("3", "Resolved", False), ("4", "Feedback", False),
+                               ("5", "Closed", True), ("6", "Rejected", True)))
+
+
+def tracker_status(key: str) -> TicketStatus:
+    """One of ``TRACKER_STATUSES``, by id or name."""
+    (found,) = [s for s in TRACKER_STATUSES if key in (s.code, s.name)]
+    return found
+
+
 def staff(email: str) -> User:
     return User(id=email, name=email.split("@")[0].title(), email=email)
 
@@ -144,6 +159,8 @@ def context(pol: PairConfig | None = None, *, private: bool = True, labels: bool
                                   markup=markup),
         markers=Markers(MARKERS.key, pol.name),
         tracker_name="Redmine",
+        # As the runner reads them: only for a pair whose status table names statuses.
+        tracker_statuses=TRACKER_STATUSES if pol.status.names_tracker_statuses else (),
     )
 
 
@@ -177,6 +194,7 @@ def agreed(conv: Ticket, iss: Ticket, **changes: Any) -> Snapshot:
     """The snapshot a sync that saw exactly these two tickets would have saved."""
     snap = Snapshot(
         helpdesk_state=conv.status.state, tracker_state=iss.status.state,
+        tracker_status=iss.status.code if iss.status in TRACKER_STATUSES else None,
         helpdesk_tags=tuple(sorted(conv.tags)), tracker_labels=tuple(sorted(iss.tags)),
         helpdesk_assignee=conv.assignee.email if conv.assignee else None,
         tracker_assignee=iss.assignee.id if iss.assignee else None,
@@ -221,7 +239,9 @@ def _touch(view: SideView, when: datetime, **changes: Any) -> SideView:
 def _updated(ticket: Ticket, side: Side, action: UpdateTicket) -> dict[str, Any]:
     u = action.update
     changes: dict[str, Any] = {}
-    if u.state is not None:
+    if u.status_code is not None:
+        changes["status"] = tracker_status(u.status_code)
+    elif u.state is not None:
         changes["status"] = status(u.state)
     if u.tags is not None:
         changes["tags"] = u.tags

@@ -123,6 +123,31 @@ def test_unknown_status_id_lists_every_status() -> None:
     assert lines[-1] == "exit 2"
 
 
+def test_status_table_names_are_checked_against_the_tracker() -> None:
+    """A pair's status table naming a status the tracker lacks, or a closed status for an
+    open conversation state, is a configuration error naming the key; good names pass."""
+    redmine = RedmineSimulator()
+    redmine.add_project("support")
+    data = sandbox_config(status={
+        "on_conversation_closed": "close_issue", "on_conversation_reopened": "reopen_issue",
+        "issue_to_conversation": {"Feedback": "pending", "Waiting": "pending", "6": "closed"},
+        "conversation_to_issue": {"closed": "resolved", "open": "Rejected", "pending": "4"}})
+    cfg = parse_config(data)
+    report = run_check(cfg, environ={"REAMAZE_API_TOKEN": REAMAZE_TOKEN,
+                                     "REDMINE_API_KEY": redmine.admin_key},
+                       transports={"reamaze": httpx.MockTransport(working_reamaze()),
+                                   "redmine": httpx.MockTransport(redmine.handle)},
+                       clock=NoWait())
+    assert report.problems == [
+        "[pairs[0].status] issue_to_conversation: 'Waiting' is not a status of tracker "
+        "'redmine' (known: 1 New, 2 In Progress, 3 Resolved, 4 Feedback, 5 Closed, "
+        "6 Rejected)",
+        "[pairs[0].status] conversation_to_issue: 6 Rejected (for 'open') is a closed "
+        "status; a conversation that is open needs an open one (open: 1 New, 2 In Progress, "
+        "3 Resolved, 4 Feedback)"]
+    assert report.exit_code == 2
+
+
 def test_missing_secret_without_the_cli_is_a_problem_too() -> None:
     """Called directly with a secret unset, the check lists it instead of raising."""
     cfg = parse_config(sandbox_config())

@@ -21,7 +21,7 @@ from click.testing import CliRunner, Result
 from test_cli import Served
 
 from syncer.cli import main
-from syncer.config import load_config
+from syncer.config import load_config, tracker_models
 
 EXE = Path(sys.executable).with_name("reamaze-sync")
 ROOT = Path(__file__).resolve().parent.parent
@@ -207,7 +207,7 @@ def test_init_writes_the_example_and_prints_the_next_steps(tmp_path: Path) -> No
     assert out.startswith(f"wrote {path}\n")
     data = tomllib.loads(EXAMPLE.read_text())
     names = [data["reamaze"]["api_token_env"], data["sync"]["marker_key_env"],
-             *(t["api_key_env"] for t in data["trackers"].values())]
+             *(t[tracker_models()[t["kind"]].secret_key] for t in data["trackers"].values())]
     for name in names:
         assert f"export {name}=" in out
     assert ("export REAMAZE_SYNC_MARKER_KEY=$(python3 -c 'import secrets; "

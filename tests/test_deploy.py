@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from syncer.config import tracker_models
+
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "deploy" / "reamaze-sync.service"
 CONTAINERFILE = ROOT / "deploy" / "Containerfile"
@@ -30,7 +32,7 @@ CONFIG_FILE = "/etc/reamaze-sync/reamaze-sync.toml"
 def secret_names() -> set[str]:
     """The variables the example configuration names for its secrets."""
     return {EXAMPLE["reamaze"]["api_token_env"], EXAMPLE["sync"]["marker_key_env"],
-            *(t["api_key_env"] for t in EXAMPLE["trackers"].values())}
+            *(t[tracker_models()[t["kind"]].secret_key] for t in EXAMPLE["trackers"].values())}
 
 
 def parse_unit(text: str) -> dict[str, list[tuple[str, str]]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from syncer.fields import field_changes, landed, recorded
 from syncer.models import TicketState, TicketUpdate
 from syncer.plan import SaveSnapshot, Side, Snapshot, UpdateTicket
-from tests.reconcile_builders import CID, IID, conversation, issue, status
+from tests.reconcile_builders import CID, IID, conversation, issue, status, tracker_status
 
 C, OP = TicketState.CLOSED, TicketState.OPEN
 BASE = Snapshot(helpdesk_state=OP, tracker_state=OP, helpdesk_tags=("bug",),
@@ -56,3 +56,13 @@ def test_only_the_groups_that_landed_move_to_the_planned_snapshot() -> None:
     both = recorded(BASE, AFTER, [{"state": "closed"}, {"assignee_id": "8"}])
     assert both.tracker_assignee == "8"
     assert recorded(None, AFTER, []) == AFTER
+
+
+def test_a_named_tracker_status_landed_only_when_the_issue_shows_that_very_status() -> None:
+    """A status table's write (state plus the tracker's status id) landed only when the issue
+    has that id: another open status is not it; recovery then records the id too."""
+    in_progress = issue().model_copy(update={"status": tracker_status("In Progress")})
+    assert landed({"state": "open", "status_code": "2"}, in_progress)
+    assert not landed({"state": "open", "status_code": "4"}, in_progress)
+    after = AFTER.model_copy(update={"tracker_status": "2"})
+    assert recorded(BASE, after, [{"state": "open", "status_code": "2"}]).tracker_status == "2"

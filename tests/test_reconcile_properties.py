@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from redmine_mentions import redmine_mentions
 
 from syncer import render
+from syncer.config import status_named
 from syncer.markup import escape, strong
 from syncer.models import Attachment, Author, Comment, Ticket, TicketState, Visibility
 from syncer.plan import (
@@ -46,6 +47,7 @@ from tests.reconcile_builders import (
     IID,
     MARKERS,
     ME,
+    TRACKER_STATUSES,
     World,
     agreed,
     apply_plan,
@@ -56,6 +58,7 @@ from tests.reconcile_builders import (
     policy,
     staff,
     status,
+    tracker_status,
     tracker_user,
     ts,
     view,
@@ -69,6 +72,12 @@ LABELS = ["defect", "p1", "ui", "backend"]
 EMAILS = ["ann@acme.example", "ben@acme.example", "cat@acme.example", "eve@acme.example"]
 USERS = ["1", "2", "3", "99"]
 STATES = list(TicketState)
+# What a tracker status may set a conversation to (On Hold needs a date it does not give).
+TARGETS = [s for s in STATES if s is not TicketState.ON_HOLD]
+# A pair's status table names tracker statuses by name (any case) or id.
+STATUS_KEYS = [*(st_.name for st_ in TRACKER_STATUSES), "feedback", "5", "2"]
+OPEN_STATUS_KEYS = ["New", "in progress", "Feedback", "3"]
+TABLE_TARGETS = ["open", "pending", "closed"]
 # Closing and reopening are what the status rules react to: draw them more often.
 LIVELY_STATES = [*STATES, TicketState.CLOSED, TicketState.OPEN, TicketState.CLOSED]
 DIRECTIONS = ["both", "both", "helpdesk_to_tracker", "tracker_to_helpdesk", "none"]
@@ -98,6 +107,13 @@ def policies(draw: st.DrawFn) -> Any:
     field = st.fixed_dictionaries({
         "direction": st.sampled_from(DIRECTIONS),
         "owner": st.sampled_from(["helpdesk", "tracker"])})
+    closing = draw(st.sampled_from(["close_issue", "nothing"]))
+    # As the config and `check` allow: open states name open statuses, and "closed" any
+    # status but only with close_issue. Sometimes a name the tracker does not have.
+    to_issue = draw(st.dictionaries(st.sampled_from(["open", "pending", "on_hold"]),
+                                    st.sampled_from([*OPEN_STATUS_KEYS, "Gone"]), max_size=2))
+    if closing == "close_issue" and draw(st.booleans()):
+        to_issue["closed"] = draw(st.sampled_from(STATUS_KEYS))
     return policy(
         match={"tags": list(draw(_subset(TAGS[:3]))),
                "channels": list(draw(_subset(["support", "vip"]))),
@@ -109,11 +125,15 @@ def policies(draw: st.DrawFn) -> Any:
             "placeholder_text": draw(st.sampled_from(["An internal note was added.",
                                                       "(note hidden)"])),
             "include_customer_pii": draw(st.booleans())},
-        status={"on_issue_closed": draw(st.sampled_from([TicketState.CLOSED, None, *STATES])),
-                "on_issue_reopened": draw(st.sampled_from([TicketState.OPEN, None, *STATES])),
+        status={"on_issue_closed": draw(st.sampled_from([TicketState.CLOSED, None, *TARGETS])),
+                "on_issue_reopened": draw(st.sampled_from([TicketState.OPEN, None, *TARGETS])),
                 "close_reply_template": draw(st.sampled_from(
                     ["", "Fixed: {subject} (#{issue_id}) {issue_url}"])),
-                "on_conversation_closed": draw(st.sampled_from(["close_issue", "nothing"]))},
+                "on_conversation_closed": closing,
+                "on_conversation_reopened": draw(st.sampled_from(["reopen_issue", "nothing"])),
+                "issue_to_conversation": draw(st.dictionaries(
+                    st.sampled_from(STATUS_KEYS), st.sampled_from(TABLE_TARGETS), max_size=3)),
+                "conversation_to_issue": to_issue},
         status_field=draw(field), tags_field=draw(field), assignee_field=draw(field),
         tag_to_label=draw(st.dictionaries(st.sampled_from(TAGS), st.sampled_from(LABELS[:3]),
                                           max_size=4)),
@@ -206,8 +226,11 @@ def tickets(draw: st.DrawFn, side: Side, updated: int) -> Ticket:
                             channel=draw(st.sampled_from([None, "support", "vip"])),
                             assignee=draw(_opt(EMAILS)), updated=updated,
                             marker=FOREIGN_MARKER if draw(_rarely()) else None)
-    return issue(state=draw(st.sampled_from(LIVELY_STATES)), labels=draw(_subset(LABELS)),
+    made = issue(state=draw(st.sampled_from(LIVELY_STATES)), labels=draw(_subset(LABELS)),
                  assignee=draw(_opt(USERS)), updated=updated)
+    if draw(st.booleans()):  # one of the tracker's own statuses
+        return made.model_copy(update={"status": draw(st.sampled_from(TRACKER_STATUSES))})
+    return made
 
 
 @st.composite
@@ -253,6 +276,7 @@ def field_worlds(draw: st.DrawFn) -> World:
 FIELD_CHANGES = st.one_of(
     st.tuples(st.just("hd_state"), st.sampled_from(LIVELY_STATES)),
     st.tuples(st.just("tr_state"), st.sampled_from(LIVELY_STATES)),
+    st.tuples(st.just("tr_status"), st.sampled_from(TRACKER_STATUSES)),
     st.tuples(st.just("hd_tags"), _subset(TAGS)),
     st.tuples(st.just("tr_labels"), _subset(LABELS)),
     st.tuples(st.just("hd_assignee"), _opt(EMAILS)),
@@ -275,6 +299,8 @@ def _bump(view: SideView, clock: int, **changes: Any) -> SideView:
 def _field(kind: str, value: Any) -> dict[str, Any]:
     if kind.endswith("_state"):
         return {"status": status(value)}
+    if kind == "tr_status":
+        return {"status": value}
     if kind in ("hd_tags", "tr_labels"):
         return {"tags": value}
     if kind == "hd_assignee":
@@ -443,14 +469,16 @@ def check_fields(world: World, plan: Plan) -> None:
         u, side = action.update, action.target
         assert world.issue is not None
         fields = {k for k, v in u.model_dump().items() if v is not None}
-        assert len(fields) == 1
+        assert len(fields - {"status_code"}) == 1
         if u.state is not None:
             assert _flows(pol.status_field.direction, side)
+            table = pol.status
             if side is Side.TRACKER:
-                assert u.state is TicketState.CLOSED
-                assert pol.status.on_conversation_closed == "close_issue"
+                check_tracker_status(world, u.state, u.status_code)
             else:
-                assert u.state in (pol.status.on_issue_closed, pol.status.on_issue_reopened)
+                assert u.status_code is None
+                assert u.state in (table.on_issue_closed, table.on_issue_reopened,
+                                   *table.issue_to_conversation.values())
         if u.assignee_id is not None:
             assert caps.assignee and _flows(pol.assignee_field.direction, side)
             mapped = (pol.staff_to_user.values() if side is Side.TRACKER
@@ -461,6 +489,26 @@ def check_fields(world: World, plan: Plan) -> None:
             assert _flows(pol.tags_field.direction, Side.TRACKER)
             touched = set(u.tags) ^ set(world.issue.ticket.tags)
             assert touched and touched <= set(pol.tag_to_label.values())
+
+
+def check_tracker_status(world: World, state: TicketState, code: str | None) -> None:
+    """A status written to the tracker is one the table or the close/reopen rules call for,
+    for the state the conversation is in."""
+    table, hd = world.ctx.policy.status, world.conversation.ticket.status.state
+    assert world.issue is not None
+    was_closed = world.issue.ticket.status.state is TicketState.CLOSED
+    if hd is TicketState.CLOSED:
+        assert table.on_conversation_closed == "close_issue" and not was_closed
+    else:
+        assert state is TicketState.OPEN
+        assert not was_closed or table.on_conversation_reopened == "reopen_issue"
+    key = dict(table.conversation_to_issue).get(hd.value)
+    if key is None:
+        assert code is None
+        assert state is (TicketState.CLOSED if hd is TicketState.CLOSED else TicketState.OPEN)
+    else:
+        named = tracker_status(code or "")
+        assert status_named(named, key) and named.state is state
 
 
 def _flows(direction: str, towards: Side) -> bool:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import inspect
 
-from connectors.config import TrackerSettings
 from connectors.registry import TRACKER_KINDS, TRACKERS
+from connectors.settings import TrackerSettings
 from syncer.config import AppConfig, tracker_kinds
 
 
@@ -44,7 +44,7 @@ def test_the_config_accepts_exactly_the_registered_kinds() -> None:
 
 def _minimal(kind: str) -> dict[str, object]:
     """The least a section of ``kind`` needs: its required fields, each a plausible value."""
-    values = {"base_url": "https://tracker.example.com", "project": "web"}
+    values = {"base_url": "https://tracker.example.com", "project": "web", "repo": "octo/web"}
     model = TRACKER_KINDS[kind].config
     required = [n for n, f in model.model_fields.items() if f.is_required() and n != "kind"]
     return {"kind": kind, **{n: values[n] for n in required}}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, HttpUrl
 
-from connectors.config import HttpSettings, Strict, api_base
+from connectors.settings import HttpSettings, Strict, api_base
 
 
 class ReamazeConfig(Strict):

@@ -7,12 +7,13 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, HttpUrl
 
-from connectors.config import HttpSettings, TrackerSettings
+from connectors.settings import HttpSettings, TrackerSettings
 
 
 class RedmineConfig(TrackerSettings):
     secret_key: ClassVar[str] = "api_key_env"
     has_labels: ClassVar[bool] = False
+    scope_key: ClassVar[str] = "project"
 
     kind: Literal["redmine"]
     base_url: HttpUrl
@@ -26,7 +27,7 @@ class RedmineConfig(TrackerSettings):
     http: HttpSettings = HttpSettings(requests_per_minute=300)
     overlap_seconds: float = Field(2.0, ge=0)
 
-    def scope(self) -> str:
+    def scope_name(self) -> str:
         return f"project {self.project!r}"
 
     @staticmethod

@@ -6,7 +6,8 @@ Choices worth knowing (the Redmine facts behind them are in shared/redmine.md):
   Journals only come from ``GET /issues/:id.json?include=journals`` (no endpoint in 5.0).
 * Status: ``is_closed`` statuses are CLOSED, all others OPEN (mapping.py). Closing uses
   ``closed_status_id`` or the first closed status; reopening ``reopened_status_id`` or the
-  tracker's default status. Redmine answers 204 and ignores a status the workflow forbids,
+  tracker's default status; an update naming a status id (a pair's status table) sets
+  exactly that one. Redmine answers 204 and ignores a status the workflow forbids,
   so every status change is read back and a silent refusal becomes a ``RejectedError``.
   A state already satisfied sends nothing: even a no-op PUT bumps ``updated_on``.
 * Creating an issue cannot set a closed status (5.0 ignores it for new issues), so a
@@ -241,6 +242,13 @@ class RedmineConnector:
         return ticket
 
     @staticmethod
+    def _status_id(code: str) -> int:
+        if not code.isascii() or not code.isdigit():
+            raise RejectedError("Redmine status ids are numeric", connector=CONNECTOR,
+                                object_id=code[:40])
+        return int(code)
+
+    @staticmethod
     def _user_id(value: str) -> int | str:
         if value == "":
             return ""
@@ -252,7 +260,10 @@ class RedmineConnector:
     def update_ticket(self, ticket_id: str, update: TicketUpdate) -> Ticket:
         issue = self._read_issue(ticket_id, include="")
         change: dict[str, Any] = {}
-        if update.state is not None and issue.status.is_closed != (update.state in _CLOSING):
+        if update.status_code is not None:
+            if str(issue.status.id) != update.status_code:
+                change["status_id"] = self._status_id(update.status_code)
+        elif update.state is not None and issue.status.is_closed != (update.state in _CLOSING):
             change["status_id"] = (self._closed_status_id() if update.state in _CLOSING
                                    else self._reopen_status_id(issue))
         if update.assignee_id is not None:

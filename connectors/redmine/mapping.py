@@ -4,19 +4,25 @@ Status mapping: Redmine has no "pending" or "on hold"; a status whose ``is_close
 set maps to ``TicketState.CLOSED`` and every other status to ``OPEN``. The status name is
 kept in ``TicketStatus.name`` and its id in ``TicketStatus.code``.
 
-Markers: our idempotency key is embedded as a trailing HTML comment on its own line,
-``<!-- reamaze-sync:rs-… -->``. The API returns the raw source, so it comes back verbatim
-and ``description=~`` can search for it. Checked on Redmine 5.0.4: the comment is not shown
-in the rendered page under either ``common_mark`` or ``textile`` (both drop HTML comments).
+Markers (``connectors.hidden_marker``): our idempotency key is embedded as a trailing HTML
+comment on its own line, ``<!-- reamaze-sync:rs-… -->``. The API returns the raw source,
+so it comes back verbatim and ``description=~`` can search for it. Checked on Redmine
+5.0.4: the comment is not shown in the rendered page under either ``common_mark`` or
+``textile`` (both drop HTML comments).
 Only a marker on the *last* line counts: Redmine's "Quote" button copies a note as
-``> …`` lines, and a human reply quoting one of our notes must not look like our echo.
-Line endings are normalised to ``\\n`` (Redmine stores descriptions with ``\\r\\n``).
+``> …`` lines.
 """
 
 from __future__ import annotations
 
-import re
-
+from connectors.hidden_marker import (
+    MARKER_TOKEN_RE,
+    check_marker,
+    embed_marker,
+    marker_tag,
+    normalise_newlines,
+    split_marker,
+)
 from connectors.redmine.wire import AttachmentWire, Issue, Journal, StatusRef, UserWire
 from syncer.models import (
     Attachment,
@@ -29,41 +35,6 @@ from syncer.models import (
     User,
     Visibility,
 )
-
-MARKER_TOKEN_RE = re.compile(r"^rs-[A-Za-z0-9_-]{1,100}$")
-_TRAILING_MARKER_RE = re.compile(
-    r"(?:\A|\n)[ \t]*<!--[ \t]*reamaze-sync:(rs-[A-Za-z0-9_-]{1,100})[ \t]*-->\s*\Z"
-)
-
-
-def check_marker(marker: str) -> str:
-    """Markers go into text Redmine stores and renders, so only our own token shape passes."""
-    if not MARKER_TOKEN_RE.match(marker):
-        raise ValueError(f"not a sync marker: {marker[:40]!r}")
-    return marker
-
-
-def marker_tag(marker: str) -> str:
-    return f"<!-- reamaze-sync:{check_marker(marker)} -->"
-
-
-def embed_marker(text: str, marker: str) -> str:
-    body = normalise_newlines(text).rstrip()
-    tag = marker_tag(marker)
-    return f"{body}\n\n{tag}" if body else tag
-
-
-def normalise_newlines(text: str) -> str:
-    return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-def split_marker(text: str) -> tuple[str, str | None]:
-    """(human text, marker or None): the trailing marker line is removed, nothing else."""
-    text = normalise_newlines(text)
-    match = _TRAILING_MARKER_RE.search(text)
-    if match is None:
-        return text, None
-    return text[: match.start()].rstrip(), match.group(1)
 
 
 def issue_has_marker(issue: Issue, marker: str) -> bool:
@@ -152,3 +123,7 @@ def issue_comments(issue: Issue) -> list[Comment]:
 
 def user_to_unified(user: UserWire) -> User:
     return User(id=str(user.id), name=user.display_name, email=user.mail)
+
+
+__all__ = ["MARKER_TOKEN_RE", "check_marker", "embed_marker", "marker_tag", "normalise_newlines",
+           "split_marker"]

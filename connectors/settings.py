@@ -71,6 +71,8 @@ class TrackerSettings(Strict):
     secret_key: ClassVar[str]
     # Whether issues of this kind have labels (``tag_to_label`` is refused otherwise).
     has_labels: ClassVar[bool] = False
+    # The setting naming where issues go (``check`` stops at a problem with it).
+    scope_key: ClassVar[str]
 
     if TYPE_CHECKING:
         kind: str
@@ -87,7 +89,7 @@ class TrackerSettings(Strict):
         """The name of the environment variable holding this tracker's secret."""
         return str(getattr(self, self.secret_key))
 
-    def scope(self) -> str:
+    def scope_name(self) -> str:
         """Where issues live on the tracker, for messages ("project 'web'")."""
         raise NotImplementedError
 

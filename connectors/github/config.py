@@ -1,0 +1,50 @@
+"""Settings of a GitHub tracker connection (``[trackers.NAME]`` with ``kind = "github"``).
+
+github.com by default; GitHub Enterprise Server through ``base_url``
+(``https://HOST/api/v3``). The budgets default to GitHub's own limits (trackers.md §1.6): a
+token has 5,000 requests an hour (83 a minute), and content creation is limited to 80 a
+minute and 500 an hour, so writes are paced at 8 a minute — what GitHub allows for good.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar, Literal
+
+from pydantic import Field, HttpUrl
+
+from connectors.settings import HttpSettings, TrackerSettings
+
+_LOGIN = r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$"
+_LOGIN_RE = re.compile(_LOGIN)
+
+
+class GitHubConfig(TrackerSettings):
+    secret_key: ClassVar[str] = "token_env"
+    has_labels: ClassVar[bool] = True
+    scope_key: ClassVar[str] = "repo"  # the setting naming where issues go
+
+    kind: Literal["github"]
+    base_url: HttpUrl = HttpUrl("https://api.github.com")
+    token_env: str = "GITHUB_TOKEN"
+    repo: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$",
+                      description="OWNER/NAME of the repository issues go to")
+    # How an issue closed from Re:amaze (conversation closed) is closed on GitHub.
+    close_reason: Literal["completed", "not_planned"] = "completed"
+    http: HttpSettings = HttpSettings(requests_per_minute=80, writes_per_minute=8)
+    overlap_seconds: float = Field(2.0, ge=0)
+
+    @staticmethod
+    def user_id_problem(value: str) -> str | None:
+        """GitHub users are named by login (assignees are logins)."""
+        return None if _LOGIN_RE.match(value) else "GitHub user ids are logins (e.g. octocat)"
+
+    def scope_name(self) -> str:
+        return f"repository {self.repo}"
+
+    def web_base(self) -> str:
+        """Where people see the issues: github.com, or the Enterprise host itself."""
+        api = str(self.base_url).rstrip("/")
+        if api == "https://api.github.com":
+            return "https://github.com"
+        return api.removesuffix("/api/v3")

@@ -1,0 +1,77 @@
+"""A GitHub simulator with the users the tests need, and connectors built on it the way
+the engine builds them (``GitHubConnector.from_config``), with every exchange recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from fakes import FakeClock
+from pydantic import SecretStr
+
+from connectors.github import GitHubConnector
+from connectors.github.config import GitHubConfig
+from connectors.github.sim import GitHubSimulator
+from connectors.github.sim.state import GhRepo, GhUser
+
+REPO = "acme/app"
+API = "https://api.github.com"
+
+
+@dataclass
+class Exchange:
+    request: httpx.Request
+    response: httpx.Response
+
+
+@dataclass
+class GitHubWorld:
+    sim: GitHubSimulator = field(default_factory=GitHubSimulator)
+    exchanges: list[Exchange] = field(default_factory=list)
+    clock: FakeClock = field(default_factory=FakeClock)
+
+    def __post_init__(self) -> None:
+        self.bot: GhUser = self.sim.add_user("sync-bot", kind="Bot")
+        self.dev: GhUser = self.sim.add_user("dev-dana")
+        self.repo: GhRepo = self.sim.add_repo(REPO)
+        self.sim.grant(self.repo, self.bot.login, "write")
+        self.sim.grant(self.repo, self.dev.login, "write")
+        # The simulator's clock follows the client's sleeps (retry-after, budgets).
+        self.clock.on_sleep = self.sim.clock.advance
+
+    def transport(self) -> httpx.MockTransport:
+        def handle(request: httpx.Request) -> httpx.Response:
+            response = self.sim.handle(request)
+            response.read()
+            self.exchanges.append(Exchange(request, response))
+            return response
+
+        return httpx.MockTransport(handle)
+
+    def config(self, **overrides: Any) -> GitHubConfig:
+        data: dict[str, Any] = {"kind": "github", "repo": REPO,
+                                "http": {"requests_per_minute": 100_000, "burst": 1000,
+                                         "max_attempts": 4}}
+        data.update(overrides)
+        return GitHubConfig.model_validate(data)
+
+    def connector(self, user: GhUser | None = None, **overrides: Any) -> GitHubConnector:
+        token = (user or self.bot).token
+        return GitHubConnector.from_config(self.config(**overrides), SecretStr(token),
+                                           transport=self.transport(), clock=self.clock)
+
+    def person(self, user: GhUser | None = None) -> httpx.Client:
+        """A person on GitHub, acting through the API as the web UI would."""
+        who = user or self.dev
+        return httpx.Client(base_url=API, transport=self.sim.transport(),
+                            headers={"Authorization": f"Bearer {who.token}"})
+
+    def writes(self) -> list[Exchange]:
+        return [e for e in self.exchanges if e.request.method in ("POST", "PATCH", "DELETE")]
+
+
+def on_request(method: str, path: str, action: Callable[[httpx.Request], None]) -> dict[str, Any]:
+    """Fault-rule keywords running ``action`` before a matching request is answered."""
+    return {"method": method, "path": path, "action": action}

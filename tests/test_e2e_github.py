@@ -1,0 +1,151 @@
+"""The whole engine between the Re:amaze simulator and the GitHub simulator: a bug becomes
+an issue with its labels, public messages go both ways, internal notes never reach GitHub
+(whatever the policy), the issue's closing moves the conversation, quiet runs write
+nothing, and a lost state database re-adopts the issue instead of duplicating it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from github_support import REPO, GitHubWorld
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connectors.reamaze.sim.simulator import ReamazeSimulator
+from syncer.app import Engine, build_engine, run_all_once
+from syncer.config import parse_config
+from syncer.runner import PassResult
+from syncer.sandbox import BRAND, LOGIN, MARKER_KEY, REAMAZE_TOKEN
+
+PUBLIC, INTERNAL = 0, 1
+STAFF = "jane@acme.example"
+
+
+class World:
+    def __init__(self, state_url: str = "sqlite://", **pair: Any) -> None:
+        self.gh = GitHubWorld()
+        self.reamaze = ReamazeSimulator(brand=BRAND, login_email=LOGIN, token=REAMAZE_TOKEN,
+                                        login_name="Sync Bot")
+        self.reamaze.add_staff(STAFF, "Jane Support")
+        pair_cfg: dict[str, Any] = {"name": "bugs", "tracker": "gh", "interval_seconds": 5,
+                                    "title_template": "[Re:amaze] {subject}"}
+        pair_cfg.update(pair)
+        self.config = parse_config({
+            "state": {"url": state_url},
+            "reamaze": {"brand": BRAND, "login_email": LOGIN,
+                        "base_url": f"https://{BRAND}.reamaze.io/api/v1",
+                        "http": {"requests_per_minute": 100_000, "burst": 1000}},
+            "trackers": {"gh": {"kind": "github", "repo": REPO, "http": {
+                "requests_per_minute": 100_000, "burst": 1000}}},
+            "pairs": [pair_cfg],
+        })
+        self.environ = {"REAMAZE_API_TOKEN": REAMAZE_TOKEN, "GITHUB_TOKEN": self.gh.bot.token,
+                        "REAMAZE_SYNC_MARKER_KEY": MARKER_KEY}
+
+    def engine(self) -> Engine:
+        return build_engine(self.config, environ=self.environ, transports={
+            "reamaze": httpx.MockTransport(self.reamaze.handle), "gh": self.gh.transport()})
+
+    def issues(self) -> list[Any]:
+        return sorted(self.gh.sim.state.issues.values(), key=lambda i: i.number)
+
+    def comments(self, number: int) -> list[str]:
+        return [c.body for c in sorted(self.gh.sim.state.comments.values(), key=lambda c: c.id)
+                if c.number == number]
+
+    def everything_on_github(self) -> str:
+        return "\n".join([f"{i.title}\n{i.body}" for i in self.issues()]
+                         + [c.body for c in self.gh.sim.state.comments.values()])
+
+
+def one_pass(engine: Engine) -> PassResult:
+    [result] = run_all_once(engine)
+    assert result.ok and not result.failed, (result.error, result.failed)
+    return result
+
+
+def test_a_bug_conversation_round_trips_through_github(tmp_path: Path) -> None:
+    w = World(f"sqlite:///{tmp_path / 'state.db'}", tag_to_label={"bug": "bug"})
+    slug = w.reamaze.add_conversation("Crash on save", "It crashes when I save.",
+                                      "carol@customer.example", tags=["bug"])
+    w.reamaze.add_staff_message(slug, "INTERNAL-1 customer on the Enterprise plan",
+                                email=STAFF, visibility=INTERNAL)
+    w.reamaze.add_staff_message(slug, "Thanks, looking into it.", email=STAFF)
+    engine = w.engine()
+    one_pass(engine)
+    [issue] = w.issues()
+    assert issue.title == "[Re:amaze] Crash on save" and issue.labels == ["bug"]
+    assert issue.author == "sync-bot"
+    assert "INTERNAL-1" not in w.everything_on_github()
+    assert any("looking into it" in body for body in w.comments(issue.number))
+    link_notes = [m for m in w.reamaze.conversations[slug].messages
+                  if f"github.com/{REPO}/issues/1" in m.body]
+    assert [m.visibility for m in link_notes] == [INTERNAL]
+
+    w.gh.sim.clock.advance(5)
+    w.gh.person().post(f"/repos/{REPO}/issues/1/comments", json={"body": "Fix is coming."})
+    one_pass(engine)
+    copies = [m for m in w.reamaze.conversations[slug].messages if "Fix is coming" in m.body]
+    assert [(m.visibility, m.notified) for m in copies] == [(INTERNAL, False)]
+
+    w.gh.sim.clock.advance(5)
+    w.gh.sim.set_state(w.gh.repo, "dev-dana", 1, "closed")
+    one_pass(engine)
+    assert w.reamaze.conversations[slug].status == 2  # Done
+    before = len(w.gh.writes())
+    reamaze_before = len(w.reamaze.calls("POST")) + len(w.reamaze.calls("PUT"))
+    one_pass(engine)
+    assert len(w.gh.writes()) == before
+    assert len(w.reamaze.calls("POST")) + len(w.reamaze.calls("PUT")) == reamaze_before
+    engine.close()
+
+    (tmp_path / "state.db").unlink()  # lost state: the issue is re-adopted, not duplicated
+    again = w.engine()
+    one_pass(again)
+    assert len(w.issues()) == 1
+    assert len(w.gh.writes()) == before
+    again.close()
+
+
+@settings(max_examples=30, deadline=None)
+@given(policy=st.sampled_from(["skip", "placeholder"]),
+       customer_replies=st.booleans(), pii=st.booleans(),
+       notes=st.lists(st.tuples(st.booleans(), st.integers(0, 999)), min_size=1, max_size=5))
+def test_internal_notes_never_reach_github_whatever_the_policy(
+        policy: str, customer_replies: bool, pii: bool, notes: list[tuple[bool, int]]) -> None:
+    w = World(visibility={"internal_to_public_tracker": policy,
+                          "customer_replies_from_tracker": customer_replies,
+                          "include_customer_pii": pii})
+    slug = w.reamaze.add_conversation("Bug", "Public start.", "carol@customer.example",
+                                      tags=["bug"])
+    secrets = []
+    for internal, n in notes:
+        text = f"{'SECRET' if internal else 'OPEN'}-{n}-{len(secrets)}"
+        w.reamaze.add_staff_message(slug, text, email=STAFF,
+                                    visibility=INTERNAL if internal else PUBLIC)
+        if internal:
+            secrets.append(text)
+    engine = w.engine()
+    one_pass(engine)
+    one_pass(engine)
+    on_github = w.everything_on_github()
+    assert not any(s in on_github for s in secrets)
+    placeholders = sum("An internal note was added" in b for b in w.comments(1))
+    assert placeholders == (len(secrets) if policy == "placeholder" else 0)
+    engine.close()
+
+
+@pytest.mark.parametrize("text", ["@octocat look", "see #12 and GH-7", "acme/app#3 too"])
+def test_customer_text_pings_and_links_nobody(text: str) -> None:
+    w = World()
+    slug = w.reamaze.add_conversation("Bug", text, "carol@customer.example", tags=["bug"])
+    w.reamaze.add_staff_message(slug, f"Reply: {text}", email=STAFF)
+    engine = w.engine()
+    one_pass(engine)
+    for body in [w.issues()[0].body or "", *w.comments(1)]:
+        assert "@octocat" not in body and "#12" not in body and "GH-7" not in body
+        assert "app#3" not in body
+    engine.close()
