@@ -32,6 +32,7 @@ from connectors.redmine.sim.simulator import RedmineSimulator
 from connectors.redmine.sim.state import SimClock
 from state import StateStore
 from syncer.app import Engine, build_engine
+from syncer.budgets import HELPDESK, LearnedBudgets
 from syncer.config import parse_config
 from syncer.logs import configure_logging
 from syncer.sandbox import (
@@ -136,6 +137,10 @@ def bench_engine(sb: Sandbox, clock: VirtualClock, store: StateStore | None = No
         engine.trackers[name] = RedmineConnector.from_config(
             cfg, SecretStr(sb.environ["REDMINE_API_KEY"]), transport=transports[name],
             clock=clock, now=clock.now)
+    # The rebuilt trackers' budgets learn and are kept like the ones build_engine made.
+    engine.budgets = LearnedBudgets.of(sb.config, engine.store,
+                                       {HELPDESK: engine.helpdesk, **engine.trackers})
+    engine.budgets.restore()
     return engine
 
 

@@ -28,6 +28,7 @@ from bench.scenarios.idle import run_idle_seeded
 from bench.scenarios.latency import run_latency
 from bench.scenarios.ratelimit import run_rate_limit
 from bench.scenarios.scaling import run_pairs_capacity, run_store
+from bench.scenarios.statesize import run_state_size
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Below this the second half of the memory run is a handful of samples dominated by
@@ -49,15 +50,23 @@ class Sizes:
     store_ops: int
     postgres: bool
     pairs: tuple[int, ...]
+    rate_limit_learn: int  # conversations backfilled with the budget above the limit
+    state_size: int  # conversations backfilled before the state database is measured
+    state_polls: int  # idle polls after it (one run row each)
 
 
 FULL = Sizes(backfill=(100, 1000), seeded_idle=(10_000,), profile=100, rate_limit=60,
              latency_links=50, latency_changes=200, memory=2000, memory_parallel=False,
-             store_existing=2000, store_ops=200, postgres=True, pairs=(1, 10, 30))
+             store_existing=2000, store_ops=200, postgres=True, pairs=(1, 10, 30),
+             rate_limit_learn=300, state_size=1000, state_polls=150)
 QUICK = Sizes(backfill=(50,), seeded_idle=(500,), profile=30, rate_limit=15,
               latency_links=10, latency_changes=40, memory=150, memory_parallel=True,
               store_existing=300,
-              store_ops=50, postgres=False, pairs=(1, 3))
+              store_ops=50, postgres=False, pairs=(1, 3),
+              rate_limit_learn=60, state_size=100, state_polls=110)
+# The learning scenario: Re:amaze admits LEARN_LIMIT a minute, the engine is told 50 % more.
+LEARN_LIMIT = 60
+LEARN_BUDGET = 90
 
 
 def _timed(name: str, work: Callable[[], Any], log: Callable[[str], None]) -> Any:
@@ -99,6 +108,13 @@ def run_all(sizes: Sizes, log: Callable[[str], None]) -> dict[str, Any]:
                 _timed("rate limit, writes only, write budget",
                        lambda: run_rate_limit(n, writes_only=True), log),
             ]
+            out["rate_limit_learned"] = _timed(
+                f"rate limit {LEARN_LIMIT}/min, engine budget {LEARN_BUDGET}/min",
+                lambda: run_rate_limit(sizes.rate_limit_learn, limit=LEARN_LIMIT,
+                                       engine_budget=LEARN_BUDGET, reamaze_only=True), log)
+            out["state_size"] = _timed(
+                f"state database size, {sizes.state_size}x5 and {sizes.state_polls} polls",
+                lambda: run_state_size(sizes.state_size, polls=sizes.state_polls), log)
             out["latency"] = [
                 _timed(f"latency, {interval:.0f} s polls", partial(
                     run_latency, sizes.latency_links, sizes.latency_changes,
@@ -191,6 +207,8 @@ def table(res: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                      f"{100 * r['utilisation']:.1f} % used, {r['responses_429']} x 429, "
                      f"{r['failed_operations']} failed", ">= 90 %, no 429, none failed",
                      _verdict(ok)))
+    rows += _learning_rows(res["rate_limit_learned"])
+    rows += _state_size_rows(res["state_size"])
     for lat in res["latency"]:
         rows.append((f"Latency, daemon polling every {lat['interval_s']:.0f} s, "
                      f"{lat['changes']} changes",
@@ -225,6 +243,31 @@ def table(res: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                  f"{pairs['api_bound_pairs']} pairs per Re:amaze token at "
                  f"{pairs['reamaze_rpm']:.0f} req/min", "-", "info"))
     return rows
+
+
+def _learning_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    learned = r["learned_per_minute"]["reamaze"]
+    limit = r["limit_per_minute"]
+    ok = (r["responses_429_after_settling"] == 0 and r["failed_operations"] == 0
+          and 0.9 * limit <= learned <= limit)
+    return [(f"Rate limit {limit}/min on {r['limit_counts']}, engine budget "
+             f"{r['engine_requests_per_minute']}/min (50 % above), backfill "
+             f"{r['conversations']:,}x5 over {r['virtual_minutes']:.0f} min",
+             f"{r['responses_429']} x 429 ({r['responses_429_after_settling']} after "
+             f"{r['settle_minutes']:.0f} min); learned {learned:g}/min "
+             f"({100 * learned / limit:.0f} % of the limit); {100 * r['utilisation']:.1f} % "
+             "used", "429s stop, learned within 10 % under the limit", _verdict(ok))]
+
+
+def _state_size_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    before, after = r["before"]["rows"], r["after"]["rows"]
+    return [(f"State database per 1,000 conversations (SQLite; backfill {r['conversations']:,}"
+             f"x{r['messages']}, {r['polls']} polls), before / after pruning / after VACUUM",
+             f"{r['bytes_per_1000_before'] / 1e6:.2f} / {r['bytes_per_1000_after'] / 1e6:.2f}"
+             f" / {r['bytes_per_1000_after_vacuum'] / 1e6:.2f} MB; intents "
+             f"{before['intents']:,} -> {after['intents']:,}, runs {before['runs']} -> "
+             f"{after['runs']}", "done intents and old runs pruned",
+             _verdict(after["intents"] == 0 and after["runs"] <= r["keep_runs"]))]
 
 
 def render(rows: list[tuple[str, str, str, str]]) -> str:

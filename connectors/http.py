@@ -25,6 +25,8 @@ import httpx
 import structlog
 import tenacity
 
+from connectors.learned_rate import LearnedRate
+
 if TYPE_CHECKING:
     from connectors.settings import HttpSettings
 from syncer.errors import (
@@ -76,11 +78,16 @@ class RateLimiter:
     """
 
     def __init__(self, per_minute: float, burst: int | None = None, clock: Clock | None = None,
-                 headroom: float = 1.0):
+                 headroom: float = 1.0, learn: bool = False):
         if per_minute <= 0:
             raise ValueError("per_minute must be positive")
         self.per_minute = per_minute  # as configured, before the headroom
+        self.headroom = headroom
         self.rate = per_minute / 60.0 * headroom
+        # ``learn``: 429s lower the rate and it probes back up (``connectors.learned_rate``).
+        self.learner = LearnedRate(per_minute) if learn else None
+        self.service = ""  # for the log lines; the ApiClient using it names it
+        self._refused: deque[float] = deque()  # when the 429s of the last minute came
         self.capacity = float(burst if burst is not None else max(1, int(per_minute // 60) or 1))
         self.clock = clock or SystemClock()
         self._tokens = self.capacity
@@ -117,9 +124,45 @@ class RateLimiter:
             self._forget(self.clock.monotonic())
             return len(self._taken)
 
+    @property
+    def learned_per_minute(self) -> float:
+        """The rate this budget runs at now: the configured one unless 429s taught less."""
+        return self.learner.rate if self.learner is not None else self.per_minute
+
+    def start_from(self, per_minute: float, refused_at: float | None) -> None:
+        """Run at a rate learned earlier (kept in the state store between processes)."""
+        if self.learner is None:
+            return
+        with self._taken_lock:
+            self.learner.start_from(per_minute, refused_at)
+            self._follow()
+
+    def rate_limited(self) -> None:
+        """The server answered 429: learn from it (when learning) what it admits."""
+        if self.learner is None:
+            return
+        with self._taken_lock:
+            now = self.clock.monotonic()
+            self._forget(now)
+            self._refused.append(now)
+            before = self.learner.rate
+            if self.learner.rate_limited(now, len(self._taken) - len(self._refused)):
+                self._follow()
+                log.warning("budget_lowered", operation="learn_rate", service=self.service,
+                            from_per_minute=round(before, 2),
+                            to_per_minute=round(self.learner.rate, 2),
+                            refused_at_per_minute=round(self.learner.refused_at or 0.0, 2),
+                            configured_per_minute=self.per_minute)
+
+    def _follow(self) -> None:
+        if self.learner is not None:
+            self.rate = self.learner.rate / 60.0 * self.headroom
+
     def _forget(self, now: float) -> None:
         while self._taken and self._taken[0] <= now - 60.0:
             self._taken.popleft()
+        while self._refused and self._refused[0] <= now - 60.0:
+            self._refused.popleft()
 
     def _acquire(self) -> None:
         now = self.clock.monotonic()
@@ -136,13 +179,20 @@ class RateLimiter:
         with self._taken_lock:
             self._forget(now)
             self._taken.append(now)
+            if self.learner is not None and self.learner.sent(now, len(self._taken)):
+                self._follow()
+                log.info("budget_raised", operation="learn_rate", service=self.service,
+                         to_per_minute=round(self.learner.rate, 2),
+                         configured_per_minute=self.per_minute)
 
 
 def connection_budgets(settings: HttpSettings, clock: Clock | None
                        ) -> tuple[RateLimiter, RateLimiter | None]:
     """A connection's overall request budget and its write budget (None when unset), both
-    kept ``HEADROOM`` under the configured rates."""
-    overall = RateLimiter(settings.requests_per_minute, settings.burst, clock, HEADROOM)
+    kept ``HEADROOM`` under the configured rates. The overall one learns from 429s: a 429
+    cannot tell which budget the server counted, and every request draws from that one."""
+    overall = RateLimiter(settings.requests_per_minute, settings.burst, clock, HEADROOM,
+                          learn=True)
     writes = (RateLimiter(settings.writes_per_minute, settings.burst, clock, HEADROOM)
               if settings.writes_per_minute is not None else None)
     return overall, writes
@@ -227,6 +277,8 @@ class ApiClient:
         self.connector = connector
         self.client = client
         self.rate_limiter = rate_limiter
+        if rate_limiter is not None and not rate_limiter.service:
+            rate_limiter.service = connector
         # Drawn by writes in addition to rate_limiter, for APIs that limit writes tighter.
         self.write_limiter = write_limiter
         self.retry = retry or RetryPolicy()
@@ -401,6 +453,8 @@ class ApiClient:
             return special
         if status == 429:
             self.stats.rate_limited += 1
+            if self.rate_limiter is not None:
+                self.rate_limiter.rate_limited()
             retry_after = parse_retry_after(headers.get("retry-after"),
                                             maximum=self.retry.max_retry_after)
             return RateLimitedError("rate limited", retry_after=retry_after, **kw)

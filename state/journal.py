@@ -196,19 +196,50 @@ class JournalStore(StoreCore):
                 .order_by(col(RunRow.id).desc()))
             return _run(row) if row else None
 
-    def prune_runs(self, pair: str, keep: int) -> int:
-        """Delete all but the ``keep`` latest runs of a pair (a daemon polling every minute
-        would otherwise add half a million rows a year); returns how many went."""
+    def prune_runs(self, pair: str, keep: int, *, limit: int | None = None) -> int:
+        """Delete a pair's runs beyond its ``keep`` latest (a daemon polling every minute
+        would otherwise add half a million rows a year), at most ``limit`` of them; returns
+        how many went. Its last successful and last failed run stay whatever their age:
+        `status`, `/readyz` and the metrics read them. Run by the pair's holder only: a
+        run older than the ``keep`` latest that is still open belongs to a dead process."""
         if keep < 1:
             raise ValueError("keep at least one run")
+        runs = sql.runs
         with self._tx(write=True) as s:
-            oldest_kept = self._first(s, select(RunRow).where(RunRow.pair == pair)
-                                      .order_by(col(RunRow.id).desc()).offset(keep - 1))
+            db = s.connection()
+            oldest_kept = db.execute(sa_select(runs.c.id).where(runs.c.pair == pair)
+                                     .order_by(runs.c.id.desc()).offset(keep - 1).limit(1)
+                                     ).scalar()
             if oldest_kept is None:
                 return 0
-            result = s.execute(delete(RunRow).where(col(RunRow.pair) == pair,
-                                                    col(RunRow.id) < oldest_kept.id))
-            return self._rowcount(result)
+            last_ok, last_error = self.last_ok_run(pair), self.last_error_run(pair)
+            spared = [r.id for r in (last_ok, last_error) if r is not None]
+            doomed = (sa_select(runs.c.id).where(runs.c.pair == pair, runs.c.id < oldest_kept,
+                                                 runs.c.id.not_in(spared))
+                      .order_by(runs.c.id))
+            if limit is not None:
+                doomed = doomed.limit(limit)
+            # Through a subquery: SQLite has no DELETE ... LIMIT.
+            gone = db.execute(delete(runs).where(runs.c.id.in_(doomed.scalar_subquery())))
+            return self._rowcount(gone)
+
+    def prune_done_intents(self, pair: str, older_than: datetime, *, limit: int) -> int:
+        """Delete up to ``limit`` of a pair's completed intents last touched before
+        ``older_than``; returns how many went.
+
+        A done intent is read by nobody once its transaction committed: that transaction
+        also recorded what the write produced (the link's issue, the comment links), and
+        when those are lost the markers on the remote sides are what re-adoption goes by.
+        Pending and failed intents stay: recovery, `status`, `explain` and the metrics
+        read them. Only the pair's holder prunes, so no pass of the pair is between
+        beginning a known key again and completing it."""
+        t = sql.intents
+        doomed = (sa_select(t.c.id).where(t.c.pair == pair, t.c.status == "done",
+                                          t.c.updated_at < older_than)
+                  .order_by(t.c.id).limit(limit))
+        with self._tx(write=True) as s:
+            gone = s.connection().execute(delete(t).where(t.c.id.in_(doomed.scalar_subquery())))
+            return self._rowcount(gone)
 
     # --- leaks: copies of internal content that are public and could not be removed ----
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Column,
     Connection,
     DateTime,
+    Float,
     ForeignKeyConstraint,
     Index,
     Integer,
@@ -200,7 +201,22 @@ def _v2_trust(conn: Connection) -> None:
     md.create_all(conn)
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_baseline, _v2_trust)
+def _v3_learned_rates(conn: Connection) -> None:
+    """Request rates learned from 429s, per service and credential, so the next process
+    (or the CLI next to the daemon) starts from what the last one learned."""
+    md = MetaData()
+    Table(
+        "learned_rates", md,
+        Column("key", String, primary_key=True),
+        Column("service", String, nullable=False),
+        Column("per_minute", Float, nullable=False),
+        Column("refused_at_per_minute", Float, nullable=True),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+    )
+    md.create_all(conn)
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_baseline, _v2_trust, _v3_learned_rates)
 CURRENT_VERSION = len(MIGRATIONS)
 
 

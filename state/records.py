@@ -82,3 +82,13 @@ class LeakRecord(_Frozen):
     detail: str
     detected_at: AwareDatetime
     resolved_at: AwareDatetime | None = None
+
+
+class LearnedRateRecord(_Frozen):
+    """A request rate learned from 429s, as the last process to save it left it."""
+
+    key: str
+    service: str
+    per_minute: float
+    refused_at_per_minute: float | None = None
+    updated_at: AwareDatetime

@@ -21,6 +21,7 @@ from state.tables import (
     FailureRow,
     IntentRow,
     Link,
+    RunRow,
     SnapshotRow,
 )
 
@@ -36,6 +37,7 @@ snapshots = table(SnapshotRow)
 cursors = table(CursorRow)
 intents = table(IntentRow)
 failures = table(FailureRow)
+runs = table(RunRow)
 
 LINK_BY_CONVERSATION = select(links).where(links.c.pair == bindparam("pair"),
                                            links.c.conversation_id == bindparam("cid"))

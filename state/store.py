@@ -20,6 +20,7 @@ from sqlmodel import Session
 from state import sql
 from state.core import check_value, row_id
 from state.journal import JournalStore
+from state.rates import LearnedRateStore
 from state.tables import LINK_STATUSES, VISIBILITIES
 from syncer.models import Cursor, Visibility
 from syncer.plan import CommentLinkView, LinkView, Side, Snapshot
@@ -41,7 +42,7 @@ class LinkConflict(ValueError):
     `link` command) linked it after the caller read the link. Nothing was changed."""
 
 
-class StateStore(JournalStore):
+class StateStore(JournalStore, LearnedRateStore):
     # --- links --------------------------------------------------------------------------
 
     def get_link(self, pair: str, conversation_id: str) -> LinkView | None:

@@ -241,3 +241,16 @@ class LeakRow(StateTable, table=True):
     detail: str = Field(sa_type=Text)
     detected_at: datetime = Field(sa_type=UtcDateTime)
     resolved_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class LearnedRateRow(StateTable, table=True):
+    """The request rate a connection learned from 429s (``connectors.learned_rate``),
+    keyed by service and credential identity (never the credential itself)."""
+
+    __tablename__ = "learned_rates"
+
+    key: str = Field(primary_key=True)
+    service: str
+    per_minute: float
+    refused_at_per_minute: float | None = None
+    updated_at: datetime = Field(sa_type=UtcDateTime)

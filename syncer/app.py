@@ -17,6 +17,7 @@ from connectors.http import Clock
 from connectors.reamaze.connector import ReamazeConnector
 from connectors.registry import TRACKER_KINDS as TRACKER_KINDS  # where callers found it
 from state import StateStore
+from syncer.budgets import HELPDESK, LearnedBudgets
 from syncer.config import AppConfig, PairConfig, read_secret
 from syncer.errors import ConfigError
 from syncer.markers import MIN_KEY_LENGTH, Markers
@@ -38,6 +39,8 @@ class Engine:
     environ: Mapping[str, str] | None = None
     transports: Mapping[str, httpx.BaseTransport] = field(default_factory=dict)
     clock: Clock | None = None
+    # The connections' learned request rates, saved after every pass that ran.
+    budgets: LearnedBudgets | None = None
 
     def runner(self, pair: PairConfig) -> PairRunner | ConfigError:
         tracker = self.trackers[pair.tracker]
@@ -54,7 +57,8 @@ class Engine:
         recovery = RecoveryPolicy(window=timedelta(seconds=sync.unknown_write_window_seconds),
                                   min_lookups=sync.unknown_write_lookups)
         return PairRunner(ctx=ctx, store=self.store, helpdesk=self.helpdesk, tracker=tracker,
-                          recovery=recovery, lock_wait=self.config.state.lock_wait_seconds)
+                          recovery=recovery, lock_wait=self.config.state.lock_wait_seconds,
+                          after_pass=self.budgets.save if self.budgets is not None else None)
 
     def pairs(self, only: str | None = None) -> list[PairConfig]:
         if only is not None:
@@ -95,10 +99,12 @@ def build_engine(config: AppConfig, *, environ: Mapping[str, str] | None = None,
                                           clock=clock)
         except ConfigError as exc:
             trackers[name] = exc
-    return Engine(config=config, store=store or StateStore(
-                      config.state.url, lease_seconds=config.state.lease_seconds),
-                  helpdesk=helpdesk, trackers=trackers, marker_key=marker_key,
-                  environ=env, transports=transports, clock=clock)
+    store = store or StateStore(config.state.url, lease_seconds=config.state.lease_seconds)
+    budgets = LearnedBudgets.of(config, store, {HELPDESK: helpdesk, **trackers})
+    budgets.restore()
+    return Engine(config=config, store=store, helpdesk=helpdesk, trackers=trackers,
+                  marker_key=marker_key, environ=env, transports=transports, clock=clock,
+                  budgets=budgets)
 
 
 def read_marker_key(config: AppConfig, environ: Mapping[str, str] | None) -> bytes:

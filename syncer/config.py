@@ -319,6 +319,11 @@ class StateConfig(Strict):
     # PostgreSQL: how long a pair stays taken after its holder's last renewal (renewed
     # every third of it), i.e. how long a crashed holder keeps others out.
     lease_seconds: float = Field(30.0, ge=1, le=3600)
+    # The daemon prunes after its passes: completed intents older than this (they prove
+    # nothing the links and the remote markers do not) and each pair's runs beyond the
+    # latest keep_runs (its last successful and last failed run always stay).
+    keep_done_intents_days: float = Field(7.0, gt=0)
+    keep_runs: int = Field(100, ge=1)
 
     @field_validator("url")
     @classmethod

@@ -49,6 +49,7 @@ from syncer.errors import ConfigError
 from syncer.health import readiness
 from syncer.listener import Listener, health_app
 from syncer.metrics import DaemonMetrics
+from syncer.prune import Pruner
 from syncer.runner import PairRunner, PassResult
 from syncer.secrets import scrub
 from syncer.startcheck import check_at_start
@@ -117,7 +118,8 @@ class PairClaims:
         lease.release()
 
 
-def _job(runner: PairRunner, claims: PairClaims, metrics: DaemonMetrics) -> None:
+def _job(runner: PairRunner, claims: PairClaims, metrics: DaemonMetrics,
+         pruner: Pruner) -> None:
     started = time.monotonic()
     try:
         if not claims.hold(runner.pair):
@@ -128,6 +130,17 @@ def _job(runner: PairRunner, claims: PairClaims, metrics: DaemonMetrics) -> None
         log.exception("pair_crashed", pair=runner.pair)
         result = PassResult(pair=runner.pair, error=scrub(f"internal error: {exc!r}"))
     metrics.record_pass(result, time.monotonic() - started)
+    if not result.busy:
+        _prune(pruner, runner.pair)
+
+
+def _prune(pruner: Pruner, pair: str) -> None:
+    """After the pair's pass: a failed pruning costs nothing but space, so it is logged
+    and tried again later rather than allowed to stop the pair's job."""
+    try:
+        pruner.after_pass(pair)
+    except Exception:  # the scheduler must outlive any database hiccup here
+        log.exception("prune_failed", pair=pair, operation="prune")
 
 
 def _check_start(engine: Engine, pairs: list[PairConfig]) -> dict[str, CallStats]:
@@ -166,6 +179,9 @@ def run_daemon(engine: Engine, only: str | None = None,
     stop = stop_event or threading.Event()
     pairs = engine.pairs(only)
     claims = PairClaims(engine.store)
+    pruner = Pruner(engine.store,
+                    keep_done_intents=timedelta(days=engine.config.state.keep_done_intents_days),
+                    keep_runs=engine.config.state.keep_runs)
     metrics = DaemonMetrics(engine.store, pairs, {"reamaze": engine.helpdesk, **engine.trackers},
                             claims.holds)
     # The listen address is taken first: a port in use is found before any server is asked.
@@ -199,7 +215,7 @@ def run_daemon(engine: Engine, only: str | None = None,
         runner.stop_event = stop
         runner.lock_wait = 0.0  # waiting would only delay this pair's next regular pass
         trigger, first = pair_schedule(pair, datetime.now(UTC))
-        scheduler.add_job(_job, trigger, args=[runner, claims, metrics], id=pair.name,
+        scheduler.add_job(_job, trigger, args=[runner, claims, metrics, pruner], id=pair.name,
                           name=pair.name, next_run_time=first)
         scheduled += 1
     if scheduled == 0:

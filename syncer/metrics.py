@@ -7,9 +7,9 @@ itself, in two ways:
 * **after each pass**, from its ``PassResult``: operations by pair, kind and outcome (the
   pass's counts, translated by ``OPERATIONS``), passes by outcome, pass durations;
 * **at scrape time** (``_ScrapeCollector``): API requests and 429s from each connection's
-  ``ApiClient.stats``, its request budgets from its rate limiters, and from the state
-  store the cursor lag, pending intents, failing objects, open leaks and the last
-  successful pass of each pair; and whether this instance holds each pair.
+  ``ApiClient.stats``, its request budgets (configured and learned) from its rate limiters,
+  and from the state store the cursor lag, pending intents, failing objects, open leaks
+  and the last successful pass of each pair; and whether this instance holds each pair.
 
 The README's "Metrics" table lists every name and label.
 """
@@ -151,6 +151,9 @@ class _ScrapeCollector(Collector):
                                  labels=["service", "budget"])
         waited = CounterMetricFamily(f"{PREFIX}_api_budget_wait_seconds", "Time requests "
                                      "waited for the budget.", labels=["service", "budget"])
+        learned = GaugeMetricFamily(f"{PREFIX}_api_budget_learned_per_minute", "The request "
+                                    "rate the connection runs at now: the configured budget "
+                                    "until 429s taught a lower one.", labels=["service"])
         for service, conn in sorted(self.connections.items()):
             api = getattr(conn, "api", None)
             if not isinstance(api, ApiClient):
@@ -159,6 +162,8 @@ class _ScrapeCollector(Collector):
             requests.add_metric([service], sum(st.requests for st in every))
             limited.add_metric([service], sum(st.rate_limited for st in every))
             retries.add_metric([service], sum(st.retries for st in every))
+            if api.rate_limiter is not None:
+                learned.add_metric([service], api.rate_limiter.learned_per_minute)
             budgets: list[tuple[str, RateLimiter | None]] = [
                 ("requests", api.rate_limiter), ("writes", api.write_limiter)]
             for budget, limiter in budgets:
@@ -166,7 +171,7 @@ class _ScrapeCollector(Collector):
                     rate.add_metric([service, budget], limiter.per_minute)
                     used.add_metric([service, budget], limiter.used_last_minute())
                     waited.add_metric([service, budget], limiter.waited)
-        yield from (requests, limited, retries, rate, used, waited)
+        yield from (requests, limited, retries, rate, used, waited, learned)
 
     def _state(self) -> Iterable[Metric]:
         up = GaugeMetricFamily(f"{PREFIX}_state_store_up", "1 when the state database "

@@ -93,6 +93,9 @@ class PairRunner:
     # `backfill` wait; the daemon does not (it tries again at its next interval).
     lock_wait: float = 0.0
     lease: PairLease | None = field(default=None, init=False)  # held during a pass
+    # Called after every pass that was not a dry run, the pair released (the engine saves
+    # the request rates its connections learned).
+    after_pass: Callable[[], None] | None = None
     # The dead letter, read once at the start of a pass instead of once per conversation
     # (an operator's `skip` made during a pass applies from the next one).
     _failing: set[str] = field(default_factory=set, init=False)
@@ -137,6 +140,8 @@ class PairRunner:
         finally:
             self.lease = None
             lease.release()
+            if self.after_pass is not None:
+                self.after_pass()
 
     def _pass(self, *, kind: str, dry_run: bool, full: bool,
               since: datetime | None) -> PassResult:

@@ -34,6 +34,7 @@ from state import (
     StateOutdated,
     StateStore,
 )
+from syncer.budgets import HELPDESK, budget_keys
 from syncer.config import AppConfig, PairConfig
 from syncer.plan import Side
 from syncer.runner import MAX_AUTO_RETRIES
@@ -167,11 +168,41 @@ def pair_status(pair: PairConfig, store: StateStore, now: datetime) -> dict[str,
     }
 
 
+def api_budgets(cfg: AppConfig, store: StateStore, now: datetime) -> list[dict[str, Any]]:
+    """Per service: the configured request budget and the rate learned from its 429s
+    (None until a 429 taught one), as the last process to save it left it."""
+    stored = {r.key: r for r in store.learned_rates()}
+    configured = {HELPDESK: cfg.reamaze.http.requests_per_minute,
+                  **{name: t.http.requests_per_minute for name, t in cfg.trackers.items()}}
+    out = []
+    for service, key in budget_keys(cfg).items():
+        found = stored.get(key)
+        out.append({
+            "service": service, "configured_per_minute": configured[service],
+            "learned_per_minute": None if found is None else round(found.per_minute, 2),
+            "refused_at_per_minute": None if found is None or found.refused_at_per_minute
+            is None else round(found.refused_at_per_minute, 2),
+            "learned_at": None if found is None else _iso(found.updated_at),
+            "learned_age_seconds": None if found is None else _seconds(now, found.updated_at)})
+    return out
+
+
 def status_document(cfg: AppConfig, store: StateStore, now: datetime) -> dict[str, Any]:
     pairs = [pair_status(p, store, now) for p in cfg.pairs]
     return {"format": FORMAT, "generated_at": now.isoformat(),
             "state_database": store.location, "ok": not any(p["problems"] for p in pairs),
-            "pairs": pairs}
+            "api_budgets": api_budgets(cfg, store, now), "pairs": pairs}
+
+
+def render_budget(budget: dict[str, Any], now: datetime) -> str:
+    head = (f"api budget {budget['service']}: {budget['configured_per_minute']:g} "
+            "requests/min configured")
+    if budget["learned_per_minute"] is None:
+        return f"{head}, no limit learned (no 429 yet)"
+    refused = budget["refused_at_per_minute"]
+    why = f"; the server refused {refused:g}/min" if refused is not None else ""
+    return (f"{head}, running at {budget['learned_per_minute']:g} learned from 429s{why} "
+            f"(saved {_when(budget['learned_at'], now)})")
 
 
 def _when(value: str | None, now: datetime) -> str:
@@ -240,7 +271,7 @@ def run_status(cfg: AppConfig, now: datetime, *, as_json: bool,
             raise
         echo(json.dumps({"format": FORMAT, "generated_at": now.isoformat(),
                          "state_database": exc.location, "ok": False, "error": str(exc),
-                         "pairs": []}, indent=2))
+                         "api_budgets": [], "pairs": []}, indent=2))
         return 1
     try:
         doc = status_document(cfg, store, now)
@@ -250,5 +281,6 @@ def run_status(cfg: AppConfig, now: datetime, *, as_json: bool,
         echo(json.dumps(doc, indent=2))
     else:
         echo(f"state database: {doc['state_database']}")
+        echo("\n".join(render_budget(b, now) for b in doc["api_budgets"]))
         echo("\n".join(line for pair in doc["pairs"] for line in render_pair(pair, now)))
     return 0 if doc["ok"] else 1

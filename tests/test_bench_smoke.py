@@ -9,6 +9,7 @@ import pytest
 
 from bench.scenarios.backfill import run_backfill
 from bench.scenarios.ratelimit import run_rate_limit
+from bench.scenarios.statesize import run_state_size
 
 N, MESSAGES = 6, 2
 
@@ -64,3 +65,23 @@ def test_write_limited_backfill_paces_writes_with_the_write_budget() -> None:
     assert result["responses_429"] == 0
     assert result["failed_operations"] == 0
     assert result["redmine_writes"] == 3 + 3 * MESSAGES
+
+
+def test_a_budget_above_the_limit_is_learned_in_the_benchmark() -> None:
+    """The engine told 50 % more than Re:amaze admits draws a 429, then runs within 10 %
+    under the real limit and fails nothing."""
+    result = run_rate_limit(30, limit=20, engine_budget=30, reamaze_only=True,
+                            messages=MESSAGES)
+    assert result["responses_429"] >= 1 and result["failed_operations"] == 0
+    assert 18 <= result["learned_per_minute"]["reamaze"] <= 20
+    assert result["learned_per_minute"]["redmine"] == 300
+
+
+def test_state_size_shrinks_when_pruned() -> None:
+    """Pruning deletes the completed intents and keeps every link and comment link."""
+    result = run_state_size(4, polls=2, messages=MESSAGES)
+    before, after = result["before"]["rows"], result["after"]["rows"]
+    assert before["intents"] == 4 * (2 + MESSAGES) and after["intents"] == 0
+    assert after["links"] == before["links"] == 4
+    assert after["comment_links"] == before["comment_links"]
+    assert result["bytes_per_1000_after"] < result["bytes_per_1000_before"]

@@ -83,6 +83,10 @@ def test_metrics_and_readiness_follow_the_real_passes(
         == 100_000
     assert at("reamaze_sync_api_budget_used_last_minute", service="reamaze",
               budget="requests") == requests_before
+    # The 429 taught a lower rate (down to the floor, a tenth: few requests had gone out).
+    learned = "reamaze_sync_api_budget_learned_per_minute"
+    assert 10_000 <= at(learned, service="reamaze") < 100_000
+    assert at(learned, service="redmine") == 100_000
     assert at("reamaze_sync_pair_held", pair="bugs") == 1
     assert at("reamaze_sync_state_store_up") == 1
     assert at("reamaze_sync_pending_intents", pair="bugs", status="pending") == 0

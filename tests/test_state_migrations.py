@@ -13,6 +13,7 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Engine,
+    Float,
     Integer,
     String,
     TypeDecorator,
@@ -190,7 +191,7 @@ def _family(column_type: Any) -> str:
     """Coarse type, comparable between a declared type and what the database reflects."""
     if isinstance(column_type, TypeDecorator):
         column_type = column_type.impl_instance
-    for family in (Boolean, Integer, DateTime, JSON, String):
+    for family in (Boolean, Integer, Float, DateTime, JSON, String):
         if isinstance(column_type, family):
             return family.__name__
     return type(column_type).__name__

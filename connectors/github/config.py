@@ -31,6 +31,10 @@ class GitHubConfig(TrackerSettings):
                       description="OWNER/NAME of the repository issues go to")
     # How an issue closed from Re:amaze (conversation closed) is closed on GitHub.
     close_reason: Literal["completed", "not_planned"] = "completed"
+    # The env var holding the secret of the repository's webhook: with it (and
+    # `[server] listen`), the daemon takes deliveries at /webhooks/NAME and syncs the issue
+    # at once; polling stays the source of truth.
+    webhook_secret_env: str | None = None
     http: HttpSettings = HttpSettings(requests_per_minute=80, writes_per_minute=8)
     overlap_seconds: float = Field(2.0, ge=0)
 

@@ -1,0 +1,81 @@
+"""Request rates learned from 429s, kept in the state store between processes.
+
+Each connection's overall budget learns the server's real limit (``connectors.learned_rate``);
+this module loads what an earlier process learned when the engine is built and saves
+what changed after each pass. The key names the service and whose credential it uses
+(the Re:amaze login and API base, a tracker's name and server), never the credential: the
+limit is the server's per credential, and another process of the same installation
+(a `backfill` beside the daemon, the daemon after a restart) uses the same one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import structlog
+from sqlalchemy.exc import SQLAlchemyError
+
+from connectors.http import ApiClient, RateLimiter
+from state import StateStore
+from syncer.config import AppConfig
+
+log = structlog.get_logger("reamaze_sync.budgets")
+
+HELPDESK = "reamaze"
+
+
+def budget_keys(config: AppConfig) -> dict[str, str]:
+    """service (``reamaze`` or a tracker's name) -> the key its learned rate is kept under."""
+    keys = {HELPDESK: f"{HELPDESK} {config.reamaze.login_email} {config.reamaze.api_base()}"}
+    for name, tracker in config.trackers.items():
+        keys[name] = f"{name} {str(tracker.base_url).rstrip('/')}"
+    return keys
+
+
+@dataclass
+class LearnedBudgets:
+    store: StateStore
+    limiters: dict[str, tuple[str, RateLimiter]]  # service -> (key, its overall budget)
+    _saved: dict[str, int] = field(default_factory=dict, init=False)  # service -> version
+
+    @classmethod
+    def of(cls, config: AppConfig, store: StateStore,
+           connections: Mapping[str, object]) -> LearnedBudgets:
+        keys = budget_keys(config)
+        limiters: dict[str, tuple[str, RateLimiter]] = {}
+        for service, conn in connections.items():
+            api = getattr(conn, "api", None)
+            if isinstance(api, ApiClient) and api.rate_limiter is not None \
+                    and api.rate_limiter.learner is not None and service in keys:
+                limiters[service] = (keys[service], api.rate_limiter)
+        return cls(store, limiters)
+
+    def restore(self) -> None:
+        """Start every connection from the rate last learned for its key."""
+        stored = {r.key: r for r in self.store.learned_rates()}
+        for service, (key, limiter) in self.limiters.items():
+            found = stored.get(key)
+            if found is not None:
+                limiter.start_from(found.per_minute, found.refused_at_per_minute)
+                log.info("budget_restored", service=service, operation="learn_rate",
+                         per_minute=round(limiter.learned_per_minute, 2),
+                         configured_per_minute=limiter.per_minute)
+            if limiter.learner is not None:
+                self._saved[service] = limiter.learner.version
+
+    def save(self) -> None:
+        """Store the rates that changed since the last save. A failure is only logged:
+        the next save tries again, and the rate in memory is what paces this process."""
+        for service, (key, limiter) in self.limiters.items():
+            learner = limiter.learner
+            if learner is None or self._saved.get(service) == learner.version:
+                continue
+            version = learner.version
+            try:
+                self.store.save_learned_rate(key, service, learner.rate, learner.refused_at)
+            except SQLAlchemyError as exc:
+                log.warning("learned_rate_not_saved", service=service, operation="learn_rate",
+                            error=type(exc).__name__)
+                continue
+            self._saved[service] = version
