@@ -184,3 +184,80 @@ class RedmineHarness:
 
     def close(self) -> None:
         self.backend.close()
+
+
+class GitHubHarness:
+    """GitHub Issues on the simulator (no real server can be started here): a repository
+    of its own, the sync bot and a developer with write access."""
+
+    kind = "github"
+    real = False
+    api = "https://api.github.com"
+
+    def __init__(self) -> None:
+        from connectors.github.sim import GitHubSimulator
+
+        self.sim = GitHubSimulator()
+        self.bot = self.sim.add_user("sync-bot", kind="Bot")
+        self.dev = self.sim.add_user("dev-dana")
+        self.repo = self.sim.add_repo("acme/app")
+        for user in (self.bot, self.dev):
+            self.sim.grant(self.repo, user.login, "write")
+        self.clock = FakeClock(on_sleep=self.sim.clock.advance)
+        self.faults = Faults()
+        self.transport = FaultyTransport(self.sim.transport(), self.faults, lambda _s: None)
+
+    def _build(self, token: str, **http: Any) -> Connector:
+        cfg = TRACKER_KINDS[self.kind].config.model_validate({
+            "kind": self.kind, "repo": self.repo.full_name,
+            "http": FAST_HTTP.model_copy(update=http)})
+        return TRACKER_KINDS[self.kind].connect(cfg, SecretStr(token), transport=self.transport,
+                                                clock=self.clock)
+
+    def connector(self, *, page_size: int | None = None, bad_credentials: bool = False,
+                  requests_per_minute: float | None = None) -> Connector:
+        http: dict[str, Any] = {}
+        if requests_per_minute is not None:
+            http = {"requests_per_minute": requests_per_minute, "burst": 1}
+        conn = self._build(BAD_KEY if bad_credentials else str(self.bot.token), **http)
+        if page_size is not None:
+            feed = conn.feed  # type: ignore[attr-defined]
+            feed.settings = dataclasses.replace(feed.settings, page_size=page_size)
+        return conn
+
+    def person_comment(self, ticket_id: str, body: str) -> None:
+        self.sim.add_comment(self.repo, self.dev.login, int(ticket_id), body)
+
+    def person_sets_state(self, ticket_id: str, state: TicketState) -> None:
+        self.sim.set_state(self.repo, self.dev.login, int(ticket_id),
+                           "closed" if state is TicketState.CLOSED else "open")
+
+    def person_ticket(self, subject: str, marker: str) -> str:
+        return self._build(str(self.dev.token)).create_ticket(NewTicket(
+            subject=subject, description="copied", marker=marker)).id
+
+    def person_comment_with_marker(self, ticket_id: str, marker: str) -> None:
+        self._build(str(self.dev.token)).create_comment(ticket_id, NewComment(
+            body="copied", visibility=Visibility.PUBLIC, marker=marker))
+
+    def public_view(self, ticket_id: str) -> list[str]:
+        # Every GitHub comment is public: what the developer's token lists, anyone sees.
+        return [c.body for c in self._build(str(self.dev.token)).list_comments(ticket_id)]
+
+    def throttle(self, retry_after: int) -> dict[str, Any]:
+        # The secondary limit on content creation (trackers.md §1.6).
+        return {"status": 403, "retry_after": str(retry_after),
+                "headers": {"x-ratelimit-remaining": "4000"}}
+
+    def let_time_pass(self, seconds: float) -> None:
+        self.sim.clock.advance(seconds)
+
+    def ticket_count(self) -> int:
+        return sum(1 for issue in self.sim.state.issues.values()
+                   if issue.repo_id == self.repo.id)
+
+    def requests(self) -> int:
+        return self.transport.sent
+
+    def close(self) -> None:
+        return None
