@@ -174,26 +174,32 @@ class JournalStore(StoreCore):
             s.add(row)
             s.flush()
 
+    # The pair's own passes. A webhook's targeted pass polls no feed, so it says nothing
+    # about whether the pair keeps up: `status` and /readyz look at the others.
+    _PASSES = ("poll", "backfill")
+
     def last_run(self, pair: str) -> RunRecord | None:
         """The latest run, finished or not."""
         with self._tx(write=False) as s:
-            row = self._first(s, select(RunRow).where(RunRow.pair == pair)
-                              .order_by(col(RunRow.id).desc()))
+            row = self._first(s, select(RunRow).where(
+                RunRow.pair == pair, col(RunRow.kind).in_(self._PASSES))
+                .order_by(col(RunRow.id).desc()))
             return _run(row) if row else None
 
     def last_ok_run(self, pair: str) -> RunRecord | None:
         """The latest run that finished without an error: how fresh the pair's sync is."""
         with self._tx(write=False) as s:
             row = self._first(s, select(RunRow).where(
-                RunRow.pair == pair, col(RunRow.finished_at).is_not(None),
+                RunRow.pair == pair, col(RunRow.kind).in_(self._PASSES),
+                col(RunRow.finished_at).is_not(None),
                 col(RunRow.error).is_(None)).order_by(col(RunRow.id).desc()))
             return _run(row) if row else None
 
     def last_error_run(self, pair: str) -> RunRecord | None:
         with self._tx(write=False) as s:
             row = self._first(s, select(RunRow).where(
-                RunRow.pair == pair, col(RunRow.error).is_not(None))
-                .order_by(col(RunRow.id).desc()))
+                RunRow.pair == pair, col(RunRow.kind).in_(self._PASSES),
+                col(RunRow.error).is_not(None)).order_by(col(RunRow.id).desc()))
             return _run(row) if row else None
 
     def prune_runs(self, pair: str, keep: int, *, limit: int | None = None) -> int:

@@ -34,7 +34,7 @@ SIDES = ("helpdesk", "tracker")
 VISIBILITIES = ("public", "internal")
 INTENT_KINDS = ("create_issue", "add_comment", "update_ticket")
 INTENT_STATUSES = ("pending", "done", "failed")
-RUN_KINDS = ("poll", "backfill")
+RUN_KINDS = ("poll", "backfill", "webhook")
 
 
 def one_of(column: str, values: tuple[str, ...]) -> str:

@@ -44,15 +44,16 @@ from apscheduler.triggers.interval import IntervalTrigger
 from connectors.http import CallStats
 from state import LeaseLost, PairBusy, PairLease, StateStore
 from syncer.app import Engine
-from syncer.config import PairConfig
+from syncer.config import PairConfig, read_secret
 from syncer.errors import ConfigError
 from syncer.health import readiness
 from syncer.listener import Listener, health_app
 from syncer.metrics import DaemonMetrics
 from syncer.prune import Pruner
 from syncer.runner import PairRunner, PassResult
-from syncer.secrets import scrub
+from syncer.secrets import register_secret, scrub
 from syncer.startcheck import check_at_start
+from syncer.webhooks import Hook, TargetedSyncs, WebhookEndpoint
 
 log = structlog.get_logger("reamaze_sync.daemon")
 
@@ -143,6 +144,42 @@ def _prune(pruner: Pruner, pair: str) -> None:
         log.exception("prune_failed", pair=pair, operation="prune")
 
 
+def _webhooks(engine: Engine, pairs: list[PairConfig],
+              targeted: TargetedSyncs) -> WebhookEndpoint | None:
+    """The webhook endpoint for the trackers of ``pairs`` that name a webhook secret (a
+    missing secret is a configuration error, as for the other secrets)."""
+    hooks: dict[str, Hook] = {}
+    for name in sorted({p.tracker for p in pairs}):
+        env = getattr(engine.config.trackers[name], "webhook_secret_env", None)
+        if env is not None:
+            secret = read_secret(env, f"trackers.{name}", "webhook_secret_env", engine.environ)
+            register_secret(secret.get_secret_value())
+            hooks[name] = Hook(name, secret.get_secret_value().encode())
+    if not hooks:
+        return None
+
+    def on_issue(tracker: str, issue_id: str) -> None:
+        for pair in pairs:
+            if pair.tracker == tracker:
+                targeted.add(pair.name, issue_id)
+
+    return WebhookEndpoint(hooks, on_issue)
+
+
+def _targeted(engine: Engine, pair: str, issues: frozenset[str], stop: threading.Event,
+              metrics: DaemonMetrics) -> None:
+    """A webhook's targeted pass: a runner of its own (a pair's scheduled runner may be
+    mid-pass in another thread), waiting a while for a pass in progress to finish."""
+    runner = engine.runner(engine.config.pair(pair))
+    if isinstance(runner, ConfigError):
+        return
+    runner.stop_event = stop
+    runner.lock_wait = 30.0
+    started = time.monotonic()
+    result = runner.run_once(kind="webhook", issues=issues)
+    metrics.record_pass(result, time.monotonic() - started)
+
+
 def _check_start(engine: Engine, pairs: list[PairConfig]) -> dict[str, CallStats]:
     """Refuse to start when no pair can sync; report the broken and unreachable ones. The
     requests the check sent, by service."""
@@ -184,13 +221,19 @@ def run_daemon(engine: Engine, only: str | None = None,
                     keep_runs=engine.config.state.keep_runs)
     metrics = DaemonMetrics(engine.store, pairs, {"reamaze": engine.helpdesk, **engine.trackers},
                             claims.holds)
+    targeted = TargetedSyncs(lambda pair, issues: _targeted(engine, pair, issues, stop, metrics))
+    endpoint = _webhooks(engine, pairs, targeted)
     # The listen address is taken first: a port in use is found before any server is asked.
     listener = None
     address = engine.config.server.address()
     if address is not None:
         stale_after = engine.config.server.stale_after_intervals
         listener = Listener(*address, health_app(
-            metrics.registry, lambda: readiness(engine.store, pairs, stale_after))).start()
+            metrics.registry, lambda: readiness(engine.store, pairs, stale_after),
+            endpoint)).start()
+    elif endpoint is not None:
+        log.warning("webhooks_without_listener", trackers=sorted(endpoint.hooks),
+                    action="webhook secrets are set but [server] listen is not: polling only")
     try:
         for service, calls in _check_start(engine, pairs).items():
             metrics.count_calls(service, calls)
@@ -232,10 +275,13 @@ def run_daemon(engine: Engine, only: str | None = None,
         signal.signal(signal.SIGTERM, _on_signal)
         signal.signal(signal.SIGINT, _on_signal)
     scheduler.start()
-    log.info("daemon_started", pairs=[p.name for p in pairs], workers=workers)
+    targeted.start()
+    log.info("daemon_started", pairs=[p.name for p in pairs], workers=workers,
+             webhooks=sorted(endpoint.hooks) if endpoint and listener else [])
     try:
         stop.wait()
         scheduler.shutdown(wait=True)
+        targeted.stop()
     finally:
         claims.release_all()  # the other instances take the pairs at their next interval
         if listener is not None:

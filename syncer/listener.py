@@ -29,7 +29,8 @@ JSON = (("Content-Type", "application/json"), ("Cache-Control", "no-store"))
 TEXT = (("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store"))
 
 
-def health_app(registry: CollectorRegistry, ready: Callable[[], Readiness]) -> WSGIApplication:
+def health_app(registry: CollectorRegistry, ready: Callable[[], Readiness],
+               webhooks: WSGIApplication | None = None) -> WSGIApplication:
     metrics = make_wsgi_app(registry)
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -37,6 +38,9 @@ def health_app(registry: CollectorRegistry, ready: Callable[[], Readiness]) -> W
         if path == "/metrics":
             body: Iterable[bytes] = metrics(environ, start_response)
             return body
+        if webhooks is not None and path.startswith("/webhooks/"):
+            hooked: Iterable[bytes] = webhooks(environ, start_response)
+            return hooked
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
             start_response("405 Method Not Allowed", [*TEXT, ("Allow", "GET, HEAD")])
             return [b"method not allowed\n"]

@@ -118,7 +118,8 @@ class PairRunner:
         return replace(ctx, tracker_statuses=tuple(self.tracker.list_statuses()))
 
     def run_once(self, *, kind: str = "poll", dry_run: bool = False, full: bool = False,
-                 since: datetime | None = None) -> PassResult:
+                 since: datetime | None = None,
+                 issues: frozenset[str] | None = None) -> PassResult:
         """One pass. ``full`` (backfill) walks all of Re:amaze's history, or back to ``since``,
         instead of starting from the saved cursor.
 
@@ -126,7 +127,7 @@ class PairRunner:
         wrote every issue and note twice); a busy pair is an error result naming its
         holder once ``lock_wait`` runs out. A dry run reads only and takes nothing."""
         if dry_run:
-            return self._pass(kind=kind, dry_run=True, full=full, since=since)
+            return self._pass(kind=kind, dry_run=True, full=full, since=since, issues=issues)
         try:
             lease = self.store.lease_pair(self.pair, wait_seconds=self.lock_wait)
         except PairBusy as exc:
@@ -136,15 +137,16 @@ class PairRunner:
         self.lease = lease
         try:
             with self.store.fenced(lease):
-                return self._pass(kind=kind, dry_run=False, full=full, since=since)
+                return self._pass(kind=kind, dry_run=False, full=full, since=since,
+                                  issues=issues)
         finally:
             self.lease = None
             lease.release()
             if self.after_pass is not None:
                 self.after_pass()
 
-    def _pass(self, *, kind: str, dry_run: bool, full: bool,
-              since: datetime | None) -> PassResult:
+    def _pass(self, *, kind: str, dry_run: bool, full: bool, since: datetime | None,
+              issues: frozenset[str] | None = None) -> PassResult:
         result = PassResult(pair=self.pair)
         run_id = None if dry_run else self.store.start_run(self.pair, kind)
         structlog.contextvars.bind_contextvars(pair=self.pair)
@@ -162,8 +164,11 @@ class PairRunner:
                 retried = self._retry_failures(result, recovered.resolved, recovered.waiting)
             else:
                 retried = {}
-            done = self._helpdesk_pass(result, dry_run, full, since, retried)
-            self._tracker_pass(result, dry_run, done)
+            if issues is not None:
+                self._targeted_pass(result, dry_run, issues, retried)
+            else:
+                done = self._helpdesk_pass(result, dry_run, full, since, retried)
+                self._tracker_pass(result, dry_run, done)
         except StopRequested:
             result.error = "stopped before the pass finished"
             log.info("pass_interrupted")
@@ -246,6 +251,22 @@ class PairRunner:
                 self._sync_link(link, result, dry_run, issue=issue)
             if page.checkpoint is not None and not dry_run:
                 self.store.save_cursor(self.pair, Side.TRACKER, page.checkpoint)
+
+    def _targeted_pass(self, result: PassResult, dry_run: bool, issues: frozenset[str],
+                       retried: dict[str, datetime]) -> None:
+        """Only the links of these issues (a webhook said they changed), read afresh on
+        both sides. No cursor moves: the feeds still see these changes and find them
+        reconciled, so polling stays the source of truth."""
+        for issue_id in sorted(issues):
+            self._check_stop()
+            link = self.store.get_link_by_issue(self.pair, issue_id)
+            if link is None or link.status != "active" or link.conversation_id in retried:
+                continue
+            if link.conversation_id in self._skipped:
+                result.counts["skipped_by_operator"] += 1
+                continue
+            result.counts["issues_seen"] += 1
+            self._sync_link(link, result, dry_run)
 
     def _outdated(self, cid: str, issue: Ticket) -> bool:
         """The conversation was reconciled in this pass, but the feed shows its issue in a

@@ -15,8 +15,13 @@ from connectors.github import GitHubConnector
 from connectors.github.config import GitHubConfig
 from connectors.github.sim import GitHubSimulator
 from connectors.github.sim.state import GhRepo, GhUser
+from connectors.reamaze.sim.simulator import ReamazeSimulator
+from syncer.app import Engine, build_engine
+from syncer.config import parse_config
+from syncer.sandbox import BRAND, LOGIN, MARKER_KEY, REAMAZE_TOKEN
 
 REPO = "acme/app"
+STAFF = "jane@acme.example"
 API = "https://api.github.com"
 
 
@@ -70,6 +75,47 @@ class GitHubWorld:
 
     def writes(self) -> list[Exchange]:
         return [e for e in self.exchanges if e.request.method in ("POST", "PATCH", "DELETE")]
+
+
+class World:
+    """Re:amaze and GitHub simulators and the engine's config for one pair between them."""
+
+    def __init__(self, state_url: str = "sqlite://", *, tracker: dict[str, Any] | None = None,
+                 server: dict[str, Any] | None = None, **pair: Any) -> None:
+        self.gh = GitHubWorld()
+        self.reamaze = ReamazeSimulator(brand=BRAND, login_email=LOGIN, token=REAMAZE_TOKEN,
+                                        login_name="Sync Bot")
+        self.reamaze.add_staff(STAFF, "Jane Support")
+        pair_cfg: dict[str, Any] = {"name": "bugs", "tracker": "gh", "interval_seconds": 5,
+                                    "title_template": "[Re:amaze] {subject}"}
+        pair_cfg.update(pair)
+        self.config = parse_config({
+            "state": {"url": state_url},
+            "reamaze": {"brand": BRAND, "login_email": LOGIN,
+                        "base_url": f"https://{BRAND}.reamaze.io/api/v1",
+                        "http": {"requests_per_minute": 100_000, "burst": 1000}},
+            "trackers": {"gh": {"kind": "github", "repo": REPO, "http": {
+                "requests_per_minute": 100_000, "burst": 1000}, **(tracker or {})}},
+            "pairs": [pair_cfg],
+            "server": server or {},
+        })
+        self.environ = {"REAMAZE_API_TOKEN": REAMAZE_TOKEN, "GITHUB_TOKEN": self.gh.bot.token,
+                        "REAMAZE_SYNC_MARKER_KEY": MARKER_KEY}
+
+    def engine(self) -> Engine:
+        return build_engine(self.config, environ=self.environ, transports={
+            "reamaze": httpx.MockTransport(self.reamaze.handle), "gh": self.gh.transport()})
+
+    def issues(self) -> list[Any]:
+        return sorted(self.gh.sim.state.issues.values(), key=lambda i: i.number)
+
+    def comments(self, number: int) -> list[str]:
+        return [c.body for c in sorted(self.gh.sim.state.comments.values(), key=lambda c: c.id)
+                if c.number == number]
+
+    def everything_on_github(self) -> str:
+        return "\n".join([f"{i.title}\n{i.body}" for i in self.issues()]
+                         + [c.body for c in self.gh.sim.state.comments.values()])
 
 
 def on_request(method: str, path: str, action: Callable[[httpx.Request], None]) -> dict[str, Any]:

@@ -6,59 +6,17 @@ nothing, and a lost state database re-adopts the issue instead of duplicating it
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from github_support import REPO, GitHubWorld
+from github_support import REPO, World
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.reamaze.sim.simulator import ReamazeSimulator
-from syncer.app import Engine, build_engine, run_all_once
-from syncer.config import parse_config
+from syncer.app import Engine, run_all_once
 from syncer.runner import PassResult
-from syncer.sandbox import BRAND, LOGIN, MARKER_KEY, REAMAZE_TOKEN
 
 PUBLIC, INTERNAL = 0, 1
 STAFF = "jane@acme.example"
-
-
-class World:
-    def __init__(self, state_url: str = "sqlite://", **pair: Any) -> None:
-        self.gh = GitHubWorld()
-        self.reamaze = ReamazeSimulator(brand=BRAND, login_email=LOGIN, token=REAMAZE_TOKEN,
-                                        login_name="Sync Bot")
-        self.reamaze.add_staff(STAFF, "Jane Support")
-        pair_cfg: dict[str, Any] = {"name": "bugs", "tracker": "gh", "interval_seconds": 5,
-                                    "title_template": "[Re:amaze] {subject}"}
-        pair_cfg.update(pair)
-        self.config = parse_config({
-            "state": {"url": state_url},
-            "reamaze": {"brand": BRAND, "login_email": LOGIN,
-                        "base_url": f"https://{BRAND}.reamaze.io/api/v1",
-                        "http": {"requests_per_minute": 100_000, "burst": 1000}},
-            "trackers": {"gh": {"kind": "github", "repo": REPO, "http": {
-                "requests_per_minute": 100_000, "burst": 1000}}},
-            "pairs": [pair_cfg],
-        })
-        self.environ = {"REAMAZE_API_TOKEN": REAMAZE_TOKEN, "GITHUB_TOKEN": self.gh.bot.token,
-                        "REAMAZE_SYNC_MARKER_KEY": MARKER_KEY}
-
-    def engine(self) -> Engine:
-        return build_engine(self.config, environ=self.environ, transports={
-            "reamaze": httpx.MockTransport(self.reamaze.handle), "gh": self.gh.transport()})
-
-    def issues(self) -> list[Any]:
-        return sorted(self.gh.sim.state.issues.values(), key=lambda i: i.number)
-
-    def comments(self, number: int) -> list[str]:
-        return [c.body for c in sorted(self.gh.sim.state.comments.values(), key=lambda c: c.id)
-                if c.number == number]
-
-    def everything_on_github(self) -> str:
-        return "\n".join([f"{i.title}\n{i.body}" for i in self.issues()]
-                         + [c.body for c in self.gh.sim.state.comments.values()])
 
 
 def one_pass(engine: Engine) -> PassResult:
