@@ -29,6 +29,7 @@ from bench.scenarios.latency import run_latency
 from bench.scenarios.ratelimit import run_rate_limit
 from bench.scenarios.scaling import run_pairs_capacity, run_store
 from bench.scenarios.statesize import run_state_size
+from bench.scenarios.webhook import run_webhook_latency
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Below this the second half of the memory run is a handful of samples dominated by
@@ -120,6 +121,8 @@ def run_all(sizes: Sizes, log: Callable[[str], None]) -> dict[str, Any]:
                     run_latency, sizes.latency_links, sizes.latency_changes,
                     interval=interval), log)
                 for interval in (60.0, 15.0)]
+            out["webhook"] = _timed("latency with GitHub webhooks", partial(
+                run_webhook_latency, sizes.latency_links, sizes.latency_changes // 4), log)
             out["store"] = _timed("state store", lambda: run_store(
                 existing=sizes.store_existing, n=sizes.store_ops, postgres=sizes.postgres), log)
             out["pairs"] = _timed("pairs per instance",
@@ -216,6 +219,13 @@ def table(res: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                      f", max {lat['latency_s']['max']:.1f} s",
                      f"p95 <= {lat['target_p95_s']:.0f} s",
                      _verdict(lat["latency_s"]["p95"] <= lat["target_p95_s"])))
+    hook = res.get("webhook")
+    if hook is not None:
+        lat = hook["latency_s"]
+        rows.append((f"Latency, GitHub webhook to Re:amaze copy, {hook['changes']} changes "
+                     f"(polling alone: ~{hook['polling_mean_s_at_60s']:.0f} s mean at 60 s)",
+                     f"p50 {lat['p50']:.2f} s, p95 {lat['p95']:.2f} s, max {lat['max']:.2f} s",
+                     f"p95 <= {hook['target_s']:.0f} s", _verdict(lat["p95"] <= hook["target_s"])))
     mem = res["memory"]
     rows.append((f"Peak RSS, backfill {mem['conversations']:,}x5 (measured)",
                  f"{mem['peak_rss_mb']:.0f} MB ({mem['growth_mb']:.1f} MB growth)", "-",

@@ -85,3 +85,10 @@ def test_state_size_shrinks_when_pruned() -> None:
     assert after["links"] == before["links"] == 4
     assert after["comment_links"] == before["comment_links"]
     assert result["bytes_per_1000_after"] < result["bytes_per_1000_before"]
+
+
+def test_webhook_latency_scenario_runs_through_the_daemon() -> None:
+    from bench.scenarios.webhook import run_webhook_latency
+
+    result = run_webhook_latency(2, 3)
+    assert result["changes"] == 3 and set(result["latency_s"]) == {"p50", "p95", "max"}
