@@ -119,6 +119,10 @@ class Ticket(Frozen):
     contact: Contact | None = None
     created_at: AwareDatetime
     updated_at: AwareDatetime
+    # False when the source did not say when the ticket last changed (a Re:amaze list item
+    # without ``updated_at``): ``updated_at`` is then its newest message's time, which a
+    # status or tag change does not move.
+    updated_at_exact: bool = True
     url: str | None = None
     data: dict[str, str] = Field(default_factory=dict)
     marker: str | None = None  # our idempotency key when we created this ticket

@@ -507,7 +507,11 @@ def _unchanged(link: LinkView, *, helpdesk: Ticket | None = None,
     if snap is None:
         return False
     if helpdesk is not None:
-        return snap.helpdesk_updated_at == helpdesk.updated_at.isoformat()
+        # A list item without ``updated_at`` has its newest message's time, which a status
+        # or tag change or an internal note does not move: the feed yields it only when
+        # what it shows changed (``change_key``), so it is reconciled.
+        return helpdesk.updated_at_exact and \
+            snap.helpdesk_updated_at == helpdesk.updated_at.isoformat()
     if tracker is not None:
         return snap.tracker_updated_at == tracker.updated_at.isoformat()
     return False
