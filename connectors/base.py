@@ -135,3 +135,10 @@ class Connector(Protocol):
     def check(self) -> str:
         """Verify credentials and permissions; return a one-line description of who we are."""
         ...
+
+
+@runtime_checkable
+class ListsRecent(Protocol):
+    """A helpdesk that can list its recently active tickets, a page at a time."""
+
+    def recent_tickets(self, page: int) -> list[Ticket]: ...

@@ -200,7 +200,19 @@ def _v2_trust(conn: Connection) -> None:
     md.create_all(conn)
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_baseline, _v2_trust)
+def _v3_sweep(conn: Connection) -> None:
+    """The anti-entropy sweep's position per pair, so a restart continues where it stopped."""
+    md = MetaData()
+    Table(
+        "sweeps", md,
+        Column("pair", String, primary_key=True),
+        Column("data", JSON, nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+    )
+    md.create_all(conn)
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_baseline, _v2_trust, _v3_sweep)
 CURRENT_VERSION = len(MIGRATIONS)
 
 

@@ -165,6 +165,17 @@ class Cursor(Frozen):
     seen: tuple[str, ...] = ()
 
 
+class SweepPosition(Frozen):
+    """Where a pair's anti-entropy sweep stands: it verifies links in id order, so a
+    restart continues after the last one verified."""
+
+    after_link: int = 0  # id of the last link verified in the current round
+    rounds: int = 0  # rounds completed (every active link verified once)
+    round_started_at: AwareDatetime | None = None
+    last_round_seconds: float | None = None  # how long the last completed round took
+    recent_page: int = 0  # the page of recently active conversations read last
+
+
 class ChangePage(Frozen):
     tickets: tuple[Ticket, ...]
     # Safe to save once this page's work is durable; None while the feed cannot yet vouch
