@@ -71,9 +71,12 @@ def drift_words(link: LinkView, decision: Decision) -> list[str]:
     if decision.issue_deleted:
         words.append(f"issue {link.issue_id} is gone: the link is orphaned")
     for a in decision.plan.actions:
-        if isinstance(a, AddComment):
-            words.append(f"{a.new.visibility.value} message {a.source_id or '(the sync note)'} "
-                         f"of the {a.target.other.value} is missing on the {a.target.value}")
+        if isinstance(a, AddComment) and not a.source_id:
+            words.append(f"a note of the sync is due on the {a.target.value}: "
+                         f"{' '.join(a.new.body.split())[:60]!r}")
+        elif isinstance(a, AddComment):
+            words.append(f"{a.new.visibility.value} message {a.source_id} of the "
+                         f"{a.target.other.value} is missing on the {a.target.value}")
         elif isinstance(a, UpdateTicket):
             fields = a.update.model_dump(exclude_none=True, mode="json")
             words.append(f"{a.target.value} {a.ticket_id} differs: should be {fields} "
