@@ -64,3 +64,19 @@ def test_write_limited_backfill_paces_writes_with_the_write_budget() -> None:
     assert result["responses_429"] == 0
     assert result["failed_operations"] == 0
     assert result["redmine_writes"] == 3 + 3 * MESSAGES
+
+
+def test_sweep_verifies_each_link_with_three_reads_and_repairs_nothing() -> None:
+    """At the default budgets the sweep verifies every link of a settled backfill once per
+    round, with two Re:amaze reads and one Redmine read per link (plus a page of recent
+    conversations per pass and the API user's id once), and writes nothing."""
+    from bench.scenarios.sweep import run_sweep
+
+    sweep = run_sweep(20)
+    assert sweep["links_verified"] == 20 and sweep["drift_repaired"] == 0
+    kinds = sweep["calls_by_kind"]
+    assert kinds["rz_get_conversation"] == kinds["rz_list_messages"] == 20
+    assert kinds["rm_get_issue_journals"] == 20
+    assert not {k for k in kinds if "create" in k or "add" in k or "update" in k}
+    passes = sweep["passes"]
+    assert sweep["sweep_requests"] == {"reamaze": 40 + passes, "redmine": 21}
