@@ -4,9 +4,13 @@ twice), and keeps its position in the state so a restart continues where it stop
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from e2e_support import STAFF, Mark, issue_for, issue_ids, journals, run_pass, sandbox
+from listener_support import *  # noqa: F403  (pytest fixtures)
+from listener_support import wait_until
 
 from connectors.http import ApiClient
 from syncer.app import Engine
@@ -154,3 +158,30 @@ def test_sweep_repairs_what_the_feeds_missed_once(tmp_path: Path) -> None:
         assert mark.writes() == []
     finally:
         engine.close()
+
+
+def test_the_daemon_sweeps_after_its_polls(
+        tmp_path: Path, daemon_thread: Callable[[Engine], threading.Event]) -> None:
+    """`run_daemon` wires the sweep into every pair's polls: a status change the feeds
+    never show closes the issue while the daemon runs, and its position is saved."""
+    sb = sandbox(tmp_path, status={"on_conversation_closed": "close_issue"},
+                 status_field={"direction": "both", "owner": "tracker"})
+    slug = sb.reamaze.add_conversation("Crash on save", "It crashes.",
+                                       "carol@customer.example", tags=["bug"])
+    engine = sb.engine()
+    try:
+        run_pass(engine)
+        run_pass(engine)
+        issue = int(issue_for(engine, slug))
+    finally:
+        engine.close()
+    _behind_the_feeds(sb, slug, "done")
+    daemon = sb.engine()
+    daemon_thread(daemon)
+    wait_until(lambda: sb.redmine.state.issues[issue].status_id == 5, "the sweep's repair")
+
+    def round_done() -> bool:
+        position = daemon.store.get_sweep("bugs")
+        return position is not None and position.rounds >= 1
+
+    wait_until(round_done, "the sweep's first round")
