@@ -47,6 +47,7 @@ from connectors.reamaze.wire import CONNECTOR
 from syncer.models import ChangePage, Cursor, Ticket
 
 FetchPage = Callable[[dict[str, Any]], Any]
+DERIVED_KEYS_KEPT = 100  # about three pages
 ToTickets = Callable[[list[Any]], list[Ticket]]
 
 
@@ -148,5 +149,10 @@ def _next_cursor(read: dict[str, datetime], since: Cursor | None, overlap: timed
             return since
         watermark = since.watermark
     low = watermark - overlap
-    seen = sorted(key(slug, t) for slug, t in read.items() if t >= low or slug in derived)
+    # Of the items without ``updated_at`` only the first read (the top of the listing)
+    # are kept: the next walk stops at the first of them it finds unchanged, and one it
+    # does not find only makes it read further. A backfill's walk would keep them all.
+    top = set(list(derived)[:DERIVED_KEYS_KEPT])
+    seen = sorted(key(slug, t) for slug, t in read.items()
+                  if slug in top or (slug not in derived and t >= low))
     return Cursor(watermark=watermark, seen=tuple(seen))
