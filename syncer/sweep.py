@@ -12,8 +12,8 @@ conversations for rule matches the feed missed; those go through the feed's own 
 
 Two users:
 
-* the daemon runs a **slice** after each poll (``SweepSlice``): as many links as the
-  request credit allows (``SweepBudget``: ``[sync] sweep_share`` of each connection's
+* the daemon runs a **slice** after each poll (``SweepSlice``): a page of recently active
+  conversations every five minutes, then as many links as the request credit allows (``SweepBudget``: ``[sync] sweep_share`` of each connection's
   ``requests_per_minute``), saving its position after each link, so a restart continues
   where it stopped and every link is verified once per round;
 * ``reamaze-sync verify`` checks every link once (``VerifyAll``) and reports the drift in
@@ -54,6 +54,7 @@ from syncer.runner import Decision, PairRunner, PassResult
 log = structlog.get_logger("reamaze_sync.sweep")
 
 LINK_BATCH = 50
+RECENT_EVERY_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,17 @@ class SweepSlice:
     budget: SweepBudget
     recent_pages: int
     checker: Checker = field(default_factory=lambda: Checker(fix=True))
+    # One recent page every this many seconds, not every pass: at a 60 s interval a page
+    # per pass took a fifteenth of the default share from the links.
+    recent_every_seconds: float = RECENT_EVERY_SECONDS
+    _recent_at: float | None = field(default=None, init=False)
+
+    def _recent_due(self) -> bool:
+        now = self.budget.clock()
+        if self._recent_at is not None and now - self._recent_at < self.recent_every_seconds:
+            return False
+        self._recent_at = now
+        return True
 
     def __call__(self, runner: PairRunner, result: PassResult, dry_run: bool) -> None:
         if dry_run:
@@ -239,7 +251,7 @@ class SweepSlice:
         pos = store.get_sweep(pair) or SweepPosition()
         if pos.round_started_at is None:
             pos = pos.model_copy(update={"round_started_at": datetime.now(UTC)})
-        if self.recent_pages and self.budget.allows():
+        if self.recent_pages and self.budget.allows() and self._recent_due():
             page = pos.recent_page % self.recent_pages + 1
             with self.budget.charging():
                 self.checker.check_recent(runner, page, result, dry_run)
