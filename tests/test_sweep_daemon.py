@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from e2e_support import STAFF, Mark, issue_for, issue_ids, journals, run_pass, sandbox
@@ -17,6 +18,7 @@ from syncer.app import Engine
 from syncer.daemon import sweep_slice
 from syncer.runner import PairRunner, PassResult
 from syncer.sandbox import Sandbox
+from syncer.status import pair_status, render_pair
 from syncer.sweep import SweepBudget, SweepSlice
 
 INTERVAL = 5.0
@@ -98,6 +100,14 @@ def test_slices_stay_in_budget_and_a_restart_continues_where_it_stopped(
         assert passes < 20
     assert verified == 12
     assert passes >= 3
+    engine = sb.engine()
+    try:
+        doc = pair_status(engine.config.pairs[0], engine.store, datetime.now(UTC))
+        assert doc["sweep"]["rounds"] == 1
+        assert any(line.startswith("  sweep: 1 round(s) done (the last took ")
+                   for line in render_pair(doc, datetime.now(UTC)))
+    finally:
+        engine.close()
 
 
 def test_credit_accrues_with_time_and_is_shared_between_pairs(tmp_path: Path) -> None:
