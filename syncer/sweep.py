@@ -13,9 +13,10 @@ conversations for rule matches the feed missed; those go through the feed's own 
 Two users:
 
 * the daemon runs a **slice** after each poll (``SweepSlice``): a page of recently active
-  conversations every five minutes, then as many links as the request credit allows (``SweepBudget``: ``[sync] sweep_share`` of each connection's
-  ``requests_per_minute``), saving its position after each link, so a restart continues
-  where it stopped and every link is verified once per round;
+  conversations every five minutes, then as many links as the request credit allows
+  (``SweepBudget``: ``[sync] sweep_share`` of each connection's ``requests_per_minute``),
+  saving its position after each link, so a restart continues where it stopped and every
+  link is verified once per round;
 * ``reamaze-sync verify`` checks every link once (``VerifyAll``) and reports the drift in
   words; with ``--fix`` it repairs through the same path, without it nothing is written
   (a dry-run pass on a read-only state store).
