@@ -27,13 +27,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import structlog
 
 from connectors.base import ListsRecent
 from connectors.http import ApiClient
+from syncer.apply import held_plan
 from syncer.errors import NotFoundError, SkippableError
 from syncer.explain import describe_action
 from syncer.models import SweepPosition, Ticket
@@ -101,6 +102,9 @@ class Checker:
 
     fix: bool
     drift: list[Drift] = field(default_factory=list)
+    # Keys of writes with no confirmed outcome: a dry run (no recovery) leaves them out of
+    # the drift, as the applier would hold them.
+    held: frozenset[str] = frozenset()
 
     def check_link(self, runner: PairRunner, link: LinkView, result: PassResult,
                    dry_run: bool) -> None:
@@ -119,6 +123,8 @@ class Checker:
         except SkippableError as exc:
             self._found(bound, Drift(cid, link.issue_id, (f"cannot be read: {exc}",)))
             return
+        if dry_run:  # what recovery still looks for is in flight, not missing
+            decision = replace(decision, plan=held_plan(decision.plan, self.held))
         words = drift_words(link, decision)
         if not words:
             return
@@ -165,6 +171,8 @@ class VerifyAll:
     recent_pages: int
 
     def __call__(self, runner: PairRunner, result: PassResult, dry_run: bool) -> None:
+        self.checker.held = frozenset(i.key for i in runner.store.pending_intents(runner.pair)
+                                      if i.status == "pending")
         after = 0
         while batch := runner.store.links_after(runner.pair, after, LINK_BATCH):
             for link_id, link in batch:

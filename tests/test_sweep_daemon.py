@@ -9,7 +9,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from e2e_support import STAFF, Mark, issue_for, issue_ids, journals, run_pass, sandbox
+from e2e_support import (
+    STAFF,
+    CrashBefore,
+    Mark,
+    crash_then_restart,
+    is_write,
+    issue_for,
+    issue_ids,
+    journals,
+    run_pass,
+    sandbox,
+)
 from listener_support import *  # noqa: F403  (pytest fixtures)
 from listener_support import wait_until
 
@@ -19,7 +30,7 @@ from syncer.daemon import sweep_slice
 from syncer.runner import PairRunner, PassResult
 from syncer.sandbox import Sandbox
 from syncer.status import pair_status, render_pair
-from syncer.sweep import SweepBudget, SweepSlice
+from syncer.sweep import Checker, SweepBudget, SweepSlice, VerifyAll
 
 INTERVAL = 5.0
 
@@ -195,3 +206,31 @@ def test_the_daemon_sweeps_after_its_polls(
         return position is not None and position.rounds >= 1
 
     wait_until(round_done, "the sweep's first round")
+
+
+def test_verify_leaves_writes_awaiting_recovery_out_of_the_drift(tmp_path: Path) -> None:
+    """A note journalled but never confirmed (the process died before sending it) is in
+    flight, not missing: a dry-run verify, which runs no recovery, does not list it."""
+    sb = sandbox(tmp_path)
+    slug = sb.reamaze.add_conversation("Crash on save", "It crashes.",
+                                       "carol@customer.example", tags=["bug"])
+    engine = sb.engine()
+    try:
+        run_pass(engine)
+        run_pass(engine)
+    finally:
+        engine.close()
+    sb.reamaze.add_customer_message(slug, "MORE-DETAIL it also crashes on load")
+    engine = crash_then_restart(sb, CrashBefore(is_write("PUT", r"^/issues/\d+\.json$")),
+                                "redmine")
+    try:
+        assert [i.status for i in engine.store.pending_intents("bugs")] == ["pending"]
+        runner = engine.runner(engine.config.pairs[0])
+        assert isinstance(runner, PairRunner)
+        checker = Checker(fix=False)
+        runner.after_feeds = VerifyAll(checker, recent_pages=0)
+        result = runner.run_once(kind="verify", dry_run=True, feeds=False)
+        assert result.ok and result.counts["links_verified"] == 1
+        assert checker.drift == []
+    finally:
+        engine.close()
