@@ -246,7 +246,8 @@ def _sweep_rows(sw: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         (f"Sweep, {sw['links']:,} links at default budgets: requests per link verified "
          "(Re:amaze / Redmine)", f"{per['reamaze']:.2f} / {per['redmine']:.2f}",
          "2 / 1 (conversation + messages / issue with notes), plus the recent page", "info"),
-        (f"  ... one round over {sw['links']:,} links (measured), share of Re:amaze used",
+        (f"  ... one round over {sw['links']:,} links (measured), share of Re:amaze used "
+         "(counting the first interval's credit)",
          f"{sw['round_hours']:.2f} h, {sw['reamaze_share_used']:.3f}",
          f"share <= sweep_share ({sw['sweep_share']})",
          _verdict(sw["reamaze_share_used"] <= sw["sweep_share"] * 1.02)),
