@@ -53,19 +53,24 @@ def _report(result: PassResult, drift: list[Drift], fix: bool) -> bool:
         click.echo(f"[{result.pair}] {d.conversation_id}{issue}:")
         for problem in d.problems:
             click.echo(f"  - {problem}")
+        for note in d.notes:
+            click.echo(f"  - cannot be repaired: {note}")
+    repairable = [d for d in drift if d.problems]
     verified = result.counts.get("links_verified", 0)
     state = "ok" if result.ok else f"ERROR: {result.error}"
-    if not drift:
+    if not repairable:
         found = "no drift"
     elif fix:
-        found = (f"drift in {len(drift)} conversation(s), "
+        found = (f"drift in {len(repairable)} conversation(s), "
                  f"{result.counts.get('drift_repaired', 0)} repaired")
     else:
-        found = f"drift in {len(drift)} conversation(s); `verify --fix` repairs it"
+        found = f"drift in {len(repairable)} conversation(s); `verify --fix` repairs it"
+    if len(drift) > len(repairable):
+        found += f"; {len(drift) - len(repairable)} with differences no pass can repair"
     click.echo(f"[{result.pair}] {state}; verified {verified} link(s): {found}")
     for cid, err in sorted(result.failed.items()):
         click.echo(f"  failed {cid}: {err}")
-    return not result.clean or (bool(drift) and not fix)
+    return not result.clean or (bool(repairable) and not fix)
 
 
 @click.command()

@@ -48,6 +48,7 @@ from syncer.plan import (
     PostLinkNote,
     RemoveComment,
     SideView,
+    Skip,
     UpdateTicket,
 )
 from syncer.reconcile import matches
@@ -65,7 +66,16 @@ class Drift:
 
     conversation_id: str
     issue_id: str | None
-    problems: tuple[str, ...]
+    problems: tuple[str, ...]  # what a pass would repair
+    # What no pass can repair (a note edited after it was copied: copies are never
+    # rewritten); reported, but no reason to fail.
+    notes: tuple[str, ...] = ()
+
+
+def unrepairable_words(decision: Decision) -> list[str]:
+    """Differences the plan can only skip, said as such."""
+    return [f"{a.object_id} was {a.reason}" for a in decision.plan.actions
+            if isinstance(a, Skip) and a.reason.startswith("edited ")]
 
 
 def drift_words(link: LinkView, decision: Decision) -> list[str]:
@@ -125,11 +135,10 @@ class Checker:
             return
         if dry_run:  # what recovery still looks for is in flight, not missing
             decision = replace(decision, plan=held_plan(decision.plan, self.held))
-        words = drift_words(link, decision)
-        if not words:
-            return
-        self._found(bound, Drift(cid, link.issue_id, tuple(words)))
-        if self.fix and not dry_run:
+        words, notes = drift_words(link, decision), unrepairable_words(decision)
+        if words or notes:
+            self._found(bound, Drift(cid, link.issue_id, tuple(words), tuple(notes)))
+        if words and self.fix and not dry_run:
             runner.apply_decision(cid, decision, result)
             result.counts["drift_repaired"] += 1
 
@@ -160,7 +169,8 @@ class Checker:
 
     def _found(self, bound: structlog.typing.FilteringBoundLogger, drift: Drift) -> None:
         self.drift.append(drift)
-        bound.warning("drift_found", problems=list(drift.problems), fix=self.fix)
+        bound.warning("drift_found", problems=list(drift.problems), unrepairable=list(drift.notes),
+                      fix=self.fix)
 
 
 @dataclass

@@ -12,6 +12,7 @@ from pathlib import Path
 from e2e_support import (
     STAFF,
     CrashBefore,
+    Engineer,
     Mark,
     crash_then_restart,
     is_write,
@@ -232,5 +233,43 @@ def test_verify_leaves_writes_awaiting_recovery_out_of_the_drift(tmp_path: Path)
         result = runner.run_once(kind="verify", dry_run=True, feeds=False)
         assert result.ok and result.counts["links_verified"] == 1
         assert checker.drift == []
+    finally:
+        engine.close()
+
+
+def test_a_note_edited_after_it_was_copied_is_reported_but_not_drift(tmp_path: Path) -> None:
+    """An engineer edits a note the sync already copied to Re:amaze (whose messages cannot
+    be edited): verify names it as a difference no pass can repair, and neither counts it
+    as drift (exit 0) nor writes anything for it with --fix."""
+    from syncer.cli_verify import _report
+
+    sb = sandbox(tmp_path)
+    slug = sb.reamaze.add_conversation("Crash on save", "It crashes.",
+                                       "carol@customer.example", tags=["bug"])
+    dev = Engineer(sb)
+    engine = sb.engine()
+    try:
+        run_pass(engine)
+        issue = issue_for(engine, slug)
+        dev.note(issue, "ENG-NOTE fixed in 4.2")
+        run_pass(engine)
+        run_pass(engine)
+        note = next(n for n in journals(sb, issue) if "ENG-NOTE" in n.text)
+        edited = dev.http.put(f"/journals/{note.id}.json",
+                              json={"journal": {"notes": "ENG-NOTE fixed in 4.3"}})
+        assert edited.status_code == 204, edited.text
+        for fix in (False, True):
+            runner = engine.runner(engine.config.pairs[0])
+            assert isinstance(runner, PairRunner)
+            checker = Checker(fix=fix)
+            runner.after_feeds = VerifyAll(checker, recent_pages=0)
+            mark = Mark.now(sb)
+            result = runner.run_once(kind="verify", dry_run=not fix, feeds=False)
+            assert mark.writes() == []
+            [drift] = checker.drift
+            assert drift.problems == ()
+            assert drift.notes == (f"{note.id} was edited on the tracker after it was copied; "
+                                   "Re:amaze messages cannot be edited",)
+            assert _report(result, checker.drift, fix) is False
     finally:
         engine.close()
