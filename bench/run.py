@@ -29,6 +29,8 @@ from bench.scenarios.latency import run_latency
 from bench.scenarios.ratelimit import run_rate_limit
 from bench.scenarios.scaling import run_pairs_capacity, run_store
 from bench.scenarios.statesize import run_state_size
+from bench.scenarios.sweep import run_sweep
+from bench.scenarios.webhook import run_webhook_latency
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Below this the second half of the memory run is a handful of samples dominated by
@@ -53,17 +55,18 @@ class Sizes:
     rate_limit_learn: int  # conversations backfilled with the budget above the limit
     state_size: int  # conversations backfilled before the state database is measured
     state_polls: int  # idle polls after it (one run row each)
+    sweep: int  # links the sweep verifies in one round at the default budgets
 
 
 FULL = Sizes(backfill=(100, 1000), seeded_idle=(10_000,), profile=100, rate_limit=60,
              latency_links=50, latency_changes=200, memory=2000, memory_parallel=False,
              store_existing=2000, store_ops=200, postgres=True, pairs=(1, 10, 30),
-             rate_limit_learn=300, state_size=1000, state_polls=150)
+             rate_limit_learn=300, state_size=1000, state_polls=150, sweep=1000)
 QUICK = Sizes(backfill=(50,), seeded_idle=(500,), profile=30, rate_limit=15,
               latency_links=10, latency_changes=40, memory=150, memory_parallel=True,
               store_existing=300,
               store_ops=50, postgres=False, pairs=(1, 3),
-              rate_limit_learn=60, state_size=100, state_polls=110)
+              rate_limit_learn=60, state_size=100, state_polls=110, sweep=100)
 # The learning scenario: Re:amaze admits LEARN_LIMIT a minute, the engine is told 50 % more.
 LEARN_LIMIT = 60
 LEARN_BUDGET = 90
@@ -120,10 +123,14 @@ def run_all(sizes: Sizes, log: Callable[[str], None]) -> dict[str, Any]:
                     run_latency, sizes.latency_links, sizes.latency_changes,
                     interval=interval), log)
                 for interval in (60.0, 15.0)]
+            out["webhook"] = _timed("latency with GitHub webhooks", partial(
+                run_webhook_latency, sizes.latency_links, sizes.latency_changes // 4), log)
             out["store"] = _timed("state store", lambda: run_store(
                 existing=sizes.store_existing, n=sizes.store_ops, postgres=sizes.postgres), log)
             out["pairs"] = _timed("pairs per instance",
                                   lambda: run_pairs_capacity(list(sizes.pairs)), log)
+            out["sweep"] = _timed(f"sweep, {sizes.sweep} links at the default budgets",
+                                  partial(run_sweep, sizes.sweep), log)
             log(f"  memory, backfill {sizes.memory}x5 in a child process ...")
             memory = memory or _start_memory(sizes.memory, memory_json)
             if memory.wait(timeout=1800) != 0:
@@ -216,6 +223,13 @@ def table(res: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                      f", max {lat['latency_s']['max']:.1f} s",
                      f"p95 <= {lat['target_p95_s']:.0f} s",
                      _verdict(lat["latency_s"]["p95"] <= lat["target_p95_s"])))
+    hook = res.get("webhook")
+    if hook is not None:
+        lat = hook["latency_s"]
+        rows.append((f"Latency, GitHub webhook to Re:amaze copy, {hook['changes']} changes "
+                     f"(polling alone: ~{hook['polling_mean_s_at_60s']:.0f} s mean at 60 s)",
+                     f"p50 {lat['p50']:.2f} s, p95 {lat['p95']:.2f} s, max {lat['max']:.2f} s",
+                     f"p95 <= {hook['target_s']:.0f} s", _verdict(lat["p95"] <= hook["target_s"])))
     mem = res["memory"]
     rows.append((f"Peak RSS, backfill {mem['conversations']:,}x5 (measured)",
                  f"{mem['peak_rss_mb']:.0f} MB ({mem['growth_mb']:.1f} MB growth)", "-",
@@ -242,6 +256,7 @@ def table(res: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                  f"CPU: ~{pairs['cpu_bound_pairs_per_core']:,} idle pairs/core; API: "
                  f"{pairs['api_bound_pairs']} pairs per Re:amaze token at "
                  f"{pairs['reamaze_rpm']:.0f} req/min", "-", "info"))
+    rows += _sweep_rows(res["sweep"])
     return rows
 
 
@@ -268,6 +283,29 @@ def _state_size_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
              f"{before['intents']:,} -> {after['intents']:,}, runs {before['runs']} -> "
              f"{after['runs']}", "done intents and old runs pruned",
              _verdict(after["intents"] == 0 and after["runs"] <= r["keep_runs"]))]
+
+
+SWEEP_AT = 10_000
+
+
+def _sweep_rows(sw: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """Requests per link verified, measured; a round over 10,000 links from that figure
+    (the round is paced by the Re:amaze budget, so it grows linearly with the links)."""
+    per = sw["requests_per_link"]
+    rz_per_minute = sw["sweep_share"] * sw["budgets_per_minute"]["reamaze"]
+    at = SWEEP_AT * per["reamaze"] / rz_per_minute / 60
+    return [
+        (f"Sweep, {sw['links']:,} links at default budgets: requests per link verified "
+         "(Re:amaze / Redmine)", f"{per['reamaze']:.2f} / {per['redmine']:.2f}",
+         "2 / 1 (conversation + messages / issue with notes), plus the recent page", "info"),
+        (f"  ... one round over {sw['links']:,} links (measured), share of Re:amaze used "
+         "(counting the first interval's credit)",
+         f"{sw['round_hours']:.2f} h, {sw['reamaze_share_used']:.3f}",
+         f"share <= sweep_share ({sw['sweep_share']})",
+         _verdict(sw["reamaze_share_used"] <= sw["sweep_share"] * 1.02)),
+        (f"  ... one round over {SWEEP_AT:,} links (from the measured requests per link)",
+         f"{at:.1f} h", "<= 24 h: every link verified daily", _verdict(at <= 24)),
+    ]
 
 
 def render(rows: list[tuple[str, str, str, str]]) -> str:

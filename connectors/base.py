@@ -143,3 +143,10 @@ class ListsStatuses(Protocol):
     """A tracker whose statuses a pair's status table may name (by name or id)."""
 
     def list_statuses(self) -> list[TicketStatus]: ...
+
+
+@runtime_checkable
+class ListsRecent(Protocol):
+    """A helpdesk that can list its recently active tickets, a page at a time."""
+
+    def recent_tickets(self, page: int) -> list[Ticket]: ...

@@ -216,7 +216,19 @@ def _v3_learned_rates(conn: Connection) -> None:
     md.create_all(conn)
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_baseline, _v2_trust, _v3_learned_rates)
+def _v4_sweep(conn: Connection) -> None:
+    """The anti-entropy sweep's position per pair, so a restart continues where it stopped."""
+    md = MetaData()
+    Table(
+        "sweeps", md,
+        Column("pair", String, primary_key=True),
+        Column("data", JSON, nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+    )
+    md.create_all(conn)
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_baseline, _v2_trust, _v3_learned_rates, _v4_sweep)
 CURRENT_VERSION = len(MIGRATIONS)
 
 

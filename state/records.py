@@ -10,7 +10,7 @@ from syncer.plan import Side
 
 IntentKind = Literal["create_issue", "add_comment", "update_ticket"]
 IntentStatus = Literal["pending", "done", "failed"]
-RunKind = Literal["poll", "backfill", "webhook"]
+RunKind = Literal["poll", "backfill", "webhook", "verify"]
 
 
 class _Frozen(BaseModel):

@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 from pydantic import BaseModel
 from sqlalchemy import Connection, Row, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -21,8 +22,8 @@ from state import sql
 from state.core import check_value, row_id
 from state.journal import JournalStore
 from state.rates import LearnedRateStore
-from state.tables import LINK_STATUSES, VISIBILITIES
-from syncer.models import Cursor, Visibility
+from state.tables import LINK_STATUSES, VISIBILITIES, SweepRow
+from syncer.models import Cursor, SweepPosition, Visibility
 from syncer.plan import CommentLinkView, LinkView, Side, Snapshot
 
 log = structlog.get_logger(__name__)
@@ -217,6 +218,37 @@ class StateStore(JournalStore, LearnedRateStore):
         with self._tx(write=True) as s:
             _db(s).execute(sql.upserts(self._dialect).cursor, {
                 "pair": pair, "side": Side(side).value, "data": data, "updated_at": now})
+
+    # --- the sweep ----------------------------------------------------------------------
+
+    def links_after(self, pair: str, after: int, limit: int) -> list[tuple[int, LinkView]]:
+        """Active links with an id above ``after``, in id order, with their ids: the
+        sweep's keyset walk (new links join the round when their id comes up)."""
+        links = sql.links
+        with self._tx(write=False) as s:
+            rows = list(_db(s).execute(
+                select(links).where(links.c.pair == pair, links.c.id > after,
+                                    links.c.status == "active")
+                .order_by(links.c.id).limit(limit)))
+            return list(zip((row_id(r.id) for r in rows), self._views(s, pair, rows),
+                            strict=True))
+
+    def get_sweep(self, pair: str) -> SweepPosition | None:
+        table = sql.table(SweepRow)
+        with self._tx(write=False) as s:
+            data = _db(s).execute(select(table.c.data).where(table.c.pair == pair)).scalar()
+            return SweepPosition.model_validate(known_fields(SweepPosition, data)) \
+                if data else None
+
+    def save_sweep(self, pair: str, position: SweepPosition) -> None:
+        table = sql.table(SweepRow)
+        ins = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+        stmt = ins(table).values(pair=pair, data=position.model_dump(mode="json"),
+                                 updated_at=self._now())
+        with self._tx(write=True) as s:
+            _db(s).execute(stmt.on_conflict_do_update(
+                index_elements=["pair"],
+                set_={"data": stmt.excluded.data, "updated_at": stmt.excluded.updated_at}))
 
     # --- helpers ------------------------------------------------------------------------
 

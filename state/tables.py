@@ -34,7 +34,7 @@ SIDES = ("helpdesk", "tracker")
 VISIBILITIES = ("public", "internal")
 INTENT_KINDS = ("create_issue", "add_comment", "update_ticket")
 INTENT_STATUSES = ("pending", "done", "failed")
-RUN_KINDS = ("poll", "backfill", "webhook")
+RUN_KINDS = ("poll", "backfill", "webhook", "verify")
 
 
 def one_of(column: str, values: tuple[str, ...]) -> str:
@@ -141,6 +141,16 @@ class CursorRow(StateTable, table=True):
 
     pair: str = Field(primary_key=True)
     side: str = Field(primary_key=True)
+    data: dict[str, Any] = Field(sa_type=JSON)
+    updated_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class SweepRow(StateTable, table=True):
+    """Where the anti-entropy sweep of a pair stands (``syncer.sweep``)."""
+
+    __tablename__ = "sweeps"
+
+    pair: str = Field(primary_key=True)
     data: dict[str, Any] = Field(sa_type=JSON)
     updated_at: datetime = Field(sa_type=UtcDateTime)
 

@@ -370,8 +370,12 @@ def init(obj: Ctx, path: Path | None, force: bool) -> None:
 
 def _register_ops() -> None:
     from syncer.cli_ops import register
+    from syncer.cli_verify import verify
 
     register(main, handle_errors)
+    if verify.callback is not None:
+        verify.callback = handle_errors(verify.callback)
+    main.add_command(verify)
 
 
 _register_ops()

@@ -354,6 +354,15 @@ class SyncSettings(Strict):
     unknown_write_lookups: int = Field(3, ge=1, le=100)
     # ...and this long after it was sent: a slow server may still commit it.
     unknown_write_window_seconds: float = Field(600.0, ge=0)
+    # The daemon's anti-entropy sweep (re-reads linked conversations and issues to repair
+    # what the change feeds missed) may use at most this share of each connection's
+    # requests_per_minute; 0 turns it off. 0.25 verifies about 10,000 links a day at the
+    # default budgets (Re:amaze 60 a minute, 2 requests a link).
+    sweep_share: float = Field(0.25, ge=0, le=0.9)
+    # Pages (30 conversations each) of recently active conversations the sweep re-reads,
+    # one page per pass, for a rule match the feed missed (a tag added without a change
+    # the listing shows); 0: none.
+    sweep_recent_pages: int = Field(2, ge=0, le=100)
 
 
 def parse_listen(value: str) -> tuple[str, int]:

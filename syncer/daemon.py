@@ -10,6 +10,9 @@ working on, saves what it finished, and the process exits. A pair that another p
 is working (a `backfill`, a `run --once`) is not waited for: its pass is skipped with a
 ``pair_busy`` line and tried again at the next interval.
 
+After its feeds, each poll runs a slice of the pair's anti-entropy sweep within its share
+of the request budgets (``syncer.sweep``, ``[sync] sweep_share``).
+
 Several daemons may share one state database (instances on several hosts, PostgreSQL):
 each pair is *claimed* by the first daemon to run it, which keeps the claim while it lives
 and gives it up when it stops; the others skip the pair (``pair_claimed_elsewhere``) and
@@ -41,7 +44,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from connectors.http import CallStats
+from connectors.http import ApiClient, CallStats
 from state import LeaseLost, PairBusy, PairLease, StateStore
 from syncer.app import Engine
 from syncer.config import PairConfig, read_secret
@@ -53,6 +56,7 @@ from syncer.prune import Pruner
 from syncer.runner import PairRunner, PassResult
 from syncer.secrets import register_secret, scrub
 from syncer.startcheck import check_at_start
+from syncer.sweep import SweepBudget, SweepSlice
 from syncer.webhooks import Hook, TargetedSyncs, WebhookEndpoint
 
 log = structlog.get_logger("reamaze_sync.daemon")
@@ -203,6 +207,21 @@ def _check_start(engine: Engine, pairs: list[PairConfig]) -> dict[str, CallStats
     return found.calls
 
 
+def sweep_slice(engine: Engine, pair: PairConfig, pairs: list[PairConfig]) -> SweepSlice | None:
+    """The pair's share of the sweep (``syncer.sweep``), or None when it is off. Each
+    connection's share is split among the pairs of this daemon that use it."""
+    share = engine.config.sync.sweep_share
+    if share <= 0:
+        return None
+    apis = {"reamaze": getattr(engine.helpdesk, "api", None),
+            pair.tracker: getattr(engine.trackers.get(pair.tracker), "api", None)}
+    sharing = {"reamaze": len(pairs),
+               pair.tracker: sum(1 for p in pairs if p.tracker == pair.tracker)}
+    budget = SweepBudget({k: v for k, v in apis.items() if isinstance(v, ApiClient)}, share,
+                         sharing, pair.interval_seconds)
+    return SweepSlice(budget, engine.config.sync.sweep_recent_pages)
+
+
 def pair_schedule(pair: PairConfig, now: datetime) -> tuple[IntervalTrigger, datetime]:
     """The pair's trigger and its first run: within min(10 s, interval / 10) of ``now``."""
     offset = random.uniform(0.0, min(10.0, pair.interval_seconds * 0.1))
@@ -257,6 +276,7 @@ def run_daemon(engine: Engine, only: str | None = None,
             continue
         runner.stop_event = stop
         runner.lock_wait = 0.0  # waiting would only delay this pair's next regular pass
+        runner.after_feeds = sweep_slice(engine, pair, pairs)
         trigger, first = pair_schedule(pair, datetime.now(UTC))
         scheduler.add_job(_job, trigger, args=[runner, claims, metrics, pruner], id=pair.name,
                           name=pair.name, next_run_time=first)

@@ -119,6 +119,10 @@ class Ticket(Frozen):
     contact: Contact | None = None
     created_at: AwareDatetime
     updated_at: AwareDatetime
+    # False when the source did not say when the ticket last changed (a Re:amaze list item
+    # without ``updated_at``): ``updated_at`` is then its newest message's time, which a
+    # status or tag change does not move.
+    updated_at_exact: bool = True
     url: str | None = None
     data: dict[str, str] = Field(default_factory=dict)
     marker: str | None = None  # our idempotency key when we created this ticket
@@ -162,6 +166,17 @@ class Cursor(Frozen):
 
     watermark: AwareDatetime
     seen: tuple[str, ...] = ()
+
+
+class SweepPosition(Frozen):
+    """Where a pair's anti-entropy sweep stands: it verifies links in id order, so a
+    restart continues after the last one verified."""
+
+    after_link: int = 0  # id of the last link verified in the current round
+    rounds: int = 0  # rounds completed (every active link verified once)
+    round_started_at: AwareDatetime | None = None
+    last_round_seconds: float | None = None  # how long the last completed round took
+    recent_page: int = 0  # the page of recently active conversations read last
 
 
 class ChangePage(Frozen):

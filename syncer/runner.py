@@ -61,6 +61,11 @@ class StopRequested(Exception):
     pass
 
 
+# More work for a pass, after its feeds, under the same lock and recovery: the sweep.
+# Called with the runner, the pass's result and whether it is a dry run.
+PassWork = Callable[["PairRunner", "PassResult", bool], None]
+
+
 @dataclass(frozen=True)
 class Decision:
     """A conversation's plan and what was read to make it: the conversation and the issue
@@ -103,6 +108,9 @@ class PairRunner:
     # Conversations reconciled in this pass -> the version of their issue that work
     # accounts for (None: it cannot vouch for any), see ``_covered``.
     _covered: dict[str, datetime | None] = field(default_factory=dict, init=False)
+    # Run after the feeds of every poll (the daemon's sweep slice), or instead of them
+    # (``run_once(feeds=False)``: `verify`).
+    after_feeds: PassWork | None = None
 
     @property
     def pair(self) -> str:
@@ -118,7 +126,7 @@ class PairRunner:
         return replace(ctx, tracker_statuses=tuple(self.tracker.list_statuses()))
 
     def run_once(self, *, kind: str = "poll", dry_run: bool = False, full: bool = False,
-                 since: datetime | None = None,
+                 since: datetime | None = None, feeds: bool = True,
                  issues: frozenset[str] | None = None) -> PassResult:
         """One pass. ``full`` (backfill) walks all of Re:amaze's history, or back to ``since``,
         instead of starting from the saved cursor.
@@ -127,7 +135,8 @@ class PairRunner:
         wrote every issue and note twice); a busy pair is an error result naming its
         holder once ``lock_wait`` runs out. A dry run reads only and takes nothing."""
         if dry_run:
-            return self._pass(kind=kind, dry_run=True, full=full, since=since, issues=issues)
+            return self._pass(kind=kind, dry_run=True, full=full, since=since, feeds=feeds,
+                              issues=issues)
         try:
             lease = self.store.lease_pair(self.pair, wait_seconds=self.lock_wait)
         except PairBusy as exc:
@@ -138,7 +147,7 @@ class PairRunner:
         try:
             with self.store.fenced(lease):
                 return self._pass(kind=kind, dry_run=False, full=full, since=since,
-                                  issues=issues)
+                                  feeds=feeds, issues=issues)
         finally:
             self.lease = None
             lease.release()
@@ -146,7 +155,7 @@ class PairRunner:
                 self.after_pass()
 
     def _pass(self, *, kind: str, dry_run: bool, full: bool, since: datetime | None,
-              issues: frozenset[str] | None = None) -> PassResult:
+              feeds: bool = True, issues: frozenset[str] | None = None) -> PassResult:
         result = PassResult(pair=self.pair)
         run_id = None if dry_run else self.store.start_run(self.pair, kind)
         structlog.contextvars.bind_contextvars(pair=self.pair)
@@ -164,11 +173,14 @@ class PairRunner:
                 retried = self._retry_failures(result, recovered.resolved, recovered.waiting)
             else:
                 retried = {}
-            if issues is not None:
+            if issues is not None:  # a webhook's: only these issues' links
                 self._targeted_pass(result, dry_run, issues, retried)
-            else:
+            elif feeds:
                 done = self._helpdesk_pass(result, dry_run, full, since, retried)
                 self._tracker_pass(result, dry_run, done)
+            if self.after_feeds is not None and issues is None and (
+                    kind == "poll" or not feeds):
+                self.after_feeds(self, result, dry_run)
         except StopRequested:
             result.error = "stopped before the pass finished"
             log.info("pass_interrupted")
@@ -408,6 +420,25 @@ class PairRunner:
         return Decision(reconcile(self.ctx, view, issue, None), view, issue,
                         issue_read_at=before if issue is not None else None)
 
+    def decide_link(self, link: LinkView) -> Decision:
+        """Both sides of a link read afresh and decided as a pass would (the sweep)."""
+        return self._decide_link(link)
+
+    def apply_decision(self, cid: str, decision: Decision, result: PassResult) -> None:
+        """Apply what ``decide_link`` decided, as a pass applies its plans."""
+        self._run_plan(cid, result, False, lambda: decision)
+
+    def reconcile_conversation(self, conv: Ticket, result: PassResult) -> None:
+        """Reconcile a conversation as the feed would have (the sweep's rule matches)."""
+        self._conversation_changed(conv, result, dry_run=False, force=True)
+
+    def is_skipped(self, cid: str) -> bool:
+        """An operator's `skip`: passes, and the sweep, leave it alone."""
+        return cid in self._skipped
+
+    def check_stop(self) -> None:
+        self._check_stop()
+
     def decide(self, conv: Ticket) -> Decision:
         """What a pass would decide for this conversation now, with what it read, and
         nothing written (`explain`). The same decisions as a pass, but forced: a
@@ -544,7 +575,11 @@ def _unchanged(link: LinkView, *, helpdesk: Ticket | None = None,
     if snap is None:
         return False
     if helpdesk is not None:
-        return snap.helpdesk_updated_at == helpdesk.updated_at.isoformat()
+        # A list item without ``updated_at`` has its newest message's time, which a status
+        # or tag change or an internal note does not move: the feed yields it only when
+        # what it shows changed (``change_key``), so it is reconciled.
+        return helpdesk.updated_at_exact and \
+            snap.helpdesk_updated_at == helpdesk.updated_at.isoformat()
     if tracker is not None:
         return snap.tracker_updated_at == tracker.updated_at.isoformat()
     return False

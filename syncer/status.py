@@ -146,12 +146,18 @@ def pair_status(pair: PairConfig, store: StateStore, now: datetime) -> dict[str,
                                  store.last_error_run(name))
     pending = store.pending_intents(name)
     leaks = store.open_leaks(name)
+    sweep = store.get_sweep(name)
     return {
         "name": name, "tracker": pair.tracker, "enabled": pair.enabled,
         "interval_seconds": pair.interval_seconds, "stale_after_seconds": stale_after(pair),
         "links": {"active": store.count_links(name, "active"),
                   "orphaned": store.count_links(name, "orphaned")},
         "cursors": cursors,
+        "sweep": None if sweep is None else {
+            "rounds": sweep.rounds, "after_link": sweep.after_link,
+            "round_started_at": _iso(sweep.round_started_at),
+            "last_round_seconds": None if sweep.last_round_seconds is None
+            else round(sweep.last_round_seconds)},
         "holder": None if holder is None else {
             "host": holder.host, "pid": holder.pid, "since": _iso(holder.since),
             "text": str(holder)},
@@ -216,6 +222,12 @@ def render_pair(doc: dict[str, Any], now: datetime) -> list[str]:
         mark = cur["watermark"] or "none"
         lines.append(f"  cursor {side}: {mark} "
                      f"({_when(cur['watermark'], now) if cur['watermark'] else 'never polled'})")
+    sweep = doc["sweep"]
+    if sweep is not None:
+        took = (f" (the last took {_span(sweep['last_round_seconds'])})"
+                if sweep["last_round_seconds"] is not None else "")
+        lines.append(f"  sweep: {sweep['rounds']} round(s) done{took}; this one is past "
+                     f"link #{sweep['after_link']}")
     if doc["holder"] is not None:
         lines.append(f"  worked by {doc['holder']['text']}")
     last = doc["last_run"]

@@ -85,3 +85,27 @@ def test_state_size_shrinks_when_pruned() -> None:
     assert after["links"] == before["links"] == 4
     assert after["comment_links"] == before["comment_links"]
     assert result["bytes_per_1000_after"] < result["bytes_per_1000_before"]
+
+
+def test_webhook_latency_scenario_runs_through_the_daemon() -> None:
+    from bench.scenarios.webhook import run_webhook_latency
+
+    result = run_webhook_latency(2, 3)
+    assert result["changes"] == 3 and set(result["latency_s"]) == {"p50", "p95", "max"}
+
+
+def test_sweep_verifies_each_link_with_three_reads_and_repairs_nothing() -> None:
+    """At the default budgets the sweep verifies every link of a settled backfill once per
+    round, with two Re:amaze reads and one Redmine read per link (plus a page of recent
+    conversations every five minutes and the API user's id once), and writes nothing."""
+    from bench.scenarios.sweep import run_sweep
+
+    sweep = run_sweep(20)
+    assert sweep["links_verified"] == 20 and sweep["drift_repaired"] == 0
+    kinds = sweep["calls_by_kind"]
+    assert kinds["rz_get_conversation"] == kinds["rz_list_messages"] == 20
+    assert kinds["rm_get_issue_journals"] == 20
+    assert not {k for k in kinds if "create" in k or "add" in k or "update" in k}
+    recent_pages = kinds["rz_list_conversations"] - sweep["passes"]  # the rest are polls
+    assert 1 <= recent_pages < sweep["passes"]
+    assert sweep["sweep_requests"] == {"reamaze": 40 + recent_pages, "redmine": 21}

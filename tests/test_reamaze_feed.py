@@ -231,3 +231,23 @@ def test_property_every_final_version_is_delivered_exactly_once(
     final = {f"{s}@{rz_sim.conversations[s].updated_at.isoformat(timespec='microseconds')}"
              for s in slugs}
     assert final <= set(delivered)
+
+
+def test_without_updated_at_a_status_change_deep_in_the_list_is_found_with_few_keys(
+        rz_conn: ReamazeConnector, rz_sim: ReamazeSimulator, rz_sim_clock: SimClock) -> None:
+    """List items without `updated_at`: after a first walk over 150 conversations the
+    cursor keeps the keys of the top 100 only; a status change of the oldest one moves it
+    to the front and the next poll finds it reading one page; an idle poll after that
+    returns nothing."""
+    rz_sim.list_items_without_updated_at = True
+    slugs = seed(rz_sim, rz_sim_clock, 150)
+    tickets, cursor, _ = poll(rz_conn, None)
+    assert len(tickets) == 150 and cursor is not None
+    assert len(cursor.seen) == 100 and all("#" in k for k in cursor.seen)
+    rz_sim.set_status(slugs[0], 2)
+    before = list_calls(rz_sim)
+    tickets, cursor, _ = poll(rz_conn, cursor)
+    assert [t.id for t in tickets] == [slugs[0]] and tickets[0].status.state.value == "closed"
+    assert list_calls(rz_sim) - before == 1
+    tickets, cursor, _ = poll(rz_conn, cursor)
+    assert tickets == []

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import structlog
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -76,8 +78,15 @@ def test_reopening_is_a_no_op(db_url: str) -> None:
 
 def test_first_open_logs_the_migration(db_url: str) -> None:
     """Creating the schema is logged once, with the versions and no credentials."""
-    with capture_logs() as logs:
-        s = StateStore(db_url)
+    # An earlier test may have configured a level above info (`--log-level warning`):
+    # capture_logs replaces the processors, not the level filter, so set that too.
+    previous = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:
+        with capture_logs() as logs:
+            s = StateStore(db_url)
+    finally:
+        structlog.configure(**previous)
     s.close()
     [event] = [e for e in logs if e["event"] == "state_migrated"]
     assert (event["from_version"], event["to_version"]) == (0, CURRENT_VERSION)

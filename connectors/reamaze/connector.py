@@ -131,6 +131,14 @@ class ReamazeConnector:
         return [ticket_from_wire(c, url=self.ticket_url(c.slug))
                 for c in parse_items(WireConversation, items, kind="conversation")]
 
+    def recent_tickets(self, page: int) -> list[Ticket]:
+        """One page of conversations, latest customer message first (``sort=updated``):
+        what the sweep re-reads for rule matches the change feed may have missed."""
+        raw = self.api.get_json("/conversations",
+                                params={"filter": "all", "sort": "updated", "page": page})
+        items = raw.get("conversations") if isinstance(raw, dict) else None
+        return self._tickets(items if isinstance(items, list) else [])
+
     def list_tickets(self, filter: str = "all", tag: str | None = None,
                      category: str | None = None,
                      data: Mapping[str, str] | None = None) -> Iterator[Ticket]:

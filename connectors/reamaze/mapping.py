@@ -184,6 +184,7 @@ def ticket_from_wire(conv: WireConversation, *, url: str) -> Ticket:
         contact=contact_from_author(conv.author),
         created_at=conv.created_at,
         updated_at=conversation_updated_at(conv),
+        updated_at_exact=conv.updated_at is not None,
         url=url,
         data=data,
         marker=marker,

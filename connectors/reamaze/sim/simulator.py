@@ -79,6 +79,9 @@ class ReamazeSimulator(DirectoryRoutes):
         self.before_request: list[Callable[[httpx.Request], None]] = []
         self.sleep = sleep
         self._window: MinuteWindow | None = None
+        # Re:amaze's documented list item has no ``updated_at`` (reference §5.1, [S] only):
+        # set this to serve list items without it and prove the feed does not need it.
+        self.list_items_without_updated_at = False
         self.add_staff(login_email, login_name, role={
             "id": 1, "name": "Administrator", "admin?": True,
             "permissions": {"manage_staff?": True, "reply_to_customers?": True,
@@ -192,7 +195,13 @@ class ReamazeSimulator(DirectoryRoutes):
             convs.sort(key=self._last_customer_key, reverse=True)
         else:
             convs.reverse()
-        return page_of("conversations", convs, params, self.render_conversation)
+        return page_of("conversations", convs, params, self._render_list_item)
+
+    def _render_list_item(self, c: SimConversation) -> dict[str, Any]:
+        out = self.render_conversation(c)
+        if self.list_items_without_updated_at:
+            out.pop("updated_at", None)
+        return out
 
     @staticmethod
     def _last_customer_key(c: SimConversation) -> tuple[datetime, int]:
