@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+import structlog
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
@@ -15,3 +18,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
         terminalreporter.section("crash matrix")
         for line in lines:
             terminalreporter.write_line(line)
+
+
+@pytest.fixture(autouse=True)
+def _structlog_config_per_test() -> Iterator[None]:
+    """Each test starts from the logging configuration the session had: a test that runs
+    the CLI in-process configures structlog (a level above info, JSON to a stream), and a
+    later test capturing log events would otherwise see nothing."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
