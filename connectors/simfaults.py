@@ -23,6 +23,18 @@ import httpx
 DefaultBody = Callable[[int], tuple[bytes, str | None]]
 
 
+@dataclass(frozen=True)
+class SimRequest:
+    """One request as a simulator's log keeps it (``sim.requests``)."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    body: bytes
+    status: int | None  # None: no answer (a simulated timeout)
+    user: str | None
+
+
 def _empty(_status: int) -> tuple[bytes, str | None]:
     return b"", None
 

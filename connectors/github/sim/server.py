@@ -26,7 +26,6 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote, urlencode
@@ -44,21 +43,11 @@ from connectors.github.sim.state import (
     GitHubState,
     SimClock,
 )
-from connectors.simfaults import Faults
+from connectors.simfaults import Faults, SimRequest
 
 DOCS = "https://docs.github.com/rest"
 Route = Callable[[httpx.Request, GhUser, "re.Match[str]"], Any]
 _WRITES = ("POST", "PATCH", "PUT", "DELETE")
-
-
-@dataclass(frozen=True)
-class SimRequest:
-    method: str
-    path: str
-    query: dict[str, str]
-    body: bytes
-    status: int | None
-    user: str | None
 
 
 def _error_body(status: int) -> tuple[bytes, str | None]:

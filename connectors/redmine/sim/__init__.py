@@ -2,7 +2,8 @@
 through ``httpx.MockTransport`` or loopback, for tests, the demo and benchmarks.
 
 Layout: simulator.py (routes), state.py (issues, journals, users), rules.py (what the
-server accepts and changes), render.py (JSON out), data.py (seed data), faults.py.
+server accepts and changes), render.py (JSON out), data.py (seed data); the request log
+and fault injection are `connectors.simfaults`, shared by every simulator.
 It is no part of the connector: production code never imports it.
 """
 

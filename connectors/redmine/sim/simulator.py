@@ -28,7 +28,6 @@ import httpx
 
 from connectors.redmine.sim import data as D
 from connectors.redmine.sim import render as R
-from connectors.redmine.sim.faults import SimRequest
 from connectors.redmine.sim.rules import create_issue, query_issues, update_issue, update_journal
 from connectors.redmine.sim.state import (
     SimClock,
@@ -42,7 +41,7 @@ from connectors.redmine.sim.state import (
     SimUser,
     crlf,
 )
-from connectors.simfaults import Faults
+from connectors.simfaults import Faults, SimRequest
 
 Route = Callable[[httpx.Request, SimUser, "re.Match[str]"], httpx.Response]
 
