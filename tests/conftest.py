@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -22,9 +23,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
 
 @pytest.fixture(autouse=True)
 def _structlog_config_per_test() -> Iterator[None]:
-    """Each test starts from the logging configuration the session had: a test that runs
-    the CLI in-process configures structlog (a level above info, JSON to a stream), and a
-    later test capturing log events would otherwise see nothing."""
+    """Each test starts with every log level let through and leaves the configuration as
+    it found it. Tests that run the CLI in-process configure structlog (a level above
+    info, JSON to a stream); a later test capturing log events (``capture_logs`` replaces
+    the processors, not the level filter) would otherwise see nothing, depending on which
+    tests ran before it."""
     saved = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
     yield
     structlog.configure(**saved)
