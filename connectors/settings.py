@@ -73,6 +73,8 @@ class TrackerSettings(Strict):
     has_labels: ClassVar[bool] = False
     # The setting naming where issues go (``check`` stops at a problem with it).
     scope_key: ClassVar[str]
+    # The tracker's name as people write it, in the notes the sync writes.
+    display_name: ClassVar[str]
 
     if TYPE_CHECKING:
         kind: str

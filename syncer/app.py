@@ -52,7 +52,7 @@ class Engine:
             return tracker
         ctx = PairContext(policy=pair, tracker_caps=tracker.capabilities,
                           markers=Markers(self.marker_key, pair.name),
-                          tracker_name=self.config.trackers[pair.tracker].kind.capitalize())
+                          tracker_name=self.config.trackers[pair.tracker].display_name)
         sync = self.config.sync
         recovery = RecoveryPolicy(window=timedelta(seconds=sync.unknown_write_window_seconds),
                                   min_lookups=sync.unknown_write_lookups)

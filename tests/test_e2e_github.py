@@ -107,3 +107,22 @@ def test_customer_text_pings_and_links_nobody(text: str) -> None:
         assert "@octocat" not in body and "#12" not in body and "GH-7" not in body
         assert "app#3" not in body
     engine.close()
+
+
+def test_the_demo_runs_against_the_github_simulator() -> None:
+    """`reamaze-sync demo --tracker github` needs no credentials and tells the story: an
+    issue created with its label, the internal note kept off GitHub, the developer's
+    comment and closing brought back, a quiet last pass."""
+    from click.testing import CliRunner
+
+    from syncer.cli import main
+
+    result = CliRunner().invoke(main, ["demo", "--tracker", "github"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "GitHub issue acme/app#1 created, labelled 'bug'" in out
+    assert "Linked to GitHub issue #1" in out
+    github_lines = [line for line in out.splitlines() if "[public  ] sync-bot:" in line]
+    assert github_lines and not any("Enterprise plan" in line for line in github_lines)
+    assert "dana-dev commented on GitHub issue #1" in out
+    assert "state=closed" in out and "writes: none" in out

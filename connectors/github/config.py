@@ -23,6 +23,7 @@ class GitHubConfig(TrackerSettings):
     secret_key: ClassVar[str] = "token_env"
     has_labels: ClassVar[bool] = True
     scope_key: ClassVar[str] = "repo"  # the setting naming where issues go
+    display_name: ClassVar[str] = "GitHub"
 
     kind: Literal["github"]
     base_url: HttpUrl = HttpUrl("https://api.github.com")

@@ -14,6 +14,7 @@ class RedmineConfig(TrackerSettings):
     secret_key: ClassVar[str] = "api_key_env"
     has_labels: ClassVar[bool] = False
     scope_key: ClassVar[str] = "project"
+    display_name: ClassVar[str] = "Redmine"
 
     kind: Literal["redmine"]
     base_url: HttpUrl
