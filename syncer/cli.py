@@ -251,18 +251,11 @@ def _print_plans(results: list[Any]) -> None:
 @handle_errors
 def plan(obj: Ctx, pair: str | None) -> None:
     """Print the operations the next pass would perform (writes nothing)."""
-    from state import StateMissing, StateStore
     from syncer.app import build_engine, run_all_once
+    from syncer.cli_ops import read_only_store
 
     cfg = obj.config(pair=pair, connects=True)
-    try:
-        store = StateStore(cfg.state.url, read_only=True)
-    except StateMissing as exc:
-        # A plan must not create the database it reads; with no state, nothing is linked
-        # and nothing was seen, which an empty in-memory store says exactly.
-        click.echo(f"note: state database {exc.location} does not exist yet: everything "
-                   "looks new, as on a first run", err=True)
-        store = StateStore.in_memory()
+    store = read_only_store(cfg.state.url, "everything looks new, as on a first run")
     engine = build_engine(cfg, store=store)
     try:
         results = run_all_once(engine, pair, kind="poll", dry_run=True)

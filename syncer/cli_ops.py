@@ -27,6 +27,18 @@ if TYPE_CHECKING:
     from syncer.cli import Ctx
 
 
+def read_only_store(url: str, first_run: str) -> StateStore:
+    """The state for a command that only reads (`plan`, `explain`): never created by
+    it. Without one, nothing is linked and nothing was seen, which an empty in-memory
+    store says exactly; ``first_run`` tells the user what that means for the command."""
+    try:
+        return StateStore(url, read_only=True)
+    except StateMissing as exc:
+        click.echo(f"note: state database {exc.location} does not exist yet: {first_run}",
+                   err=True)
+        return StateStore.in_memory()
+
+
 def choose_pair(cfg: AppConfig, pair: str | None) -> str:
     """``--pair``, or the only pair there is; with several, the option is required."""
     if pair is not None:
@@ -238,13 +250,7 @@ def explain(obj: Ctx, item: str, pair: str | None) -> None:
     from syncer.app import build_engine
 
     cfg = obj.config(pair=pair, connects=True)
-    try:
-        store = StateStore(cfg.state.url, read_only=True)
-    except StateMissing as exc:
-        # As `plan`: nothing is linked and nothing was seen, which an empty store says.
-        click.echo(f"note: state database {exc.location} does not exist yet: explained as "
-                   "on a first run", err=True)
-        store = StateStore.in_memory()
+    store = read_only_store(cfg.state.url, "explained as on a first run")
     engine = build_engine(cfg, store=store)
     try:
         pairs = ([cfg.pair(pair)] if pair is not None else cfg.pairs if len(cfg.pairs) == 1

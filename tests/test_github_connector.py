@@ -293,3 +293,16 @@ def test_named_statuses_close_with_their_reason(gh: GitHubWorld) -> None:
     assert moved.status.state is TicketState.OPEN
     with pytest.raises(RejectedError, match="no status"):
         conn.update_ticket(created.id, TicketUpdate(status_code="closed:whatever"))
+
+
+def test_editing_a_comment_keeps_its_marker_and_reads_only_that_comment(
+        gh: GitHubWorld) -> None:
+    conn = gh.connector()
+    created = conn.create_ticket(ticket())
+    for n in range(150):  # more than a page of comments
+        gh.sim.add_comment(gh.repo, "dev-dana", int(created.id), f"dev {n}")
+    ours = conn.create_comment(created.id, note("rs-edit-1"))
+    before = len(gh.exchanges)
+    edited = conn.update_comment(created.id, ours.id, "Corrected text")
+    assert (edited.body, edited.marker) == ("Corrected text", "rs-edit-1")
+    assert [e.request.method for e in gh.exchanges[before:]] == ["GET", "PATCH"]

@@ -263,3 +263,20 @@ def test_credentials_are_never_journalled(store: StateStore) -> None:
         with pytest.raises(ValueError, match="credential"):
             store.begin_intent("p", "rs-1", "add_comment", "conv-1", T, payload)
     assert store.get_intent("p", "rs-1") is None
+
+
+def test_webhook_runs_do_not_stand_for_the_pairs_passes(store: StateStore) -> None:
+    """A webhook's targeted pass polls no feed: `status` and /readyz judge the pair by its
+    polls and backfills, so a successful webhook run after a failed poll hides nothing."""
+    poll = store.start_run("p", "poll")
+    store.finish_run(poll, {}, "server error")
+    hook = store.start_run("p", "webhook")
+    store.finish_run(hook, {"issues_seen": 1}, None)
+    last, ok, error = store.last_run("p"), store.last_ok_run("p"), store.last_error_run("p")
+    assert last is not None and last.id == poll
+    assert ok is None
+    assert error is not None and error.id == poll
+    failed_hook = store.start_run("p", "webhook")
+    store.finish_run(failed_hook, {}, "busy")
+    error = store.last_error_run("p")
+    assert error is not None and error.id == poll

@@ -339,20 +339,23 @@ class GitHubConnector:
         return create_one_by_one(self.create_comment, ticket_id, news)
 
     def update_comment(self, ticket_id: str, comment_id: str, body: str) -> Comment:
-        found = next((c for c in self.list_comments(ticket_id) if c.id == comment_id), None)
-        if found is None:
-            raise NotFoundError("no such comment", connector=CONNECTOR, object_id=comment_id)
+        path = self._comment_path(comment_id)
+        # One comment by id: reading the issue's whole comment list would cost a page a
+        # hundred comments.
+        found = comment_to_unified(parse_one(GhCommentWire, self.api.get_json(
+            path, object_id=comment_id), "comment"), ticket_id)
         text = embed_marker(body, found.marker) if found.marker else body
         return comment_to_unified(parse_one(GhCommentWire, self.api.send_json(
-            "PATCH", f"{self.repo_path}/issues/comments/{int(comment_id)}", {"body": text},
-            object_id=ticket_id), "comment"), ticket_id)
+            "PATCH", path, {"body": text}, object_id=ticket_id), "comment"), ticket_id)
 
-    def delete_comment(self, ticket_id: str, comment_id: str) -> None:
+    def _comment_path(self, comment_id: str) -> str:
         if not comment_id.isascii() or not comment_id.isdigit():
             raise NotFoundError("not a GitHub comment id", connector=CONNECTOR,
                                 object_id=comment_id[:40])
-        self.api.request("DELETE", f"{self.repo_path}/issues/comments/{int(comment_id)}",
-                         object_id=ticket_id)
+        return f"{self.repo_path}/issues/comments/{int(comment_id)}"
+
+    def delete_comment(self, ticket_id: str, comment_id: str) -> None:
+        self.api.request("DELETE", self._comment_path(comment_id), object_id=ticket_id)
 
     def find_comment_by_marker(self, ticket_id: str, marker: str) -> Comment | None:
         check_marker(marker)

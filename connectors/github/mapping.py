@@ -25,11 +25,11 @@ STATUSES = {s.code: s for s in (
 
 
 def ticket_status(issue: GhIssueWire) -> TicketStatus:
-    if issue.state == "closed":
-        reason = issue.state_reason or "completed"
-        return TicketStatus(code=f"closed:{reason}", name=f"closed ({reason})",
-                            state=TicketState.CLOSED)
-    return TicketStatus(code="open", name="open", state=TicketState.OPEN)
+    if issue.state != "closed":
+        return STATUSES["open"]
+    reason = issue.state_reason or "completed"
+    return STATUSES.get(f"closed:{reason}") or TicketStatus(  # a reason GitHub adds later
+        code=f"closed:{reason}", name=f"closed ({reason})", state=TicketState.CLOSED)
 
 
 def user_to_unified(user: GhUserWire) -> User:
