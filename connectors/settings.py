@@ -87,9 +87,19 @@ class TrackerSettings(Strict):
         """The ``kind`` this model is selected by, read from its ``Literal``."""
         return str(get_args(cls.model_fields["kind"].annotation)[0])
 
+    @classmethod
+    def secret_key_in(cls, table: Mapping[str, Any]) -> str:
+        """The key naming the secret's variable in a section holding ``table`` (a kind with
+        two ways to authenticate names a different secret for each)."""
+        return cls.secret_key
+
+    def secret_setting(self) -> str:
+        """The key naming the environment variable of the secret this section uses."""
+        return self.secret_key_in(vars(self))
+
     def secret_env(self) -> str:
         """The name of the environment variable holding this tracker's secret."""
-        return str(getattr(self, self.secret_key))
+        return str(getattr(self, self.secret_setting()))
 
     def scope_name(self) -> str:
         """Where issues live on the tracker, for messages ("project 'web'")."""

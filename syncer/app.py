@@ -93,7 +93,8 @@ def build_engine(config: AppConfig, *, environ: Mapping[str, str] | None = None,
     for name, tcfg in config.trackers.items():
         kind = TRACKER_KINDS[tcfg.kind]
         try:
-            secret = read_secret(tcfg.secret_env(), f"trackers.{name}", kind.secret_key, env)
+            secret = read_secret(tcfg.secret_env(), f"trackers.{name}", tcfg.secret_setting(),
+                                 env)
             register_secret(secret.get_secret_value())
             trackers[name] = kind.connect(tcfg, secret, transport=transports.get(name),
                                           clock=clock)

@@ -286,7 +286,7 @@ def _check_tracker(name: str, tcfg: TrackerConfig, pairs: list[tuple[int, PairCo
     section = f"trackers.{name}"
     kind = TRACKER_KINDS[tcfg.kind]
     try:
-        secret = read_secret(tcfg.secret_env(), section, kind.secret_key, environ)
+        secret = read_secret(tcfg.secret_env(), section, tcfg.secret_setting(), environ)
     except ConfigError as exc:
         report.problems.append(exc.message)
         return

@@ -595,7 +595,7 @@ def secret_problems(data: Mapping[str, Any], pair: str | None,
         model = _tracker_model(table)
         if name not in users or model is None:
             continue
-        key = model.secret_key
+        key = model.secret_key_in(table)
         env_var = table.get(key, model.model_fields[key].default)
         names = users[name]
         by = (f" (used by pair {names[0]!r})" if len(names) == 1

@@ -92,7 +92,7 @@ def _reamaze(engine: Engine) -> Verdict:
 def _tracker(engine: Engine, name: str) -> Verdict:
     tcfg = engine.config.trackers[name]
     kind = TRACKER_KINDS[tcfg.kind]
-    secret = read_secret(tcfg.secret_env(), f"trackers.{name}", kind.secret_key,
+    secret = read_secret(tcfg.secret_env(), f"trackers.{name}", tcfg.secret_setting(),
                          engine.environ)
     conn = kind.connect(tcfg.model_copy(update={"http": quick(tcfg.http)}), secret,
                         transport=engine.transports.get(name), clock=engine.clock)

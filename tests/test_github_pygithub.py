@@ -101,3 +101,25 @@ def test_pygithub_searches_like_the_connector(served: tuple[GitHubWorld, str]) -
     assert [i.number for i in found] == [int(created.id)]
     assert conn.find_ticket_by_marker("rs-search-1") is not None
     assert datetime.now(UTC) > found[0].created_at
+
+
+def test_pygithub_as_a_github_app_accepts_the_simulators_exchange(
+        served: tuple[GitHubWorld, str]) -> None:
+    """The app flow as PyGithub does it (JWT, ``GET /app``, the token exchange, then the
+    installation token), against the simulator the connector's app tests use."""
+    gh, url = served
+    app_id, installation_id, pem = gh.sim.add_app("acme-support-sync", gh.repo)
+    app_auth = github.Auth.AppAuth(app_id, pem)
+    integration = github.GithubIntegration(auth=app_auth, base_url=url)
+    app = integration.get_app()
+    assert app.slug == "acme-support-sync" and app.id == app_id
+    access = integration.get_access_token(installation_id)
+    assert access.token.startswith("ghs_") and access.permissions == {
+        "issues": "write", "metadata": "read"}
+    assert access.expires_at > datetime.now(UTC) + timedelta(minutes=55)
+    g = github.Github(auth=app_auth.get_installation_auth(installation_id), base_url=url,
+                      retry=None, seconds_between_requests=None, seconds_between_writes=None)
+    _OPEN.append(g)
+    issue = g.get_repo(REPO).create_issue(title="Filed by the app")
+    assert issue.user.login == "acme-support-sync[bot]" and issue.user.type == "Bot"
+    integration.close()

@@ -9,9 +9,10 @@ minute and 500 an hour, so writes are paced at 8 a minute — what GitHub allows
 from __future__ import annotations
 
 import re
-from typing import ClassVar, Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, HttpUrl
+from pydantic import Field, HttpUrl, model_validator
 
 from connectors.settings import HttpSettings, TrackerSettings
 
@@ -28,6 +29,12 @@ class GitHubConfig(TrackerSettings):
     kind: Literal["github"]
     base_url: HttpUrl = HttpUrl("https://api.github.com")
     token_env: str = "GITHUB_TOKEN"
+    # A GitHub App installation instead of a token: the app's id, the installation's id
+    # (in the URL of the installation's settings page) and the variable holding the app's
+    # private key (PEM). Writes then show as ``APP-SLUG[bot]``.
+    app_id: int | None = Field(None, gt=0)
+    installation_id: int | None = Field(None, gt=0)
+    app_private_key_env: str = "GITHUB_APP_PRIVATE_KEY"
     repo: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$",
                       description="OWNER/NAME of the repository issues go to")
     # How an issue closed from Re:amaze (conversation closed) is closed on GitHub.
@@ -38,6 +45,23 @@ class GitHubConfig(TrackerSettings):
     webhook_secret_env: str | None = None
     http: HttpSettings = HttpSettings(requests_per_minute=80, writes_per_minute=8)
     overlap_seconds: float = Field(2.0, ge=0)
+
+    @model_validator(mode="after")
+    def _app_needs_installation(self) -> GitHubConfig:
+        if (self.app_id is None) != (self.installation_id is None):
+            missing = "installation_id" if self.installation_id is None else "app_id"
+            raise ValueError(f"{missing} is required with "
+                             f"{'app_id' if missing == 'installation_id' else 'installation_id'}"
+                             " (a GitHub App authenticates with both)")
+        return self
+
+    @classmethod
+    def secret_key_in(cls, table: Mapping[str, Any]) -> str:
+        return "app_private_key_env" if table.get("app_id") is not None else cls.secret_key
+
+    @property
+    def uses_app(self) -> bool:
+        return self.app_id is not None
 
     @staticmethod
     def user_id_problem(value: str) -> str | None:

@@ -31,6 +31,7 @@ import structlog
 from pydantic import SecretStr
 
 from connectors.base import Capabilities, CommentBatch, create_one_by_one
+from connectors.github.app_auth import InstallationAuth
 from connectors.github.config import GitHubConfig
 from connectors.github.feed import ChangeFeed, FeedSettings
 from connectors.github.mapping import (
@@ -41,7 +42,9 @@ from connectors.github.mapping import (
     user_to_unified,
 )
 from connectors.github.wire import (
+    API_VERSION,
     CONNECTOR,
+    GhAppWire,
     GhCommentWire,
     GhIssueWire,
     GhRepoWire,
@@ -79,7 +82,6 @@ from syncer.secrets import register_secret
 
 log = structlog.get_logger("reamaze_sync.github")
 
-API_VERSION = "2022-11-28"
 _CLOSING = (TicketState.CLOSED, TicketState.SPAM)
 _SECONDARY_WAIT = 60.0  # GitHub: "wait at least one minute" when it gives no time
 
@@ -127,6 +129,8 @@ class GitHubConnector:
             attachments_upload=False, markdown_markers=True, delete_comments=True,
             markup="gfm")
         self._me: str | None = None
+        # Set when authenticating as a GitHub App installation.
+        self.app_auth: InstallationAuth | None = None
         self.feed = ChangeFeed(self._fetch_changes, self._ticket,
                                FeedSettings(overlap_seconds=cfg.overlap_seconds,
                                             skew_seconds=skew_seconds), self.now)
@@ -135,14 +139,25 @@ class GitHubConnector:
     def from_config(cls, cfg: GitHubConfig, token: SecretStr, *,
                     transport: httpx.BaseTransport | None = None, clock: Clock | None = None,
                     now: Callable[[], datetime] | None = None) -> GitHubConnector:
+        """``token`` is the personal/fine-grained token, or with ``app_id`` the app's
+        private key (PEM), traded for installation tokens as they are needed."""
         secret = token.get_secret_value()
         register_secret(secret)
         base = str(cfg.base_url).rstrip("/")
+        headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": API_VERSION}
+        auth: InstallationAuth | None = None
+        if cfg.app_id is not None and cfg.installation_id is not None:
+            auth = InstallationAuth(base_url=base, app_id=cfg.app_id,
+                                    installation_id=cfg.installation_id, private_key=secret,
+                                    now=now)
+            who = f"the GitHub App {cfg.app_id} (installation {cfg.installation_id})"
+            fix = ("check app_id, installation_id, the private key, and that the app is "
+                   "installed on the repository")
+        else:
+            headers["Authorization"] = f"Bearer {secret}"
+            who, fix = "the token", "check the token and its repository permissions"
         client = build_http_client(
-            base, headers={"Authorization": f"Bearer {secret}",
-                           "Accept": "application/vnd.github+json",
-                           "X-GitHub-Api-Version": API_VERSION},
-            transport=transport,
+            base, headers=headers, auth=auth, transport=transport,
             timeout=httpx.Timeout(cfg.http.timeout_seconds,
                                   connect=min(5.0, cfg.http.timeout_seconds)))
         clock = clock or SystemClock()
@@ -151,12 +166,13 @@ class GitHubConnector:
         api = ApiClient(
             CONNECTOR, client, clock=clock, rate_limiter=overall, write_limiter=writes,
             retry=RetryPolicy(attempts=cfg.http.max_attempts, max_retry_after=maximum),
-            describe_auth_failure=lambda: (f"GitHub at {base} rejected the token or denied "
-                                           f"access to {cfg.repo} (check the token and its "
-                                           "repository permissions)"),
+            describe_auth_failure=lambda: (f"GitHub at {base} rejected {who} or denied "
+                                           f"access to {cfg.repo} ({fix})"),
             classify_error=lambda status, body, headers: classify(status, body, headers,
                                                                   maximum=maximum))
-        return cls(api, cfg, now=now)
+        connector = cls(api, cfg, now=now)
+        connector.app_auth = auth
+        return connector
 
     def close(self) -> None:
         self.api.client.close()
@@ -406,8 +422,14 @@ class GitHubConnector:
         return parse_one(GhUserWire, self.api.get_json("/user"), "user")
 
     def whoami(self) -> str:
+        """The login our writes show: the token's user, or ``SLUG[bot]`` for an app
+        (installation tokens cannot read ``/user``)."""
         if self._me is None:
-            self._me = self.current_user().login
+            if self.app_auth is not None:
+                app = parse_one(GhAppWire, self.api.get_json("/app"), "app")
+                self._me = f"{app.slug}[bot]"
+            else:
+                self._me = self.current_user().login
         return self._me
 
     def repository(self) -> GhRepoWire:
@@ -423,28 +445,39 @@ class GitHubConnector:
         try:
             repo = self.repository()
         except NotFoundError:
-            me = self.current_user()
-            return [("repo", f"{self.cfg.repo} does not exist or is not visible to {me.login}")]
+            return [("repo", f"{self.cfg.repo} does not exist or is not visible to "
+                             f"{self.whoami()}")]
         if not repo.has_issues:
             return [("repo", f"{self.cfg.repo} has issues turned off")]
         return []
 
     def check(self) -> str:
-        me = self.current_user()
+        me = self.whoami()
         try:
             repo = self.repository()
         except NotFoundError:
             raise NotFoundError(f"GitHub repository {self.cfg.repo} does not exist or is not "
-                                f"visible to {me.login}", connector=CONNECTOR,
+                                f"visible to {me}", connector=CONNECTOR,
                                 object_id=self.cfg.repo) from None
+        if self.app_auth is not None:
+            granted = self.app_auth.permissions.get("issues")
+            if granted != "write":
+                raise RejectedError(
+                    f"the GitHub App installation has issues permission {granted or 'none'} "
+                    f"on {self.cfg.repo}: it needs Issues: Read and write (the app's "
+                    "permissions, then accept them on the installation)", connector=CONNECTOR,
+                    object_id=self.cfg.repo)
+            return (f"github {self.cfg.repo} as {me} (GitHub App installation "
+                    f"{self.cfg.installation_id}, issues: write; comments there are public, "
+                    "so internal notes are never copied)")
         perms = repo.permissions
         if perms is None or not perms.push:
             raise RejectedError(
-                f"{me.login} has no push access to {self.cfg.repo}: GitHub would drop labels "
+                f"{me} has no push access to {self.cfg.repo}: GitHub would drop labels "
                 "and assignees silently and refuse to close issues others opened; give the "
                 "token write access to the repository's issues", connector=CONNECTOR,
                 object_id=self.cfg.repo)
-        return (f"github {self.cfg.repo} as {me.login} (push access; comments there are "
+        return (f"github {self.cfg.repo} as {me} (push access; comments there are "
                 "public, so internal notes are never copied)")
 
 

@@ -24,6 +24,7 @@ from syncer.errors import BadPayloadError
 log = structlog.get_logger("reamaze_sync.github")
 
 CONNECTOR = "github"
+API_VERSION = "2022-11-28"  # sent as X-GitHub-Api-Version on every request
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -35,6 +36,13 @@ class GhUserWire(Wire):
     login: str
     id: int
     type: str = "User"
+    name: str | None = None
+
+
+class GhAppWire(Wire):
+    """``GET /app``: the app itself (its writes show as ``SLUG[bot]``)."""
+    id: int
+    slug: str
     name: str | None = None
 
 

@@ -32,6 +32,7 @@ from urllib.parse import quote, unquote, urlencode
 
 import httpx
 
+from connectors.github.sim.apps import AppRegistry
 from connectors.github.sim.state import (
     LEVELS,
     GhComment,
@@ -61,9 +62,11 @@ def _error_body(status: int) -> tuple[bytes, str | None]:
 class GitHubSimulator:
     def __init__(self, *, clock: SimClock | None = None, primary_per_hour: int = 5_000,
                  secondary_per_minute: int = 80, since_exclusive: bool = False,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 wall: Callable[[], datetime] | None = None) -> None:
         self.clock = clock or SimClock()
         self.state = GitHubState(self.clock)
+        self.apps = AppRegistry(self.state, wall)
         self.faults = Faults(_error_body)
         self.requests: list[SimRequest] = []
         self.sleep = sleep
@@ -116,6 +119,17 @@ class GitHubSimulator:
                 self.state.add_user(owner)
             return self.state.add_repo(owner, name, private=private)
 
+    def add_app(self, slug: str, repo: GhRepo, *,
+                permissions: dict[str, str] | None = None) -> tuple[int, int, str]:
+        """A GitHub App installed on ``repo``: (app id, installation id, private key PEM).
+        Its bot gets write access when the app may write issues, read access otherwise."""
+        granted = permissions or {"issues": "write", "metadata": "read"}
+        with self.state.lock:
+            app, installation, pem = self.apps.add(slug, granted)
+            repo.permissions[installation.bot.login] = (
+                "write" if granted.get("issues") == "write" else "read")
+        return app.id, installation.id, pem
+
     def grant(self, repo: GhRepo, login: str, level: str) -> None:
         assert level in LEVELS, level
         with self.state.lock:
@@ -155,6 +169,9 @@ class GitHubSimulator:
             nonlocal user
             with self.state.lock:
                 try:
+                    app_answer = self._app_endpoint(request)
+                    if app_answer is not None:
+                        return app_answer
                     user = self._authenticate(request)
                     limited = self._rate_limits(request, user)
                     if limited is not None:
@@ -194,10 +211,26 @@ class GitHubSimulator:
             "Content-Type": "application/json; charset=utf-8",
             "X-GitHub-Media-Type": "github.v3; format=json", **headers})
 
+    def _app_endpoint(self, request: httpx.Request) -> httpx.Response | None:
+        """``/app`` and the token exchange, authenticated by the app's JWT."""
+        path = request.url.path.rstrip("/")
+        exchange = re.fullmatch(r"/app/installations/(\d+)/access_tokens", path)
+        if path != "/app" and exchange is None:
+            return None
+        app = self.apps.app_for_jwt(request.headers.get("authorization", ""))
+        if path == "/app" and request.method == "GET":
+            return self._answer(200, self.apps.app_json(app), {})
+        if exchange is not None and request.method == "POST":
+            return self._answer(201, self.apps.issue_token(app, int(exchange[1])), {})
+        raise GitHubError(404, "Not Found")
+
     def _authenticate(self, request: httpx.Request) -> GhUser:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        user = (self.state.user_by_token(token.strip())
-                if scheme.lower() in ("bearer", "token") and token.strip() else None)
+        bearer = scheme.lower() in ("bearer", "token") and token.strip()
+        bot = self.apps.bot_for_token(token.strip()) if bearer else None
+        if bot is not None:
+            return bot
+        user = (self.state.user_by_token(token.strip()) if bearer else None)
         if user is None:
             raise GitHubError(401, "Bad credentials")
         return user
@@ -367,6 +400,8 @@ class GitHubSimulator:
     # -- routes -------------------------------------------------------------------------------
     def _me(self, request: httpx.Request, user: GhUser, _m: re.Match[str]) -> Any:
         """The authenticated user: GitHub's "private-user" shape."""
+        if self.apps.is_installation(user):
+            raise GitHubError(403, "Resource not accessible by integration")
         stamp = _time(self.clock.current)
         return {**self._user_json(request, user.login), "user_view_type": "private",
                 "name": None, "company": None, "blog": "", "location": None, "email": None,
