@@ -74,15 +74,23 @@ class GitHubWorld:
                             headers={"Authorization": f"Bearer {who.token}"})
 
     def writes(self) -> list[Exchange]:
-        return [e for e in self.exchanges if e.request.method in ("POST", "PATCH", "DELETE")]
+        """Writes to the repository (a GitHub App's token exchanges are not)."""
+        return [e for e in self.exchanges if e.request.method in ("POST", "PATCH", "DELETE")
+                and not e.request.url.path.startswith("/app/")]
 
 
 class World:
     """Re:amaze and GitHub simulators and the engine's config for one pair between them."""
 
     def __init__(self, state_url: str = "sqlite://", *, tracker: dict[str, Any] | None = None,
-                 server: dict[str, Any] | None = None, **pair: Any) -> None:
+                 server: dict[str, Any] | None = None, app: bool = False,
+                 **pair: Any) -> None:
         self.gh = GitHubWorld()
+        secret = ("GITHUB_TOKEN", self.gh.bot.token)
+        if app:  # the sync authenticates as a GitHub App installation instead
+            app_id, installation_id, pem = self.gh.sim.add_app("acme-sync", self.gh.repo)
+            tracker = {"app_id": app_id, "installation_id": installation_id, **(tracker or {})}
+            secret = ("GITHUB_APP_PRIVATE_KEY", pem)
         self.reamaze = ReamazeSimulator(brand=BRAND, login_email=LOGIN, token=REAMAZE_TOKEN,
                                         login_name="Sync Bot")
         self.reamaze.add_staff(STAFF, "Jane Support")
@@ -99,7 +107,7 @@ class World:
             "pairs": [pair_cfg],
             "server": server or {},
         })
-        self.environ = {"REAMAZE_API_TOKEN": REAMAZE_TOKEN, "GITHUB_TOKEN": self.gh.bot.token,
+        self.environ = {"REAMAZE_API_TOKEN": REAMAZE_TOKEN, secret[0]: secret[1],
                         "REAMAZE_SYNC_MARKER_KEY": MARKER_KEY}
 
     def engine(self) -> Engine:

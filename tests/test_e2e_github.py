@@ -25,8 +25,9 @@ def one_pass(engine: Engine) -> PassResult:
     return result
 
 
-def test_a_bug_conversation_round_trips_through_github(tmp_path: Path) -> None:
-    w = World(f"sqlite:///{tmp_path / 'state.db'}", tag_to_label={"bug": "bug"})
+@pytest.mark.parametrize("app", [False, True], ids=["token", "github-app"])
+def test_a_bug_conversation_round_trips_through_github(tmp_path: Path, app: bool) -> None:
+    w = World(f"sqlite:///{tmp_path / 'state.db'}", tag_to_label={"bug": "bug"}, app=app)
     slug = w.reamaze.add_conversation("Crash on save", "It crashes when I save.",
                                       "carol@customer.example", tags=["bug"])
     w.reamaze.add_staff_message(slug, "INTERNAL-1 customer on the Enterprise plan",
@@ -36,7 +37,7 @@ def test_a_bug_conversation_round_trips_through_github(tmp_path: Path) -> None:
     one_pass(engine)
     [issue] = w.issues()
     assert issue.title == "[Re:amaze] Crash on save" and issue.labels == ["bug"]
-    assert issue.author == "sync-bot"
+    assert issue.author == ("acme-sync[bot]" if app else "sync-bot")
     assert "INTERNAL-1" not in w.everything_on_github()
     assert any("looking into it" in body for body in w.comments(issue.number))
     link_notes = [m for m in w.reamaze.conversations[slug].messages
