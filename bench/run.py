@@ -60,7 +60,7 @@ class Sizes:
 
 FULL = Sizes(backfill=(100, 1000), seeded_idle=(10_000,), profile=100, rate_limit=60,
              latency_links=50, latency_changes=200, memory=2000, memory_parallel=False,
-             store_existing=2000, store_ops=200, postgres=True, pairs=(1, 10, 30),
+             store_existing=2000, store_ops=200, postgres=True, pairs=(1, 10, 60),
              rate_limit_learn=300, state_size=1000, state_polls=150, sweep=1000)
 QUICK = Sizes(backfill=(50,), seeded_idle=(500,), profile=30, rate_limit=15,
               latency_links=10, latency_changes=40, memory=150, memory_parallel=True,
@@ -252,10 +252,17 @@ def table(res: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                                ("get_link", "create_link", "begin_intent", "add_comment_link",
                                 "save_cursor")), "-", "info"))
     pairs = res["pairs"]
+    bound = pairs["api_bound_pairs"]
     rows.append(("Pairs per instance (60 s polls)",
                  f"CPU: ~{pairs['cpu_bound_pairs_per_core']:,} idle pairs/core; API: "
-                 f"{pairs['api_bound_pairs']} pairs per Re:amaze token at "
-                 f"{pairs['reamaze_rpm']:.0f} req/min", "-", "info"))
+                 f"{'not bounded by idle polls' if bound is None else f'{bound} pairs'} per "
+                 f"Re:amaze token at {pairs['reamaze_rpm']:.0f} req/min (naive, every pair "
+                 f"reading the listing: {pairs['naive_api_bound_pairs']})", "-", "info"))
+    for row in pairs["rows"]:
+        rows.append((f"Idle Re:amaze calls per poll, {row['pairs']} pairs of one brand",
+                     f"{row['reamaze_idle_calls']} (naive, each pair reading the listing: "
+                     f"{row['naive_reamaze_idle_calls']})", "1: one listing read per brand",
+                     _verdict(row["reamaze_idle_calls"] <= 1)))
     rows += _sweep_rows(res["sweep"])
     return rows
 

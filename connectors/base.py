@@ -139,6 +139,15 @@ class Connector(Protocol):
 
 
 @runtime_checkable
+class SharesChanges(Protocol):
+    """A connector whose change listing several pairs read alike (the Re:amaze brand): each
+    pair reads it as ``reader`` so a page one pair just read serves the others
+    (``connectors.shared_reads``)."""
+
+    def iter_changes_for(self, reader: str, since: Cursor | None) -> Iterator[ChangePage]: ...
+
+
+@runtime_checkable
 class ListsStatuses(Protocol):
     """A tracker whose statuses a pair's status table may name (by name or id)."""
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from connectors.base import Connector, ListsStatuses
+from connectors.base import Connector, ListsStatuses, SharesChanges
 from state import PairBusy, PairLease, StateStore
 from syncer.apply import HELD, Applier, ApplyResult, TrackerWrites
 from syncer.errors import NotFoundError, SkippableError, SyncError
@@ -220,7 +220,10 @@ class PairRunner:
         # Only conversations reconciled against a fresh read of their issue: one re-read
         # unchanged (a walk repeated after an aborted pass) still needs the tracker feed.
         done = set(retried)
-        for page in self.helpdesk.iter_changes(cursor):
+        pages = (self.helpdesk.iter_changes_for(self.pair, cursor)
+                 if isinstance(self.helpdesk, SharesChanges) else
+                 self.helpdesk.iter_changes(cursor))
+        for page in pages:
             if page.total is not None and self.progress_total is not None:
                 self.progress_total(page.total)
             for conv in page.tickets:

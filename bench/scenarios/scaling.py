@@ -7,8 +7,10 @@ throwaway server can be started here (``tests/servers/postgres.py``).
 
 Pairs: ``pairs`` pairs on one engine, every pair with a few linked conversations, then
 idle ``run --once`` passes over all of them. The capacity of one instance follows from
-two budgets: CPU (an idle pass per pair per interval) and, usually the tighter one, the
-Re:amaze request budget that all pairs share (one list request per pair per poll).
+two budgets: CPU (an idle pass per pair per interval) and the Re:amaze request budget that
+all pairs share. The pairs of a brand share one read of its change listing per poll
+(``connectors.shared_reads``); the naive baseline, every pair reading the listing itself
+(``feed_share_seconds = 0``), is measured next to it.
 """
 
 from __future__ import annotations
@@ -113,48 +115,76 @@ def _with_postgres(work: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
         server.stop()
 
 
+def _reamaze_calls(calls_by_kind: dict[str, int]) -> int:
+    return sum(n for kind, n in calls_by_kind.items() if kind.startswith("rz"))
+
+
+def _api_bound(rows: list[dict[str, Any]], key: str, budget: float) -> int | None:
+    """Pairs whose idle polls fit the Re:amaze budget, from the measured growth per pair
+    (None: the listing cost does not grow with the pairs)."""
+    first, last = rows[0], rows[-1]
+    if last["pairs"] == first["pairs"]:
+        return int(budget // max(1, first[key]))
+    slope = (last[key] - first[key]) / (last["pairs"] - first["pairs"])
+    if slope <= 0:
+        return None
+    return int(first["pairs"] + (budget - first[key]) / slope)
+
+
 def run_pairs_capacity(pair_counts: list[int], *, per_pair: int = 3,
                        interval_s: float = 60.0, reamaze_rpm: float = 60.0) -> dict[str, Any]:
     rows = []
     for count in pair_counts:
-        with tempfile.TemporaryDirectory(prefix="bench-pairs-") as tmp, \
-                quiet_production_logging():
-            clock = VirtualClock()
-            config = sandbox_config(f"sqlite:///{Path(tmp) / 'state.db'}")
-            base = config["pairs"][0]
-            config["pairs"] = [dict(base, name=f"pair{i}", match={"tags": [f"team{i}"]})
-                               for i in range(count)]
-            sb = bench_sandbox(config["state"]["url"], clock, config=config)
-            cpu = SimCpu()
-            sb.wrap = cpu.wrap
-            first: list[str] = []
-            for i in range(count):
-                first += seed_conversations(sb, clock, per_pair, messages=2,
-                                            tag=f"team{i}")[:1]
-            engine = bench_engine(sb, clock)
-            try:
-                one_pass(engine, kind="backfill", full=True)
-                poll_until_quiet(sb, engine)
-                # As in the backfill scenario: a later change moves the watermarks past the
-                # backfill's burst, which idle polls would otherwise re-read (see README).
-                steady_change(sb, engine, clock, first[:1], pair="pair0")
-                poll_until_quiet(sb, engine)
-                clock.advance(3600)
-                idle = measure_idle(sb, engine, cpu, repeats=3)
-            finally:
-                engine.close()
+        idle, naive = (_idle_pairs(count, per_pair, share) for share in (True, False))
         per_pair_ms = idle["engine_cpu_ms"] / count
         rows.append({"pairs": count, "idle_pass_calls": idle["calls"],
+                     "reamaze_idle_calls": _reamaze_calls(idle["calls_by_kind"]),
+                     "naive_reamaze_idle_calls": _reamaze_calls(naive["calls_by_kind"]),
                      "idle_pass_engine_cpu_ms": idle["engine_cpu_ms"],
                      "engine_cpu_ms_per_pair": round(per_pair_ms, 2)})
     worst = max(r["engine_cpu_ms_per_pair"] for r in rows)
+    budget = reamaze_rpm * interval_s / 60
     return {
         "rows": rows,
         "interval_s": interval_s,
         "cpu_bound_pairs_per_core": int(interval_s * 1000 / worst),
         "reamaze_rpm": reamaze_rpm,
-        "api_bound_pairs": int(reamaze_rpm * interval_s / 60),
-        "note": "CPU bound: idle passes only, one core fully used; API bound: one Re:amaze "
-                "list request per pair per poll against the shared per-token budget, "
-                "before any real work",
+        "api_bound_pairs": _api_bound(rows, "reamaze_idle_calls", budget),
+        "naive_api_bound_pairs": _api_bound(rows, "naive_reamaze_idle_calls", budget),
+        "note": "CPU bound: idle passes only, one core fully used; API bound: idle Re:amaze "
+                "requests per poll against the shared per-token budget, before any real "
+                "work (None: one listing read per poll whatever the number of pairs); "
+                "naive: every pair reads the listing itself",
     }
+
+
+def _idle_pairs(count: int, per_pair: int, share: bool) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-pairs-") as tmp, \
+            quiet_production_logging():
+        clock = VirtualClock()
+        config = sandbox_config(f"sqlite:///{Path(tmp) / 'state.db'}")
+        if not share:
+            config["reamaze"]["feed_share_seconds"] = 0
+        base = config["pairs"][0]
+        config["pairs"] = [dict(base, name=f"pair{i}", match={"tags": [f"team{i}"]})
+                           for i in range(count)]
+        sb = bench_sandbox(config["state"]["url"], clock, config=config)
+        cpu = SimCpu()
+        sb.wrap = cpu.wrap
+        first: list[str] = []
+        for i in range(count):
+            first += seed_conversations(sb, clock, per_pair, messages=2,
+                                        tag=f"team{i}")[:1]
+        engine = bench_engine(sb, clock)
+        try:
+            one_pass(engine, kind="backfill", full=True)
+            poll_until_quiet(sb, engine)
+            # As in the backfill scenario: a later change moves the watermarks past the
+            # backfill's burst, which idle polls would otherwise re-read (see README).
+            steady_change(sb, engine, clock, first[:1], pair="pair0")
+            poll_until_quiet(sb, engine)
+            clock.advance(3600)
+            idle: dict[str, Any] = measure_idle(sb, engine, cpu, repeats=3)
+        finally:
+            engine.close()
+    return idle

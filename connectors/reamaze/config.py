@@ -14,6 +14,9 @@ class ReamazeConfig(Strict):
     base_url: HttpUrl | None = None
     http: HttpSettings = HttpSettings(requests_per_minute=60)
     overlap_seconds: float = Field(120.0, ge=0)
+    # A change-listing page one pair read serves the brand's other pairs for this long
+    # (they poll within seconds of each other); 0: every pair reads its own.
+    feed_share_seconds: float = Field(15.0, ge=0)
 
     def api_base(self) -> str:
         return api_base(self.base_url, f"https://{self.brand}.reamaze.io/api/v1")

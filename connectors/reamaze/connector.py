@@ -42,6 +42,7 @@ from connectors.reamaze.wire import (
     parse_items,
     parse_one,
 )
+from connectors.shared_reads import SharedPages
 from syncer.errors import BadPayloadError, LeakError, RejectedError
 from syncer.models import (
     ChangePage,
@@ -72,8 +73,10 @@ class ReamazeConnector:
 
     def __init__(self, api: http.ApiClient, *, brand: str, login_email: str,
                  overlap: timedelta = timedelta(seconds=120), web_base: str | None = None,
-                 default_category: str | None = None) -> None:
+                 default_category: str | None = None,
+                 feed_share_seconds: float = 0.0) -> None:
         self.api = api
+        self.shared_pages = SharedPages(feed_share_seconds, api.clock)
         self.brand = brand
         self.login_email = login_email
         self.overlap = overlap
@@ -106,7 +109,8 @@ class ReamazeConnector:
             web_base = f"{parts.scheme}://{parts.netloc}"
         return cls(api, brand=cfg.brand, login_email=cfg.login_email,
                    overlap=timedelta(seconds=cfg.overlap_seconds), web_base=web_base,
-                   default_category=default_category)
+                   default_category=default_category,
+                   feed_share_seconds=cfg.feed_share_seconds)
 
     def _auth_failure(self) -> str:
         return (f"Re:amaze refused login {self.login_email!r} for brand {self.brand!r} "
@@ -327,6 +331,20 @@ class ReamazeConnector:
         def fetch(p: dict[str, Any]) -> Any:
             return self.api.get_json("/conversations",
                                      params={"filter": "all", "sort": "changed", **p})
+
+        return walk_changes(fetch, self._tickets, since, self.overlap)
+
+    def iter_changes_for(self, reader: str, since: Cursor | None) -> Iterator[ChangePage]:
+        """The change feed as pair ``reader`` walks it, sharing pages with the brand's other
+        pairs (``connectors.shared_reads``)."""
+        previous = self.shared_pages.begin_walk(reader)
+
+        def fetch(p: dict[str, Any]) -> Any:
+            params = {"filter": "all", "sort": "changed", **p}
+            return self.shared_pages.get(
+                tuple(sorted((k, str(v)) for k, v in params.items())),
+                lambda: self.api.get_json("/conversations", params=params),
+                reader=reader, newer_than=previous)
 
         return walk_changes(fetch, self._tickets, since, self.overlap)
 
