@@ -25,7 +25,7 @@ from typing import Any
 
 from bench.scenarios.backfill import run_backfill, run_profile
 from bench.scenarios.idle import run_idle_seeded
-from bench.scenarios.latency import run_latency
+from bench.scenarios.latency import run_break_point, run_latency
 from bench.scenarios.ratelimit import run_rate_limit
 from bench.scenarios.scaling import run_pairs_capacity, run_store
 from bench.scenarios.statesize import run_state_size
@@ -56,20 +56,41 @@ class Sizes:
     state_size: int  # conversations backfilled before the state database is measured
     state_polls: int  # idle polls after it (one run row each)
     sweep: int  # links the sweep verifies in one round at the default budgets
+    break_rates: tuple[float, ...]  # changes a minute tried until latency breaks
 
 
 FULL = Sizes(backfill=(100, 1000), seeded_idle=(10_000,), profile=100, rate_limit=60,
              latency_links=50, latency_changes=200, memory=2000, memory_parallel=False,
              store_existing=2000, store_ops=200, postgres=True, pairs=(1, 10, 60),
-             rate_limit_learn=300, state_size=1000, state_polls=150, sweep=1000)
+             rate_limit_learn=300, state_size=1000, state_polls=150, sweep=1000,
+             break_rates=(1, 2, 5, 10, 15, 20, 25, 30, 40))
 QUICK = Sizes(backfill=(50,), seeded_idle=(500,), profile=30, rate_limit=15,
               latency_links=10, latency_changes=40, memory=150, memory_parallel=True,
               store_existing=300,
               store_ops=50, postgres=False, pairs=(1, 3),
-              rate_limit_learn=60, state_size=100, state_polls=110, sweep=100)
+              rate_limit_learn=60, state_size=100, state_polls=110, sweep=100,
+              break_rates=(2, 10))
 # The learning scenario: Re:amaze admits LEARN_LIMIT a minute, the engine is told 50 % more.
 LEARN_LIMIT = 60
 LEARN_BUDGET = 90
+
+
+def _break_point_rows(brk: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    def fmt(rate: float | None) -> str:
+        return "not reached" if rate is None else f"{rate:g} changes/min"
+
+    p95_broke = fmt(brk["p95_over_interval_plus_1s_at_per_minute"])
+    per_change = ", ".join(f"{r['changes_per_minute']:g}/min: {r['reamaze_calls_per_change']}"
+                           for r in brk["rows"])
+    return [
+        (f"Change rate where latency breaks ({brk['links']} links, polls every "
+         f"{brk['interval_s']:.0f} s, Re:amaze budget {brk['reamaze_budget_per_minute']:.0f}"
+         "/min)", f"p95 over interval + 1 s from {p95_broke}"
+         f"; unbounded (passes overrun the interval) from {fmt(brk['unbounded_at_per_minute'])}",
+         "-", "info"),
+        ("Re:amaze calls per changed conversation, by change rate", per_change,
+         "<= 1.3", _verdict(all(r["reamaze_calls_per_change"] <= 1.3 for r in brk["rows"]))),
+    ]
 
 
 def _timed(name: str, work: Callable[[], Any], log: Callable[[str], None]) -> Any:
@@ -123,6 +144,9 @@ def run_all(sizes: Sizes, log: Callable[[str], None]) -> dict[str, Any]:
                     run_latency, sizes.latency_links, sizes.latency_changes,
                     interval=interval), log)
                 for interval in (60.0, 15.0)]
+            out["break_point"] = _timed(
+                "latency against the change rate, Re:amaze budget 60/min", partial(
+                    run_break_point, sizes.latency_links, list(sizes.break_rates)), log)
             out["webhook"] = _timed("latency with GitHub webhooks", partial(
                 run_webhook_latency, sizes.latency_links, sizes.latency_changes // 4), log)
             out["store"] = _timed("state store", lambda: run_store(
@@ -223,6 +247,9 @@ def table(res: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                      f", max {lat['latency_s']['max']:.1f} s",
                      f"p95 <= {lat['target_p95_s']:.0f} s",
                      _verdict(lat["latency_s"]["p95"] <= lat["target_p95_s"])))
+    brk = res.get("break_point")
+    if brk is not None:
+        rows += _break_point_rows(brk)
     hook = res.get("webhook")
     if hook is not None:
         lat = hook["latency_s"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -33,7 +34,7 @@ from bench.harness import (
 )
 from bench.scenarios.backfill import one_pass, poll_until_quiet
 from syncer.daemon import pair_schedule
-from syncer.sandbox import PROJECT, Sandbox
+from syncer.sandbox import PROJECT, Sandbox, sandbox_config
 
 
 @dataclass
@@ -55,13 +56,19 @@ def _mirrored(sb: Sandbox, change: Change) -> bool:
 
 
 def run_latency(links: int, changes: int, *, interval: float = 60.0,
-                span_intervals: int = 20, seed: int = 7) -> dict[str, Any]:
+                span_intervals: int = 20, seed: int = 7,
+                reamaze_rpm: float | None = None) -> dict[str, Any]:
+    """``reamaze_rpm``: the engine's Re:amaze budget (default: unlimited, so only the
+    polling shows in the latency)."""
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp, \
             quiet_production_logging():
         clock = VirtualClock()
-        sb = bench_sandbox(f"sqlite:///{Path(tmp) / 'state.db'}", clock,
-                           interval_seconds=interval)
+        config = sandbox_config(f"sqlite:///{Path(tmp) / 'state.db'}",
+                                interval_seconds=interval)
+        if reamaze_rpm is not None:
+            config["reamaze"]["http"] = {"requests_per_minute": reamaze_rpm}
+        sb = bench_sandbox(config["state"]["url"], clock, config=config)
         slugs = seed_conversations(sb, clock, links, messages=2)
         engine = bench_engine(sb, clock)
         try:
@@ -158,8 +165,41 @@ def run_latency(links: int, changes: int, *, interval: float = 60.0,
         "target_p95_s": interval + 1,
         "calls": total_calls(calls),
         "calls_per_change_beyond_idle": round((total_calls(calls) - idle_calls) / changes, 2),
+        # Re:amaze is the budget that bounds a deployment: its requests per change, beyond
+        # the one listing read per poll an idle pair makes anyway.
+        "reamaze_calls_per_change": round(
+            (sum(n for k, n in calls.items() if k.startswith("rz")) - polls) / changes, 2),
         "calls_by_kind": dict(sorted(calls.items())),
     }
+
+
+def run_break_point(links: int, rates_per_minute: list[float], *, interval: float = 60.0,
+                    span_intervals: int = 10) -> dict[str, Any]:
+    """Raise the change rate at the default Re:amaze budget (60 requests a minute, burst 1)
+    and report two rates: where p95 latency first leaves ``interval + 1`` s (the passes'
+    own paced requests add to the wait for the poll), and where passes no longer fit in the
+    interval (a pass overruns the next poll, and latency grows without bound)."""
+    rows: list[dict[str, Any]] = []
+    for rate in rates_per_minute:
+        changes = max(2, int(rate * span_intervals * interval / 60))
+        res = run_latency(links, changes, interval=interval, span_intervals=span_intervals,
+                          reamaze_rpm=60.0)
+        rows.append({"changes_per_minute": rate, "p95_s": res["latency_s"]["p95"],
+                     "max_s": res["latency_s"]["max"],
+                     "reamaze_calls_per_change": res["reamaze_calls_per_change"],
+                     "pass_duration_max_s": res["pass_duration_s"]["max"],
+                     "poll_gap_max_s": res["poll_gap_s"]["max"]})
+        if res["poll_gap_s"]["max"] > interval:
+            break  # unbounded from here on: higher rates only take longer to show it
+
+    def first(broken: Callable[[dict[str, Any]], bool]) -> float | None:
+        return next((r["changes_per_minute"] for r in rows if broken(r)), None)
+
+    return {"links": links, "interval_s": interval, "rows": rows,
+            "p95_over_interval_plus_1s_at_per_minute": first(
+                lambda r: r["p95_s"] > interval + 1),
+            "unbounded_at_per_minute": first(lambda r: r["poll_gap_max_s"] > interval),
+            "reamaze_budget_per_minute": 60.0}
 
 
 def _summary(values: list[float]) -> dict[str, float]:
