@@ -56,11 +56,11 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     "untrusted_markers": ("marker", "untrusted"),
     "conflicts": ("field", "conflict"),
 }
-# Counts that are no operations: what the feeds showed, a plan's size (dry runs), the
-# reconciler's decisions not to copy something (repeated on every look at the object),
-# and the open leaks (a gauge, read from the store).
+# Counts that are no operations: what the feeds showed (own changes among them), a plan's
+# size (dry runs), the reconciler's decisions not to copy something (repeated on every look
+# at the object), and the open leaks (a gauge, read from the store).
 NOT_OPERATIONS = frozenset({"conversations_seen", "issues_seen", "planned_writes", "skipped",
-                            "leaks_open"})
+                            "leaks_open", "own_changes_not_reread"})
 PASS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
                 1800.0, 3600.0)
 

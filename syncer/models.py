@@ -123,6 +123,10 @@ class Ticket(Frozen):
     # without ``updated_at``): ``updated_at`` is then its newest message's time, which a
     # status or tag change does not move.
     updated_at_exact: bool = True
+    # How many messages the source says the ticket has (Re:amaze ``message_count``, not in
+    # its documentation) and when its customer last wrote; None when it did not say.
+    listed_comments: int | None = None
+    last_customer_at: AwareDatetime | None = None
     url: str | None = None
     data: dict[str, str] = Field(default_factory=dict)
     marker: str | None = None  # our idempotency key when we created this ticket

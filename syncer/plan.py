@@ -75,6 +75,14 @@ class Snapshot(_Frozen):
     tracker_updated_at: str | None = None
     # Replies emailed because the issue closed, so far: numbers the next one's key.
     close_replies: int = 0
+    # What the conversation's list item shows after this sync if nothing but the sync's
+    # own writes happened: its message count (the messages read plus those written) and
+    # when its customer last wrote. The count is trusted once an item was seen to count
+    # exactly the messages read, internal notes among them: Re:amaze does not document
+    # ``message_count``, and one that left notes out would hide a staff note.
+    helpdesk_messages: int | None = None
+    helpdesk_count_trusted: bool = False
+    helpdesk_last_customer: str | None = None
 
 
 class LinkView(_Frozen):
@@ -92,6 +100,10 @@ class SideView(_Frozen):
     # The sync's own API user on this side (author id as the connector reports it): only
     # what this user wrote can be the engine's own copy. None: unknown, nothing is ours.
     me: str | None = None
+    # The ticket was rebuilt from the last sync's snapshot instead of read (a change seen
+    # on the other side only), and whether the comments were read at all.
+    from_snapshot: bool = False
+    comments_read: bool = True
 
     def wrote(self, comment: Comment) -> bool:
         return self.me is not None and comment.author.id is not None and \

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from connectors.base import Capabilities
 from syncer import render
 from syncer.config import PairConfig
+from syncer.expect import expect_helpdesk
 from syncer.markers import Markers
 from syncer.models import (
     Comment,
@@ -328,6 +329,7 @@ def _sync_link(ctx: PairContext, conversation: SideView, issue: SideView,
     actions += _copy_tracker_comments(ctx, conversation, issue, copies)
     field_actions, snapshot = _fields(ctx, conversation, issue, link.snapshot, copies)
     actions += field_actions
+    snapshot = expect_helpdesk(conversation, link.snapshot, snapshot, actions)
     if snapshot != link.snapshot:
         actions.append(SaveSnapshot(conversation_id=cid, snapshot=snapshot))
     return Plan(pair=ctx.pair, actions=tuple(actions))

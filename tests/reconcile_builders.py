@@ -190,8 +190,9 @@ def link(cid: str = CID, iid: str | None = IID, *, status_: str = "active",
                     comment_links=notes + comment_links, snapshot=snapshot)
 
 
-def agreed(conv: Ticket, iss: Ticket, **changes: Any) -> Snapshot:
-    """The snapshot a sync that saw exactly these two tickets would have saved."""
+def agreed(conv: Ticket, iss: Ticket, messages: int = 0, **changes: Any) -> Snapshot:
+    """The snapshot a sync that saw exactly these two tickets (and ``messages`` messages in
+    the conversation) would have saved."""
     snap = Snapshot(
         helpdesk_state=conv.status.state, tracker_state=iss.status.state,
         tracker_status=iss.status.code if iss.status in TRACKER_STATUSES else None,
@@ -200,6 +201,9 @@ def agreed(conv: Ticket, iss: Ticket, **changes: Any) -> Snapshot:
         tracker_assignee=iss.assignee.id if iss.assignee else None,
         helpdesk_updated_at=conv.updated_at.isoformat(),
         tracker_updated_at=iss.updated_at.isoformat(),
+        helpdesk_messages=messages,
+        helpdesk_last_customer=(conv.last_customer_at.isoformat()
+                                if conv.last_customer_at is not None else None),
     )
     return snap.model_copy(update=changes)
 

@@ -408,6 +408,9 @@ def test_issue_changing_again_later_in_the_same_tracker_walk_is_looked_at(
     dev.put(first, subject="Renamed by the engineer")  # synced without writing anything
     for slug in slugs[1:]:
         dev.put(issue_for(engine, slug), subject=f"Renamed {slug}")
+    # A note, so the second issue's conversation must be read (a rename alone is decided
+    # without reading it).
+    dev.note(issue_for(engine, slugs[1]), "Looking into it.")
     # The pass syncs the first issue, then dies on the second one's conversation.
     sb.reamaze.faults.add(status=503, times=8, method="GET",
                           path_prefix=f"/api/v1/conversations/{slugs[1]}")

@@ -185,6 +185,9 @@ def ticket_from_wire(conv: WireConversation, *, url: str) -> Ticket:
         created_at=conv.created_at,
         updated_at=conversation_updated_at(conv),
         updated_at_exact=conv.updated_at is not None,
+        listed_comments=conv.message_count if (conv.message_count or 0) >= 0 else None,
+        last_customer_at=(conv.last_customer_message.created_at
+                          if conv.last_customer_message is not None else None),
         url=url,
         data=data,
         marker=marker,

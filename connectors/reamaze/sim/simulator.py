@@ -82,6 +82,10 @@ class ReamazeSimulator(DirectoryRoutes):
         # Re:amaze's documented list item has no ``updated_at`` (reference §5.1, [S] only):
         # set this to serve list items without it and prove the feed does not need it.
         self.list_items_without_updated_at = False
+        # ``message_count`` is [S] too (reference §6): "missing" serves items without it,
+        # "public" counts only the messages a customer sees (internal notes left out);
+        # the engine must stay correct with either.
+        self.message_count: str = "all"
         self.add_staff(login_email, login_name, role={
             "id": 1, "name": "Administrator", "admin?": True,
             "permissions": {"manage_staff?": True, "reply_to_customers?": True,
@@ -198,9 +202,16 @@ class ReamazeSimulator(DirectoryRoutes):
         return page_of("conversations", convs, params, self._render_list_item)
 
     def _render_list_item(self, c: SimConversation) -> dict[str, Any]:
-        out = self.render_conversation(c)
+        out = self._with_count(c, self.render_conversation(c))
         if self.list_items_without_updated_at:
             out.pop("updated_at", None)
+        return out
+
+    def _with_count(self, c: SimConversation, out: dict[str, Any]) -> dict[str, Any]:
+        if self.message_count == "missing":
+            out.pop("message_count", None)
+        elif self.message_count == "public":
+            out["message_count"] = sum(1 for m in c.messages if m.visibility == 0)
         return out
 
     @staticmethod
@@ -245,7 +256,8 @@ class ReamazeSimulator(DirectoryRoutes):
         conv = self._conversation(slug)
         if conv is None:
             return error(404, "Conversation not found")
-        return json_response(200, self.render_conversation(conv, full=True))
+        return json_response(200, self._with_count(conv, self.render_conversation(conv,
+                                                                                  full=True)))
 
     def _create_conversation(self, request: httpx.Request, params: dict[str, str]
                              ) -> httpx.Response:
