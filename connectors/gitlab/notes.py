@@ -44,8 +44,13 @@ class PrivacyCheck:
         self.clock = clock
         self.ttl = ttl
         self._cached: tuple[float, Verdict] | None = None
+        # Set for good when GitLab answered a note with neither ``internal`` nor
+        # ``confidential``: a GitLab without internal notes; no role changes that.
+        self.unsupported: str | None = None
 
     def verdict(self) -> Verdict:
+        if self.unsupported is not None:
+            return Verdict(False, self.unsupported)
         now = self.clock.monotonic()
         if self._cached is not None and now - self._cached[0] < self.ttl:
             return self._cached[1]
@@ -101,12 +106,18 @@ class NoteWriter:
 
     def _read_back(self, ticket_id: str, comment: Comment) -> None:
         if comment.visibility is not Visibility.INTERNAL:  # the create's own answer
+            self._flagless(comment.raw)
             raise self.remove_leak(ticket_id, comment.id)
         note = parse_one(GlNoteWire, self.api.get_json(f"{self.notes_path(ticket_id)}/"
                                                        f"{int(comment.id)}", object_id=ticket_id),
                          "note", object_id=ticket_id)
         if not note.provably_internal:
             raise self.remove_leak(ticket_id, comment.id)
+
+    def _flagless(self, raw: dict[str, object] | None) -> None:
+        if raw is not None and raw.get("internal") is None and raw.get("confidential") is None:
+            self.privacy.unsupported = ("this GitLab answers notes without an internal flag "
+                                        "(a version before internal notes)")
 
     def remove_leak(self, ticket_id: str, note_id: str) -> LeakError:
         """An internal note is not provably private on GitLab: delete it now; the error."""
