@@ -329,7 +329,7 @@ class GitLabConnector:
 
     def create_comment(self, ticket_id: str, new: NewComment) -> Comment:
         self._issue_path(ticket_id)
-        return self.notes.create(ticket_id, new, _with_links(new.body, new.attachments))
+        return self.notes.create(ticket_id, new, self._with_links(new.body, new.attachments))
 
     def create_comments(self, ticket_id: str, news: Sequence[NewComment]) -> CommentBatch:
         return create_one_by_one(self.create_comment, ticket_id, news)
@@ -393,6 +393,22 @@ class GitLabConnector:
         return None
 
     # -- attachments ------------------------------------------------------------------------
+    def _with_links(self, body: str, attachments: Sequence[Attachment]) -> str:
+        """The attachments of a copied message as Markdown links after its text; a file
+        uploaded to this project by its project-relative ``/uploads/…`` path, as GitLab
+        writes it."""
+        own = self.project_web_url() + "/uploads/"
+        links = []
+        for a in attachments:
+            if not a.url or "\n" in a.url or ">" in a.url:
+                continue
+            target = a.url[len(own) - len("/uploads/"):] if a.url.startswith(own) else a.url
+            name = escape("glfm", a.name)
+            links.append(f"[{name}]({target})" if target.startswith("/uploads/")
+                         else f"[{name}](<{target}>)")
+        return body if not links else body.rstrip() + "\n\n" + "\n".join(
+            f"- {link}" for link in links)
+
     def upload_attachment(self, ticket_id: str, filename: str, content_type: str,
                           data: bytes) -> Attachment:
         """Put a file into the project's uploads; its link goes into a note or the
@@ -473,14 +489,6 @@ class GitLabConnector:
                 connector=CONNECTOR, object_id=self.cfg.project)
         return (f"gitlab {self.cfg.project} as {me.username} ({name}; may write internal "
                 "notes)")
-
-
-def _with_links(body: str, attachments: Sequence[Attachment]) -> str:
-    """The attachments of a copied message as Markdown links after its text."""
-    links = [f"[{escape('glfm', a.name)}](<{a.url}>)" for a in attachments
-             if a.url and "\n" not in a.url and ">" not in a.url]
-    return body if not links else body.rstrip() + "\n\n" + "\n".join(
-        f"- {link}" for link in links)
 
 
 def _next_link(header: str | None) -> str | None:

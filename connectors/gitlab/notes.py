@@ -127,8 +127,8 @@ class NoteWriter:
             self.api.request("DELETE", f"{self.notes_path(ticket_id)}/{int(note_id)}",
                              object_id=object_id)
         except SyncError as exc:
-            log.critical("visibility_leak_unremoved", connector=CONNECTOR, issue_id=ticket_id,
-                         note_id=note_id, **exc.log_fields())
+            log.critical("visibility_leak_unremoved", issue_id=ticket_id, note_id=note_id,
+                         **exc.log_fields())
             unremoved = LeakError("internal note came back public (no internal flag) and "
                                   "could NOT be removed; delete it by hand", removed=False,
                                   ticket_id=ticket_id, comment_id=note_id, connector=CONNECTOR,
