@@ -152,3 +152,24 @@ def test_customer_text_pings_and_links_nobody(text: str) -> None:
         for ref in ("@octocat", "#12", "!7", "app#3", "~bug", "%v1", "&12", "$4"):
             assert ref not in body
     engine.close()
+
+
+def test_the_demo_runs_against_the_gitlab_simulator() -> None:
+    """`reamaze-sync demo --tracker gitlab` needs no credentials and tells the story: an
+    issue created with its label, the internal note internal on GitLab, the developer's
+    notes brought back (the internal one internal), the closing, a quiet last pass."""
+    from click.testing import CliRunner
+
+    from syncer.cli import main
+
+    result = CliRunner().invoke(main, ["demo", "--tracker", "gitlab"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "GitLab issue acme/app#1 created, labelled 'bug'" in out
+    assert "Linked to GitLab issue #1" in out
+    public = [line for line in out.splitlines() if "[public  ] sync-bot:" in line]
+    assert public and not any("internal note" in line for line in public)
+    assert any("[INTERNAL] sync-bot:" in line and "Re:amaze internal note" in line
+               for line in out.splitlines())
+    assert "dana-dev commented on GitLab issue #1: Root cause" in out
+    assert "state=closed" in out and "writes: none" in out
