@@ -271,3 +271,21 @@ def test_mentions_of_users_and_groups_ping_nobody() -> None:
 def test_the_escaper_only_adds_invisible_characters_and_backslashes(text: str) -> None:
     out = escape_glfm(text.replace("\r", ""))
     assert out.replace(ZWSP, "").replace("\\", "") .count("~") == text.count("~")
+
+
+def test_an_issue_past_the_users_newest_hundred_is_found_through_search() -> None:
+    """Crash recovery: the newest-issues page is complete for most users (no search
+    then); past a hundred issues, GitLab's search over descriptions finds the old one."""
+    gl = GitLabWorld()
+    conn = gl.connector()
+    marker = mk()
+    old = conn.create_ticket(NewTicket(subject="old", description="d", marker=marker))
+    for n in range(101):
+        gl.sim.add_issue(gl.project, "sync-bot", f"later {n}")
+    found = conn.find_ticket_by_marker(marker)
+    assert found is not None and found.id == old.id
+    searched = [e for e in gl.exchanges if e.request.url.params.get("search") == marker]
+    assert len(searched) == 1
+    fresh = GitLabWorld()
+    assert fresh.connector().find_ticket_by_marker(marker) is None
+    assert not any("search" in e.request.url.params for e in fresh.exchanges)

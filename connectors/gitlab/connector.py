@@ -363,15 +363,16 @@ class GitLabConnector:
 
     def find_ticket_by_marker(self, marker: str) -> Ticket | None:
         """The API user's oldest issue whose description ends with the marker: its newest
-        issues first, then GitLab's search over descriptions."""
+        issues first (one page; when that is all of them, nothing else to look at), then
+        GitLab's search over descriptions."""
         check_marker(marker)
         me = self.current_user()
-        recent, _ = self._get_page(f"{self.project_path}/issues", {
+        recent, more = self._get_page(f"{self.project_path}/issues", {
             "scope": "all", "author_id": me.id, "order_by": "created_at", "sort": "desc",
             "per_page": 100})
         found = self._own_with_marker(parse_items(GlIssueWire, recent, "issues"), marker,
                                       me.username)
-        if found is not None:
+        if found is not None or more is None:  # that page held every issue of the user
             return found
         for page in self._pages(f"{self.project_path}/issues", {
                 "scope": "all", "search": marker, "in": "description"}):
