@@ -8,11 +8,14 @@ from __future__ import annotations
 import json
 import uuid
 
+import httpx
 import pytest
 from gitlab_support import PROJECT, GitLabWorld
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
+from connectors.gitlab import GitLabConnector
 from connectors.gitlab.config import GitLabConfig
 from connectors.gitlab.sim import GitLabSimulator
 from connectors.gitlab.sim.state import GUEST, PLANNER, REPORTER
@@ -289,3 +292,22 @@ def test_an_issue_past_the_users_newest_hundred_is_found_through_search() -> Non
     fresh = GitLabWorld()
     assert fresh.connector().find_ticket_by_marker(marker) is None
     assert not any("search" in e.request.url.params for e in fresh.exchanges)
+
+
+def test_pages_are_followed_by_x_next_page_when_there_is_no_link_header() -> None:
+    """Some proxies drop ``link``; ``x-next-page`` alone still leads through the list."""
+    gl = GitLabWorld()
+    iid = int(issue(gl))
+    for n in range(150):
+        gl.sim.add_note(gl.project, "dev-dana", iid, f"n{n}")
+
+    def without_link(request: httpx.Request) -> httpx.Response:
+        answer = gl.sim.handle(request)
+        answer.read()
+        headers = {k: v for k, v in answer.headers.items() if k.lower() != "link"}
+        return httpx.Response(answer.status_code, headers=headers, content=answer.content)
+
+    conn = GitLabConnector.from_config(gl.config(), SecretStr(gl.bot.token),
+                                       transport=httpx.MockTransport(without_link),
+                                       clock=gl.clock)
+    assert [c.body for c in conn.list_comments(str(iid))] == [f"n{n}" for n in range(150)]
