@@ -103,12 +103,13 @@ def test_a_create_whose_answer_was_lost_is_found_not_doubled() -> None:
     slug = w.reamaze.add_conversation("Bug", "Public start.", "carol@customer.example",
                                       tags=["bug"])
     w.reamaze.add_staff_message(slug, "Looking.", email=STAFF)
-    w.gl.sim.faults.add(timeout=True, commit=True, method="POST",
-                        path=r"/projects/[^/]+/issues$")
-    w.gl.sim.faults.add(timeout=True, commit=True, method="POST", path=r"/notes$")
+    lost_issue = w.gl.sim.faults.add(timeout=True, commit=True, method="POST",
+                                     path=r"/projects/.+/issues$")
+    lost_note = w.gl.sim.faults.add(timeout=True, commit=True, method="POST", path=r"/notes$")
     engine = w.engine()
     run_all_once(engine)
     one_pass(engine)
+    assert (lost_issue.hits, lost_note.hits) == (1, 1)
     assert len(w.issues()) == 1
     bodies = [n.body for n in w.gl.notes(1)]
     assert sum("Looking." in b for b in bodies) == 1

@@ -311,3 +311,37 @@ def test_pages_are_followed_by_x_next_page_when_there_is_no_link_header() -> Non
                                        transport=httpx.MockTransport(without_link),
                                        clock=gl.clock)
     assert [c.body for c in conn.list_comments(str(iid))] == [f"n{n}" for n in range(150)]
+
+
+def test_reamaze_sync_check_reports_the_gitlab_connection_and_a_missing_role() -> None:
+    """`check` through the engine's own path: the token, the project, the role, and the
+    usernames of ``staff_to_user`` looked up among the project's members."""
+    from gitlab_support import World
+
+    from syncer.check import run_check
+
+    w = World(staff_to_user={"jane@acme.example": "dev-dana"})
+
+    def run() -> tuple[list[str], int]:
+        report = run_check(w.config, environ=w.environ, transports={
+            "reamaze": httpx.MockTransport(w.reamaze.handle), "gl": w.gl.transport()},
+            clock=w.gl.clock)
+        return report.lines + report.problems, report.exit_code
+
+    lines, code = run()
+    assert code == 0 and any("gitlab acme/app as sync-bot (Reporter" in line for line in lines)
+    w.gl.sim.grant(w.gl.project, w.gl.bot.username, PLANNER)
+    lines, code = run()
+    assert code != 0 and any("internal notes need Reporter" in line for line in lines)
+
+
+def test_an_edited_internal_note_keeps_its_marker_and_stays_internal() -> None:
+    gl = GitLabWorld()
+    iid = issue(gl)
+    conn = gl.connector()
+    made = conn.create_comment(iid, note("first", Visibility.INTERNAL))
+    edited = conn.update_comment(iid, made.id, "second")
+    assert (edited.body, edited.marker, edited.visibility) == (
+        "second", made.marker, Visibility.INTERNAL)
+    conn.delete_comment(iid, made.id)
+    assert conn.list_comments(iid) == []
