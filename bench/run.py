@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.scenarios.backfill import run_backfill, run_profile
+from bench.scenarios.backfill_gitlab import run_backfill_gitlab
 from bench.scenarios.idle import run_idle_seeded
 from bench.scenarios.latency import run_break_point, run_latency
 from bench.scenarios.ratelimit import run_rate_limit
@@ -118,6 +119,9 @@ def run_all(sizes: Sizes, log: Callable[[str], None]) -> dict[str, Any]:
             out["backfill"] = [_timed(f"backfill {n}x5", partial(run_backfill, n), log)
                                for n in sizes.backfill]
             big = sizes.backfill[-1]
+            out["backfill_gitlab"] = _timed(
+                f"backfill {big}x5 to GitLab at its default budgets",
+                partial(run_backfill_gitlab, big), log)
             out["backfill_transcript"] = _timed(
                 f"backfill {big}x5, history = transcript",
                 partial(run_backfill, big, mode="transcript"), log)
@@ -250,6 +254,17 @@ def table(res: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     brk = res.get("break_point")
     if brk is not None:
         rows += _break_point_rows(brk)
+    gitlab = res.get("backfill_gitlab")
+    if gitlab is not None:
+        ok = (gitlab["gitlab_writes"] == gitlab["minimum_gitlab_writes"]
+              and gitlab["throttled_429"] == 0)
+        rows.append((f"Backfill {gitlab['conversations']}x{gitlab['messages_per_conversation']}"
+                     " to GitLab at its default budgets (60 writes/min)",
+                     f"{gitlab['gitlab_writes']} GitLab writes (minimum "
+                     f"{gitlab['minimum_gitlab_writes']}), {gitlab['virtual_seconds']:.0f} s "
+                     f"(write budget floor {gitlab['write_budget_floor_seconds']:.0f} s), "
+                     f"{gitlab['throttled_429']} x 429",
+                     "writes = minimum, no 429", _verdict(ok)))
     hook = res.get("webhook")
     if hook is not None:
         lat = hook["latency_s"]

@@ -14,6 +14,8 @@ from typing import NamedTuple
 from connectors.base import Connector
 from connectors.github.config import GitHubConfig
 from connectors.github.connector import GitHubConnector
+from connectors.gitlab.config import GitLabConfig
+from connectors.gitlab.connector import GitLabConnector
 from connectors.redmine.config import RedmineConfig
 from connectors.redmine.connector import RedmineConnector
 from connectors.settings import TrackerSettings
@@ -41,6 +43,7 @@ class TrackerKind(NamedTuple):
 TRACKERS: tuple[TrackerKind, ...] = (
     TrackerKind.of(RedmineConfig, RedmineConnector.from_config),
     TrackerKind.of(GitHubConfig, GitHubConnector.from_config),
+    TrackerKind.of(GitLabConfig, GitLabConnector.from_config),
 )
 
 TRACKER_KINDS: dict[str, TrackerKind] = {t.kind: t for t in TRACKERS}

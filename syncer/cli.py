@@ -326,17 +326,21 @@ def unlink(obj: Ctx, conversation: str, pair: str | None, exclude: bool, yes: bo
 @main.command()
 @click.option("--keep-state", type=click.Path(path_type=Path),
               help="Write the demo's state DB here instead of a temporary file.")
-@click.option("--tracker", type=click.Choice(["redmine", "github"]), default="redmine",
+@click.option("--tracker", type=click.Choice(["redmine", "github", "gitlab"]),
+              default="redmine",
               show_default=True, help="Which tracker's simulator the story runs against.")
 @click.pass_obj
 def demo(obj: Ctx, keep_state: Path | None, tracker: str) -> None:
     """Run the real engine against built-in simulators (no credentials, no config)."""
     from syncer.demo import _report, run_demo
     from syncer.demo_github import run_github_demo
+    from syncer.demo_gitlab import run_gitlab_demo
 
     configure_logging(obj.log_level or "warning", obj.log_format or "console")
     if tracker == "github":
         sys.exit(run_github_demo(click.echo, _report, keep_state))
+    if tracker == "gitlab":
+        sys.exit(run_gitlab_demo(click.echo, _report, keep_state))
     sys.exit(run_demo(click.echo, keep_state))
 
 

@@ -57,7 +57,7 @@ from syncer.runner import PairRunner, PassResult
 from syncer.secrets import register_secret, scrub
 from syncer.startcheck import check_at_start
 from syncer.sweep import SweepBudget, SweepSlice
-from syncer.webhooks import Hook, TargetedSyncs, WebhookEndpoint
+from syncer.webhooks import VERIFIERS, Hook, TargetedSyncs, WebhookEndpoint
 
 log = structlog.get_logger("reamaze_sync.daemon")
 
@@ -158,7 +158,9 @@ def _webhooks(engine: Engine, pairs: list[PairConfig],
         if env is not None:
             secret = read_secret(env, f"trackers.{name}", "webhook_secret_env", engine.environ)
             register_secret(secret.get_secret_value())
-            hooks[name] = Hook(name, secret.get_secret_value().encode())
+            kind = engine.config.trackers[name].kind
+            hooks[name] = Hook(name, secret.get_secret_value().encode(),
+                               verify=VERIFIERS[kind])
     if not hooks:
         return None
 

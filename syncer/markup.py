@@ -48,7 +48,7 @@ import re
 from collections.abc import Callable
 from typing import Literal
 
-Markup = Literal["plain", "textile", "common_mark", "gfm"]
+Markup = Literal["plain", "textile", "common_mark", "gfm", "glfm"]
 
 _ZWSP = "\u200b"
 _DIGITS = frozenset("0123456789")  # Ruby's \d, and CommonMark's list markers, are ASCII
@@ -168,9 +168,23 @@ def escape_gfm(text: str) -> str:
     return _GH_REF.sub(lambda m: m.group() + _ZWSP, escape_commonmark(text))
 
 
+# GitLab turns references found in the rendered *text* into links, so a backslash escape
+# (gone after rendering) does not stop them: ``~label``, ``%milestone``, ``!12`` (merge
+# request), ``&12`` (epic), ``$12`` (snippet), ``*iteration:``, ``[vulnerability:``, each
+# also with a ``group/project`` prefix and a quoted name (``~"two words"``). ``#12`` and
+# ``@name`` are broken by the CommonMark rule and by ``syncer.render``. A ZERO WIDTH SPACE
+# after the sigil leaves nothing for the reference pattern to match.
+_GL_REF = re.compile(r"[~%!&$*](?=[A-Za-z0-9_\"'])|\[(?=vulnerability:)")
+
+
+def escape_glfm(text: str) -> str:
+    """GitLab Flavored Markdown: CommonMark's rules, and GitLab's references broken."""
+    return _GL_REF.sub(lambda m: m.group() + _ZWSP, escape_commonmark(text))
+
+
 ESCAPERS: dict[Markup, Callable[[str], str]] = {
     "plain": _plain, "textile": escape_textile, "common_mark": escape_commonmark,
-    "gfm": escape_gfm}
+    "gfm": escape_gfm, "glfm": escape_glfm}
 
 
 def escape(markup: Markup, text: str) -> str:
@@ -182,6 +196,6 @@ def strong(markup: Markup, escaped: str) -> str:
     """Our own emphasis around text that is already escaped."""
     if markup == "textile":
         return f"*{escaped}*"
-    if markup in ("common_mark", "gfm"):
+    if markup in ("common_mark", "gfm", "glfm"):
         return f"**{escaped}**"
     return escaped

@@ -2,7 +2,8 @@
 
 A tracker whose config names a webhook secret (``webhook_secret_env``) takes deliveries
 there. Each one is verified by the tracker's own rules (GitHub: ``X-Hub-Signature-256``
-in constant time, dated by the change it reports), de-duplicated by its delivery id, and
+in constant time; GitLab: ``X-Gitlab-Token`` in constant time; both dated by the change
+they report), de-duplicated by its delivery id, and
 then the issue it concerns is synced at once by a targeted pass of every pair on that
 tracker (``PairRunner.run_once(issues=…)``: the pair's lock, recovery first, both sides
 read afresh, no cursor moved). Polling stays the source of truth: a delivery lost, refused
@@ -20,18 +21,26 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from wsgiref.types import StartResponse, WSGIEnvironment
 
 import structlog
 
-from connectors.github.webhook import WebhookRefused, verify
+from connectors.github import webhook as github_webhook
+from connectors.gitlab import webhook as gitlab_webhook
+from connectors.webhook_delivery import Delivery, WebhookRefused
 
 log = structlog.get_logger("reamaze_sync.webhooks")
 
 MAX_BODY = 1 << 20  # GitHub caps payloads at 25 MB, but issue events are small
 TEXT = [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store")]
+
+
+Verify = Callable[..., Delivery]
+# How each tracker kind's deliveries are verified (headers, body, secret, now=, window=).
+VERIFIERS: dict[str, Verify] = {"github": github_webhook.verify,
+                                "gitlab": gitlab_webhook.verify}
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,7 @@ class Hook:
     tracker: str
     secret: bytes
     window: timedelta = timedelta(minutes=5)
+    verify: Verify = field(default=github_webhook.verify)
 
 
 class SeenDeliveries:
@@ -93,10 +103,13 @@ class WebhookEndpoint:
         headers = {k[5:].replace("_", "-").lower(): str(v) for k, v in environ.items()
                    if k.startswith("HTTP_")}
         try:
-            delivery = verify(headers, body, hook.secret, now=self.now(), window=hook.window)
+            delivery = hook.verify(headers, body, hook.secret, now=self.now(),
+                                   window=hook.window)
         except WebhookRefused as exc:
             log.warning("webhook_refused", tracker=name, status=exc.status, reason=exc.reason,
-                        delivery_id=headers.get("x-github-delivery", "")[:64],
+                        delivery_id=(headers.get("x-github-delivery")
+                                     or headers.get("idempotency-key")
+                                     or headers.get("x-gitlab-event-uuid", ""))[:64],
                         remote=environ.get("REMOTE_ADDR"))
             status = {400: "400 Bad Request", 401: "401 Unauthorized"}[exc.status]
             return _answer(start_response, status, exc.reason + "\n")

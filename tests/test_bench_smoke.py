@@ -109,3 +109,18 @@ def test_sweep_verifies_each_link_with_three_reads_and_repairs_nothing() -> None
     recent_pages = kinds["rz_list_conversations"] - sweep["passes"]  # the rest are polls
     assert 1 <= recent_pages < sweep["passes"]
     assert sweep["sweep_requests"] == {"reamaze": 40 + recent_pages, "redmine": 21}
+
+
+def test_a_gitlab_backfill_writes_the_minimum_without_a_429() -> None:
+    """At GitLab.com's default budgets the backfill writes exactly one issue and one note
+    per message, draws no 429 from a GitLab enforcing those limits, checks for an
+    existing issue with one request each, and an idle poll is one list per side."""
+    from bench.scenarios.backfill_gitlab import run_backfill_gitlab
+
+    result = run_backfill_gitlab(N, MESSAGES, idle_repeats=1)
+    calls = result["calls_by_kind"]
+    assert (calls["gl_issue_create"], calls["gl_note_create"]) == (N, N * MESSAGES)
+    assert calls["gl_duplicate_check"] == N and calls["gl_user"] == 1
+    assert result["throttled_429"] == 0 and result["issues_created"] == N
+    assert not [k for k in calls if k.startswith("gl_other")]
+    assert result["idle_calls_by_kind"] == {"gl_list_issues": 1, "rz_list_conversations": 1}

@@ -219,16 +219,17 @@ def test_unknown_tracker_kind_lists_known_kinds() -> None:
     """An unknown tracker kind names the kind and lists the supported ones."""
     data = minimal()
     data["trackers"]["jira"] = {"kind": "jira", "base_url": "https://j.example"}
-    assert tracker_kinds() == ["github", "redmine"]
+    assert tracker_kinds() == ["github", "gitlab", "redmine"]
     assert errors_of(data) == ["[trackers.jira] kind: unknown tracker kind 'jira' "
-                               "(known: github, redmine)"]
+                               "(known: github, gitlab, redmine)"]
 
 
 def test_missing_tracker_kind() -> None:
     """A tracker table without a kind says the kind is missing and lists the options."""
     data = minimal()
     del data["trackers"]["main"]["kind"]
-    assert errors_of(data) == ["[trackers.main] kind: missing (known kinds: github, redmine)"]
+    assert errors_of(data) == [
+        "[trackers.main] kind: missing (known kinds: github, gitlab, redmine)"]
 
 
 def test_pair_that_is_not_a_table() -> None:

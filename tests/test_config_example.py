@@ -59,7 +59,7 @@ def test_readme_documents_every_key_of_the_example() -> None:
     readme = (ROOT / "README.md").read_text()
     data = tomllib.loads(EXAMPLE.read_text())
     # names the user chooses, not settings
-    user_named = {"main", "github", "jane@acme.example", "feature"}
+    user_named = {"main", "github", "jane@acme.example", "feature", "incident"}
     def documented(key: str) -> bool:
         as_section = re.search(rf"`\[+[\w.]*\b{key}\b[\w.]*\]+", readme)
         as_key = re.search(rf"(`|\] |, `){key}`", readme)

@@ -44,7 +44,8 @@ def test_the_config_accepts_exactly_the_registered_kinds() -> None:
 
 def _minimal(kind: str) -> dict[str, object]:
     """The least a section of ``kind`` needs: its required fields, each a plausible value."""
-    values = {"base_url": "https://tracker.example.com", "project": "web", "repo": "octo/web"}
+    # "42": a numeric project id is valid for every kind with a project (Redmine, GitLab).
+    values = {"base_url": "https://tracker.example.com", "project": "42", "repo": "octo/web"}
     model = TRACKER_KINDS[kind].config
     required = [n for n, f in model.model_fields.items() if f.is_required() and n != "kind"]
     return {"kind": kind, **{n: values[n] for n in required}}

@@ -16,29 +16,14 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from connectors.webhook_delivery import Delivery, WebhookRefused
+from connectors.webhook_delivery import parse_time as _time
+
+__all__ = ["Delivery", "WebhookRefused", "signature", "verify"]
+
 EVENTS = frozenset({"issues", "issue_comment"})
-
-
-class WebhookRefused(Exception):
-    """A delivery that must not be acted on; ``status`` is the HTTP answer."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class Delivery:
-    delivery_id: str
-    event: str
-    action: str
-    repo: str
-    issue_id: str | None  # None: an event that concerns no issue (a ping)
-    changed_at: datetime | None
 
 
 def signature(secret: bytes, body: bytes) -> str:
@@ -80,12 +65,3 @@ def verify(headers: Mapping[str, str], body: bytes, secret: bytes, *, now: datet
     return Delivery(delivery_id, event, str(payload.get("action", "")), repo, str(number),
                     changed)
 
-
-def _time(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None

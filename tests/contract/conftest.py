@@ -1,5 +1,5 @@
 """The trackers the contract suite runs against, one ``tracker`` parameter each: Redmine
-on its simulator and on a real server, GitHub on its simulator.
+on its simulator and on a real server, GitHub and GitLab on their simulators.
 
 A new tracker joins the suite with its harness (``tracker_harness.py``) and one entry in
 ``HARNESSES``: a name, the pytest marks (``redmine`` for a real Redmine: skipped where it
@@ -18,7 +18,12 @@ import pytest
 pytest.register_assert_rewrite("redmine_fixtures", "tracker_harness")
 
 from redmine_fixtures import SIM_URL, RedmineBackend  # noqa: E402
-from tracker_harness import GitHubHarness, RedmineHarness, TrackerHarness  # noqa: E402
+from tracker_harness import (  # noqa: E402
+    GitHubHarness,
+    GitLabHarness,
+    RedmineHarness,
+    TrackerHarness,
+)
 
 from connectors.redmine.sim import RedmineSimulator  # noqa: E402
 from connectors.redmine.sim.state import SimClock  # noqa: E402
@@ -39,6 +44,7 @@ HARNESSES: list[tuple[str, list[pytest.MarkDecorator],
     ("redmine-sim", [], _redmine_simulator),
     ("redmine-real", [pytest.mark.redmine], _redmine_real),
     ("github-sim", [], lambda _request: GitHubHarness()),
+    ("gitlab-sim", [], lambda _request: GitLabHarness()),
 ]
 
 

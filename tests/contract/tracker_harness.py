@@ -261,3 +261,81 @@ class GitHubHarness:
 
     def close(self) -> None:
         return None
+
+
+class GitLabHarness:
+    """GitLab Issues on the simulator: a project of its own, the sync bot (Reporter, the
+    least role that keeps internal notes), a developer and a Guest who stands for the
+    public (GitLab shows internal notes to Reporters and up only)."""
+
+    kind = "gitlab"
+    real = False
+
+    def __init__(self) -> None:
+        from connectors.gitlab.sim import GitLabSimulator
+        from connectors.gitlab.sim.state import DEVELOPER, GUEST, REPORTER
+
+        self.sim = GitLabSimulator()
+        self.bot = self.sim.add_user("sync-bot", bot=True)
+        self.dev = self.sim.add_user("dev-dana")
+        self.guest = self.sim.add_user("guest-gus")
+        self.project = self.sim.add_project("acme/app")
+        self.sim.grant(self.project, self.bot.username, REPORTER)
+        self.sim.grant(self.project, self.dev.username, DEVELOPER)
+        self.sim.grant(self.project, self.guest.username, GUEST)
+        self.clock = FakeClock(on_sleep=self.sim.clock.advance)
+        self.faults = Faults()
+        self.transport = FaultyTransport(self.sim.transport(), self.faults, lambda _s: None)
+
+    def _build(self, token: str, **http: Any) -> Connector:
+        cfg = TRACKER_KINDS[self.kind].config.model_validate({
+            "kind": self.kind, "project": self.project.path,
+            "http": FAST_HTTP.model_copy(update=http)})
+        return TRACKER_KINDS[self.kind].connect(cfg, SecretStr(token), transport=self.transport,
+                                                clock=self.clock)
+
+    def connector(self, *, page_size: int | None = None, bad_credentials: bool = False,
+                  requests_per_minute: float | None = None) -> Connector:
+        http: dict[str, Any] = {}
+        if requests_per_minute is not None:
+            http = {"requests_per_minute": requests_per_minute, "burst": 1}
+        conn = self._build(BAD_KEY if bad_credentials else self.bot.token, **http)
+        if page_size is not None:
+            feed = conn.feed  # type: ignore[attr-defined]
+            feed.settings = dataclasses.replace(feed.settings, page_size=page_size)
+        return conn
+
+    def person_comment(self, ticket_id: str, body: str) -> None:
+        self.sim.add_note(self.project, self.dev.username, int(ticket_id), body)
+
+    def person_sets_state(self, ticket_id: str, state: TicketState) -> None:
+        self.sim.set_state(self.project, self.dev.username, int(ticket_id),
+                           "closed" if state is TicketState.CLOSED else "opened")
+
+    def person_ticket(self, subject: str, marker: str) -> str:
+        return self._build(self.dev.token).create_ticket(NewTicket(
+            subject=subject, description="copied", marker=marker)).id
+
+    def person_comment_with_marker(self, ticket_id: str, marker: str) -> None:
+        self._build(self.dev.token).create_comment(ticket_id, NewComment(
+            body="copied", visibility=Visibility.PUBLIC, marker=marker))
+
+    def public_view(self, ticket_id: str) -> list[str]:
+        return [c.body for c in self._build(self.guest.token).list_comments(ticket_id)]
+
+    def throttle(self, retry_after: int) -> dict[str, Any]:
+        # GitLab.com's throttles (trackers.md §2.6): 429 with Retry-After.
+        return {"status": 429, "retry_after": str(retry_after)}
+
+    def let_time_pass(self, seconds: float) -> None:
+        self.sim.clock.advance(seconds)
+
+    def ticket_count(self) -> int:
+        return sum(1 for issue in self.sim.state.issues.values()
+                   if issue.project_id == self.project.id)
+
+    def requests(self) -> int:
+        return self.transport.sent
+
+    def close(self) -> None:
+        return None
