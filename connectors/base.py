@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 from syncer.errors import FatalError, RateLimitedError, SyncError, TransientError
 from syncer.markup import Markup
 from syncer.models import (
+    Attachment,
     ChangePage,
     Comment,
     Cursor,
@@ -136,6 +137,13 @@ class Connector(Protocol):
     def check(self) -> str:
         """Verify credentials and permissions; return a one-line description of who we are."""
         ...
+
+
+@runtime_checkable
+class FetchesAttachments(Protocol):
+    """A helpdesk whose message attachments can be fetched, to upload them to a tracker."""
+
+    def fetch_attachment(self, attachment: Attachment, max_bytes: int) -> bytes: ...
 
 
 @runtime_checkable

@@ -58,7 +58,9 @@ class Engine:
                                   min_lookups=sync.unknown_write_lookups)
         return PairRunner(ctx=ctx, store=self.store, helpdesk=self.helpdesk, tracker=tracker,
                           recovery=recovery, lock_wait=self.config.state.lock_wait_seconds,
-                          after_pass=self.budgets.save if self.budgets is not None else None)
+                          after_pass=self.budgets.save if self.budgets is not None else None,
+                          attachment_max_bytes=int(self.config.sync.attachment_max_mb
+                                                   * 1024 * 1024))
 
     def pairs(self, only: str | None = None) -> list[PairConfig]:
         if only is not None:

@@ -24,7 +24,7 @@ from typing import Any
 
 import structlog
 
-from connectors.base import CommentBatch, Connector
+from connectors.base import CommentBatch, Connector, FetchesAttachments
 from state import LinkConflict, NewCommentLink, NewIntent, StateStore
 from syncer.errors import (
     AuthError,
@@ -36,7 +36,7 @@ from syncer.errors import (
     SkippableError,
 )
 from syncer.fields import FieldChanges, field_changes
-from syncer.models import Comment, NewComment, Ticket, Visibility
+from syncer.models import Comment, FileData, NewComment, Ticket, Visibility
 from syncer.plan import (
     Action,
     AddComment,
@@ -92,8 +92,10 @@ class ObjectFailed(Exception):
 class Applier:
     def __init__(self, pair: str, store: StateStore, helpdesk: Connector,
                  tracker: Connector, tracker_name: str,
-                 held: frozenset[str] | set[str] = frozenset()) -> None:
+                 held: frozenset[str] | set[str] = frozenset(),
+                 attachment_max_bytes: int = 10 * 1024 * 1024) -> None:
         self.pair = pair
+        self.attachment_max_bytes = attachment_max_bytes
         self.store = store
         self.sides: dict[Side, Connector] = {Side.HELPDESK: helpdesk, Side.TRACKER: tracker}
         self.tracker_name = tracker_name
@@ -236,6 +238,29 @@ class Applier:
                                     writes.fields.payload)
         writes.fields_begun = True
 
+    def _with_files(self, new: NewComment, target: Side, bound: Any) -> NewComment:
+        """The copy with its attachments' bytes, for a tracker that takes uploads. Only a
+        public copy: a tracker's files have no private flag, so an internal note's files
+        stay links. A file that cannot be fetched stays a link too (the copy lists them
+        all), logged; it never stops the copy."""
+        helpdesk = self.sides[Side.HELPDESK]
+        if (target is not Side.TRACKER or not new.attachments
+                or new.visibility is not Visibility.PUBLIC
+                or not self.sides[Side.TRACKER].capabilities.attachments_upload
+                or not isinstance(helpdesk, FetchesAttachments)):
+            return new
+        files: list[FileData] = []
+        for attachment in new.attachments:
+            try:
+                data = helpdesk.fetch_attachment(attachment, self.attachment_max_bytes)
+            except RejectedError as exc:
+                bound.warning("attachment_not_fetched", operation="upload_attachment",
+                              marker=new.marker, file=attachment.name, **exc.log_fields())
+                continue
+            files.append(FileData(name=attachment.name, content_type=attachment.content_type,
+                                  data=data))
+        return new.model_copy(update={"files": tuple(files)}) if files else new
+
     def _remove(self, action: RemoveComment, writes: _Writes, bound: Any,
                 result: ApplyResult) -> None:
         """Delete a copy that must not stay; its source is then copied again if allowed."""
@@ -323,8 +348,8 @@ class Applier:
         writes.sending(items)
         if target is Side.TRACKER:
             writes.to_tracker(None)
-        batch = self.sides[target].create_comments(items[0].ticket_id,
-                                                   [c.new for c in items])
+        batch = self.sides[target].create_comments(
+            items[0].ticket_id, [self._with_files(c.new, target, bound) for c in items])
         writes.sent(batch)
         if target is Side.TRACKER:
             writes.to_tracker(batch.ticket, made=batch.created, seen=batch.comments)

@@ -363,6 +363,10 @@ class SyncSettings(Strict):
     # one page per pass, for a rule match the feed missed (a tag added without a change
     # the listing shows); 0: none.
     sweep_recent_pages: int = Field(2, ge=0, le=100)
+    # Files of Re:amaze messages up to this size are uploaded with their copy to trackers
+    # that take uploads (Redmine, GitLab); larger ones, and every file of an internal note
+    # (a tracker's files have no private flag), go as a link.
+    attachment_max_mb: float = Field(10.0, ge=0, le=1024)
 
 
 def parse_listen(value: str) -> tuple[str, int]:

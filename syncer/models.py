@@ -134,6 +134,14 @@ class Ticket(Frozen):
     raw: dict[str, Any] | None = Field(default=None, repr=False, exclude=True)
 
 
+class FileData(Frozen):
+    """A file's content, fetched to be uploaded with a copy."""
+
+    name: str
+    content_type: str | None = None
+    data: bytes = Field(repr=False)
+
+
 class NewComment(Frozen):
     body: str
     visibility: Visibility
@@ -141,6 +149,9 @@ class NewComment(Frozen):
     author_name: str | None = None
     attachments: tuple[Attachment, ...] = ()
     notify_customer: bool = False
+    # The attachments' contents, fetched by the applier just before the write for a tracker
+    # that takes uploads; never journalled (intents keep the links, not the bytes).
+    files: tuple[FileData, ...] = Field(default=(), exclude=True, repr=False)
 
 
 class NewTicket(Frozen):

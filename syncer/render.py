@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from syncer.config import PairConfig
 from syncer.markup import Markup, escape, strong
-from syncer.models import Comment, Ticket
+from syncer.models import Attachment, Comment, Ticket
 
 # Redmine's own rule (lib/redmine/acts/mentionable.rb): an @ at a line start or after a
 # non-word character, followed by a login character. Its \W is ASCII-only, so "café@bob"
@@ -134,7 +134,30 @@ def helpdesk_comment_to_tracker(policy: PairConfig, comment: Comment, *,
     header = (f"{strong(markup, escape(markup, who))} ({role}) — Re:amaze {kind}, "
               f"{_when(comment.created_at)}")
     body = escape(markup, comment.body)
-    return neutralise_mentions(f"{header}\n\n{body}")  # author names too
+    files = attachment_lines(comment.attachments, markup)
+    return neutralise_mentions(f"{header}\n\n{body}{files}")  # author names too
+
+
+_SAFE_URL = re.compile(r"https?://[^\s<>\"'`\\]+")
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return ""
+    return f" ({n / (1024 * 1024):.1f} MB)" if n >= 1024 * 1024 else f" ({max(1, n // 1024)} KB)"
+
+
+def attachment_lines(attachments: Sequence[Attachment], markup: Markup) -> str:
+    """One line per file of the message: its name, size and where it is (a link the
+    tracker turns into one by itself; only a plain http(s) URL is written). A tracker that
+    takes uploads gets the file attached too, and the note says when one was refused."""
+    if not attachments:
+        return ""
+    lines = []
+    for a in attachments:
+        where = f": {a.url}" if a.url and _SAFE_URL.fullmatch(a.url) else " (no link)"
+        lines.append(f"* {escape(markup, a.name)}{_size(a.size)}{where}")
+    return "\n\nAttachments:\n\n" + "\n".join(lines)
 
 
 def tracker_comment_to_helpdesk(tracker_name: str, issue: Ticket, comment: Comment) -> str:

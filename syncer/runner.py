@@ -113,6 +113,9 @@ class PairRunner:
     # Run after the feeds of every poll (the daemon's sweep slice), or instead of them
     # (``run_once(feeds=False)``: `verify`).
     after_feeds: PassWork | None = None
+    # Files of Re:amaze messages up to this size go with their copy to a tracker that
+    # takes uploads (``[sync] attachment_max_mb``).
+    attachment_max_bytes: int = 10 * 1024 * 1024
 
     @property
     def pair(self) -> str:
@@ -520,7 +523,8 @@ class PairRunner:
             result.counts["planned_writes"] += len(plan.writes)
             return
         applied: ApplyResult = Applier(self.pair, self.store, self.helpdesk, self.tracker,
-                                       self.ctx.tracker_name, self._held).apply(plan)
+                                       self.ctx.tracker_name, self._held,
+                                       self.attachment_max_bytes).apply(plan)
         result.counts.update(applied.counts)
         result.failed.update(applied.failed)
         if cid not in applied.failed:

@@ -127,3 +127,18 @@ def test_the_demo_runs_against_the_github_simulator() -> None:
     assert github_lines and not any("Enterprise plan" in line for line in github_lines)
     assert "dana-dev commented on GitHub issue #1" in out
     assert "state=closed" in out and "writes: none" in out
+
+
+def test_files_reach_github_as_links(tmp_path: Path) -> None:
+    """GitHub's API takes no uploads: a customer's file is listed with its link."""
+    w = World(f"sqlite:///{tmp_path / 'state.db'}")
+    slug = w.reamaze.add_conversation("Crash on save", "It crashes.", "carol@customer.example",
+                                      tags=["bug"])
+    engine = w.engine()
+    one_pass(engine)
+    w.reamaze.add_customer_message(slug, "The log.", attachments=[
+        w.reamaze.host_file("crash.log", b"trace" * 500, "text/plain")])
+    one_pass(engine)
+    [copy] = [b for b in w.comments(1) if "The log." in b]
+    assert "crash.log (2 KB): https://acme.reamaze.com/attachments/" in copy
+    engine.close()

@@ -16,6 +16,7 @@ from connectors.gitlab.sim import GitLabSimulator
 from syncer.app import Engine, run_all_once
 from syncer.runner import PassResult
 
+SHOT = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
 PUBLIC, INTERNAL = 0, 1
 
 
@@ -37,7 +38,7 @@ def test_a_bug_conversation_round_trips_through_gitlab(tmp_path: Path) -> None:
     with w.reamaze.lock:
         w.reamaze.post_message(
             w.reamaze.conversations[slug], "Screenshot attached.", w.reamaze.staff[STAFF],
-            PUBLIC, attachments=[w.reamaze.attachment_from_url("https://x.example/shot.png")])
+            PUBLIC, attachments=[w.reamaze.host_file("shot.png", SHOT, "image/png")])
     engine = w.engine()
     one_pass(engine)
     [issue] = w.issues()
@@ -49,7 +50,8 @@ def test_a_bug_conversation_round_trips_through_gitlab(tmp_path: Path) -> None:
     assert "INTERNAL-1" not in w.everything_public_on_gitlab()
     [shot] = [n for n in notes if "Screenshot attached" in n.body]
     assert not shot.internal and "reamaze.com/attachments/" in shot.body
-    assert "shot.png](<https://" in shot.body
+    assert "shot.png](/uploads/" in shot.body  # uploaded to the project, byte for byte
+    assert [data for name, data in w.gl.project.uploads.values() if name == "shot.png"] == [SHOT]
     link_notes = [m for m in w.reamaze.conversations[slug].messages
                   if f"gitlab.com/{PROJECT}/-/issues/1" in m.body]
     assert [m.visibility for m in link_notes] == [INTERNAL]

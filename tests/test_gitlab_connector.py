@@ -21,7 +21,14 @@ from connectors.gitlab.sim import GitLabSimulator
 from connectors.gitlab.sim.state import GUEST, PLANNER, REPORTER
 from syncer.errors import AuthError, LeakError, PrivacyUnavailableError, RejectedError
 from syncer.markup import escape, escape_glfm
-from syncer.models import Attachment, NewComment, NewTicket, TicketUpdate, Visibility
+from syncer.models import (
+    Attachment,
+    FileData,
+    NewComment,
+    NewTicket,
+    TicketUpdate,
+    Visibility,
+)
 from syncer.render import neutralise_mentions
 
 ZWSP = "\u200b"
@@ -217,9 +224,17 @@ def test_uploads_go_to_the_project_and_links_read_back_as_attachments() -> None:
     assert (name, data) == ("log.txt", b"boom")
     made = conn.create_comment(iid, note("see file", attachments=(att,)))
     assert [a.name for a in made.attachments] == ["log.txt"]
-    linked = conn.create_comment(iid, note("elsewhere", attachments=(
-        Attachment(name="shot [1].png", url="https://x.example/a.png"),)))
-    assert "[shot \\[1\\].png](<https://x.example/a.png>)" in linked.body
+    # Files handed with a public copy are uploaded and linked; a file elsewhere is left to
+    # the engine's own list of the message's files.
+    linked = conn.create_comment(iid, note("with a file", files=(
+        FileData(name="shot [1].png", content_type="image/png", data=b"\x89PNG"),),
+        attachments=(Attachment(name="shot [1].png", url="https://x.example/a.png"),)))
+    assert "[shot \\[1\\].png](/uploads/" in linked.body
+    assert "x.example" not in linked.body
+    assert sorted(data for _, data in gl.project.uploads.values()) == [b"boom", b"\x89PNG"]
+    internal = conn.create_comment(iid, note("internal with a file", Visibility.INTERNAL, files=(
+        FileData(name="secret.txt", data=b"s"),)))
+    assert "/uploads/" not in internal.body and len(gl.project.uploads) == 2
 
 
 # -- check, secrets ---------------------------------------------------------------------------

@@ -453,3 +453,25 @@ def test_read_ticket_gets_the_issue_and_its_notes_in_one_request(
     assert ticket == redmine_conn.get_ticket(issue_id)
     assert comments == redmine_conn.list_comments(issue_id)
     assert [c.body for c in comments] == ["first"]
+
+
+# -- files with a note ----------------------------------------------------------------------
+
+def test_files_go_with_a_public_note_in_one_journal_and_never_with_an_internal_one(
+        redmine_sim: RedmineSimulator, redmine_conn: RedmineConnector) -> None:
+    """The connector itself refuses to upload an internal note's files (Redmine's files
+    have no private flag), whatever its caller hands it."""
+    from syncer.models import FileData
+
+    issue_id = _issue(redmine_sim)
+    files = (FileData(name="log.txt", content_type="text/plain", data=b"trace\n"),)
+    redmine_conn.create_comment(issue_id, NewComment(
+        body="internal", visibility=Visibility.INTERNAL, marker="rs-f1", files=files))
+    assert _writes(redmine_sim, "POST", "/uploads.json") == 0
+    redmine_conn.create_comment(issue_id, NewComment(
+        body="public", visibility=Visibility.PUBLIC, marker="rs-f2", files=files))
+    assert _writes(redmine_sim, "POST", "/uploads.json") == 1
+    [att] = redmine_sim.state.attachments.values()
+    assert (att.filename, att.data, att.container_id) == ("log.txt", b"trace\n", int(issue_id))
+    [journal] = [j for j in redmine_sim.state.journals.values() if j.notes and "public" in j.notes]
+    assert [d["new_value"] for d in journal.details] == ["log.txt"]

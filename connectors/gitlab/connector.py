@@ -12,9 +12,11 @@ Choices worth knowing (the GitLab facts behind them are in shared/trackers.md §
   naming the missing role, never a silent no-op.
 * Rate limits: 429 with ``Retry-After`` (the shared client waits it); a 429 without it
   waits for ``RateLimit-Reset`` when given, else backs off.
-* Attachments of a copied message go as Markdown links in the note (the files stay where
-  they are); ``upload_attachment`` puts a file into the project (``POST …/uploads``) and
-  answers its link. Links to project uploads in a note become its attachments.
+* Files of a public copy (fetched by the applier into ``NewComment.files``) are uploaded
+  to the project (``POST …/uploads``) and linked from the note by their project-relative
+  ``/uploads/…`` path, which GitLab shows as the note's attachments; the engine's copy
+  lists every file with its source link as well, so a file GitLab refuses, or one of an
+  internal note (project uploads have no private flag), stays a link.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ from syncer.models import (
     TicketStatus,
     TicketUpdate,
     User,
+    Visibility,
 )
 from syncer.secrets import register_secret
 
@@ -329,7 +332,8 @@ class GitLabConnector:
 
     def create_comment(self, ticket_id: str, new: NewComment) -> Comment:
         self._issue_path(ticket_id)
-        return self.notes.create(ticket_id, new, self._with_links(new.body, new.attachments))
+        body = self._with_uploads(ticket_id, new)
+        return self.notes.create(ticket_id, new, body)
 
     def create_comments(self, ticket_id: str, news: Sequence[NewComment]) -> CommentBatch:
         return create_one_by_one(self.create_comment, ticket_id, news)
@@ -394,21 +398,32 @@ class GitLabConnector:
         return None
 
     # -- attachments ------------------------------------------------------------------------
-    def _with_links(self, body: str, attachments: Sequence[Attachment]) -> str:
-        """The attachments of a copied message as Markdown links after its text; a file
-        uploaded to this project by its project-relative ``/uploads/…`` path, as GitLab
-        writes it."""
+    def _with_uploads(self, ticket_id: str, new: NewComment) -> str:
+        """The note's text with its files uploaded and linked (a public copy only), and
+        links to files already in this project's uploads."""
         own = self.project_web_url() + "/uploads/"
+        uploaded = [a for a in new.attachments if a.url and a.url.startswith(own)]
+        refused: list[str] = []
+        if new.visibility is Visibility.PUBLIC:
+            for f in new.files:
+                try:
+                    uploaded.append(self.upload_attachment(
+                        ticket_id, f.name, f.content_type or "application/octet-stream",
+                        f.data))
+                except RejectedError as exc:
+                    log.warning("gitlab_upload_refused", connector=CONNECTOR,
+                                issue_id=ticket_id, marker=new.marker, file=f.name,
+                                error=exc.message)
+                    refused.append(f"{escape('glfm', f.name)}: not attached, GitLab refused "
+                                   f"it (HTTP {exc.status})")
         links = []
-        for a in attachments:
+        for a in uploaded:
             if not a.url or "\n" in a.url or ">" in a.url:
                 continue
-            target = a.url[len(own) - len("/uploads/"):] if a.url.startswith(own) else a.url
-            name = escape("glfm", a.name)
-            links.append(f"[{name}]({target})" if target.startswith("/uploads/")
-                         else f"[{name}](<{target}>)")
-        return body if not links else body.rstrip() + "\n\n" + "\n".join(
-            f"- {link}" for link in links)
+            target = a.url[len(own) - len("/uploads/"):]
+            links.append(f"- [{escape('glfm', a.name)}]({target})")
+        extra = [*links, *refused]
+        return new.body if not extra else new.body.rstrip() + "\n\n" + "\n".join(extra)
 
     def upload_attachment(self, ticket_id: str, filename: str, content_type: str,
                           data: bytes) -> Attachment:

@@ -45,6 +45,7 @@ from connectors.reamaze.wire import (
 from connectors.shared_reads import SharedPages
 from syncer.errors import BadPayloadError, LeakError, RejectedError
 from syncer.models import (
+    Attachment,
     ChangePage,
     Collection,
     Comment,
@@ -74,8 +75,10 @@ class ReamazeConnector:
     def __init__(self, api: http.ApiClient, *, brand: str, login_email: str,
                  overlap: timedelta = timedelta(seconds=120), web_base: str | None = None,
                  default_category: str | None = None,
-                 feed_share_seconds: float = 0.0) -> None:
+                 feed_share_seconds: float = 0.0, files: httpx.Client | None = None) -> None:
         self.api = api
+        # Attachments live on Re:amaze's file host: fetched without the API credentials.
+        self.files = files or httpx.Client(timeout=60.0, follow_redirects=True)
         self.shared_pages = SharedPages(feed_share_seconds, api.clock)
         self.brand = brand
         self.login_email = login_email
@@ -110,7 +113,9 @@ class ReamazeConnector:
         return cls(api, brand=cfg.brand, login_email=cfg.login_email,
                    overlap=timedelta(seconds=cfg.overlap_seconds), web_base=web_base,
                    default_category=default_category,
-                   feed_share_seconds=cfg.feed_share_seconds)
+                   feed_share_seconds=cfg.feed_share_seconds,
+                   files=httpx.Client(transport=transport, timeout=timeout,
+                                      follow_redirects=True))
 
     def _auth_failure(self) -> str:
         return (f"Re:amaze refused login {self.login_email!r} for brand {self.brand!r} "
@@ -347,6 +352,34 @@ class ReamazeConnector:
                 reader=reader, newer_than=previous)
 
         return walk_changes(fetch, self._tickets, since, self.overlap)
+
+    # -- attachments -------------------------------------------------------------------------
+    def fetch_attachment(self, attachment: Attachment, max_bytes: int) -> bytes:
+        """A message attachment's bytes from Re:amaze's file host (never with the API
+        credentials), refused past ``max_bytes`` before or while it is read."""
+        name = attachment.name
+        url = httpx.URL(attachment.url or "")
+        if url.scheme not in ("https", "http") or not url.host:
+            raise RejectedError("the attachment has no URL to fetch", connector=CONNECTOR,
+                                object_id=name)
+        if attachment.size is not None and attachment.size > max_bytes:
+            raise RejectedError(f"larger than {max_bytes // (1024 * 1024)} MB",
+                                connector=CONNECTOR, object_id=name)
+        data = bytearray()
+        try:
+            with self.files.stream("GET", url) as response:
+                if response.status_code != 200:
+                    raise RejectedError(f"the file host answered {response.status_code}",
+                                        connector=CONNECTOR, object_id=name)
+                for chunk in response.iter_bytes():
+                    data += chunk
+                    if len(data) > max_bytes:
+                        raise RejectedError(f"larger than {max_bytes // (1024 * 1024)} MB",
+                                            connector=CONNECTOR, object_id=name)
+        except httpx.HTTPError as exc:
+            raise RejectedError(f"could not be fetched ({type(exc).__name__})",
+                                connector=CONNECTOR, object_id=name) from None
+        return bytes(data)
 
     # -- people and places ------------------------------------------------------------------
     def list_contacts(self, q: str | None = None,

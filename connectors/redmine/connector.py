@@ -54,7 +54,7 @@ from connectors.redmine.mapping import (
     ticket_status,
     user_to_unified,
 )
-from connectors.redmine.notes import Notes
+from connectors.redmine.notes import Notes, upload_file
 from connectors.redmine.wire import (
     CONNECTOR,
     IdName,
@@ -64,7 +64,6 @@ from connectors.redmine.wire import (
     Membership,
     Project,
     Tracker,
-    Upload,
     UserWire,
     parse_list,
     parse_one,
@@ -340,16 +339,11 @@ class RedmineConnector:
         """Attach a file to the issue. Redmine attachments have no private flag: whoever
         can see the issue can see the file, so never upload what came from an internal note."""
         path = self._issue_path(ticket_id)
-        _, raw, _ = self.api.request("POST", "/uploads.json", params={"filename": filename},
-                                     content=data,
-                                     headers={"Content-Type": "application/octet-stream"},
-                                     object_id=ticket_id)
-        upload = parse_one(Upload, self.api.decode(raw, object_id=ticket_id), "upload",
-                           object_id=ticket_id)
+        token = upload_file(self.api, ticket_id, filename, data)
         before = {a.id for a in self._read_issue(ticket_id, include="attachments").attachments
                   or ()}
         self.api.request("PUT", path, json_body={"issue": {"uploads": [
-            {"token": upload.token, "filename": filename, "content_type": content_type}]}},
+            {"token": token, "filename": filename, "content_type": content_type}]}},
             object_id=ticket_id)
         after = self._read_issue(ticket_id, include="attachments").attachments or ()
         added = [a for a in after if a.id not in before and a.filename == filename]

@@ -21,7 +21,9 @@
 from __future__ import annotations
 
 import builtins
+import json
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import structlog
 
@@ -36,7 +38,7 @@ from connectors.redmine.mapping import (
     normalise_newlines,
     split_marker,
 )
-from connectors.redmine.wire import CONNECTOR, Issue, Journal
+from connectors.redmine.wire import CONNECTOR, Issue, Journal, Upload, parse_one
 from syncer.errors import (
     LeakError,
     NotFoundError,
@@ -47,6 +49,26 @@ from syncer.errors import (
 from syncer.models import Comment, NewComment, Ticket, Visibility
 
 log = structlog.get_logger("reamaze_sync.redmine")
+
+
+def upload_file(api: ApiClient, issue_id: str, filename: str, data: bytes) -> str:
+    """``POST /uploads.json``: the token that attaches the file with the next issue write."""
+    _, raw, _ = api.request("POST", "/uploads.json", params={"filename": filename},
+                            content=data, headers={"Content-Type": "application/octet-stream"},
+                            object_id=issue_id)
+    return parse_one(Upload, api.decode(raw, object_id=issue_id), "upload",
+                     object_id=issue_id).token
+
+
+def _reason(exc: RejectedError) -> str:
+    """Redmine's own words for a refused upload (``{"errors": [...]}``), or its status."""
+    try:
+        errors = json.loads(exc.body or "").get("errors")
+    except (ValueError, AttributeError):
+        errors = None
+    if isinstance(errors, list) and errors:
+        return "; ".join(str(e) for e in errors)[:200]
+    return f"HTTP {exc.status}" if exc.status else exc.message
 
 
 class Notes:
@@ -142,8 +164,11 @@ class Notes:
                     "internal note not sent: the Redmine API user cannot make notes private "
                     f"(needs the set_notes_private permission; {verdict.reason})",
                     connector=CONNECTOR, object_id=issue_id)
-        body = {"issue": {"notes": embed_marker(new.body, new.marker),
-                          "private_notes": internal}}
+        text, uploads = self._uploads(issue_id, new)
+        body: dict[str, Any] = {"issue": {"notes": embed_marker(text, new.marker),
+                                          "private_notes": internal}}
+        if uploads:
+            body["issue"]["uploads"] = uploads
         path = self.issue_path(issue_id)
         write_once(
             self.api,
@@ -151,6 +176,30 @@ class Notes:
                                      retry_transient=False),
             lambda: self._journal_with_marker(self.read_issue(issue_id), new.marker),
             object_id=issue_id)
+
+    def _uploads(self, issue_id: str, new: NewComment
+                 ) -> tuple[str, builtins.list[dict[str, str]]]:
+        """Upload the copy's files (one journal with the note: ``uploads`` beside ``notes``);
+        a file Redmine refuses (over its size limit, a type it does not allow) is named in
+        the note instead, with the reason. Never a file of an internal note: Redmine's
+        attachments have no private flag."""
+        if not new.files or new.visibility is Visibility.INTERNAL:
+            return new.body, []
+        uploads: builtins.list[dict[str, str]] = []
+        refused: builtins.list[str] = []
+        for f in new.files:
+            try:
+                token = upload_file(self.api, issue_id, f.name, f.data)
+            except RejectedError as exc:
+                log.warning("redmine_upload_refused", connector=CONNECTOR, issue_id=issue_id,
+                            marker=new.marker, file=f.name, error=exc.message)
+                refused.append(f"{f.name}: not attached, Redmine refused it "
+                               f"({_reason(exc)})")
+                continue
+            uploads.append({"token": token, "filename": f.name,
+                            "content_type": f.content_type or "application/octet-stream"})
+        text = new.body + "".join(f"\n{line}" for line in refused)
+        return text, uploads
 
     def _read_back(self, issue_id: str, sent: Sequence[NewComment],
                    batch: CommentBatch) -> None:

@@ -152,6 +152,8 @@ class ReamazeSimulator(DirectoryRoutes):
         host = request.url.host
         if host.endswith((".reamaze.io", ".reamaze.com")) and host.split(".")[0] != self.brand:
             return error(404, "Brand not found")
+        if request.url.path.startswith("/attachments/"):
+            return self._hosted_file(request)
         if not self._authorized(request.headers.get("authorization", "")):
             return error(403, "Invalid login credentials")
         path = request.url.path
@@ -173,6 +175,14 @@ class ReamazeSimulator(DirectoryRoutes):
                 except BadJson:
                     return error(400, "Invalid JSON in request body")
         return error(404, "Not found")
+
+    def _hosted_file(self, request: httpx.Request) -> httpx.Response:
+        """An attachment's bytes, from the file host: no credentials asked (or wanted)."""
+        found = self.files.get(request.url.path) if request.method == "GET" else None
+        if found is None:
+            return error(404, "Not found")
+        data, content_type = found
+        return httpx.Response(200, content=data, headers={"Content-Type": content_type})
 
     def _authorized(self, header: str) -> bool:
         scheme, _, encoded = header.partition(" ")

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit
 
 Now = Callable[[], datetime]
 JSON = dict[str, Any]
@@ -141,6 +142,7 @@ class SimState:
         self.contacts: dict[str, SimPerson] = {}  # lower-case email or mobile -> customer
         self.channels: dict[str, SimChannel] = {}
         self.conversations: dict[str, SimConversation] = {}  # creation order
+        self.files: dict[str, tuple[bytes, str]] = {}  # hosted path -> (bytes, type)
         self._seq = 0
 
     # -- time and ids ----------------------------------------------------------------------
@@ -282,6 +284,17 @@ class SimState:
             conv.followers.append(author)
         self.touch(conv)
         return msg
+
+    def host_file(self, name: str, data: bytes, content_type: str = "application/octet-stream"
+                  ) -> JSON:
+        """A file as Re:amaze hosts an attachment (a message's ``attachments`` entry); its
+        bytes are served at its ``url`` without credentials, like Re:amaze's file host."""
+        n = self.next_seq()
+        hosted = f"https://{self.brand}.reamaze.com/attachments/{n}/{quote(name)}"
+        self.files[unquote(urlsplit(hosted).path)] = (data, content_type)  # as httpx reads it
+        return {"file_file_name": name, "file_content_type": content_type,
+                "file_file_size": len(data), "url": hosted, "thumb_url": hosted + "?thumb=1",
+                "image?": content_type.startswith("image/")}
 
     def attachment_from_url(self, url: str) -> JSON:
         """Re:amaze fetches the URL and hosts a copy; the simulator pretends it did."""
