@@ -181,6 +181,9 @@ class Cursor(Frozen):
 
     watermark: AwareDatetime
     seen: tuple[str, ...] = ()
+    # Where a second listing of the same feed stands (GitHub's repository-wide comment
+    # listing: comment edits do not move their issue); its keys are in ``seen`` too.
+    comments: AwareDatetime | None = None
 
 
 class SweepPosition(Frozen):

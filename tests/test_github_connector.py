@@ -306,3 +306,57 @@ def test_editing_a_comment_keeps_its_marker_and_reads_only_that_comment(
     edited = conn.update_comment(created.id, ours.id, "Corrected text")
     assert (edited.body, edited.marker) == ("Corrected text", "rs-edit-1")
     assert [e.request.method for e in gh.exchanges[before:]] == ["GET", "PATCH"]
+
+
+def _walk(conn: object, cursor: object) -> tuple[list[str], object]:
+    pages = list(conn.iter_changes(cursor))  # type: ignore[attr-defined]
+    found = [t.id for p in pages for t in p.tickets]
+    return found, next((p.checkpoint for p in reversed(pages) if p.checkpoint), cursor)
+
+
+@pytest.mark.parametrize("moves_issue", [True, False])
+def test_a_comment_edit_is_found_whether_or_not_it_moves_its_issue(
+        gh: GitHubWorld, moves_issue: bool) -> None:
+    """GitHub does not say whether editing a comment moves its issue's ``updated_at``; the
+    repository-wide comment listing finds the edit either way, once."""
+    gh.sim.state.comment_edits_move_issue = moves_issue
+    gh.sim.add_issue(gh.repo, "dev-dana", "one")
+    gh.sim.add_issue(gh.repo, "dev-dana", "two")
+    pr = gh.sim.add_issue(gh.repo, "dev-dana", "a pull request", pull_request=True)
+    note = gh.sim.add_comment(gh.repo, "dev-dana", 2, "first words")
+    pr_note = gh.sim.add_comment(gh.repo, "dev-dana", pr.number, "PR talk")
+    conn = gh.connector()
+    found, cursor = _walk(conn, None)
+    assert sorted(found) == ["1", "2"]
+    gh.sim.clock.advance(10)
+    assert _walk(conn, cursor)[0] == []
+    with gh.sim.state.lock:
+        gh.sim.state.edit_comment(gh.repo, gh.dev, note, "second thoughts")
+        gh.sim.state.edit_comment(gh.repo, gh.dev, pr_note, "PR talk, edited")
+    gh.sim.clock.advance(10)
+    found, cursor = _walk(conn, cursor)
+    assert found == ["2"]
+    gh.sim.clock.advance(10)
+    before = len(gh.exchanges)
+    assert _walk(conn, cursor)[0] == []
+    assert len(gh.exchanges) - before == 2  # the issue listing and the comment listing
+
+
+def test_a_cursor_from_before_comments_were_watched_starts_watching(gh: GitHubWorld) -> None:
+    from syncer.models import Cursor
+
+    gh.sim.add_issue(gh.repo, "dev-dana", "one")
+    note = gh.sim.add_comment(gh.repo, "dev-dana", 1, "words")
+    conn = gh.connector()
+    _, cursor = _walk(conn, None)
+    assert isinstance(cursor, Cursor) and cursor.comments is not None
+    old = cursor.model_copy(update={"comments": None})
+    gh.sim.clock.advance(10)
+    assert _walk(conn, old)[0] == []
+    _, upgraded = _walk(conn, old)
+    assert isinstance(upgraded, Cursor) and upgraded.comments is not None
+    gh.sim.state.comment_edits_move_issue = False
+    gh.sim.clock.advance(10)
+    with gh.sim.state.lock:
+        gh.sim.state.edit_comment(gh.repo, gh.dev, note, "changed")
+    assert _walk(conn, upgraded)[0] == ["1"]

@@ -133,7 +133,8 @@ class GitHubConnector:
         self.app_auth: InstallationAuth | None = None
         self.feed = ChangeFeed(self._fetch_changes, self._ticket,
                                FeedSettings(overlap_seconds=cfg.overlap_seconds,
-                                            skew_seconds=skew_seconds), self.now)
+                                            skew_seconds=skew_seconds), self.now,
+                               comments=(self._fetch_comment_changes, self._issue_or_none))
 
     @classmethod
     def from_config(cls, cfg: GitHubConfig, token: SecretStr, *,
@@ -322,6 +323,18 @@ class GitHubConnector:
                                                                       str | None]:
         payload, next_url = self._get_page(f"{self.repo_path}/issues", request)
         return parse_items(GhIssueWire, payload, "issues"), next_url
+
+    def _fetch_comment_changes(self, request: dict[str, Any] | str
+                               ) -> tuple[list[GhCommentWire], str | None]:
+        payload, next_url = self._get_page(f"{self.repo_path}/issues/comments", request)
+        return parse_items(GhCommentWire, payload, "comments"), next_url
+
+    def _issue_or_none(self, number: int) -> GhIssueWire | None:
+        """The issue of a changed comment; None for a pull request or one that is gone."""
+        try:
+            return self._read_issue(str(number))
+        except NotFoundError:
+            return None
 
     def iter_changes(self, since: Cursor | None) -> Iterator[ChangePage]:
         return self.feed.walk(since)

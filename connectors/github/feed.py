@@ -17,6 +17,15 @@ skip an issue, which the next poll does not see again, so that case is logged
 Cursor: ``watermark`` is the newest ``updated_at`` read, ``seen`` the keys the next poll's
 look-back (``overlap_seconds``) returns again, each kept only once its second is over on
 our clock (minus ``skew_seconds``), so an idle poll costs one request and yields nothing.
+
+Comment edits do not move their issue's ``updated_at``, so after the issues the walk reads
+the repository's comments changed since the last walk (``GET /repos/O/R/issues/comments?
+sort=updated&direction=asc&since=T``, the same re-query from the newest second, keys
+``c<id>@<updated>`` in ``seen``, its own watermark in ``Cursor.comments``) and yields the
+issues of changed comments that the issue walk did not (one read each; a pull request's
+comment is dropped there). An idle poll costs one more request; a first walk, which reads
+every issue anyway, starts the comment watermark at the newest comment (one request)
+instead of reading the repository's history.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ from typing import Any
 
 import structlog
 
-from connectors.github.wire import CONNECTOR, GhIssueWire
+from connectors.github.wire import CONNECTOR, GhCommentWire, GhIssueWire
 from connectors.paging import WalkGuard
 from syncer.models import ChangePage, Cursor, Ticket
 
@@ -39,6 +48,9 @@ ONE_SECOND = timedelta(seconds=1)
 
 # (params, or the URL of a next page) -> (issues, URL of the next page or None)
 Fetch = Callable[[dict[str, Any] | str], tuple[list[GhIssueWire], str | None]]
+FetchComments = Callable[[dict[str, Any] | str], tuple[list[GhCommentWire], str | None]]
+# An issue by number; None when it is gone or is a pull request.
+GetIssue = Callable[[int], GhIssueWire | None]
 
 
 def github_time(value: datetime) -> str:
@@ -47,6 +59,15 @@ def github_time(value: datetime) -> str:
 
 def item_key(issue: GhIssueWire) -> str:
     return f"{issue.number}@{github_time(issue.updated_at)}"
+
+
+def comment_key(comment: GhCommentWire) -> str:
+    return f"c{comment.id}@{github_time(comment.updated_at)}"
+
+
+def _issue_number(comment: GhCommentWire) -> int | None:
+    tail = (comment.issue_url or "").rstrip("/").rsplit("/", 1)[-1]
+    return int(tail) if tail.isascii() and tail.isdigit() else None
 
 
 def _key_time(key: str) -> datetime | None:
@@ -65,11 +86,13 @@ class FeedSettings:
 
 class ChangeFeed:
     def __init__(self, fetch: Fetch, to_ticket: Callable[[GhIssueWire], Ticket],
-                 settings: FeedSettings, now: Callable[[], datetime]) -> None:
+                 settings: FeedSettings, now: Callable[[], datetime],
+                 comments: tuple[FetchComments, GetIssue] | None = None) -> None:
         self.fetch = fetch
         self.to_ticket = to_ticket
         self.settings = settings
         self.now = now
+        self.comments = comments
 
     def _params(self, since: datetime | None) -> dict[str, Any]:
         params: dict[str, Any] = {"state": "all", "sort": "updated", "direction": "asc",
@@ -80,6 +103,99 @@ class ChangeFeed:
 
     def walk(self, since: Cursor | None) -> Iterator[ChangePage]:
         started = self.now()
+        comments_at = since.comments if since is not None else None
+        prior_comments = tuple(k for k in (since.seen if since else ()) if k.startswith("c"))
+        if comments_at is None and self.comments is not None:
+            # A first walk reads every issue: comments count from the newest one now (the
+            # server's time, like every watermark here, never our clock).
+            comments_at, prior_comments = self._newest_comments(started)
+        issues_since = (since.model_copy(update={"seen": tuple(
+            k for k in since.seen if not k.startswith("c"))}) if since is not None else None)
+        yielded: set[int] = set()
+        final: Cursor | None = None
+        for page in self._walk_issues(issues_since, started, yielded):
+            final = page.checkpoint or final
+            if page.checkpoint is not None:
+                page = page.model_copy(update={"checkpoint": page.checkpoint.model_copy(
+                    update={"seen": page.checkpoint.seen + prior_comments,
+                            "comments": comments_at})})
+            yield page
+        if self.comments is None or since is None or since.comments is None:
+            if final is None and since is not None and comments_at is not None:
+                # A cursor from before comments were watched: watch them from now on.
+                yield ChangePage(tickets=(), checkpoint=since.model_copy(
+                    update={"comments": comments_at}))
+            return
+        base = final or issues_since
+        if base is None:
+            return
+        yield from self._walk_comments(base, since.comments, set(prior_comments), started,
+                                       yielded)
+
+    def _walk_comments(self, issues: Cursor, since: datetime, prior: set[str],
+                       started: datetime, yielded: set[int]) -> Iterator[ChangePage]:
+        assert self.comments is not None
+        fetch, get_issue = self.comments
+        watermark = since
+        read: dict[str, datetime] = {}
+        guard = WalkGuard("GET /repos/{owner}/{repo}/issues/comments (changes)",
+                          connector=CONNECTOR, max_pages=MAX_PAGES)
+        lower = since - timedelta(seconds=self.settings.overlap_seconds)
+        request: dict[str, Any] | str = self._comment_params(lower)
+        while True:
+            guard.before(repr(request))
+            comments, next_url = fetch(request)
+            met = 0
+            numbers: list[int] = []
+            for comment in comments:
+                key = comment_key(comment)
+                if key in read:
+                    continue
+                read[key] = comment.updated_at
+                met += 1
+                number = _issue_number(comment)
+                if key not in prior and number is not None and number not in yielded:
+                    yielded.add(number)
+                    numbers.append(number)
+            guard.page(items=len(comments), new=met, at=repr(request))
+            if comments:
+                watermark = max(watermark, max(c.updated_at for c in comments))
+            tickets = tuple(self.to_ticket(i) for i in map(get_issue, numbers)
+                            if i is not None)
+            seen = (issues.seen
+                    + self._seen(prior, read, watermark, started))
+            yield ChangePage(tickets=tickets, checkpoint=issues.model_copy(
+                update={"seen": seen, "comments": watermark}))
+            if next_url is None or not comments:
+                return
+            last = max(c.updated_at for c in comments).replace(microsecond=0)
+            crowd = sum(1 for t in read.values() if t >= last)
+            if crowd <= self.settings.page_size // 2:
+                request = self._comment_params(last)
+            else:
+                log.warning("github_feed_crowded", connector=CONNECTOR, second=github_time(last),
+                            comments=crowd, action="following the next page of this query")
+                request = next_url
+
+    def _newest_comments(self, started: datetime) -> tuple[datetime, tuple[str, ...]]:
+        """The newest comment's time, and the keys of those the next walk's look-back
+        will list again (accounted for by this walk's read of every issue), as ``_seen``
+        keeps them: only once their second is over."""
+        assert self.comments is not None
+        newest, _ = self.comments[0]({"sort": "updated", "direction": "desc",
+                                      "per_page": self.settings.page_size})
+        if not newest:
+            return datetime(1970, 1, 1, tzinfo=UTC), ()
+        top = max(c.updated_at for c in newest)
+        return top, self._seen(set(), {comment_key(c): c.updated_at for c in newest}, top,
+                               started)
+
+    def _comment_params(self, since: datetime) -> dict[str, Any]:
+        return {"sort": "updated", "direction": "asc", "per_page": self.settings.page_size,
+                "since": github_time(since)}
+
+    def _walk_issues(self, since: Cursor | None, started: datetime,
+                     yielded: set[int]) -> Iterator[ChangePage]:
         prior = set(since.seen) if since else set()
         watermark = since.watermark if since else None
         lower = (watermark - timedelta(seconds=self.settings.overlap_seconds)
@@ -101,6 +217,7 @@ class ChangeFeed:
                 met += 1
                 if key not in prior and not issue.is_pull_request:
                     fresh.append(issue)
+                    yielded.add(issue.number)
             guard.page(items=len(issues), new=met, at=repr(request))
             if issues:
                 newest = max(i.updated_at for i in issues)

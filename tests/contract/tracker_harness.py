@@ -54,6 +54,9 @@ class TrackerHarness(Protocol):
     """One tracker under test, isolated per test (its own project or repository)."""
 
     kind: str  # the registry's kind
+    # Requests an idle poll of the change feed costs: one listing, and a second where the
+    # API needs one to see every change (GitHub: comment edits do not move their issue).
+    idle_poll_requests: int
     real: bool  # a real server, not a simulator
     faults: Faults  # on the wire between every connector of this harness and the server
     clock: FakeClock  # the connectors' clock: what they slept, without sleeping
@@ -108,6 +111,7 @@ class RedmineHarness:
     """Redmine, on the simulator or on a real server (``RedmineBackend``)."""
 
     kind = "redmine"
+    idle_poll_requests = 1
 
     def __init__(self, backend: RedmineBackend) -> None:
         self.backend = backend
@@ -191,6 +195,7 @@ class GitHubHarness:
     of its own, the sync bot and a developer with write access."""
 
     kind = "github"
+    idle_poll_requests = 2
     real = False
     api = "https://api.github.com"
 
@@ -269,6 +274,7 @@ class GitLabHarness:
     public (GitLab shows internal notes to Reporters and up only)."""
 
     kind = "gitlab"
+    idle_poll_requests = 1
     real = False
 
     def __init__(self) -> None:

@@ -149,6 +149,9 @@ class GitHubState:
         self.issues: dict[int, GhIssue] = {}  # by global id
         self.comments: dict[int, GhComment] = {}
         self.search_lag = 0.0
+        # Whether editing a comment moves its issue's ``updated_at`` (not documented either
+        # way; the engine's feed must find edits when it does not).
+        self.comment_edits_move_issue = True
         self._ids = 1_000
 
     def next_id(self) -> int:
@@ -290,7 +293,8 @@ class GitHubState:
             raise GitHubError(403, "Must have admin rights to Repository.")
         comment.body = _body(body, "IssueComment", required=True) or ""
         comment.updated_at = self.now()
-        self.issue(repo, comment.number).updated_at = comment.updated_at
+        if self.comment_edits_move_issue:
+            self.issue(repo, comment.number).updated_at = comment.updated_at
         return comment
 
     def delete_comment(self, repo: GhRepo, user: GhUser, comment: GhComment) -> None:
