@@ -121,6 +121,12 @@ class Connector(Protocol):
 
     def find_comment_by_marker(self, ticket_id: str, marker: str) -> Comment | None: ...
 
+    def update_comment(self, ticket_id: str, comment_id: str, body: str) -> Comment:
+        """Rewrite a comment the engine wrote, keeping its marker and its visibility; the
+        comment as read back after. Raises ``RejectedError`` where the API cannot edit
+        comments (``capabilities.edit_comments`` is False)."""
+        ...
+
     def delete_comment(self, ticket_id: str, comment_id: str) -> None:
         """Remove a comment the engine wrote (a copy that must not stay). Raises
         ``RejectedError`` where the API cannot delete comments."""

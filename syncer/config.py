@@ -121,6 +121,16 @@ class VisibilityPolicy(Strict):
     include_customer_pii: bool = False
 
 
+class EditsPolicy(Strict):
+    """Copied comments edited or deleted at their source. Re:amaze messages cannot be
+    edited or deleted through its API, so a tracker note's change reaches Re:amaze as a new
+    internal note saying so (never emailed, whatever the copy was)."""
+
+    tracker_to_helpdesk: bool = True
+    # An internal note edited in Re:amaze rewrites its tracker copy (kept private).
+    helpdesk_to_tracker: bool = True
+
+
 # Re:amaze needs a date with On Hold (`hold_until`), which a tracker status change has not.
 _NO_HOLD = "Re:amaze needs a hold_until date to put a conversation on hold, which a tracker " \
            "status change does not give"
@@ -213,6 +223,7 @@ class PairConfig(Strict):
     stale_after_seconds: float | None = Field(None, gt=0)
     match: MatchRules = MatchRules(tags=["bug"])
     visibility: VisibilityPolicy = VisibilityPolicy()
+    edits: EditsPolicy = EditsPolicy()
     status: StatusMap = StatusMap()
     title_template: str = "{subject}"
     status_field: FieldPolicy = FieldPolicy(direction="tracker_to_helpdesk", owner="tracker")

@@ -143,6 +143,18 @@ def tracker_comment_to_helpdesk(tracker_name: str, issue: Ticket, comment: Comme
                                f"{comment.body}")
 
 
+def tracker_edit_note(tracker_name: str, issue: Ticket, comment: Comment) -> str:
+    """Re:amaze messages cannot be edited: the new text goes as a note of its own."""
+    who = comment.author.name or comment.author.email or "someone"
+    return neutralise_mentions(f"Note {comment.id} by {who} on {tracker_name} issue "
+                               f"#{issue.id} was edited; it now reads:\n\n{comment.body}")
+
+
+def tracker_delete_note(tracker_name: str, issue_id: str, comment_id: str) -> str:
+    return (f"Note {comment_id} on {tracker_name} issue #{issue_id} was deleted on "
+            f"{tracker_name}; its copy here stays (Re:amaze messages cannot be deleted).")
+
+
 def placeholder_note(policy: PairConfig) -> str:
     return policy.visibility.placeholder_text
 
