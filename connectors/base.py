@@ -34,6 +34,9 @@ class Capabilities:
     attachments_upload: bool = False
     markdown_markers: bool = False  # hidden HTML comments survive rendering
     delete_comments: bool = False  # a leaked copy can be removed through the API
+    # The file URLs it reports download without a login, so Re:amaze (which attaches a
+    # file only by fetching its URL) can take them. False: a copy names each file instead.
+    fetchable_attachment_urls: bool = False
     # How the tracker renders what we write: text from outside is escaped for it.
     markup: Markup = "plain"
 

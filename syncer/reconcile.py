@@ -474,13 +474,18 @@ def _copy_tracker_comments(ctx: PairContext, conversation: SideView, issue: Side
                     target_id=copy.id, visibility=copy.visibility, fingerprint=c.fingerprint))
                 continue
             out.append(leak)
+        # Re:amaze attaches a file only by fetching its URL: one that needs a tracker login
+        # is named in the copy instead, so nobody takes the note for complete.
+        fetchable = ctx.tracker_caps.fetchable_attachment_urls
         out.append(AddComment(
             conversation_id=cid, target=Side.HELPDESK, ticket_id=conversation.ticket.id,
             source_id=c.id, source_fingerprint=c.fingerprint,
             new=NewComment(
-                body=render.tracker_comment_to_helpdesk(ctx.tracker_name, issue.ticket, c),
-                visibility=visibility, notify_customer=to_customer, attachments=c.attachments,
-                marker=marker),
+                body=render.tracker_comment_to_helpdesk(
+                    ctx.tracker_name, issue.ticket, c,
+                    files=() if fetchable else c.attachments, for_customer=to_customer),
+                visibility=visibility, notify_customer=to_customer,
+                attachments=c.attachments if fetchable else (), marker=marker),
         ))
     present = {c.id for c in issue.comments}
     for made in copies.by_source.values():
