@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 from syncer.errors import FatalError, RateLimitedError, SyncError, TransientError
 from syncer.markup import Markup
 from syncer.models import (
+    Attachment,
     ChangePage,
     Comment,
     Cursor,
@@ -159,3 +160,11 @@ class ListsRecent(Protocol):
     """A helpdesk that can list its recently active tickets, a page at a time."""
 
     def recent_tickets(self, page: int) -> list[Ticket]: ...
+
+
+@runtime_checkable
+class DownloadsAttachments(Protocol):
+    """A tracker that hands out its files' bytes to the API user (the daemon's file relay
+    serves them to Re:amaze, see ``syncer.relay``)."""
+
+    def download_attachment(self, attachment: Attachment) -> bytes: ...

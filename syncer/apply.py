@@ -36,7 +36,7 @@ from syncer.errors import (
     SkippableError,
 )
 from syncer.fields import FieldChanges, field_changes
-from syncer.models import Comment, NewComment, Ticket, Visibility
+from syncer.models import Attachment, Comment, NewComment, Ticket, Visibility
 from syncer.plan import (
     Action,
     AddComment,
@@ -94,12 +94,14 @@ class ObjectFailed(Exception):
 class Applier:
     def __init__(self, pair: str, store: StateStore, helpdesk: Connector,
                  tracker: Connector, tracker_name: str,
-                 held: frozenset[str] | set[str] = frozenset()) -> None:
+                 held: frozenset[str] | set[str] = frozenset(), *,
+                 relay: Callable[[Attachment], Attachment] | None = None) -> None:
         self.pair = pair
         self.store = store
         self.sides: dict[Side, Connector] = {Side.HELPDESK: helpdesk, Side.TRACKER: tracker}
         self.tracker_name = tracker_name
         self.held = held  # keys of writes whose outcome recovery has not resolved yet
+        self.relay = relay  # tracker files to Re:amaze by a link it can fetch
 
     def apply(self, plan: Plan) -> ApplyResult:
         result = ApplyResult()
@@ -356,8 +358,8 @@ class Applier:
         writes.sending(items)
         if target is Side.TRACKER:
             writes.to_tracker(None)
-        batch = self.sides[target].create_comments(items[0].ticket_id,
-                                                   [c.new for c in items])
+        batch = self.sides[target].create_comments(
+            items[0].ticket_id, [self._fetchable(c.new, target) for c in items])
         writes.sent(batch)
         if target is Side.TRACKER:
             writes.to_tracker(batch.ticket, made=batch.created, seen=batch.comments)
@@ -369,6 +371,14 @@ class Applier:
                        visibility=c.new.visibility.value, notify_customer=c.new.notify_customer)
         if batch.error is not None:
             raise batch.error
+
+    def _fetchable(self, new: NewComment, target: Side) -> NewComment:
+        """Files go to Re:amaze by relay links made now (they expire): a retry gets fresh
+        ones, under the same marker."""
+        if target is not Side.HELPDESK or not new.attachments or self.relay is None:
+            return new
+        relay = self.relay
+        return new.model_copy(update={"attachments": tuple(relay(a) for a in new.attachments)})
 
     def _comment(self, action: AddComment | PostLinkNote, issue_id: str | None) -> _Comment:
         cid = action.conversation_id

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import (
     Field,
+    HttpUrl,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -404,6 +405,19 @@ class ServerConfig(Strict):
     # many of its intervals (more than one: a pass takes time, and one failed pass is
     # not yet an outage).
     stale_after_intervals: float = Field(3.0, gt=1, le=1000)
+    # Where Re:amaze reaches this listener (e.g. https://sync.example.com, through a
+    # reverse proxy): set, the daemon relays tracker files to Re:amaze under signed links
+    # (``syncer.relay``) that stop working after relay_link_minutes. Unset: a copy names
+    # each file, with the tracker's link for staff.
+    relay_url: HttpUrl | None = None
+    relay_link_minutes: float = Field(60.0, gt=0, le=24 * 60)
+
+    @model_validator(mode="after")
+    def _relay_needs_listener(self) -> ServerConfig:
+        if self.relay_url is not None and self.listen is None:
+            raise ValueError("relay_url needs [server] listen: the files are served by the "
+                             "daemon's listener")
+        return self
 
     @field_validator("listen")
     @classmethod

@@ -73,6 +73,8 @@ class PairContext:
     internal_paused: bool = False
     # The tracker's statuses, read by the runner when the pair's status table names some.
     tracker_statuses: tuple[TicketStatus, ...] = ()
+    # The daemon relays tracker files to Re:amaze (``syncer.relay``): they go as files.
+    relay_files: bool = False
 
     @property
     def pair(self) -> str:
@@ -476,7 +478,7 @@ def _copy_tracker_comments(ctx: PairContext, conversation: SideView, issue: Side
             out.append(leak)
         # Re:amaze attaches a file only by fetching its URL: one that needs a tracker login
         # is named in the copy instead, so nobody takes the note for complete.
-        fetchable = ctx.tracker_caps.fetchable_attachment_urls
+        fetchable = ctx.tracker_caps.fetchable_attachment_urls or ctx.relay_files
         out.append(AddComment(
             conversation_id=cid, target=Side.HELPDESK, ticket_id=conversation.ticket.id,
             source_id=c.id, source_fingerprint=c.fingerprint,

@@ -22,7 +22,7 @@ from connectors.base import Connector, ListsStatuses
 from state import PairBusy, PairLease, StateStore
 from syncer.apply import HELD, Applier, ApplyResult, TrackerWrites
 from syncer.errors import NotFoundError, SkippableError, SyncError
-from syncer.models import Cursor, Ticket, Visibility
+from syncer.models import Attachment, Cursor, Ticket, Visibility
 from syncer.plan import LinkView, Plan, SaveSnapshot, Side, SideView, Skip
 from syncer.reconcile import PAUSED, PairContext, is_our_issue, matches, reconcile
 from syncer.recovery import RecoveryPolicy, recover_intents
@@ -111,6 +111,9 @@ class PairRunner:
     # Run after the feeds of every poll (the daemon's sweep slice), or instead of them
     # (``run_once(feeds=False)``: `verify`).
     after_feeds: PassWork | None = None
+    # Tracker files to Re:amaze through the daemon's relay (``syncer.relay``): the
+    # attachment with a link Re:amaze can fetch. None: copies name the files instead.
+    relay: Callable[[Attachment], Attachment] | None = None
 
     @property
     def pair(self) -> str:
@@ -481,7 +484,8 @@ class PairRunner:
             result.counts["planned_writes"] += len(plan.writes)
             return
         applied: ApplyResult = Applier(self.pair, self.store, self.helpdesk, self.tracker,
-                                       self.ctx.tracker_name, self._held).apply(plan)
+                                       self.ctx.tracker_name, self._held,
+                                       relay=self.relay).apply(plan)
         result.counts.update(applied.counts)
         result.failed.update(applied.failed)
         if cid not in applied.failed:
