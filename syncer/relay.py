@@ -4,7 +4,8 @@ Re:amaze attaches a file to a message only by fetching a URL, and a tracker's fi
 wants a login (Redmine's API key). With ``[server] relay_url`` set, the daemon gives
 Re:amaze a link of its own instead: ``GET /files/<token>/<name>`` on its listener, where
 the token carries the tracker, the file's tracker URL and an expiry, signed with a key
-derived from the marker key. Nobody can make or alter a link without the key, and a link
+derived from the marker key. The token is readable (it names the tracker URL, never a
+credential); nobody can make or alter a link without the key, and a link
 stops working ``relay_link_minutes`` after it was made (Re:amaze fetches it once, while
 the message is posted). The file is fetched through the tracker connector, so the
 tracker's credentials never leave the daemon.
