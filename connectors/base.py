@@ -35,6 +35,9 @@ class Capabilities:
     attachments_upload: bool = False
     markdown_markers: bool = False  # hidden HTML comments survive rendering
     delete_comments: bool = False  # a leaked copy can be removed through the API
+    # The file URLs it reports download without a login, so Re:amaze (which attaches a
+    # file only by fetching its URL) can take them. False: a copy names each file instead.
+    fetchable_attachment_urls: bool = False
     # How the tracker renders what we write: text from outside is escaped for it.
     markup: Markup = "plain"
 
@@ -122,6 +125,12 @@ class Connector(Protocol):
 
     def find_comment_by_marker(self, ticket_id: str, marker: str) -> Comment | None: ...
 
+    def update_comment(self, ticket_id: str, comment_id: str, body: str) -> Comment:
+        """Rewrite a comment the engine wrote, keeping its marker and its visibility; the
+        comment as read back after. Raises ``RejectedError`` where the API cannot edit
+        comments (``capabilities.edit_comments`` is False)."""
+        ...
+
     def delete_comment(self, ticket_id: str, comment_id: str) -> None:
         """Remove a comment the engine wrote (a copy that must not stay). Raises
         ``RejectedError`` where the API cannot delete comments."""
@@ -167,3 +176,11 @@ class ListsRecent(Protocol):
     """A helpdesk that can list its recently active tickets, a page at a time."""
 
     def recent_tickets(self, page: int) -> list[Ticket]: ...
+
+
+@runtime_checkable
+class DownloadsAttachments(Protocol):
+    """A tracker that hands out its files' bytes to the API user (the daemon's file relay
+    serves them to Re:amaze, see ``syncer.relay``)."""
+
+    def download_attachment(self, attachment: Attachment) -> bytes: ...

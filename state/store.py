@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 from pydantic import BaseModel
-from sqlalchemy import Connection, Row, delete, func, select
+from sqlalchemy import Connection, Row, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -187,6 +187,17 @@ class StateStore(JournalStore, LearnedRateStore):
                              "fingerprint": c.fingerprint, "created_at": now})
             if rows:
                 _db(s).execute(sql.upserts(self._dialect).comment_link, rows)
+
+    def set_copy_fingerprint(self, pair: str, conversation_id: str, source_side: Side,
+                             source_id: str, fingerprint: str) -> None:
+        """A copied comment's source changed (or went, ``plan.GONE``) and the other side
+        was told: the link keeps the new fingerprint, so the change is not told again."""
+        t = sql.comment_links
+        with self._tx(write=True) as s:
+            _db(s).execute(update(t).where(
+                t.c.pair == pair, t.c.conversation_id == conversation_id,
+                t.c.source_side == Side(source_side).value, t.c.source_id == source_id,
+            ).values(fingerprint=fingerprint))
 
     def forget_copy(self, pair: str, conversation_id: str, target_id: str) -> None:
         """Drop the comment links to a copy that was removed, so its source is copied again

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import httpx
 
-from connectors.base import Connector
+from connectors.base import Connector, DownloadsAttachments
 from connectors.http import Clock
 from connectors.reamaze.connector import ReamazeConnector
 from connectors.registry import TRACKER_KINDS as TRACKER_KINDS  # where callers found it
@@ -23,6 +23,7 @@ from syncer.errors import ConfigError
 from syncer.markers import MIN_KEY_LENGTH, Markers
 from syncer.reconcile import PairContext
 from syncer.recovery import RecoveryPolicy
+from syncer.relay import FileRelay
 from syncer.runner import PairRunner, PassResult
 from syncer.secrets import register_basic_auth, register_secret
 
@@ -41,6 +42,8 @@ class Engine:
     clock: Clock | None = None
     # The connections' learned request rates, saved after every pass that ran.
     budgets: LearnedBudgets | None = None
+    # Set by the daemon once its listener serves ``/files/`` (``syncer.relay``).
+    relay: FileRelay | None = None
 
     def runner(self, pair: PairConfig) -> PairRunner | ConfigError:
         tracker = self.trackers[pair.tracker]
@@ -50,9 +53,12 @@ class Engine:
             return self.helpdesk
         if isinstance(tracker, ConfigError):
             return tracker
+        relay = self.relay
         ctx = PairContext(policy=pair, tracker_caps=tracker.capabilities,
                           markers=Markers(self.marker_key, pair.name),
-                          tracker_name=self.config.trackers[pair.tracker].display_name)
+                          tracker_name=self.config.trackers[pair.tracker].display_name,
+                          relay_files=relay is not None
+                          and isinstance(tracker, DownloadsAttachments))
         sync = self.config.sync
         recovery = RecoveryPolicy(window=timedelta(seconds=sync.unknown_write_window_seconds),
                                   min_lookups=sync.unknown_write_lookups)
@@ -60,7 +66,9 @@ class Engine:
                           recovery=recovery, lock_wait=self.config.state.lock_wait_seconds,
                           after_pass=self.budgets.save if self.budgets is not None else None,
                           attachment_max_bytes=int(self.config.sync.attachment_max_mb
-                                                   * 1024 * 1024))
+                                                   * 1024 * 1024),
+                          relay=(lambda a: relay.link(pair.tracker, a)) if ctx.relay_files
+                          and relay is not None else None)
 
     def pairs(self, only: str | None = None) -> list[PairConfig]:
         if only is not None:

@@ -36,13 +36,14 @@ from syncer.errors import (
     SkippableError,
 )
 from syncer.fields import FieldChanges, field_changes
-from syncer.models import Comment, FileData, NewComment, Ticket, Visibility
+from syncer.models import Attachment, Comment, FileData, NewComment, Ticket, Visibility
 from syncer.plan import (
     Action,
     AddComment,
     AdoptComment,
     AdoptIssue,
     Conflict,
+    CopyEdit,
     CreateIssue,
     MarkOrphaned,
     Plan,
@@ -52,6 +53,7 @@ from syncer.plan import (
     Side,
     Skip,
     Untrusted,
+    UpdateComment,
     UpdateTicket,
     description_target,
 )
@@ -92,14 +94,16 @@ class ObjectFailed(Exception):
 class Applier:
     def __init__(self, pair: str, store: StateStore, helpdesk: Connector,
                  tracker: Connector, tracker_name: str,
-                 held: frozenset[str] | set[str] = frozenset(),
-                 attachment_max_bytes: int = 10 * 1024 * 1024) -> None:
+                 held: frozenset[str] | set[str] = frozenset(), *,
+                 attachment_max_bytes: int = 10 * 1024 * 1024,
+                 relay: Callable[[Attachment], Attachment] | None = None) -> None:
         self.pair = pair
         self.attachment_max_bytes = attachment_max_bytes
         self.store = store
         self.sides: dict[Side, Connector] = {Side.HELPDESK: helpdesk, Side.TRACKER: tracker}
         self.tracker_name = tracker_name
         self.held = held  # keys of writes whose outcome recovery has not resolved yet
+        self.relay = relay  # tracker files to Re:amaze by a link it can fetch
 
     def apply(self, plan: Plan) -> ApplyResult:
         result = ApplyResult()
@@ -203,14 +207,20 @@ class Applier:
                           reason="our issue found by its marker; the state had lost its link")
             return action.issue_id
         elif isinstance(action, AdoptComment):
-            writes.later.append(lambda: self.store.add_comment_link(
-                self.pair, action.conversation_id, action.source_side, action.source_id,
-                action.target_id, action.visibility.value, action.fingerprint))
+            def adopt() -> None:
+                self.store.add_comment_link(
+                    self.pair, action.conversation_id, action.source_side, action.source_id,
+                    action.target_id, action.visibility.value, action.fingerprint)
+                if action.edit is not None:
+                    record_edit(self.store, self.pair, action.conversation_id, action.edit)
+            writes.later.append(adopt)
             result.counts["comment_links_rebuilt"] += 1
             bound.info("comment_link_rebuilt", source_side=action.source_side.value,
                        source_id=action.source_id, object_id=action.target_id)
         elif isinstance(action, RemoveComment):
             self._remove(action, writes, bound, result)
+        elif isinstance(action, UpdateComment):
+            self._update_comment(action, writes, bound, result)
         elif isinstance(action, Untrusted):
             result.counts["untrusted_markers"] += 1
             bound.warning("marker_not_trusted", object_id=action.object_id,
@@ -286,6 +296,31 @@ class Applier:
                     object_id=action.ticket_id, comment_id=action.comment_id,
                     reason=action.reason)
 
+    def _update_comment(self, action: UpdateComment, writes: _Writes, bound: Any,
+                        result: ApplyResult) -> None:
+        """Rewrite a copy whose source was edited; the copy must come back as private as
+        it was, or it is removed like any leaked copy."""
+        if action.target is Side.TRACKER:
+            writes.to_tracker(None)
+        side = self.sides[action.target]
+        if not side.capabilities.edit_comments:
+            raise RejectedError(f"{side.name} cannot edit comments",
+                                object_id=action.ticket_id)
+        after = side.update_comment(action.ticket_id, action.comment_id, action.body)
+        if action.visibility is Visibility.INTERNAL and after.visibility is Visibility.PUBLIC:
+            self._remove(RemoveComment(
+                conversation_id=action.conversation_id, target=action.target,
+                ticket_id=action.ticket_id, comment_id=action.comment_id,
+                reason="copy of an internal note is public after an edit"),
+                writes, bound, result)
+            return
+        writes.later.append(lambda: record_edit(self.store, self.pair,
+                                                action.conversation_id, action.edit))
+        result.counts[f"comments_updated_{action.target.value}"] += 1
+        bound.info("comment_updated", side=action.target.value, object_id=action.ticket_id,
+                   comment_id=action.comment_id, source_id=action.edit.source_id,
+                   visibility=after.visibility.value)
+
     def _create_issue(self, action: CreateIssue, writes: _Writes, bound: Any,
                       result: ApplyResult) -> str:
         cid, key = action.conversation_id, action.new.marker
@@ -349,7 +384,8 @@ class Applier:
         if target is Side.TRACKER:
             writes.to_tracker(None)
         batch = self.sides[target].create_comments(
-            items[0].ticket_id, [self._with_files(c.new, target, bound) for c in items])
+            items[0].ticket_id,
+            [self._fetchable(self._with_files(c.new, target, bound), target) for c in items])
         writes.sent(batch)
         if target is Side.TRACKER:
             writes.to_tracker(batch.ticket, made=batch.created, seen=batch.comments)
@@ -362,6 +398,14 @@ class Applier:
         if batch.error is not None:
             raise batch.error
 
+    def _fetchable(self, new: NewComment, target: Side) -> NewComment:
+        """Files go to Re:amaze by relay links made now (they expire): a retry gets fresh
+        ones, under the same marker."""
+        if target is not Side.HELPDESK or not new.attachments or self.relay is None:
+            return new
+        relay = self.relay
+        return new.model_copy(update={"attachments": tuple(relay(a) for a in new.attachments)})
+
     def _comment(self, action: AddComment | PostLinkNote, issue_id: str | None) -> _Comment:
         cid = action.conversation_id
         if isinstance(action, AddComment):
@@ -370,7 +414,8 @@ class Applier:
                 raise RejectedError("comment target is unknown (issue was not created)",
                                     object_id=cid)
             return _Comment(cid, action.target, ticket_id, action.new,
-                            action.source_id or action.new.marker, action.source_fingerprint)
+                            action.source_id or action.new.marker, action.source_fingerprint,
+                            action.edit)
         if issue_id is None:
             link = self.store.get_link(self.pair, cid)
             issue_id = link.issue_id if link else None
@@ -383,6 +428,10 @@ class Applier:
 
 
 CommentWrite = AddComment | PostLinkNote
+
+
+def record_edit(store: StateStore, pair: str, cid: str, edit: CopyEdit) -> None:
+    store.set_copy_fingerprint(pair, cid, edit.source_side, edit.source_id, edit.fingerprint)
 
 
 def held_plan(plan: Plan, held: frozenset[str] | set[str]) -> Plan:
@@ -465,15 +514,18 @@ class _Comment:
     new: NewComment
     source_id: str
     fingerprint: str
+    edit: CopyEdit | None = None
 
     def intent(self) -> NewIntent:
+        # The edit goes with the intent: recovery, finding the note, records it too.
+        edit = {"edit": self.edit.model_dump(mode="json")} if self.edit else {}
         return NewIntent(key=self.new.marker, kind="add_comment",
                          conversation_id=self.conversation_id, target=self.target,
                          payload={"ticket_id": self.ticket_id,
                                   "source_side": self.target.other.value,
                                   "source_id": self.source_id,
                                   "visibility": self.new.visibility.value,
-                                  "fingerprint": self.fingerprint})
+                                  "fingerprint": self.fingerprint, **edit})
 
 
 @dataclass
@@ -536,6 +588,9 @@ class _Writes:
                     visibility=c.new.visibility.value, fingerprint=c.fingerprint))
             for links in by_side.values():
                 store.add_comment_links(pair, self.conversation_id, links)
+            for c, _ in self.links:
+                if c.edit is not None:
+                    record_edit(store, pair, self.conversation_id, c.edit)
             store.complete_intents(pair, {c.new.marker: rid for c, rid in self.links})
         for error in sorted(set(self.failed.values())):
             store.fail_intents(pair, [m for m, e in self.failed.items() if e == error], error)

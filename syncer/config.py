@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import (
     Field,
+    HttpUrl,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -121,6 +122,16 @@ class VisibilityPolicy(Strict):
     include_customer_pii: bool = False
 
 
+class EditsPolicy(Strict):
+    """Copied comments edited or deleted at their source. Re:amaze messages cannot be
+    edited or deleted through its API, so a tracker note's change reaches Re:amaze as a new
+    internal note saying so (never emailed, whatever the copy was)."""
+
+    tracker_to_helpdesk: bool = True
+    # An internal note edited in Re:amaze rewrites its tracker copy (kept private).
+    helpdesk_to_tracker: bool = True
+
+
 # Re:amaze needs a date with On Hold (`hold_until`), which a tracker status change has not.
 _NO_HOLD = "Re:amaze needs a hold_until date to put a conversation on hold, which a tracker " \
            "status change does not give"
@@ -213,6 +224,7 @@ class PairConfig(Strict):
     stale_after_seconds: float | None = Field(None, gt=0)
     match: MatchRules = MatchRules(tags=["bug"])
     visibility: VisibilityPolicy = VisibilityPolicy()
+    edits: EditsPolicy = EditsPolicy()
     status: StatusMap = StatusMap()
     title_template: str = "{subject}"
     status_field: FieldPolicy = FieldPolicy(direction="tracker_to_helpdesk", owner="tracker")
@@ -397,6 +409,19 @@ class ServerConfig(Strict):
     # many of its intervals (more than one: a pass takes time, and one failed pass is
     # not yet an outage).
     stale_after_intervals: float = Field(3.0, gt=1, le=1000)
+    # Where Re:amaze reaches this listener (e.g. https://sync.example.com, through a
+    # reverse proxy): set, the daemon relays tracker files to Re:amaze under signed links
+    # (``syncer.relay``) that stop working after relay_link_minutes. Unset: a copy names
+    # each file, with the tracker's link for staff.
+    relay_url: HttpUrl | None = None
+    relay_link_minutes: float = Field(60.0, gt=0, le=24 * 60)
+
+    @model_validator(mode="after")
+    def _relay_needs_listener(self) -> ServerConfig:
+        if self.relay_url is not None and self.listen is None:
+            raise ValueError("relay_url needs [server] listen: the files are served by the "
+                             "daemon's listener")
+        return self
 
     @field_validator("listen")
     @classmethod

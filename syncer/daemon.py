@@ -53,6 +53,7 @@ from syncer.health import readiness
 from syncer.listener import Listener, health_app
 from syncer.metrics import DaemonMetrics
 from syncer.prune import Pruner
+from syncer.relay import FileRelay, relay_app
 from syncer.runner import PairRunner, PassResult
 from syncer.secrets import register_secret, scrub
 from syncer.startcheck import check_at_start
@@ -146,6 +147,15 @@ def _prune(pruner: Pruner, pair: str) -> None:
         pruner.after_pass(pair)
     except Exception:  # the scheduler must outlive any database hiccup here
         log.exception("prune_failed", pair=pair, operation="prune")
+
+
+def _file_relay(engine: Engine) -> FileRelay | None:
+    """The file relay when ``[server] relay_url`` is set (``syncer.relay``)."""
+    server = engine.config.server
+    if server.relay_url is None or isinstance(engine.marker_key, ConfigError):
+        return None
+    return FileRelay(engine.marker_key, str(server.relay_url),
+                     timedelta(minutes=server.relay_link_minutes))
 
 
 def _webhooks(engine: Engine, pairs: list[PairConfig],
@@ -249,9 +259,11 @@ def run_daemon(engine: Engine, only: str | None = None,
     address = engine.config.server.address()
     if address is not None:
         stale_after = engine.config.server.stale_after_intervals
+        relay = _file_relay(engine)
         listener = Listener(*address, health_app(
             metrics.registry, lambda: readiness(engine.store, pairs, stale_after),
-            endpoint)).start()
+            endpoint, relay_app(relay, engine.trackers) if relay is not None else None)).start()
+        engine.relay = relay  # links are made only once something serves them
     elif endpoint is not None:
         log.warning("webhooks_without_listener", trackers=sorted(endpoint.hooks),
                     action="webhook secrets are set but [server] listen is not: polling only")

@@ -16,12 +16,14 @@ from syncer.config import PairConfig
 from syncer.markers import Markers
 from syncer.models import Comment, Ticket
 from syncer.plan import (
+    GONE,
     Action,
     AddComment,
     AdoptComment,
     AdoptIssue,
     CommentLinkView,
     Conflict,
+    CopyEdit,
     CreateIssue,
     LinkView,
     MarkOrphaned,
@@ -33,6 +35,7 @@ from syncer.plan import (
     SideView,
     Skip,
     Untrusted,
+    UpdateComment,
     UpdateTicket,
     description_target,
 )
@@ -91,6 +94,11 @@ def describe_action(action: Action) -> str:
                 f"{action.ticket_id} ({action.reason})")
     if isinstance(action, Untrusted):
         return f"{cid}: {action.object_id} {action.reason}"
+    if isinstance(action, UpdateComment):
+        return (f"{cid}: rewrite {action.visibility.value} comment {action.comment_id} of "
+                f"{action.target.value} {action.ticket_id}, the copy of edited "
+                f"{action.edit.source_side.value} comment {action.edit.source_id}: "
+                f"{_short(action.body)!r}")
     raise TypeError(type(action))
 
 
@@ -262,6 +270,9 @@ def _sync_note(f: Facts, cid: str, marker: str | None) -> str | None:
 
 
 def _about(action: Action, side: Side, comment_id: str) -> bool:
+    edit = getattr(action, "edit", None)
+    if isinstance(edit, CopyEdit):
+        return edit.source_side is side and edit.source_id == comment_id
     if isinstance(action, AddComment):
         return action.target is side.other and action.source_id == comment_id
     if isinstance(action, Skip | Untrusted):
@@ -274,6 +285,12 @@ def _about(action: Action, side: Side, comment_id: str) -> bool:
 
 
 def _planned(action: Action) -> str:
+    if isinstance(action, AddComment) and action.edit is not None:
+        what = "deleted" if action.edit.fingerprint == GONE else "edited"
+        return (f"{what} after it was copied: an internal note saying so goes to "
+                f"{action.target.value} {action.ticket_id}")
+    if isinstance(action, UpdateComment):
+        return f"edited after it was copied: its copy {action.comment_id} is rewritten"
     if isinstance(action, AddComment):
         where = action.ticket_id or "the new issue"
         notify = ", emailing the customer" if action.new.notify_customer else ""

@@ -1,4 +1,5 @@
-"""The daemon's HTTP listener: ``/healthz``, ``/readyz`` and Prometheus ``/metrics``.
+"""The daemon's HTTP listener: ``/healthz``, ``/readyz`` and Prometheus ``/metrics`` (and,
+when configured, webhooks and the file relay's ``/files/``).
 
 A WSGI app served by the standard library's ``wsgiref`` with a thread per request (a slow
 scrape never holds up a health check); ``/metrics`` is ``prometheus_client``'s own WSGI
@@ -30,7 +31,8 @@ TEXT = (("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-sto
 
 
 def health_app(registry: CollectorRegistry, ready: Callable[[], Readiness],
-               webhooks: WSGIApplication | None = None) -> WSGIApplication:
+               webhooks: WSGIApplication | None = None,
+               files: WSGIApplication | None = None) -> WSGIApplication:
     metrics = make_wsgi_app(registry)
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -41,6 +43,9 @@ def health_app(registry: CollectorRegistry, ready: Callable[[], Readiness],
         if webhooks is not None and path.startswith("/webhooks/"):
             hooked: Iterable[bytes] = webhooks(environ, start_response)
             return hooked
+        if files is not None and path.startswith("/files/"):
+            relayed: Iterable[bytes] = files(environ, start_response)
+            return relayed
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
             start_response("405 Method Not Allowed", [*TEXT, ("Allow", "GET, HEAD")])
             return [b"method not allowed\n"]

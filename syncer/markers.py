@@ -73,3 +73,10 @@ class Markers:
         repeat of the same closing (a retried pass, the issue edited meanwhile) reuses
         the key, so the customer is never mailed twice for one closing."""
         return self._make(conversation_id, "close-reply", issue_id, str(number))
+
+    def edit_note(self, conversation_id: str, source_side: Side, source_id: str,
+                  fingerprint: str) -> str:
+        """The note telling that comment ``source_id`` changed to the text ``fingerprint``
+        (or went: ``plan.GONE``): one note per edit, however often a pass is retried."""
+        return self._make(conversation_id, "edit", Side(source_side).value, source_id,
+                          fingerprint)

@@ -40,6 +40,8 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     "issues_adopted": ("issue", "adopted"),
     "comments_to_tracker": ("comment_to_tracker", "written"),
     "comments_to_helpdesk": ("comment_to_helpdesk", "written"),
+    "comments_updated_tracker": ("comment_to_tracker", "updated"),
+    "comments_updated_helpdesk": ("comment_to_helpdesk", "updated"),
     "messages_in_description": ("message_in_description", "written"),
     "tracker_updated": ("update_tracker", "written"),
     "helpdesk_updated": ("update_helpdesk", "written"),

@@ -48,11 +48,18 @@ def description_target(issue_id: str) -> str:
 
 # --- inputs ---------------------------------------------------------------------------
 
+# The fingerprint a comment link keeps once its source was deleted and that was told to
+# the other side: no content hashes to it (fingerprints are hex).
+GONE = "gone"
+
+
 class CommentLinkView(_Frozen):
     source_side: Side
     source_id: str
     target_id: str
-    fingerprint: str  # of the source body as copied
+    # Of the source body as copied, or as last reported (an edit told to the other side),
+    # or GONE.
+    fingerprint: str
     visibility: Visibility = Visibility.PUBLIC  # of the copy as it was written
 
 
@@ -135,6 +142,15 @@ class CreateIssue(_Frozen):
     covered: tuple[CoveredComment, ...] = ()
 
 
+class CopyEdit(_Frozen):
+    """A copied comment's source changed (or went): once the note telling so is written,
+    its comment link records ``fingerprint``, so the change is told once."""
+
+    source_side: Side
+    source_id: str
+    fingerprint: str  # the source's new fingerprint, or GONE
+
+
 class AddComment(_Frozen):
     conversation_id: str
     target: Side
@@ -142,6 +158,21 @@ class AddComment(_Frozen):
     source_id: str  # comment id on the other side ("" for notes the engine writes itself)
     new: NewComment
     source_fingerprint: str = ""
+    edit: CopyEdit | None = None  # this note tells of an edit or delete of a copied comment
+
+
+class UpdateComment(_Frozen):
+    """Rewrite the engine's copy of a comment whose source was edited. Idempotent (the
+    same text again), so it needs no intent: a crash before the new fingerprint is
+    recorded only sends the same text once more."""
+
+    conversation_id: str
+    target: Side
+    ticket_id: str
+    comment_id: str
+    body: str
+    visibility: Visibility  # the copy's, kept: checked on the read-back
+    edit: CopyEdit
 
 
 class UpdateTicket(_Frozen):
@@ -177,6 +208,7 @@ class AdoptComment(_Frozen):
     target_id: str
     visibility: Visibility
     fingerprint: str
+    edit: CopyEdit | None = None  # the copy is a note telling of this edit or delete
 
 
 class RemoveComment(_Frozen):
@@ -226,7 +258,8 @@ class Conflict(_Frozen):
 
 
 Action = (CreateIssue | AddComment | PostLinkNote | UpdateTicket | MarkOrphaned | SaveSnapshot
-          | Skip | Conflict | AdoptIssue | AdoptComment | RemoveComment | Untrusted)
+          | Skip | Conflict | AdoptIssue | AdoptComment | RemoveComment | Untrusted
+          | UpdateComment)
 
 
 class Plan(_Frozen):
@@ -237,7 +270,7 @@ class Plan(_Frozen):
     def writes(self) -> tuple[Action, ...]:
         return tuple(a for a in self.actions
                      if isinstance(a, CreateIssue | AddComment | PostLinkNote | UpdateTicket
-                                   | RemoveComment))
+                                   | RemoveComment | UpdateComment))
 
     def __add__(self, other: Plan) -> Plan:
         return Plan(pair=self.pair, actions=self.actions + other.actions)

@@ -30,12 +30,14 @@ from syncer.models import (
     Visibility,
 )
 from syncer.plan import (
+    GONE,
     Action,
     AddComment,
     AdoptComment,
     AdoptIssue,
     CommentLinkView,
     Conflict,
+    CopyEdit,
     CoveredComment,
     CreateIssue,
     LinkView,
@@ -49,6 +51,7 @@ from syncer.plan import (
     Skip,
     Snapshot,
     Untrusted,
+    UpdateComment,
     UpdateTicket,
     description_target,
     is_our_marker,
@@ -71,6 +74,8 @@ class PairContext:
     internal_paused: bool = False
     # The tracker's statuses, read by the runner when the pair's status table names some.
     tracker_statuses: tuple[TicketStatus, ...] = ()
+    # The daemon relays tracker files to Re:amaze (``syncer.relay``): they go as files.
+    relay_files: bool = False
 
     @property
     def pair(self) -> str:
@@ -369,6 +374,7 @@ def _copy_helpdesk_comments(ctx: PairContext, conversation: SideView, issue: Sid
         if copies.is_own(Side.HELPDESK, c):
             continue  # the engine's own note (link note, close reply, a copy)
         if copies.copied(Side.HELPDESK, c.id):
+            out += _update_copy(ctx, cid, c, issue, copies)
             continue
         marker = ctx.markers.comment(cid, Side.HELPDESK, c.id)
         copy = copies.own[Side.TRACKER].get(marker)
@@ -412,6 +418,28 @@ def _copy_helpdesk_comments(ctx: PairContext, conversation: SideView, issue: Sid
     return out
 
 
+def _update_copy(ctx: PairContext, cid: str, c: Comment, issue: SideView | None,
+                 copies: _Copies) -> list[Action]:
+    """An internal note edited in Re:amaze after it was copied: its tracker copy is
+    rewritten, private as it was. Only a copy that carries the note itself (not a
+    placeholder, not the description) and that the engine wrote and still finds."""
+    made = copies.by_source[(Side.HELPDESK, c.id)]
+    if (issue is None or made.fingerprint in ("", c.fingerprint)
+            or c.visibility is not Visibility.INTERNAL
+            or made.visibility is not Visibility.INTERNAL
+            or not ctx.tracker_caps.private_comments or not ctx.tracker_caps.edit_comments
+            or not ctx.policy.edits.helpdesk_to_tracker or ctx.internal_paused):
+        return []
+    copy = next((t for t in issue.comments if t.id == made.target_id), None)
+    if copy is None or not issue.wrote(copy) or copy.visibility is not Visibility.INTERNAL:
+        return []  # gone, or not provably ours; a public one is a leak handled elsewhere
+    return [UpdateComment(
+        conversation_id=cid, target=Side.TRACKER, ticket_id=issue.ticket.id,
+        comment_id=copy.id, visibility=Visibility.INTERNAL,
+        body=render.helpdesk_comment_to_tracker(ctx.policy, c, markup=ctx.tracker_caps.markup),
+        edit=CopyEdit(source_side=Side.HELPDESK, source_id=c.id, fingerprint=c.fingerprint))]
+
+
 def _in_description(ctx: PairContext, issue: Ticket, c: Comment) -> bool:
     """A public message the issue's description already carries (transcript mode), found
     by its rendered entry when the link that said so was lost."""
@@ -433,10 +461,9 @@ def _copy_tracker_comments(ctx: PairContext, conversation: SideView, issue: Side
         if copies.is_own(Side.TRACKER, c):
             continue  # our copy of a message; re-adopted from the message's side
         if copies.copied(Side.TRACKER, c.id):
-            if fingerprints.get(c.id) not in (None, c.fingerprint):
-                out.append(Skip(conversation_id=cid, object_id=c.id,
-                                reason="edited on the tracker after it was copied; Re:amaze "
-                                       "messages cannot be edited"))
+            if fingerprints.get(c.id) not in (None, "", c.fingerprint):  # "": not known
+                out += _tell_edit(ctx, cid, copies, c.id, c.fingerprint,
+                                  render.tracker_edit_note(ctx.tracker_name, issue.ticket, c))
             continue
         to_customer = (c.visibility == Visibility.PUBLIC
                        and ctx.policy.visibility.customer_replies_from_tracker)
@@ -451,15 +478,52 @@ def _copy_tracker_comments(ctx: PairContext, conversation: SideView, issue: Side
                     target_id=copy.id, visibility=copy.visibility, fingerprint=c.fingerprint))
                 continue
             out.append(leak)
+        # Re:amaze attaches a file only by fetching its URL: one that needs a tracker login
+        # is named in the copy instead, so nobody takes the note for complete.
+        fetchable = ctx.tracker_caps.fetchable_attachment_urls or ctx.relay_files
         out.append(AddComment(
             conversation_id=cid, target=Side.HELPDESK, ticket_id=conversation.ticket.id,
             source_id=c.id, source_fingerprint=c.fingerprint,
             new=NewComment(
-                body=render.tracker_comment_to_helpdesk(ctx.tracker_name, issue.ticket, c),
-                visibility=visibility, notify_customer=to_customer, attachments=c.attachments,
-                marker=marker),
+                body=render.tracker_comment_to_helpdesk(
+                    ctx.tracker_name, issue.ticket, c,
+                    files=() if fetchable else c.attachments, for_customer=to_customer),
+                visibility=visibility, notify_customer=to_customer,
+                attachments=c.attachments if fetchable else (), marker=marker),
         ))
+    present = {c.id for c in issue.comments}
+    for made in copies.by_source.values():
+        # Only real tracker comments: the engine's own notes are recorded under their
+        # markers, which no tracker comment id looks like.
+        if (made.source_side is Side.TRACKER and made.source_id not in present
+                and made.fingerprint not in ("", GONE) and not is_our_marker(made.source_id)):
+            out += _tell_edit(ctx, cid, copies, made.source_id, GONE, render.tracker_delete_note(
+                ctx.tracker_name, issue.ticket.id, made.source_id))
     return out
+
+
+def _tell_edit(ctx: PairContext, cid: str, copies: _Copies, source_id: str,
+               fingerprint: str, body: str) -> list[Action]:
+    """A copied tracker note was edited (or deleted, ``fingerprint`` GONE): Re:amaze
+    messages cannot be changed, so an internal note says so, once per edit (its marker is
+    keyed by the new text). Always internal: a copy emailed to the customer does not make
+    its correction one."""
+    edit = CopyEdit(source_side=Side.TRACKER, source_id=source_id, fingerprint=fingerprint)
+    what = "deleted" if fingerprint == GONE else "edited"
+    if not ctx.policy.edits.tracker_to_helpdesk:
+        return [Skip(conversation_id=cid, object_id=source_id,
+                     reason=f"{what} on the tracker after it was copied; not told to "
+                            "Re:amaze ([pairs.edits] tracker_to_helpdesk = false)")]
+    marker = ctx.markers.edit_note(cid, Side.TRACKER, source_id, fingerprint)
+    note = copies.own[Side.HELPDESK].get(marker)
+    if note is not None:  # written, but not recorded (a crash, a lost state)
+        return [AdoptComment(conversation_id=cid, source_side=Side.TRACKER, source_id=marker,
+                             target_id=note.id, visibility=note.visibility, fingerprint="",
+                             edit=edit)]
+    return [AddComment(conversation_id=cid, target=Side.HELPDESK, ticket_id=cid,
+                       source_id="", edit=edit,
+                       new=NewComment(body=body, visibility=Visibility.INTERNAL,
+                                      marker=marker))]
 
 
 # --- fields: three-way merge against the last-synced snapshot -------------------------

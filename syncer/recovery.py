@@ -26,10 +26,11 @@ import structlog
 
 from connectors.base import Connector
 from state import Intent, StateStore
+from syncer.apply import record_edit
 from syncer.errors import NotFoundError, SkippableError, SyncError
 from syncer.fields import landed, recorded
 from syncer.models import Ticket, Visibility
-from syncer.plan import CoveredComment, Side, Snapshot, description_target
+from syncer.plan import CopyEdit, CoveredComment, Side, Snapshot, description_target
 
 log = structlog.get_logger("reamaze_sync.recovery")
 
@@ -187,6 +188,9 @@ def _recover_comment(pair: str, store: StateStore, side: Connector, intent: Inte
         store.add_comment_link(pair, intent.conversation_id, Side(p["source_side"]),
                                str(p["source_id"]), comment.id, wanted.value,
                                str(p["fingerprint"]))
+        if p.get("edit"):
+            record_edit(store, pair, intent.conversation_id,
+                        CopyEdit.model_validate(p["edit"]))
         store.complete_intent(pair, intent.key, comment.id)
     bound.warning("intent_recovered", found=True, object_id=comment.id)
     return True

@@ -160,10 +160,47 @@ def attachment_lines(attachments: Sequence[Attachment], markup: Markup) -> str:
     return "\n\nAttachments:\n\n" + "\n".join(lines)
 
 
-def tracker_comment_to_helpdesk(tracker_name: str, issue: Ticket, comment: Comment) -> str:
+def tracker_comment_to_helpdesk(tracker_name: str, issue: Ticket, comment: Comment, *,
+                                files: Sequence[Attachment] = (),
+                                for_customer: bool = False) -> str:
+    """``files``: the note's attachments Re:amaze cannot fetch, named one a line."""
     who = comment.author.name or comment.author.email or "someone"
-    return neutralise_mentions(f"{who} commented on {tracker_name} issue #{issue.id}:\n\n"
-                               f"{comment.body}")
+    text = f"{who} commented on {tracker_name} issue #{issue.id}:\n\n{comment.body}"
+    lines = [file_line(tracker_name, issue, a, for_customer=for_customer) for a in files]
+    return neutralise_mentions("\n\n".join([text, "\n".join(lines)]) if lines else text)
+
+
+def file_size(size: int | None) -> str:
+    if size is None:
+        return "size unknown"
+    if size < 1024:
+        return f"{size} bytes"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KB"
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+def file_line(tracker_name: str, issue: Ticket, a: Attachment, *,
+              for_customer: bool) -> str:
+    """A file Re:amaze cannot take (the tracker wants a login to hand it out). A customer
+    reply names it only: the tracker's address is for staff."""
+    what = f"{a.name} ({file_size(a.size)})"
+    if for_customer:
+        return f"Attached on {tracker_name}, not sent: {what}"
+    where = a.url or issue.url or f"{tracker_name} issue #{issue.id}"
+    return f"Attached on {tracker_name} (needs a {tracker_name} login): {what} {where}"
+
+
+def tracker_edit_note(tracker_name: str, issue: Ticket, comment: Comment) -> str:
+    """Re:amaze messages cannot be edited: the new text goes as a note of its own."""
+    who = comment.author.name or comment.author.email or "someone"
+    return neutralise_mentions(f"Note {comment.id} by {who} on {tracker_name} issue "
+                               f"#{issue.id} was edited; it now reads:\n\n{comment.body}")
+
+
+def tracker_delete_note(tracker_name: str, issue_id: str, comment_id: str) -> str:
+    return (f"Note {comment_id} on {tracker_name} issue #{issue_id} was deleted on "
+            f"{tracker_name}; its copy here stays (Re:amaze messages cannot be deleted).")
 
 
 def placeholder_note(policy: PairConfig) -> str:

@@ -23,7 +23,7 @@ from state import PairBusy, PairLease, StateStore
 from syncer.apply import HELD, Applier, ApplyResult, TrackerWrites
 from syncer.errors import NotFoundError, SkippableError, SyncError
 from syncer.expect import is_own_echo
-from syncer.models import Cursor, Ticket, Visibility
+from syncer.models import Attachment, Cursor, Ticket, Visibility
 from syncer.partial import conversation_from_snapshot, needs_conversation
 from syncer.plan import LinkView, Plan, SaveSnapshot, Side, SideView, Skip
 from syncer.reconcile import PAUSED, PairContext, is_our_issue, matches, reconcile
@@ -116,6 +116,9 @@ class PairRunner:
     # Files of Re:amaze messages up to this size go with their copy to a tracker that
     # takes uploads (``[sync] attachment_max_mb``).
     attachment_max_bytes: int = 10 * 1024 * 1024
+    # Tracker files to Re:amaze through the daemon's relay (``syncer.relay``): the
+    # attachment with a link Re:amaze can fetch. None: copies name the files instead.
+    relay: Callable[[Attachment], Attachment] | None = None
 
     @property
     def pair(self) -> str:
@@ -524,7 +527,8 @@ class PairRunner:
             return
         applied: ApplyResult = Applier(self.pair, self.store, self.helpdesk, self.tracker,
                                        self.ctx.tracker_name, self._held,
-                                       self.attachment_max_bytes).apply(plan)
+                                       attachment_max_bytes=self.attachment_max_bytes,
+                                       relay=self.relay).apply(plan)
         result.counts.update(applied.counts)
         result.failed.update(applied.failed)
         if cid not in applied.failed:

@@ -39,6 +39,7 @@ from syncer.errors import NotFoundError, SkippableError
 from syncer.explain import describe_action
 from syncer.models import SweepPosition, Ticket
 from syncer.plan import (
+    GONE,
     AddComment,
     AdoptComment,
     AdoptIssue,
@@ -49,6 +50,7 @@ from syncer.plan import (
     RemoveComment,
     SideView,
     Skip,
+    UpdateComment,
     UpdateTicket,
 )
 from syncer.reconcile import matches
@@ -67,15 +69,15 @@ class Drift:
     conversation_id: str
     issue_id: str | None
     problems: tuple[str, ...]  # what a pass would repair
-    # What no pass can repair (a note edited after it was copied: copies are never
-    # rewritten); reported, but no reason to fail.
+    # What no pass repairs (a note edited after it was copied while the pair does not
+    # tell edits: [pairs.edits]); reported, but no reason to fail.
     notes: tuple[str, ...] = ()
 
 
 def unrepairable_words(decision: Decision) -> list[str]:
     """Differences the plan can only skip, said as such."""
     return [f"{a.object_id} was {a.reason}" for a in decision.plan.actions
-            if isinstance(a, Skip) and a.reason.startswith("edited ")]
+            if isinstance(a, Skip) and a.reason.startswith(("edited ", "deleted "))]
 
 
 def drift_words(link: LinkView, decision: Decision) -> list[str]:
@@ -84,7 +86,15 @@ def drift_words(link: LinkView, decision: Decision) -> list[str]:
     if decision.issue_deleted:
         words.append(f"issue {link.issue_id} is gone: the link is orphaned")
     for a in decision.plan.actions:
-        if isinstance(a, AddComment) and not a.source_id:
+        if isinstance(a, AddComment) and a.edit is not None:
+            what = "deleted" if a.edit.fingerprint == GONE else "edited"
+            words.append(f"{a.edit.source_side.value} comment {a.edit.source_id} was {what} "
+                         f"after it was copied; the {a.target.value} has no note saying so")
+        elif isinstance(a, UpdateComment):
+            words.append(f"{a.edit.source_side.value} comment {a.edit.source_id} was edited "
+                         f"after it was copied; its copy {a.comment_id} on the "
+                         f"{a.target.value} has the old text")
+        elif isinstance(a, AddComment) and not a.source_id:
             words.append(f"a note of the sync is due on the {a.target.value}: "
                          f"{' '.join(a.new.body.split())[:60]!r}")
         elif isinstance(a, AddComment):

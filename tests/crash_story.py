@@ -27,6 +27,7 @@ REDMINE_CLOSED = 5
 
 PAIR = "bugs"
 CLOSE_REPLY = "Good news: {subject} is fixed (issue #{issue_id})."
+EDITED = "EDITED-1"  # in the engineer's corrected note, and so in the note telling of it
 Copy = Literal["public note", "private note", "description", "customer reply", "internal note"]
 
 
@@ -65,7 +66,8 @@ class Story:
     and a private Redmine note into Re:amaze as a customer reply and an internal note);
     the issue closed (the conversation closed and the customer mailed); the state rolled
     back to a backup from before the comments (everything since re-adopted from what both
-    sides show); the issue reopened and closed again (a second reply)."""
+    sides show); the private Redmine note edited and the public one deleted (an internal
+    note each in Re:amaze), the issue reopened and closed again (a second reply)."""
 
     def __init__(self, tmp: Path, injector: Injector) -> None:
         tmp.mkdir(parents=True, exist_ok=True)
@@ -79,6 +81,7 @@ class Story:
         self.slugs: list[str] = []
         self.statuses: dict[str, int] = {}  # slug -> the Re:amaze status it must end with
         self.dev: Engineer | None = None
+        self.deleted: int | None = None  # the Redmine note the engineer deleted
 
     # -- engines ---------------------------------------------------------------------
     def _engine(self) -> Engine:
@@ -135,6 +138,7 @@ class Story:
         self.run_pass()
         self.roll_back()
         self.run_pass()
+        self.edit_notes()
         self.reopen_issue()
         self.run_pass()
         self.close_issue()
@@ -179,6 +183,20 @@ class Story:
         self.sent += [Msg(a, "HD-A-PUB-3", "public note"), Msg(a, "HD-A-INT-2", "private note"),
                       Msg(a, "TR-A-PUB-1", "customer reply"),
                       Msg(a, "TR-A-PRIV-1", "internal note")]
+
+    def edit_notes(self) -> None:
+        """The engineer corrects the private note and deletes the public one (blanks it,
+        Redmine's delete): each is told once in Re:amaze as an internal note."""
+        dev = self._dev()
+        journals = {j.notes.split(" ", 1)[0]: j.id
+                    for j in self.sb.redmine.state.journals.values() if j.notes}
+        for token, text in (("TR-A-PRIV-1", f"TR-A-PRIV-1 {EDITED} the index was stale"),
+                            ("TR-A-PUB-1", "")):
+            dev.sim.clock.advance(2)
+            answer = dev.http.put(f"/journals/{journals[token]}.json",
+                                  json={"journal": {"notes": text}})
+            assert answer.status_code == 204, answer.text
+        self.deleted = journals["TR-A-PUB-1"]
 
     def close_issue(self) -> None:
         self._dev().close(self.issue_id(self.slugs[0]))
@@ -277,7 +295,8 @@ def _check_copies(story: Story, issues: dict[str, SimIssue], problems: list[str]
             found = [("customer reply" if msg.visibility == PUBLIC else "internal note",
                       c.slug, msg.notified)
                      for c in sb.reamaze.conversations.values() for msg in c.messages
-                     if m.token in msg.body and msg.author.email == LOGIN]
+                     if m.token in msg.body and msg.author.email == LOGIN
+                     and EDITED not in msg.body]
             want = [(m.copy, m.slug, m.copy == "customer reply")]
         if found != want:
             problems.append(f"{m.token}: copies {found}, expected {want}")
@@ -327,10 +346,16 @@ def _check_conversations(story: Story, issues: dict[str, SimIssue],
         if replies != [(PUBLIC, True)] * closings:
             problems.append(f"{slug}: close replies (visibility, emailed) {replies}, "
                             f"expected {closings}")
+        edits = [(msg.visibility, msg.notified) for msg in ours
+                 if EDITED in msg.body or f"Note {story.deleted} on Redmine" in msg.body]
+        told = 2 if slug == story.slugs[0] and story.deleted is not None else 0
+        if edits != [(INTERNAL, False)] * told:
+            problems.append(f"{slug}: edit and delete notes (visibility, emailed) {edits}, "
+                            f"expected {told}")
         copies = sum(1 for m in story.sent if m.slug == slug and m.source == "redmine")
-        if len(ours) != len(links) + len(replies) + copies:
+        if len(ours) != len(links) + len(replies) + copies + len(edits):
             problems.append(f"{slug}: {len(ours)} messages by the sync, expected "
-                            f"{len(links) + len(replies) + copies}")
+                            f"{len(links) + len(replies) + copies + len(edits)}")
         if conv.status != story.statuses[slug]:
             problems.append(f"{slug}: status {conv.status}, expected {story.statuses[slug]}")
 

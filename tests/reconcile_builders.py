@@ -35,6 +35,7 @@ from syncer.plan import (
     AdoptIssue,
     CommentLinkView,
     Conflict,
+    CopyEdit,
     CreateIssue,
     LinkView,
     MarkOrphaned,
@@ -47,6 +48,7 @@ from syncer.plan import (
     Skip,
     Snapshot,
     Untrusted,
+    UpdateComment,
     UpdateTicket,
     description_target,
 )
@@ -151,12 +153,13 @@ def policy(**overrides: Any) -> PairConfig:
 
 
 def context(pol: PairConfig | None = None, *, private: bool = True, labels: bool = True,
-            assignee: bool = True, markup: Markup = "plain") -> PairContext:
+            assignee: bool = True, markup: Markup = "plain",
+            edit: bool = True) -> PairContext:
     pol = pol if pol is not None else policy()
     return PairContext(
         policy=pol,
         tracker_caps=Capabilities(private_comments=private, labels=labels, assignee=assignee,
-                                  markup=markup),
+                                  markup=markup, edit_comments=edit),
         markers=Markers(MARKERS.key, pol.name),
         tracker_name="Redmine",
         # As the runner reads them: only for a pair whose status table names statuses.
@@ -308,11 +311,36 @@ def apply_plan(world: World, plan: Plan) -> World:
                 target_id=action.target_id, fingerprint=action.fingerprint,
                 visibility=action.visibility))
             w = replace(w, link=w.link.model_copy(update={"comment_links": links}))
+            w = _record_edit(w, action.edit)
         elif isinstance(action, RemoveComment):
             w = _remove_comment(w, action)
+        elif isinstance(action, UpdateComment):
+            w = _update_comment(w, action)
         else:
             assert isinstance(action, Skip | Conflict | Untrusted)
     return w
+
+
+def _record_edit(w: World, edit: CopyEdit | None) -> World:
+    """The applier's ``set_copy_fingerprint`` once the write that told of an edit landed."""
+    if edit is None or w.link is None:
+        return w
+    links = tuple(cl.model_copy(update={"fingerprint": edit.fingerprint})
+                  if (cl.source_side, cl.source_id) == (edit.source_side, edit.source_id)
+                  else cl for cl in w.link.comment_links)
+    return replace(w, link=w.link.model_copy(update={"comment_links": links}))
+
+
+def _update_comment(w: World, action: UpdateComment) -> World:
+    view = w.conversation if action.target is Side.HELPDESK else w.issue
+    assert view is not None
+    assert any(c.id == action.comment_id for c in view.comments), "rewrote a missing copy"
+    view = view.model_copy(update={"comments": tuple(
+        c.model_copy(update={"body": action.body}) if c.id == action.comment_id else c
+        for c in view.comments)})
+    w = replace(w, conversation=view) if action.target is Side.HELPDESK \
+        else replace(w, issue=view)
+    return _record_edit(w, action.edit)
 
 
 def _remove_comment(w: World, action: RemoveComment) -> World:
@@ -353,9 +381,8 @@ def _add_comment(w: World, action: AddComment | PostLinkNote, clock: int,
              CommentLinkView(source_side=target.other, source_id=source_id,
                              target_id=new.id, fingerprint=fingerprint, visibility=vis))
     w = replace(w, link=w.link.model_copy(update={"comment_links": links}), clock=clock)
-    if target is Side.HELPDESK:
-        return replace(w, conversation=view)
-    return replace(w, issue=view)
+    w = replace(w, conversation=view) if target is Side.HELPDESK else replace(w, issue=view)
+    return _record_edit(w, action.edit if isinstance(action, AddComment) else None)
 
 
 def run_round(world: World) -> tuple[Plan, World]:

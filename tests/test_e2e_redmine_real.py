@@ -296,3 +296,63 @@ def test_real_redmine_lost_state_is_rebuilt_without_a_second_issue_or_note(
         (c.source_side, c.source_id, c.target_id) for c in before.comment_links}
     rig.quiet_run(fresh)
     fresh.close()
+
+
+def test_real_redmine_note_edit_does_not_move_the_issue_but_the_sweep_finds_it(
+        rig: Rig) -> None:
+    """Redmine 5 edits a journal's notes (PUT /journals/:id.json) without moving the
+    issue's updated_on: the poll cannot see it, `verify --fix` tells it once in Re:amaze as
+    an internal note; deleting the note (blanking it) is told once too."""
+    from syncer.sweep import Checker, VerifyAll
+
+    rz = rig.reamaze
+    slug = rz.add_conversation("Export fails", "The CSV export fails.",
+                               "erin@customer.example", tags=["bug"])
+    engine = rig.engine()
+
+    def verify(fix: bool = True) -> Checker:
+        runner = engine.runner(rig.config.pairs[0])
+        assert isinstance(runner, PairRunner)
+        checker = Checker(fix=fix)
+        runner.after_feeds = VerifyAll(checker, recent_pages=0)
+        result = runner.run_once(kind="verify", feeds=False, dry_run=not fix)
+        assert result.ok and not result.failed, (result.error, result.failed)
+        return checker
+
+    _run(engine)
+    issue_id = str(rig.issues()[0]["id"])
+    rig.dev_put(issue_id, notes="EDIT-R1 fixed in 4.1", private_notes=True)
+    _run(engine)
+    _run(engine)
+    [journal] = [j for j in rig.admin.issue(issue_id, include="journals")["journals"]
+                 if (j["notes"] or "").startswith("EDIT-R1")]
+    before = rig.admin.issue(issue_id)["updated_on"]
+    _wait_next_second()
+    edited = rig.dev.put(f"/journals/{journal['id']}.json",
+                         json={"journal": {"notes": "EDIT-R1 fixed in 4.2"}})
+    assert edited.status_code == 204, edited.text
+    assert rig.admin.issue(issue_id)["updated_on"] == before
+    assert ("EDIT-R1 fixed in 4.2", True) in rig.notes(issue_id)
+    [drift] = verify(fix=False).drift
+    assert drift.problems == (f"tracker comment {journal['id']} was edited after it was "
+                              "copied; the helpdesk has no note saying so",)
+
+    verify()
+    conv = rz.conversations[slug]
+    assert [(m.visibility, m.notified) for m in conv.messages
+            if "EDIT-R1 fixed in 4.2" in m.body] == [(INTERNAL, False)]
+    rz_mark = len(rz.requests)
+    assert verify().drift == []
+    rig.quiet_run(engine)
+    assert [r for r in rz.requests[rz_mark:] if r.method != "GET"] == []
+
+    blanked = rig.dev.put(f"/journals/{journal['id']}.json", json={"journal": {"notes": ""}})
+    assert blanked.status_code == 204, blanked.text
+    assert rig.admin.issue(issue_id)["updated_on"] == before
+    verify()
+    verify()
+    assert [m.visibility for m in conv.messages
+            if f"Note {journal['id']} on Redmine issue #{issue_id} was deleted" in m.body
+            ] == [INTERNAL]
+    rig.quiet_run(engine)
+    engine.close()

@@ -367,16 +367,6 @@ def test_collision_messages_and_read_only_tracker_entries_are_not_copied() -> No
                  tr=(comment("n1", ticket=IID, read_only=True),)) == []
 
 
-def test_tracker_comment_edited_after_copy_is_skipped_with_reason() -> None:
-    """An edited tracker note is not re-sent (Re:amaze cannot edit) and the plan says why."""
-    n1 = comment("n1", ticket=IID, body="Fixed in 2.1")
-    links = (_cl(Side.TRACKER, "n1", "m9", n1.fingerprint),)
-    edited = n1.model_copy(update={"body": "Fixed in 2.2 actually"})
-    assert _sync(context(), tr=(edited,), links=links) == []
-    (skip,) = _skips(context(), tr=(edited,), links=links)
-    assert skip.object_id == "n1" and "edited" in skip.reason
-
-
 def test_whitespace_only_edit_is_not_an_edit() -> None:
     """Re-flowed whitespace keeps the fingerprint, so it is neither copied nor reported."""
     n1 = comment("n1", ticket=IID, body="Fixed in 2.1")

@@ -238,12 +238,12 @@ def test_verify_leaves_writes_awaiting_recovery_out_of_the_drift(tmp_path: Path)
 
 
 def test_a_note_edited_after_it_was_copied_is_reported_but_not_drift(tmp_path: Path) -> None:
-    """An engineer edits a note the sync already copied to Re:amaze (whose messages cannot
-    be edited): verify names it as a difference no pass can repair, and neither counts it
-    as drift (exit 0) nor writes anything for it with --fix."""
+    """An engineer edits a note the sync already copied to Re:amaze, on a pair that does
+    not tell edits: verify names it as a difference no pass repairs, and neither counts it
+    as drift (exit 0) nor writes anything for it with --fix. (Told edits: test_e2e_edits.)"""
     from syncer.cli_verify import _report
 
-    sb = sandbox(tmp_path)
+    sb = sandbox(tmp_path, edits={"tracker_to_helpdesk": False})
     slug = sb.reamaze.add_conversation("Crash on save", "It crashes.",
                                        "carol@customer.example", tags=["bug"])
     dev = Engineer(sb)
@@ -269,7 +269,8 @@ def test_a_note_edited_after_it_was_copied_is_reported_but_not_drift(tmp_path: P
             [drift] = checker.drift
             assert drift.problems == ()
             assert drift.notes == (f"{note.id} was edited on the tracker after it was copied; "
-                                   "Re:amaze messages cannot be edited",)
+                                   "not told to Re:amaze ([pairs.edits] "
+                                   "tracker_to_helpdesk = false)",)
             assert _report(result, checker.drift, fix) is False
     finally:
         engine.close()

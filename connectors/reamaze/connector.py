@@ -271,6 +271,10 @@ class ReamazeConnector:
                 return comment
         return None
 
+    def update_comment(self, ticket_id: str, comment_id: str, body: str) -> Comment:
+        raise RejectedError("Re:amaze's API cannot edit a message", connector=CONNECTOR,
+                            object_id=f"{ticket_id}#{comment_id}")
+
     def delete_comment(self, ticket_id: str, comment_id: str) -> None:
         raise RejectedError("Re:amaze's API cannot delete or hide a message; remove it in "
                             "the Re:amaze app", connector=CONNECTOR,

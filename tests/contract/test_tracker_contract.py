@@ -209,6 +209,28 @@ def test_declared_visibility_is_what_the_api_does(tracker: TrackerHarness) -> No
         assert [c.body for c in conn.list_comments(created.id)] == ["for everyone"]
 
 
+def test_an_edited_copy_keeps_its_marker_and_its_visibility(tracker: TrackerHarness) -> None:
+    """A tracker declaring comment edits rewrites the engine's comment in place: the same
+    id, the new text, found by its marker still, and as private as it was; one declaring
+    none refuses."""
+    conn = tracker.connector()
+    created = conn.create_ticket(new_ticket())
+    private = conn.capabilities.private_comments
+    visibility = Visibility.INTERNAL if private else Visibility.PUBLIC
+    mine = conn.create_comment(created.id, note("first text", visibility))
+    if not conn.capabilities.edit_comments:
+        with pytest.raises(RejectedError):
+            conn.update_comment(created.id, mine.id, "second text")
+        return
+    edited = conn.update_comment(created.id, mine.id, "second text")
+    assert (edited.id, edited.visibility, edited.marker) == (mine.id, visibility, mine.marker)
+    assert "second text" in edited.body and "first text" not in edited.body
+    found = conn.find_comment_by_marker(created.id, mine.marker or "")
+    assert found is not None and found.id == mine.id and "second text" in found.body
+    if private:
+        assert tracker.public_view(created.id) == []
+
+
 # -- errors ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("status", "error"), ERRORS, ids=ERROR_IDS)

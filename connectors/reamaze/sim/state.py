@@ -28,6 +28,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+from connectors.reamaze.sim.http import Invalid
+
 Now = Callable[[], datetime]
 JSON = dict[str, Any]
 
@@ -144,6 +146,11 @@ class SimState:
         self.conversations: dict[str, SimConversation] = {}  # creation order
         self.files: dict[str, tuple[bytes, str]] = {}  # hosted path -> (bytes, type)
         self._seq = 0
+        # Re:amaze fetches an attachment URL and hosts a copy. Unset, the simulator only
+        # pretends to; set, it fetches (bytes, or None when the fetch failed) and keeps
+        # the bytes under the hosted URL, for tests of what actually arrived.
+        self.fetch: Callable[[str], bytes | None] | None = None
+        self.hosted: dict[str, bytes] = {}
 
     # -- time and ids ----------------------------------------------------------------------
     def now(self) -> datetime:
@@ -303,10 +310,19 @@ class SimState:
         types = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg",
                  "gif": "image/gif", "pdf": "application/pdf", "txt": "text/plain"}
         ctype = types.get(ext, "application/octet-stream")
+        size = len(url) * 97 % 90_000 + 1000
+        data = self.fetch(url) if self.fetch is not None else None
+        if self.fetch is not None:
+            if data is None:
+                # Undocumented what Re:amaze answers; a validation failure is assumed.
+                raise Invalid({"attachment": ["could not be fetched"]})
+            size = len(data)
         n = self.next_seq()
         hosted = f"https://{self.brand}.reamaze.com/attachments/{n}/{name}"
+        if data is not None:
+            self.hosted[hosted] = data
         return {"file_file_name": name, "file_content_type": ctype,
-                "file_file_size": len(url) * 97 % 90_000 + 1000,
+                "file_file_size": size,
                 "url": hosted, "thumb_url": hosted + "?thumb=1",
                 "image?": ctype.startswith("image/")}
 
