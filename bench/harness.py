@@ -32,7 +32,7 @@ from connectors.redmine.sim.simulator import RedmineSimulator
 from connectors.redmine.sim.state import SimClock
 from state import StateStore
 from syncer.app import Engine, build_engine
-from syncer.budgets import HELPDESK, LearnedBudgets
+from syncer.budgets import HELPDESK, LearnedBudgets, share_budgets
 from syncer.config import parse_config
 from syncer.logs import configure_logging
 from syncer.sandbox import (
@@ -141,6 +141,8 @@ def bench_engine(sb: Sandbox, clock: VirtualClock, store: StateStore | None = No
     engine.budgets = LearnedBudgets.of(sb.config, engine.store,
                                        {HELPDESK: engine.helpdesk, **engine.trackers})
     engine.budgets.restore()
+    if sb.config.sync.share_budgets:
+        share_budgets(sb.config, engine.store, engine.trackers, now=clock.monotonic)
     return engine
 
 

@@ -69,6 +69,20 @@ class SystemClock:
             time.sleep(seconds)
 
 
+class SharedPacer(Protocol):
+    """A budget kept outside this process, shared by every process using a credential
+    (``syncer.budgets``): ``reserve`` books the next request at ``interval`` seconds from
+    the last one booked (``burst`` of them may go at once), and answers how long to wait
+    before sending it and whether it booked one at all (a background caller books only
+    when nobody else is queued, and is told to look again after the wait)."""
+
+    def reserve(self, interval: float, burst: float) -> tuple[float, bool]: ...
+
+
+class SharedBudgetUnavailable(Exception):
+    """The shared budget could not be read: pace by this process's own budget meanwhile."""
+
+
 class RateLimiter:
     """Token bucket: stay under a requests-per-minute budget instead of bouncing off 429s.
 
@@ -100,6 +114,8 @@ class RateLimiter:
         # Pairs run in worker threads and share a connection's budget; holding the lock
         # while sleeping queues callers in order instead of letting them burst together.
         self._lock = threading.Lock()
+        # Set when every process using the credential shares one budget (the state store).
+        self.shared: SharedPacer | None = None
 
     def acquire(self, then: RateLimiter | None = None) -> None:
         """Take a token, waiting for it if need be.
@@ -165,6 +181,8 @@ class RateLimiter:
             self._refused.popleft()
 
     def _acquire(self) -> None:
+        if self.shared is not None and self._acquire_shared():
+            return
         now = self.clock.monotonic()
         self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
         self._last = now
@@ -176,6 +194,29 @@ class RateLimiter:
             self.clock.sleep(wait)
             self._last = now = self.clock.monotonic()
             self._tokens = 0.0
+        self._record_taken(now)
+
+
+    def _acquire_shared(self) -> bool:
+        """Book the request in the shared budget and wait for its turn; False when the
+        shared budget cannot be read (the local bucket paces this request instead)."""
+        assert self.shared is not None
+        for _ in range(10_000):
+            try:
+                wait, booked = self.shared.reserve(1.0 / self.rate, self.capacity)
+            except SharedBudgetUnavailable:
+                return False
+            if wait > 0:
+                self.waited += wait
+                self.clock.sleep(wait)
+            if booked:
+                break
+        now = self.clock.monotonic()
+        self._last, self._tokens = now, 0.0
+        self._record_taken(now)
+        return True
+
+    def _record_taken(self, now: float) -> None:
         with self._taken_lock:
             self._forget(now)
             self._taken.append(now)

@@ -228,7 +228,22 @@ def _v4_sweep(conn: Connection) -> None:
     md.create_all(conn)
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_baseline, _v2_trust, _v3_learned_rates, _v4_sweep)
+def _v5_shared_budgets(conn: Connection) -> None:
+    """One request budget per credential, shared by every process using it: when the next
+    request may go (the "theoretical arrival time" of a GCRA bucket, seconds on the
+    processes' common clock)."""
+    md = MetaData()
+    Table(
+        "request_budgets", md,
+        Column("key", String, primary_key=True),
+        Column("next_slot", Float, nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+    )
+    md.create_all(conn)
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_baseline, _v2_trust, _v3_learned_rates, _v4_sweep,
+                                     _v5_shared_budgets)
 CURRENT_VERSION = len(MIGRATIONS)
 
 

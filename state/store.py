@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from state import sql
+from state.budgets import RequestBudgetStore
 from state.core import check_value, row_id
 from state.journal import JournalStore
 from state.rates import LearnedRateStore
@@ -43,7 +44,7 @@ class LinkConflict(ValueError):
     `link` command) linked it after the caller read the link. Nothing was changed."""
 
 
-class StateStore(JournalStore, LearnedRateStore):
+class StateStore(JournalStore, LearnedRateStore, RequestBudgetStore):
     # --- links --------------------------------------------------------------------------
 
     def get_link(self, pair: str, conversation_id: str) -> LinkView | None:

@@ -264,3 +264,14 @@ class LearnedRateRow(StateTable, table=True):
     per_minute: float
     refused_at_per_minute: float | None = None
     updated_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class RequestBudgetRow(StateTable, table=True):
+    """When the next request on a credential may go (``state.budgets``), shared by every
+    process using it; keyed by service and credential identity, never the credential."""
+
+    __tablename__ = "request_budgets"
+
+    key: str = Field(primary_key=True)
+    next_slot: float
+    updated_at: datetime = Field(sa_type=UtcDateTime)

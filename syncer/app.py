@@ -17,7 +17,7 @@ from connectors.http import Clock
 from connectors.reamaze.connector import ReamazeConnector
 from connectors.registry import TRACKER_KINDS as TRACKER_KINDS  # where callers found it
 from state import StateStore
-from syncer.budgets import HELPDESK, LearnedBudgets
+from syncer.budgets import HELPDESK, LearnedBudgets, share_budgets
 from syncer.config import AppConfig, PairConfig, read_secret
 from syncer.errors import ConfigError
 from syncer.markers import MIN_KEY_LENGTH, Markers
@@ -81,8 +81,10 @@ class Engine:
 
 def build_engine(config: AppConfig, *, environ: Mapping[str, str] | None = None,
                  transports: Mapping[str, httpx.BaseTransport] | None = None,
-                 clock: Clock | None = None, store: StateStore | None = None) -> Engine:
-    """``transports`` (keyed "reamaze" or a tracker name) route a connection to a simulator."""
+                 clock: Clock | None = None, store: StateStore | None = None,
+                 background: bool = False) -> Engine:
+    """``transports`` (keyed "reamaze" or a tracker name) route a connection to a simulator.
+    ``background``: the process only takes the request budget others leave (`backfill`)."""
     env = dict(environ) if environ is not None else None
     transports = transports or {}
     marker_key: bytes | ConfigError
@@ -113,6 +115,9 @@ def build_engine(config: AppConfig, *, environ: Mapping[str, str] | None = None,
     store = store or StateStore(config.state.url, lease_seconds=config.state.lease_seconds)
     budgets = LearnedBudgets.of(config, store, {HELPDESK: helpdesk, **trackers})
     budgets.restore()
+    if config.sync.share_budgets:
+        share_budgets(config, store, {HELPDESK: helpdesk, **trackers},
+                      now=clock.monotonic if clock is not None else None, background=background)
     return Engine(config=config, store=store, helpdesk=helpdesk, trackers=trackers,
                   marker_key=marker_key, environ=env, transports=transports, clock=clock,
                   budgets=budgets)

@@ -10,13 +10,14 @@ limit is the server's per credential, and another process of the same installati
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
-from connectors.http import ApiClient, RateLimiter
+from connectors.http import ApiClient, RateLimiter, SharedBudgetUnavailable
 from state import StateStore
 from syncer.config import AppConfig
 
@@ -79,3 +80,56 @@ class LearnedBudgets:
                             error=type(exc).__name__)
                 continue
             self._saved[service] = version
+
+
+# --- one budget per credential, for every process using it ---------------------------------
+
+def shared_budget_keys(config: AppConfig) -> dict[str, str]:
+    """service -> the key of the budget every process using its credential shares: the
+    Re:amaze login (its token, whichever brand), a tracker's server and the variable its
+    secret comes from. Never the credential itself."""
+    keys = {HELPDESK: f"{HELPDESK} {config.reamaze.login_email.lower()}"}
+    for name, tracker in config.trackers.items():
+        keys[name] = (f"{tracker.kind} {str(tracker.base_url).rstrip('/')} "
+                      f"{tracker.secret_env()}")
+    return keys
+
+
+@dataclass
+class StorePacer:
+    """A connection's budget booked in the state store (``state.budgets``)."""
+
+    store: StateStore
+    key: str
+    now: Callable[[], float]
+    background: bool = False
+    _warned: bool = field(default=False, init=False)
+
+    def reserve(self, interval: float, burst: float) -> tuple[float, bool]:
+        try:
+            booked = self.store.reserve_request(self.key, self.now(), interval, burst,
+                                                background=self.background)
+        except SQLAlchemyError as exc:
+            if not self._warned:
+                log.warning("shared_budget_unavailable", operation="share_budget",
+                            budget=self.key, error=type(exc).__name__,
+                            action="pacing by this process's own budget")
+                self._warned = True
+            raise SharedBudgetUnavailable from None
+        self._warned = False
+        return booked
+
+
+def share_budgets(config: AppConfig, store: StateStore, connections: Mapping[str, object], *,
+                  now: Callable[[], float] | None = None, background: bool = False) -> None:
+    """Pace every connection by the budget its credential shares with other processes (a
+    `backfill` next to the daemon, a second daemon): the sum stays within the configured
+    rate instead of each process spending all of it. ``background`` (a backfill) books a
+    request only when no other process's request is queued: it takes what live syncing
+    leaves. ``now``: the processes' common clock (wall time; an injected clock in tests)."""
+    keys = shared_budget_keys(config)
+    for service, conn in connections.items():
+        api = getattr(conn, "api", None)
+        if isinstance(api, ApiClient) and api.rate_limiter is not None and service in keys:
+            api.rate_limiter.shared = StorePacer(store, keys[service], now or time.time,
+                                                 background)

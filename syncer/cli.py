@@ -48,10 +48,10 @@ class Ctx:
                           self.log_format or cfg.logging.format)
         return cfg
 
-    def engine(self, pair: str | None = None) -> Any:
+    def engine(self, pair: str | None = None, *, background: bool = False) -> Any:
         from syncer.app import build_engine
 
-        return build_engine(self.config(pair=pair, connects=True))
+        return build_engine(self.config(pair=pair, connects=True), background=background)
 
 
 def handle_errors(fn: F) -> F:
@@ -211,7 +211,8 @@ def backfill(obj: Ctx, pair: str | None, since: str | None, dry_run: bool,
     from syncer.progress import backfill_with_progress
 
     when = _parse_date(since)
-    engine = obj.engine(pair)
+    # Beside a daemon on the same credentials, a backfill takes only what it leaves.
+    engine = obj.engine(pair, background=True)
     level = obj.log_level or engine.config.logging.level
     fmt = obj.log_format or engine.config.logging.format
     # A bar only where someone watches it, and never among JSON lines.

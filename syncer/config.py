@@ -379,6 +379,10 @@ class SyncSettings(Strict):
     # that take uploads (Redmine, GitLab); larger ones, and every file of an internal note
     # (a tracker's files have no private flag), go as a link.
     attachment_max_mb: float = Field(10.0, ge=0, le=1024)
+    # Every process using a credential (the daemon, a `backfill` beside it, another daemon
+    # on the same state) books its requests in one budget kept in the state database, so
+    # together they stay within the configured rate; false: each process spends it all.
+    share_budgets: bool = True
 
 
 def parse_listen(value: str) -> tuple[str, int]:
