@@ -156,6 +156,15 @@ class FetchesAttachments(Protocol):
 
 
 @runtime_checkable
+class FiltersChanges(Protocol):
+    """A helpdesk whose change listing can be narrowed to tags or channels (a backfill of a
+    pair whose rules name only those reads just their conversations)."""
+
+    def iter_changes_where(self, since: Cursor | None, *, tags: Sequence[str] = (),
+                           channels: Sequence[str] = ()) -> Iterator[ChangePage]: ...
+
+
+@runtime_checkable
 class SharesChanges(Protocol):
     """A connector whose change listing several pairs read alike (the Re:amaze brand): each
     pair reads it as ``reader`` so a page one pair just read serves the others

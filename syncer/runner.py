@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from connectors.base import Connector, ListsStatuses, SharesChanges
+from connectors.base import Connector, FiltersChanges, ListsStatuses, SharesChanges
 from state import PairBusy, PairLease, StateStore
 from syncer.apply import HELD, Applier, ApplyResult, TrackerWrites
 from syncer.errors import NotFoundError, SkippableError, SyncError
@@ -228,9 +228,16 @@ class PairRunner:
         # Only conversations reconciled against a fresh read of their issue: one re-read
         # unchanged (a walk repeated after an aborted pass) still needs the tracker feed.
         done = set(retried)
-        pages = (self.helpdesk.iter_changes_for(self.pair, cursor)
-                 if isinstance(self.helpdesk, SharesChanges) else
-                 self.helpdesk.iter_changes(cursor))
+        rules = self.ctx.policy.match
+        if ((full or saved is None) and isinstance(self.helpdesk, FiltersChanges)
+                and not rules.empty and not rules.statuses):
+            # A walk through history: only the conversations the rules can match.
+            pages = self.helpdesk.iter_changes_where(cursor, tags=rules.tags,
+                                                     channels=rules.channels)
+        elif isinstance(self.helpdesk, SharesChanges):
+            pages = self.helpdesk.iter_changes_for(self.pair, cursor)
+        else:
+            pages = self.helpdesk.iter_changes(cursor)
         for page in pages:
             if page.total is not None and self.progress_total is not None:
                 self.progress_total(page.total)

@@ -25,7 +25,7 @@ from connectors import http
 from connectors.base import Capabilities, CommentBatch, create_one_by_one
 from connectors.reamaze import directory
 from connectors.reamaze.config import ReamazeConfig
-from connectors.reamaze.feed import walk_changes
+from connectors.reamaze.feed import walk_changes, walk_each
 from connectors.reamaze.mapping import (
     INTERNAL,
     MARKER_DATA_KEY,
@@ -342,6 +342,17 @@ class ReamazeConnector:
                                      params={"filter": "all", "sort": "changed", **p})
 
         return walk_changes(fetch, self._tickets, since, self.overlap)
+
+    def iter_changes_where(self, since: Cursor | None, *, tags: Sequence[str] = (),
+                           channels: Sequence[str] = ()) -> Iterator[ChangePage]:
+        """The changes of the conversations with one of ``tags`` or in one of ``channels``,
+        read with the listing's own ``tag`` and ``category`` filters (one walk each)."""
+        def fetch(p: dict[str, Any]) -> Any:
+            return self.api.get_json("/conversations",
+                                     params={"filter": "all", "sort": "changed", **p})
+
+        filters = [{"tag": t} for t in tags] + [{"category": c} for c in channels]
+        return walk_each(fetch, self._tickets, since, self.overlap, filters)
 
     def iter_changes_for(self, reader: str, since: Cursor | None) -> Iterator[ChangePage]:
         """The change feed as pair ``reader`` walks it, sharing pages with the brand's other

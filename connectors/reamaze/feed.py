@@ -156,3 +156,35 @@ def _next_cursor(read: dict[str, datetime], since: Cursor | None, overlap: timed
     seen = sorted(key(slug, t) for slug, t in read.items()
                   if slug in top or (slug not in derived and t >= low))
     return Cursor(watermark=watermark, seen=tuple(seen))
+
+
+def walk_each(fetch: FetchPage, to_tickets: ToTickets, since: Cursor | None,
+              overlap: timedelta, filters: list[dict[str, str]]) -> Iterator[ChangePage]:
+    """One walk per listing filter (a tag, a channel), as a backfill of a pair whose rules
+    name only those reads far fewer pages than the whole brand. Pages carry no checkpoint
+    until every walk ended; then the cursor is the one a single walk would have vouched for
+    least: the oldest of the walks' watermarks (a conversation changed after its walk read
+    it is newer than that walk's watermark, so the feed that follows finds it), with the
+    keys every walk read. A walk that read nothing vouches for nothing and is left out."""
+    finals: list[Cursor] = []
+    announced = 0
+    for where in filters:
+        last: Cursor | None = None
+        total: int | None = None
+
+        def fetch_where(p: dict[str, Any], where: dict[str, str] = where) -> Any:
+            return fetch({**where, **p})
+
+        for page in walk_changes(fetch_where, to_tickets, since, overlap):
+            total = page.total if total is None else total
+            last = page.checkpoint or last
+            if page.tickets:
+                yield ChangePage(tickets=page.tickets, total=announced + (total or 0) or None)
+        announced += total or 0
+        if last is not None and last != since:
+            finals.append(last)
+    if finals:
+        seen = sorted({k for c in finals for k in c.seen})
+        yield ChangePage(tickets=(), checkpoint=Cursor(
+            watermark=min(c.watermark for c in finals), seen=tuple(seen)),
+            total=announced or None)
