@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.scenarios.backfill import run_backfill, run_profile
+from bench.scenarios.backfill_github import run_backfill_github
 from bench.scenarios.backfill_gitlab import run_backfill_gitlab
 from bench.scenarios.idle import run_idle_seeded
 from bench.scenarios.latency import run_break_point, run_latency
@@ -124,6 +125,9 @@ def run_all(sizes: Sizes, log: Callable[[str], None]) -> dict[str, Any]:
             out["backfill_gitlab"] = _timed(
                 f"backfill {big}x5 to GitLab at its default budgets",
                 partial(run_backfill_gitlab, big), log)
+            out["backfill_github"] = _timed(
+                f"backfill {big // 4}x5 to GitHub at its default budgets",
+                partial(run_backfill_github, big // 4), log)
             out["backfill_transcript"] = _timed(
                 f"backfill {big}x5, history = transcript",
                 partial(run_backfill, big, mode="transcript"), log)
@@ -267,6 +271,19 @@ def table(res: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     brk = res.get("break_point")
     if brk is not None:
         rows += _break_point_rows(brk)
+    github = res.get("backfill_github")
+    if github is not None:
+        ok = (github["github_writes"] == github["minimum_github_writes"]
+              and github["rate_limited_answers"] == 0)
+        rows.append((f"Backfill {github['conversations']}x{github['messages_per_conversation']}"
+                     " to GitHub at its default budgets (8 writes/min, under 80/min and "
+                     "500/h)",
+                     f"{github['github_writes']} GitHub writes (minimum "
+                     f"{github['minimum_github_writes']}), {github['github_calls']} GitHub "
+                     f"requests, {github['virtual_seconds']:.0f} s (write budget floor "
+                     f"{github['write_budget_floor_seconds']:.0f} s), "
+                     f"{github['rate_limited_answers']} x 403/429",
+                     "writes = minimum, no rate-limit answer", _verdict(ok)))
     gitlab = res.get("backfill_gitlab")
     if gitlab is not None:
         ok = (gitlab["gitlab_writes"] == gitlab["minimum_gitlab_writes"]

@@ -258,14 +258,21 @@ def _new_link(ctx: PairContext, conversation: SideView) -> Plan:
     actions += _copy_helpdesk_comments(ctx, conversation, None, copies)
     # The base for later three-way merges is what both sides look like right after the
     # create, so a change on either side before the next pass is seen as a change.
-    actions.append(SaveSnapshot(conversation_id=conv.id, snapshot=Snapshot(
+    # The conversation's change time as read: the link note moves it, so the next pass
+    # still looks at the conversation (unless it can tell the note was all that changed,
+    # ``syncer.expect``), and a link whose issue changes meanwhile (the copies land on it)
+    # is decided from the snapshot without reading the conversation again (``syncer.partial``).
+    snapshot = Snapshot(
         helpdesk_state=conv.status.state,
         tracker_state=TicketState.OPEN,
         helpdesk_tags=tuple(sorted(conv.tags)),
         tracker_labels=tr_labels,
         helpdesk_assignee=assignee,
         tracker_assignee=tr_assignee,
-    )))
+        helpdesk_updated_at=conv.updated_at.isoformat(),
+    )
+    actions.append(SaveSnapshot(conversation_id=conv.id, snapshot=expect_helpdesk(
+        conversation, None, snapshot, actions)))
     return Plan(pair=ctx.pair, actions=tuple(actions))
 
 

@@ -111,6 +111,23 @@ def test_sweep_verifies_each_link_with_three_reads_and_repairs_nothing() -> None
     assert sweep["sweep_requests"] == {"reamaze": 40 + recent_pages, "redmine": 21}
 
 
+def test_a_github_backfill_writes_the_minimum_under_githubs_limits() -> None:
+    """At the connection's default budgets the backfill writes one issue and one comment
+    per message, draws no 403/429 from a GitHub enforcing its primary and secondary
+    limits, checks for an existing issue with one listing each (the bot has under a page
+    of issues), and an idle poll is the issue and comment listings plus Re:amaze's."""
+    from bench.scenarios.backfill_github import run_backfill_github
+
+    result = run_backfill_github(N, MESSAGES, idle_repeats=1)
+    calls = result["calls_by_kind"]
+    assert (calls["gh_issue_create"], calls["gh_comment_create"]) == (N, N * MESSAGES)
+    assert calls["gh_duplicate_check"] == N and calls["gh_user"] == 1
+    assert result["rate_limited_answers"] == 0 and result["issues_created"] == N
+    assert not [k for k in calls if k.startswith("gh_other")]
+    assert result["idle_calls_by_kind"] == {"gh_list_issues": 1, "gh_list_repo_comments": 1,
+                                            "rz_list_conversations": 1}
+
+
 def test_a_gitlab_backfill_writes_the_minimum_without_a_429() -> None:
     """At GitLab.com's default budgets the backfill writes exactly one issue and one note
     per message, draws no 429 from a GitLab enforcing those limits, checks for an

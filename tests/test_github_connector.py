@@ -124,6 +124,18 @@ def test_own_issue_found_by_marker_recent_or_through_search(gh: GitHubWorld) -> 
     assert any(e.request.url.path == "/search/issues" for e in gh.exchanges)
 
 
+def test_a_missing_issue_costs_one_listing_while_the_user_has_under_a_page(
+        gh: GitHubWorld) -> None:
+    """The duplicate check before a create: the API user's issues fit one page, so that
+    listing is the whole answer and search (which lags anyway) is not asked."""
+    conn = gh.connector()
+    conn.create_ticket(ticket("rs-one"))
+    conn.whoami()
+    before = len(gh.exchanges)
+    assert conn.find_ticket_by_marker("rs-none") is None
+    assert [e.request.url.path for e in gh.exchanges[before:]] == [f"/repos/{REPO}/issues"]
+
+
 def test_a_fresh_create_is_found_while_search_lags(gh: GitHubWorld) -> None:
     gh.sim.state.search_lag = 120.0
     conn = gh.connector()

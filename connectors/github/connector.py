@@ -401,15 +401,16 @@ class GitHubConnector:
 
     def find_ticket_by_marker(self, marker: str) -> Ticket | None:
         """The API user's oldest issue whose body ends with the marker. Its newest issues
-        first (a listing: shows a create at once), then search (lags behind writes)."""
+        first (a listing: shows a create at once), then, if it has more than a page of
+        them, search (which lags behind writes)."""
         check_marker(marker)
         me = self.whoami()
-        recent, _ = self._get_page(f"{self.repo_path}/issues", {
+        recent, more = self._get_page(f"{self.repo_path}/issues", {
             "state": "all", "creator": me, "sort": "created", "direction": "desc",
             "per_page": 100})
         found = self._own_with_marker(parse_items(GhIssueWire, recent, "issues"), marker, me)
-        if found is not None:
-            return found
+        if found is not None or more is None:
+            return found  # one page held every issue the API user created: nothing older
         query = f'"{marker}" repo:{self.cfg.repo} is:issue in:body'
         for page in self._pages("/search/issues", {"q": query}):
             result = parse_one(GhSearchWire, page, "search result")
