@@ -18,6 +18,7 @@ from syncer.models import (
     Comment,
     Cursor,
     NewComment,
+    NewConversation,
     NewTicket,
     Ticket,
     TicketStatus,
@@ -150,3 +151,14 @@ class ListsRecent(Protocol):
     """A helpdesk that can list its recently active tickets, a page at a time."""
 
     def recent_tickets(self, page: int) -> list[Ticket]: ...
+
+
+@runtime_checkable
+class OpensConversations(Protocol):
+    """A helpdesk that can open a conversation for a contact (reverse creation)."""
+
+    def open_conversation(self, new: NewConversation) -> Ticket:
+        """Find or create the contact, then open the conversation keyed by ``new.marker``,
+        emailing no one. A create whose answer never came is looked up by its key before
+        anything is sent again."""
+        ...

@@ -73,3 +73,15 @@ class Markers:
         repeat of the same closing (a retried pass, the issue edited meanwhile) reuses
         the key, so the customer is never mailed twice for one closing."""
         return self._make(conversation_id, "close-reply", issue_id, str(number))
+
+    def reverse_conversation(self, issue_id: str) -> str:
+        """The conversation opened for tracker issue ``issue_id`` (reverse creation): it
+        exists before its conversation id does, so it is keyed by the issue. Kept in the
+        conversation's ``data``, where recovery and a lost state find it."""
+        return self._make(reverse_key(issue_id), "reverse-conversation")
+
+
+def reverse_key(issue_id: str) -> str:
+    """What stands for the conversation of tracker issue ``issue_id`` until it exists (the
+    intent journal's conversation id). Re:amaze slugs never contain a colon."""
+    return f"issue:{issue_id}"

@@ -160,6 +160,17 @@ class TicketUpdate(Frozen):
     hold_until: AwareDatetime | None = None
 
 
+class NewConversation(Frozen):
+    """A conversation the sync opens for a tracker issue (reverse creation)."""
+
+    subject: str
+    opening: str  # the first message; it may be public (see ``syncer.reconcile_reverse``)
+    contact_email: str
+    category: str | None = None  # channel slug; None: the connector's default channel
+    tags: tuple[str, ...] = ()
+    marker: str
+
+
 class Cursor(Frozen):
     """A change-feed position: everything changed before ``watermark`` has been handled,
     and the ids in ``seen`` (changed exactly at the boundary) too."""

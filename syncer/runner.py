@@ -25,7 +25,9 @@ from syncer.errors import NotFoundError, SkippableError, SyncError
 from syncer.models import Cursor, Ticket, Visibility
 from syncer.plan import LinkView, Plan, SaveSnapshot, Side, SideView, Skip
 from syncer.reconcile import PAUSED, PairContext, is_our_issue, matches, reconcile
+from syncer.reconcile_reverse import reverse_link_plan
 from syncer.recovery import RecoveryPolicy, recover_intents
+from syncer.runner_reverse import retry_reverse, reverse_issue
 from syncer.secrets import scrub
 
 log = structlog.get_logger("reamaze_sync.runner")
@@ -171,6 +173,8 @@ class PairRunner:
                 self._held, self._waiting = recovered.held, recovered.waiting
                 self.ctx = replace(self.ctx, internal_paused=self._open_leaks(result))
                 retried = self._retry_failures(result, recovered.resolved, recovered.waiting)
+                if self.ctx.policy.reverse.enabled:
+                    retry_reverse(self, result, MAX_AUTO_RETRIES)
             else:
                 retried = {}
             if issues is not None:  # a webhook's: only these issues' links
@@ -251,6 +255,11 @@ class PairRunner:
                 self._check_stop()
                 result.counts["issues_seen"] += 1
                 link = self.store.get_link_by_issue(self.pair, issue.id)
+                if link is None and self.ctx.policy.reverse.enabled:
+                    cid = reverse_issue(self, issue, result, dry_run)
+                    if cid is not None:
+                        done.add(cid)
+                    continue
                 if link is None or (link.conversation_id in done
                                     and not self._outdated(link.conversation_id, issue)):
                     continue
@@ -395,7 +404,11 @@ class PairRunner:
         except NotFoundError:
             return Decision(reconcile(self.ctx, conv_view, None, link, issue_deleted=True),
                             conv_view, issue_deleted=True)
-        plan = reconcile(self.ctx, conv_view, iss_view, link)
+        # A link reverse creation made has a little more to do (its opening message, the
+        # issue's details): ``reverse_link_plan`` says what, and how the link then looks.
+        seen, extra = reverse_link_plan(self.ctx, conv_view, iss_view, link)
+        plan = reconcile(self.ctx, conv_view, iss_view, seen)
+        plan = Plan(pair=plan.pair, actions=extra + plan.actions)
         return Decision(_distrust_unsettled(plan, iss_view.ticket), conv_view, iss_view,
                         issue_read_at=before,
                         unchanged=_unchanged(link, helpdesk=conv_view.ticket)
@@ -419,6 +432,15 @@ class PairRunner:
                 issue = None
         return Decision(reconcile(self.ctx, view, issue, None), view, issue,
                         issue_read_at=before if issue is not None else None)
+
+    @property
+    def held(self) -> set[str]:
+        """Keys of writes whose outcome this pass's recovery has not resolved."""
+        return self._held
+
+    def sync_new_link(self, link: LinkView, result: PassResult) -> None:
+        """A link just recorded (reverse creation): synced now, as any link is."""
+        self._sync_link(link, result, False)
 
     def decide_link(self, link: LinkView) -> Decision:
         """Both sides of a link read afresh and decided as a pass would (the sweep)."""

@@ -1,0 +1,88 @@
+"""Reverse creation, done: the writes ``syncer.reconcile_reverse`` decided.
+
+The create is journalled like an issue create (intent kind ``create_issue`` whose target
+is the helpdesk side), before it is sent, under the issue's key; the conversation id does
+not exist yet, so the intent stands under ``reverse_key(issue)``. The link is recorded
+with the intent's completion, in one transaction. A crash in between leaves the intent
+pending: ``recover_conversation`` finds the conversation by its key and records the link,
+so the issue never gets a second conversation.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import structlog
+
+from connectors.base import Connector, OpensConversations
+from state import Intent, LinkConflict, StateStore
+from syncer.errors import RejectedError, SkippableError
+from syncer.markers import reverse_key
+from syncer.plan import Side
+from syncer.reconcile_reverse import AdoptConversation, CreateConversation
+
+log = structlog.get_logger("reamaze_sync.reverse")
+
+# As for issues (``syncer.recovery``): only a conversation from long before the write
+# began is ruled out by its time; the keyed marker is the proof.
+CLOCK_SLACK = timedelta(hours=6)
+
+
+def is_reverse_intent(intent: Intent) -> bool:
+    return intent.kind == "create_issue" and intent.target is Side.HELPDESK
+
+
+def open_conversation(pair: str, store: StateStore, helpdesk: Connector,
+                      action: CreateConversation) -> str:
+    """Create the conversation and record its link; returns the conversation id."""
+    if not isinstance(helpdesk, OpensConversations):
+        raise RejectedError(f"{helpdesk.name} cannot open conversations",
+                            object_id=action.issue_id)
+    iid, key = action.issue_id, action.new.marker
+    with store.atomic():
+        if store.get_link_by_issue(pair, iid) is not None:  # linked by hand since the read
+            raise SkippableError(f"issue {iid} was linked meanwhile", object_id=iid)
+        store.begin_intent(pair, key, "create_issue", reverse_key(iid), Side.HELPDESK,
+                           {"issue_id": iid, "subject": action.new.subject})
+    try:
+        conv = helpdesk.open_conversation(action.new)
+    except RejectedError as exc:  # certainly not created: planned again by a later pass
+        store.fail_intent(pair, key, exc.message)
+        raise
+    _record(pair, store, iid, conv.id, key)
+    log.info("conversation_created", pair=pair, object_id=conv.id, issue_id=iid,
+             marker=key, reason=action.reason, contact_from=action.contact_from)
+    return conv.id
+
+
+def adopt_conversation(pair: str, store: StateStore, action: AdoptConversation) -> None:
+    store.create_link(pair, action.conversation_id, action.issue_id, Side.TRACKER)
+    log.warning("conversation_adopted", pair=pair, object_id=action.conversation_id,
+                issue_id=action.issue_id,
+                reason="our conversation found by its key; the state had lost its link")
+
+
+def recover_conversation(pair: str, store: StateStore, helpdesk: Connector,
+                         intent: Intent) -> str | None:
+    """The conversation a reverse create whose outcome is unknown made, by its key: the
+    link is recorded and its id returned; None while it is not found."""
+    found = helpdesk.find_ticket_by_marker(intent.key)
+    if found is None or found.created_at < intent.created_at - CLOCK_SLACK:
+        return None
+    _record(pair, store, str(intent.payload["issue_id"]), found.id, intent.key)
+    log.warning("intent_recovered", pair=pair, found=True, object_id=found.id,
+                operation="recover_create_conversation", marker=intent.key)
+    return found.id
+
+
+def _record(pair: str, store: StateStore, iid: str, cid: str, key: str) -> None:
+    try:
+        with store.atomic():
+            store.create_link(pair, cid, iid, Side.TRACKER)
+            store.complete_intent(pair, key, cid)
+    except LinkConflict as exc:
+        # Linked by hand while the create was out: the new conversation stays unlinked
+        # (nothing is deleted), and the operator is told why.
+        store.fail_intent(pair, key, f"created {cid}, but {exc}")
+        raise SkippableError(f"conversation {cid} was created for issue {iid}, but {exc}",
+                             object_id=iid) from None

@@ -1,0 +1,111 @@
+"""Reverse creation in a pass: an issue from the tracker feed without a link.
+
+The runner calls these for issues no link knows (``reverse_issue``) and, at the start of
+a pass, for issues whose conversation create failed or waited (``retry_reverse``: the
+dead letter's tracker side, since the feed's cursor has moved past them). Deciding is
+``syncer.reconcile_reverse``'s, writing ``syncer.apply_reverse``'s; once the link is
+recorded the conversation is synced at once through the runner's own path.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import structlog
+
+from syncer.apply import HELD
+from syncer.apply_reverse import adopt_conversation, open_conversation
+from syncer.errors import AuthError, FatalError, NotFoundError, RedirectError, SkippableError
+from syncer.markers import reverse_key
+from syncer.models import Ticket
+from syncer.plan import Plan, Side, Skip
+from syncer.reconcile_reverse import (
+    AdoptConversation,
+    CreateConversation,
+    reconcile_reverse,
+    reverse_match,
+)
+
+if TYPE_CHECKING:
+    from syncer.runner import PairRunner, PassResult
+
+log = structlog.get_logger("reamaze_sync.reverse")
+
+
+def reverse_issue(runner: PairRunner, issue: Ticket, result: PassResult, dry_run: bool,
+                  *, retrying: bool = False) -> str | None:
+    """Open (or adopt) the conversation of an unlinked issue matching the reverse rule and
+    sync it; returns its id once linked."""
+    ctx, store, pair = runner.ctx, runner.store, runner.pair
+    if reverse_match(ctx.policy.reverse, issue) is None:
+        if retrying:  # no longer matches: nothing to retry
+            store.clear_failure(pair, Side.TRACKER, issue.id)
+        return None
+    key = ctx.markers.reverse_conversation(issue.id)
+    if key in runner.held:
+        # An earlier create has no confirmed outcome: wait for recovery, never send twice.
+        if not dry_run:
+            store.record_failure(pair, Side.TRACKER, issue.id, HELD, attempt=False)
+        return None
+    bound = log.bind(pair=pair, issue_id=issue.id, operation="reverse_create")
+    try:
+        # One request per new conversation: what no duplicates cost when the state lost
+        # the link (a restored database, another host).
+        action = reconcile_reverse(ctx, issue, runner.helpdesk.find_ticket_by_marker(key))
+        if dry_run:
+            if isinstance(action, CreateConversation | AdoptConversation):
+                result.counts["planned_writes"] += isinstance(action, CreateConversation)
+                result.plans.append(Plan(pair=pair, actions=(Skip(
+                    conversation_id=reverse_key(issue.id), object_id=issue.id,
+                    reason=_describe(action)),)))
+            return None
+        if isinstance(action, CreateConversation):
+            cid = open_conversation(pair, store, runner.helpdesk, action)
+            result.counts["conversations_created"] += 1
+        elif isinstance(action, AdoptConversation):
+            adopt_conversation(pair, store, action)
+            cid = action.conversation_id
+            result.counts["conversations_adopted"] += 1
+        else:
+            return None
+    except (AuthError, RedirectError):
+        raise
+    except (SkippableError, FatalError) as exc:
+        bound.error("operation_failed", **exc.log_fields())
+        attempts = store.record_failure(pair, Side.TRACKER, issue.id, str(exc))
+        result.failed[reverse_key(issue.id)] = f"{type(exc).__name__}: {exc} (attempt " \
+                                               f"{attempts})"
+        return None
+    store.clear_failure(pair, Side.TRACKER, issue.id)
+    link = store.get_link(pair, cid)
+    if link is not None:
+        runner.sync_new_link(link, result)
+    return cid
+
+
+def retry_reverse(runner: PairRunner, result: PassResult, max_retries: int) -> None:
+    """Issues whose conversation create failed or waited on recovery, tried again."""
+    for failure in runner.store.list_failures(runner.pair):
+        if (failure.side is not Side.TRACKER or failure.skipped
+                or failure.attempts >= max_retries):
+            continue
+        runner.check_stop()
+        if runner.store.get_link_by_issue(runner.pair, failure.object_id) is not None:
+            runner.store.clear_failure(runner.pair, Side.TRACKER, failure.object_id)
+            continue
+        try:
+            issue = runner.tracker.get_ticket(failure.object_id)
+        except NotFoundError:
+            runner.store.set_failure_skipped(runner.pair, Side.TRACKER, failure.object_id, True)
+            continue
+        result.counts["failures_retried"] += 1
+        reverse_issue(runner, issue, result, dry_run=False, retrying=True)
+
+
+def _describe(action: CreateConversation | AdoptConversation) -> str:
+    if isinstance(action, AdoptConversation):
+        return (f"adopt conversation {action.conversation_id} made earlier for issue "
+                f"{action.issue_id}")
+    return (f"open a Re:amaze conversation for issue {action.issue_id} ({action.reason}; "
+            f"contact {action.new.contact_email} from {action.contact_from}), first message "
+            "content-free, nothing emailed")
