@@ -10,14 +10,16 @@ so the issue never gets a second conversation.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 import structlog
 
 from connectors.base import Connector, OpensConversations
 from state import Intent, LinkConflict, StateStore
-from syncer.errors import RejectedError, SkippableError
+from syncer.errors import RejectedError, SkippableError, SyncError
 from syncer.markers import reverse_key
+from syncer.models import Visibility
 from syncer.plan import Side
 from syncer.reconcile_reverse import AdoptConversation, CreateConversation
 
@@ -32,9 +34,19 @@ def is_reverse_intent(intent: Intent) -> bool:
     return intent.kind == "create_issue" and intent.target is Side.HELPDESK
 
 
+@dataclass(frozen=True)
+class Opened:
+    conversation_id: str
+    # The first message came back public: Re:amaze did not honour the note flag on
+    # ``POST /conversations`` (undocumented there). It holds only the fixed text, so
+    # nothing of the issue is out, but the operator is told. None: not read back.
+    opening_public: bool | None
+
+
 def open_conversation(pair: str, store: StateStore, helpdesk: Connector,
-                      action: CreateConversation) -> str:
-    """Create the conversation and record its link; returns the conversation id."""
+                      action: CreateConversation) -> Opened:
+    """Create the conversation, record its link, and read back how its first message
+    was kept."""
     if not isinstance(helpdesk, OpensConversations):
         raise RejectedError(f"{helpdesk.name} cannot open conversations",
                             object_id=action.issue_id)
@@ -52,7 +64,24 @@ def open_conversation(pair: str, store: StateStore, helpdesk: Connector,
     _record(pair, store, iid, conv.id, key)
     log.info("conversation_created", pair=pair, object_id=conv.id, issue_id=iid,
              marker=key, reason=action.reason, contact_from=action.contact_from)
-    return conv.id
+    return Opened(conv.id, _opening_public(pair, helpdesk, conv.id))
+
+
+def _opening_public(pair: str, helpdesk: Connector, cid: str) -> bool | None:
+    try:
+        first = min(helpdesk.list_comments(cid), key=lambda c: (c.created_at, c.id),
+                    default=None)
+    except SyncError as exc:  # the link is recorded; the next read shows it anyway
+        log.warning("opening_not_read_back", pair=pair, object_id=cid, **exc.log_fields())
+        return None
+    if first is None:
+        return None
+    public = first.visibility is Visibility.PUBLIC
+    if public:
+        log.warning("reverse_opening_public", pair=pair, object_id=cid, comment_id=first.id,
+                    reason="Re:amaze kept the first message of the new conversation public "
+                           "(it only holds reamaze-sync's fixed text; nothing was emailed)")
+    return public
 
 
 def adopt_conversation(pair: str, store: StateStore, action: AdoptConversation) -> None:

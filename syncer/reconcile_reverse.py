@@ -51,7 +51,7 @@ from syncer.render import neutralise_mentions
 OPENING = ("Conversation opened by reamaze-sync for an issue on the tracker. "
            "The details are in the internal notes.")
 # A line of its own in the issue's description: "Customer: carol@example.com".
-_CUSTOMER_RE = re.compile(rf"^[ \t>*_-]*customer[ \t*_]*:[ \t*_]*<?({EMAIL_RE}?)>?[ \t*_]*$",
+_CUSTOMER_RE = re.compile(rf"^[ \t>*_-]*customer[ \t*_]*:[ \t*_]*<?({EMAIL_RE})>?[ \t*_]*$",
                           re.IGNORECASE | re.MULTILINE)
 
 

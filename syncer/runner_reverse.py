@@ -60,8 +60,11 @@ def reverse_issue(runner: PairRunner, issue: Ticket, result: PassResult, dry_run
                     reason=_describe(action)),)))
             return None
         if isinstance(action, CreateConversation):
-            cid = open_conversation(pair, store, runner.helpdesk, action)
+            opened = open_conversation(pair, store, runner.helpdesk, action)
+            cid = opened.conversation_id
             result.counts["conversations_created"] += 1
+            if opened.opening_public:
+                result.counts["openings_public"] += 1
         elif isinstance(action, AdoptConversation):
             adopt_conversation(pair, store, action)
             cid = action.conversation_id

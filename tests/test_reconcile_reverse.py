@@ -1,0 +1,203 @@
+"""The reverse-creation decisions (``syncer.reconcile_reverse``): pure, no I/O."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from reconcile_builders import (
+    CID,
+    IID,
+    comment,
+    context,
+    conversation,
+    issue,
+    link,
+    of_type,
+    ours,
+    policy,
+    view,
+)
+
+from syncer.models import Ticket, User, Visibility
+from syncer.plan import AddComment, AdoptComment, Plan, RemoveComment, Side, UpdateTicket
+from syncer.reconcile import reconcile
+from syncer.reconcile_reverse import (
+    OPENING,
+    AdoptConversation,
+    CreateConversation,
+    NoConversation,
+    contact_for,
+    opening_source,
+    reconcile_reverse,
+    reverse_link_plan,
+    reverse_match,
+)
+
+FALLBACK = "support@acme.example"
+
+
+def rules(**overrides: Any) -> dict[str, Any]:
+    return {"enabled": True, "labels": ["customer-bug"], "tracker_ids": [1],
+            "fallback_contact": FALLBACK, **overrides}
+
+
+def ctx(**overrides: Any) -> Any:
+    return context(policy(reverse=rules(**overrides), staff_to_user={"jane@acme.example": "7"}))
+
+
+def bug(*, labels: tuple[str, ...] = ("customer-bug",), description: str | None = None,
+        tracker: str | None = None, assignee: str | None = None) -> Ticket:
+    t = issue(labels=labels, assignee=assignee)
+    data = {"tracker_id": tracker, "tracker": "Bug"} if tracker else {}
+    return t.model_copy(update={"description": description, "data": data})
+
+
+@pytest.mark.parametrize(("ticket", "why"), [
+    (bug(), "label 'customer-bug'"),
+    (bug(labels=(), tracker="1"), "tracker 'Bug'"),
+    (bug(labels=("other",)), None),
+    (bug(labels=(), tracker="2"), None),
+])
+def test_an_issue_matches_by_label_or_tracker(ticket: Ticket, why: str | None) -> None:
+    """A label of the rule (GitHub) or a tracker id of the rule (Redmine) matches."""
+    assert reverse_match(ctx().policy.reverse, ticket) == why
+
+
+def test_nothing_matches_while_reverse_creation_is_off() -> None:
+    """Off by default: a labelled issue gets nothing."""
+    off = context(policy())
+    assert reverse_match(off.policy.reverse, bug()) is None
+    assert isinstance(reconcile_reverse(off, bug()), NoConversation)
+
+
+def test_a_matching_issue_gets_a_conversation_for_the_customer_it_names() -> None:
+    """The first ``Customer: email`` line names the contact; the create is keyed by the
+    issue, tagged as configured, and opens with the fixed text only."""
+    c = ctx(tags=["from-tracker"], category="bugs")
+    action = reconcile_reverse(c, bug(description="Crash.\n\nCustomer: erin@x.example\n"))
+    assert isinstance(action, CreateConversation)
+    assert action.new.contact_email == "erin@x.example" and action.contact_from == "issue"
+    assert action.new.marker == c.markers.reverse_conversation(IID)
+    assert action.new.tags == ("from-tracker",) and action.new.category == "bugs"
+    assert action.new.opening == OPENING
+
+
+@pytest.mark.parametrize("description", [None, "No customer here.", "Customer: not-an-email",
+                                         "The customer: said it fails"])
+def test_without_a_customer_line_the_fallback_contact_is_used(description: str | None) -> None:
+    """No usable Customer line: the configured fallback contact."""
+    assert contact_for(ctx().policy.reverse, bug(description=description)) == (
+        FALLBACK, "fallback_contact")
+
+
+def test_a_conversation_found_by_the_issue_key_is_adopted_not_created_again() -> None:
+    """The state lost the link: the conversation carrying the issue's key is taken back."""
+    c = ctx()
+    found = conversation("made-earlier", marker=c.markers.reverse_conversation(IID))
+    assert reconcile_reverse(c, bug(), found) == AdoptConversation(
+        issue_id=IID, conversation_id="made-earlier")
+
+
+def test_a_conversation_with_another_key_is_not_adopted() -> None:
+    """Only this issue's key counts (another issue's conversation is no match)."""
+    c = ctx()
+    found = conversation("other", marker=c.markers.reverse_conversation("99"))
+    assert isinstance(reconcile_reverse(c, bug(), found), CreateConversation)
+
+
+def test_an_issue_that_lost_its_label_after_linking_is_synced_as_any_link() -> None:
+    """Once linked, the reverse rule is not consulted: a removed label changes nothing
+    (no action of the link's plan is about creating or unlinking)."""
+    c = ctx()
+    iss = bug(labels=())
+    conv = conversation()
+    lk = link(snapshot=None).model_copy(update={"origin": Side.TRACKER})
+    seen, extra = reverse_link_plan(c, view(conv), view(iss), lk)
+    plan = reconcile(c, view(conv), view(iss), seen)
+    assert all(type(a).__name__ not in ("CreateIssue", "MarkOrphaned")
+               for a in extra + plan.actions)
+
+
+def test_a_new_reverse_link_records_its_opening_and_posts_the_details_once() -> None:
+    """The opening message is recorded as the sync's (never copied to the issue); the
+    issue's details go as one internal note; the assignee maps through the staff map."""
+    c = ctx()
+    iss = bug(description="Steps: open, click.", assignee="7")
+    opening = comment("m-1", body=OPENING, by_staff=False, at=0)
+    conv = conversation()
+    lk = link(snapshot=None).model_copy(update={"origin": Side.TRACKER})
+    seen, extra = reverse_link_plan(c, view(conv, (opening,)), view(iss), lk)
+    plan = Plan(pair="p", actions=extra)
+    [adopt] = of_type(plan, AdoptComment)
+    assert (adopt.source_id, adopt.target_id) == (opening_source(IID), "m-1")
+    [note] = of_type(plan, AddComment)
+    assert note.new.visibility is Visibility.INTERNAL and not note.new.notify_customer
+    assert "Steps: open, click." in note.new.body
+    [assign] = of_type(plan, UpdateTicket)
+    assert assign.target is Side.HELPDESK and assign.update.assignee_id == "jane@acme.example"
+    rest = reconcile(c, view(conv, (opening,)), view(iss), seen)
+    assert not [a for a in of_type(rest, AddComment) if a.target is Side.TRACKER]
+
+
+def test_the_details_note_found_is_adopted_and_a_public_one_is_removed() -> None:
+    """A repeat finds the details note by its marker; one that came back public is never
+    kept as good."""
+    c = ctx()
+    marker = c.markers.comment(CID, Side.TRACKER, f"{IID}:description")
+    lk = link(snapshot=None).model_copy(update={"origin": Side.TRACKER})
+    private = ours(comment("m-2", body="details", internal=True, marker=marker))
+    _, extra = reverse_link_plan(c, view(conversation(), (private,)), view(bug()), lk)
+    assert [type(a) for a in extra] == [AdoptComment]
+    public = ours(comment("m-2", body="details", internal=False, marker=marker))
+    _, extra = reverse_link_plan(c, view(conversation(), (public,)), view(bug()), lk)
+    assert [type(a) for a in extra] == [RemoveComment]
+
+
+def test_a_link_made_from_the_helpdesk_side_gets_nothing_extra() -> None:
+    """Ordinary links are left to the reconciler alone."""
+    lk = link()
+    assert reverse_link_plan(ctx(), view(conversation()), view(bug()), lk) == (lk, ())
+
+
+text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=80)
+
+
+@settings(max_examples=200, deadline=None)
+@given(subject=text, description=st.none() | text, labels=st.lists(
+    st.sampled_from(["customer-bug", "x", "bug"]), max_size=3),
+    assignee=st.none() | st.sampled_from(["7", "8"]),
+    customer=st.none() | st.emails(), replies=st.booleans())
+def test_no_reverse_conversation_ever_carries_the_issue_in_public_or_by_email(
+        subject: str, description: str | None, labels: list[str], assignee: str | None,
+        customer: str | None, replies: bool) -> None:
+    """Whatever the issue says: the opening is the fixed text, and every message the
+    reverse plan writes to the conversation is internal and emails no one, also with
+    ``customer_replies_from_tracker`` (which is about later public notes only)."""
+    c = context(policy(reverse=rules(), staff_to_user={"jane@acme.example": "7"},
+                       visibility={"customer_replies_from_tracker": replies}))
+    body = (description or "") + (f"\nCustomer: {customer}" if customer else "")
+    iss = issue(subject=subject or "s", labels=tuple(labels),
+                assignee=assignee).model_copy(update={"description": body})
+    action = reconcile_reverse(c, iss)
+    if isinstance(action, CreateConversation):
+        assert action.new.opening == OPENING
+    conv = conversation()
+    opening = comment("m-1", body=OPENING, by_staff=False, at=0)
+    lk = link(snapshot=None).model_copy(update={"origin": Side.TRACKER})
+    _, extra = reverse_link_plan(c, view(conv, (opening,)), view(iss), lk)
+    for a in extra:
+        if isinstance(a, AddComment):
+            assert a.target is Side.HELPDESK
+            assert a.new.visibility is Visibility.INTERNAL and not a.new.notify_customer
+
+
+def test_assignee_is_not_carried_without_a_mapping() -> None:
+    """An issue assignee the staff map does not name leaves the conversation unassigned."""
+    c = ctx()
+    iss = bug().model_copy(update={"assignee": User(id="99", name="Nobody")})
+    lk = link(snapshot=None).model_copy(update={"origin": Side.TRACKER})
+    _, extra = reverse_link_plan(c, view(conversation()), view(iss), lk)
+    assert not [a for a in extra if isinstance(a, UpdateTicket)]
