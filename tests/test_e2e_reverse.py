@@ -71,6 +71,7 @@ def test_a_matching_issue_gets_one_internal_conversation_and_then_syncs_both_way
     conv = sb.reamaze.conversations[slug]
     assert conv.author.email == "erin@customer.example"
     assert "erin@customer.example" in sb.reamaze.contacts
+    assert len(sb.reamaze.calls("POST", "/api/v1/contacts")) == 1  # made before the create
     assert conv.tags == ["from-tracker"]
     msgs = messages(sb, slug)
     assert msgs[0].body == OPENING and not msgs[0].notified
