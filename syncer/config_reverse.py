@@ -22,6 +22,9 @@ class ReverseRules(Strict):
     enabled: bool = False
     labels: list[str] = []  # any of these labels on the issue (GitHub)
     tracker_ids: list[int] = []  # any of these Redmine tracker ids (Bug = 1 by default)
+    # Redmine: the id of an issue custom field holding the customer's email; it is read
+    # before the description's "Customer: email" line.
+    contact_field_id: int | None = Field(None, ge=1)
     fallback_contact: str | None = None  # the contact when the issue names no customer
     # Channel slug of the new conversation; None: the brand's first email channel.
     category: str | None = Field(None, min_length=1)
@@ -66,4 +69,8 @@ def reverse_problems(section: str, pair: dict[str, Any], tracker: str,
         problems.append((where, "tracker_ids", f"tracker {tracker!r} is a "
                          f"{model.kind_tag()} tracker, which has no tracker types; use "
                          "labels"))
+    if table.get("contact_field_id") is not None and model.kind_tag() != "redmine":
+        problems.append((where, "contact_field_id", f"tracker {tracker!r} is a "
+                         f"{model.kind_tag()} tracker, which has no custom fields; name the "
+                         "customer on a 'Customer: email' line of the issue"))
     return problems

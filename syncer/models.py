@@ -201,6 +201,11 @@ class ChangePage(Frozen):
     total: int | None = None
 
 
+def custom_field_key(field_id: int) -> str:
+    """Where a tracker custom field's value is kept in ``Ticket.data`` (single values)."""
+    return f"custom_field:{field_id}"
+
+
 def content_fingerprint(text: str) -> str:
     """Whitespace-insensitive hash used for echo detection and edit detection."""
     normal = " ".join(text.split())

@@ -31,6 +31,7 @@ from syncer.models import (
     TicketUpdate,
     Visibility,
     content_fingerprint,
+    custom_field_key,
 )
 from syncer.plan import (
     Action,
@@ -96,8 +97,12 @@ def reverse_match(rules: ReverseRules, issue: Ticket) -> str | None:
 
 
 def contact_for(rules: ReverseRules, issue: Ticket) -> tuple[str | None, str]:
-    """The customer the issue names (its first ``Customer: email`` line), else the
-    configured fallback; and where it came from."""
+    """The customer the issue names (the custom field ``contact_field_id``, then its first
+    ``Customer: email`` line), else the configured fallback; and where it came from."""
+    if rules.contact_field_id is not None:
+        value = issue.data.get(custom_field_key(rules.contact_field_id), "").strip()
+        if re.fullmatch(EMAIL_RE, value):
+            return value, "custom_field"
     found = _CUSTOMER_RE.search(issue.description or "")
     if found is not None:
         return found.group(1), "issue"

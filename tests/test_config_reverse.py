@@ -47,6 +47,9 @@ def test_a_complete_rule_is_read() -> None:
     ({"fallback_contact": "support"}, "redmine",
      "[pairs[0].reverse] fallback_contact: 'support' is not an email address"),
     ({"enable": True}, "redmine", "[pairs[0].reverse] enable: unknown key"),
+    ({"contact_field_id": 3}, "github",
+     "[pairs[0].reverse] contact_field_id: tracker 'main' is a github tracker, which has no "
+     "custom fields"),
 ])
 def test_conflicting_settings_name_their_key(reverse: dict[str, Any], kind: str,
                                              line: str) -> None:

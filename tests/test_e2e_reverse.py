@@ -114,6 +114,18 @@ def test_an_issue_naming_no_customer_goes_to_the_fallback_contact(tmp_path: Path
     assert sb.reamaze.calls("POST", "/api/v1/contacts") == []
 
 
+def test_a_redmine_custom_field_names_the_contact(tmp_path: Path) -> None:
+    """With ``contact_field_id``, the email in that issue custom field (set through the
+    API as an engineer would) is the conversation's contact."""
+    sb = sandbox(tmp_path, reverse={**REVERSE, "contact_field_id": 4})
+    dev = Engineer(sb)
+    iid = _bug(sb, "Upload fails", "Large files fail.\nCustomer: line@customer.example")
+    dev.put(iid, custom_fields=[{"id": 4, "value": "ivy@customer.example"}])
+    run_pass(sb.engine())
+    [conv] = sb.reamaze.conversations.values()
+    assert conv.author.email == "ivy@customer.example"
+
+
 def test_unmatched_and_disabled_issues_get_no_conversation(tmp_path: Path) -> None:
     """Off by default: with no [pairs.reverse] an issue of any tracker is left alone."""
     sb = sandbox(tmp_path)

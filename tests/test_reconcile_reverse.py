@@ -21,7 +21,7 @@ from reconcile_builders import (
     view,
 )
 
-from syncer.models import Ticket, User, Visibility
+from syncer.models import Ticket, User, Visibility, custom_field_key
 from syncer.plan import AddComment, AdoptComment, Plan, RemoveComment, Side, UpdateTicket
 from syncer.reconcile import reconcile
 from syncer.reconcile_reverse import (
@@ -91,6 +91,19 @@ def test_without_a_customer_line_the_fallback_contact_is_used(description: str |
     """No usable Customer line: the configured fallback contact."""
     assert contact_for(ctx().policy.reverse, bug(description=description)) == (
         FALLBACK, "fallback_contact")
+
+
+def test_the_contact_custom_field_comes_before_the_customer_line() -> None:
+    """Redmine: an email in the configured custom field names the contact; a blank or
+    malformed one falls back to the description, then to the fallback contact."""
+    rules_ = ctx(contact_field_id=4).policy.reverse
+    t = bug(description="Customer: line@x.example")
+    field = custom_field_key(4)
+    assert contact_for(rules_, t.model_copy(update={"data": {field: "cf@x.example"}})) == (
+        "cf@x.example", "custom_field")
+    assert contact_for(rules_, t.model_copy(update={"data": {field: "n/a"}})) == (
+        "line@x.example", "issue")
+    assert contact_for(rules_, bug()) == (FALLBACK, "fallback_contact")
 
 
 def test_a_conversation_found_by_the_issue_key_is_adopted_not_created_again() -> None:
