@@ -45,6 +45,7 @@ from syncer.plan import (
     Conflict,
     CreateIssue,
     MarkOrphaned,
+    OpenConversation,
     Plan,
     PostLinkNote,
     RemoveComment,
@@ -216,6 +217,8 @@ class Applier:
         elif isinstance(action, Skip):
             result.counts["skipped"] += 1
             bound.debug("skipped", object_id=action.object_id, reason=action.reason)
+        elif isinstance(action, OpenConversation):
+            raise TypeError("reverse creation is done by the runner, not from a plan")
         elif isinstance(action, Conflict):
             result.counts["conflicts"] += 1
             bound.warning("field_conflict", field=action.field, winner=action.winner.value,

@@ -25,6 +25,7 @@ from syncer.plan import (
     CreateIssue,
     LinkView,
     MarkOrphaned,
+    OpenConversation,
     Plan,
     PostLinkNote,
     RemoveComment,
@@ -91,6 +92,8 @@ def describe_action(action: Action) -> str:
                 f"{action.ticket_id} ({action.reason})")
     if isinstance(action, Untrusted):
         return f"{cid}: {action.object_id} {action.reason}"
+    if isinstance(action, OpenConversation):
+        return f"issue {action.issue_id}: {action.detail}"
     raise TypeError(type(action))
 
 

@@ -213,8 +213,19 @@ class Conflict(_Frozen):
     winner: Side
 
 
+class OpenConversation(_Frozen):
+    """What reverse creation would do for an unlinked issue (a dry run's plan). The pass
+    itself does it in ``syncer.runner_reverse``, never through the applier: the
+    conversation id it is recorded under does not exist before the create."""
+
+    conversation_id: str  # ``syncer.markers.reverse_key`` of the issue
+    issue_id: str
+    detail: str
+
+
 Action = (CreateIssue | AddComment | PostLinkNote | UpdateTicket | MarkOrphaned | SaveSnapshot
-          | Skip | Conflict | AdoptIssue | AdoptComment | RemoveComment | Untrusted)
+          | Skip | Conflict | AdoptIssue | AdoptComment | RemoveComment | Untrusted
+          | OpenConversation)
 
 
 class Plan(_Frozen):
@@ -225,7 +236,7 @@ class Plan(_Frozen):
     def writes(self) -> tuple[Action, ...]:
         return tuple(a for a in self.actions
                      if isinstance(a, CreateIssue | AddComment | PostLinkNote | UpdateTicket
-                                   | RemoveComment))
+                                   | RemoveComment | OpenConversation))
 
     def __add__(self, other: Plan) -> Plan:
         return Plan(pair=self.pair, actions=self.actions + other.actions)

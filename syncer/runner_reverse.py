@@ -18,7 +18,7 @@ from syncer.apply_reverse import adopt_conversation, open_conversation
 from syncer.errors import AuthError, FatalError, NotFoundError, RedirectError, SkippableError
 from syncer.markers import reverse_key
 from syncer.models import Ticket
-from syncer.plan import Plan, Side, Skip
+from syncer.plan import OpenConversation, Plan, Side
 from syncer.reconcile_reverse import (
     AdoptConversation,
     CreateConversation,
@@ -54,10 +54,11 @@ def reverse_issue(runner: PairRunner, issue: Ticket, result: PassResult, dry_run
         action = reconcile_reverse(ctx, issue, runner.helpdesk.find_ticket_by_marker(key))
         if dry_run:
             if isinstance(action, CreateConversation | AdoptConversation):
+                plan = Plan(pair=pair, actions=(OpenConversation(
+                    conversation_id=reverse_key(issue.id), issue_id=issue.id,
+                    detail=_describe(action)),))
+                result.plans.append(plan)
                 result.counts["planned_writes"] += isinstance(action, CreateConversation)
-                result.plans.append(Plan(pair=pair, actions=(Skip(
-                    conversation_id=reverse_key(issue.id), object_id=issue.id,
-                    reason=_describe(action)),)))
             return None
         if isinstance(action, CreateConversation):
             opened = open_conversation(pair, store, runner.helpdesk, action)
@@ -107,8 +108,8 @@ def retry_reverse(runner: PairRunner, result: PassResult, max_retries: int) -> N
 
 def _describe(action: CreateConversation | AdoptConversation) -> str:
     if isinstance(action, AdoptConversation):
-        return (f"adopt conversation {action.conversation_id} made earlier for issue "
-                f"{action.issue_id}")
-    return (f"open a Re:amaze conversation for issue {action.issue_id} ({action.reason}; "
-            f"contact {action.new.contact_email} from {action.contact_from}), first message "
-            "content-free, nothing emailed")
+        return (f"adopt conversation {action.conversation_id}, made earlier for this issue "
+                "(found by its key; the link is recorded again)")
+    return (f"open a Re:amaze conversation ({action.reason}; contact "
+            f"{action.new.contact_email} from {action.contact_from}); its first message "
+            "content-free, the details in an internal note, nothing emailed")

@@ -23,6 +23,8 @@ from e2e_support import (
 )
 
 from connectors.reamaze.sim.state import SimMessage
+from syncer.app import run_all_once
+from syncer.explain import describe_action
 from syncer.plan import Side
 from syncer.reconcile_reverse import OPENING
 from syncer.sandbox import LOGIN, PROJECT, Sandbox
@@ -124,6 +126,19 @@ def test_a_redmine_custom_field_names_the_contact(tmp_path: Path) -> None:
     run_pass(sb.engine())
     [conv] = sb.reamaze.conversations.values()
     assert conv.author.email == "ivy@customer.example"
+
+
+def test_a_dry_run_plans_the_conversation_and_writes_nothing(tmp_path: Path) -> None:
+    """`plan`: the conversation the next pass would open is listed; nothing is written."""
+    sb, _ = _world(tmp_path)
+    iid = _bug(sb, "Crash", "It crashes.")
+    mark = Mark.now(sb)
+    [result] = run_all_once(sb.engine(), kind="poll", dry_run=True)
+    assert mark.writes() == [] and sb.reamaze.conversations == {}
+    lines = [describe_action(a) for p in result.plans for a in p.actions]
+    assert lines == [f"issue {iid}: open a Re:amaze conversation (tracker 'Bug'; contact "
+                     f"{FALLBACK} from fallback_contact); its first message content-free, "
+                     "the details in an internal note, nothing emailed"]
 
 
 def test_unmatched_and_disabled_issues_get_no_conversation(tmp_path: Path) -> None:
