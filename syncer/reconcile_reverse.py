@@ -13,7 +13,9 @@ writes. Invariants (unit- and property-tested):
   reverse_conversation``), and a conversation carrying that key is adopted, never made
   a second time;
 * an issue already linked is never looked at here, so a label removed later changes
-  nothing: from its creation on, the link syncs like any other.
+  nothing: from its creation on, the link syncs like any other;
+* an issue the sync itself created for a conversation (it carries our marker) never gets
+  a conversation, whatever the state knows.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from syncer.plan import (
     SideView,
     UpdateTicket,
     description_target,
+    is_our_marker,
 )
 from syncer.reconcile import PairContext
 from syncer.reconcile_status import flows
@@ -118,6 +121,12 @@ def reconcile_reverse(ctx: PairContext, issue: Ticket,
     if why is None:
         return NoConversation(issue_id=issue.id, reason="does not match the pair's reverse rule"
                               if rules.enabled else "reverse creation is off")
+    if is_our_marker(issue.marker):
+        # An issue the sync made for a conversation, whose link this state does not know
+        # (lost, restored, not recovered yet): that conversation exists already. Any
+        # marker-shaped tag is enough to hold back: not creating is the safe side.
+        return NoConversation(issue_id=issue.id, reason="the sync created this issue for a "
+                              "conversation; it gets no second one")
     marker = ctx.markers.reverse_conversation(issue.id)
     if found is not None and found.marker == marker:
         return AdoptConversation(issue_id=issue.id, conversation_id=found.id)

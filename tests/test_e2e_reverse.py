@@ -5,6 +5,7 @@ its record never makes a second one."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,11 @@ from e2e_support import (
 
 from connectors.reamaze.sim.state import SimMessage
 from syncer.app import run_all_once
+from syncer.config import parse_config
 from syncer.explain import describe_action
 from syncer.plan import Side
 from syncer.reconcile_reverse import OPENING
-from syncer.sandbox import LOGIN, PROJECT, Sandbox
+from syncer.sandbox import LOGIN, PROJECT, Sandbox, sandbox_config
 
 FALLBACK = "support@acme.example"
 REVERSE: dict[str, Any] = {"enabled": True, "tracker_ids": [1],
@@ -207,3 +209,27 @@ def test_a_lost_state_adopts_the_conversation_instead_of_making_another(
     slug = link.conversation_id
     assert sum("Avatars do not load." in m.body for m in messages(sb, slug)) == 1
     assert journals(sb, iid) == []
+
+
+def test_issues_the_sync_created_never_get_a_second_conversation(tmp_path: Path) -> None:
+    """An issue made for a conversation matches the reverse rule too (same tracker), but
+    it is the sync's: no conversation is opened for it, not even after the state was lost
+    and the tracker feed is read from the start while the conversation is older than the
+    pair's ``since`` (so no pass re-adopts its link first)."""
+    sb, _ = _world(tmp_path)
+    sb.reamaze.add_conversation("Crash on save", "It crashes.", "carol@customer.example",
+                                tags=["bug"])
+    engine = sb.engine()
+    run_pass(engine)
+    run_pass(engine)
+    assert len(sb.redmine.state.issues) == 1 and len(sb.reamaze.conversations) == 1
+    engine.close()
+    (tmp_path / "state.db").unlink()
+    later = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    sb.config = parse_config(sandbox_config(f"sqlite:///{tmp_path / 'state.db'}",
+                                            reverse=REVERSE, since=later))
+    fresh = sb.engine()
+    run_pass(fresh)
+    run_pass(fresh)
+    assert len(sb.reamaze.conversations) == 1
+    assert len(sb.redmine.state.issues) == 1

@@ -114,6 +114,13 @@ def test_a_conversation_found_by_the_issue_key_is_adopted_not_created_again() ->
         issue_id=IID, conversation_id="made-earlier")
 
 
+def test_an_issue_the_sync_created_gets_no_conversation() -> None:
+    """An issue with the engine's marker (made for a conversation) matches, yet gets none."""
+    c = ctx()
+    ours_ = bug().model_copy(update={"marker": c.markers.issue("some-conversation")})
+    assert isinstance(reconcile_reverse(c, ours_), NoConversation)
+
+
 def test_a_conversation_with_another_key_is_not_adopted() -> None:
     """Only this issue's key counts (another issue's conversation is no match)."""
     c = ctx()
