@@ -196,7 +196,7 @@ class Applier:
             writes.later.append(save)
         elif isinstance(action, AdoptIssue):
             writes.later.append(lambda: self.store.create_link(
-                self.pair, action.conversation_id, action.issue_id, Side.HELPDESK))
+                self.pair, action.conversation_id, action.issue_id, action.origin))
             result.counts["issues_adopted"] += 1
             bound.warning("issue_adopted", object_id=action.issue_id,
                           reason="our issue found by its marker; the state had lost its link")

@@ -163,6 +163,7 @@ class TicketUpdate(Frozen):
 class NewConversation(Frozen):
     """A conversation the sync opens for a tracker issue (reverse creation)."""
 
+    issue_id: str  # the tracker issue it is opened for (kept with the marker)
     subject: str
     opening: str  # the first message; it may be public (see ``syncer.reconcile_reverse``)
     contact_email: str
@@ -199,6 +200,11 @@ class ChangePage(Frozen):
     # ``total_count``): a backfill's progress shows it. The walk may stop earlier (at the
     # cursor or ``since``), so it is an upper bound on what this walk reads.
     total: int | None = None
+
+
+# The ``data`` key of a conversation opened for a tracker issue that names the issue (its
+# marker proves it): a conversation whose link the state lost is tied to it again.
+REVERSE_ISSUE_DATA_KEY = "reamaze_sync_issue"
 
 
 def custom_field_key(field_id: int) -> str:

@@ -153,6 +153,9 @@ class AdoptIssue(_Frozen):
 
     conversation_id: str
     issue_id: str
+    # Which side the link was made from: a conversation opened for an issue (reverse
+    # creation) is the tracker's.
+    origin: Side = Side.HELPDESK
 
 
 class AdoptComment(_Frozen):

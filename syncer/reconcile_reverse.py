@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict
 
 from syncer.config_reverse import EMAIL_RE, ReverseRules
 from syncer.models import (
+    REVERSE_ISSUE_DATA_KEY,
     Comment,
     NewComment,
     NewConversation,
@@ -39,8 +40,10 @@ from syncer.plan import (
     Action,
     AddComment,
     AdoptComment,
+    AdoptIssue,
     CommentLinkView,
     LinkView,
+    Plan,
     RemoveComment,
     Side,
     SideView,
@@ -48,7 +51,7 @@ from syncer.plan import (
     description_target,
     is_our_marker,
 )
-from syncer.reconcile import PairContext
+from syncer.reconcile import PairContext, reconcile
 from syncer.reconcile_status import flows
 from syncer.render import neutralise_mentions
 
@@ -136,7 +139,8 @@ def reconcile_reverse(ctx: PairContext, issue: Ticket,
                               "customer and fallback_contact is not set")
     return CreateConversation(
         issue_id=issue.id, reason=why, contact_from=source,
-        new=NewConversation(subject=issue.subject.strip() or f"Issue #{issue.id}",
+        new=NewConversation(issue_id=issue.id,
+                            subject=issue.subject.strip() or f"Issue #{issue.id}",
                             opening=OPENING, contact_email=email,
                             category=rules.category, tags=tuple(rules.tags), marker=marker))
 
@@ -222,6 +226,35 @@ def _details(ctx: PairContext, conversation: SideView, issue: Ticket, source: st
     return [AdoptComment(conversation_id=cid, source_side=Side.TRACKER, source_id=source,
                          target_id=mine.id, visibility=mine.visibility,
                          fingerprint=fingerprint)]
+
+
+def opens_with_the_sync(conversation: SideView) -> bool:
+    """Its first message is reverse creation's opening: worth reading the conversation's
+    ``data`` to see whether it was opened for an issue (a list item does not show it)."""
+    return _opening(conversation) is not None
+
+
+def reverse_issue_of(ctx: PairContext, conversation: Ticket) -> str | None:
+    """The issue reverse creation opened this conversation for, proven by the key in its
+    ``data`` (keyed with the installation's secret, so it cannot be planted); None for any
+    other conversation."""
+    iid = conversation.data.get(REVERSE_ISSUE_DATA_KEY)
+    if iid and conversation.marker == ctx.markers.reverse_conversation(iid):
+        return iid
+    return None
+
+
+def readopt(ctx: PairContext, conversation: SideView, issue: SideView) -> Plan:
+    """A conversation reverse creation opened, whose link the state lost, found from the
+    Re:amaze side: linked to its issue again (never given an issue of its own), and synced
+    as its link would be."""
+    cid, iid = conversation.ticket.id, issue.ticket.id
+    link = LinkView(conversation_id=cid, issue_id=iid, origin=Side.TRACKER)
+    seen, extra = reverse_link_plan(ctx, conversation, issue, link)
+    plan = reconcile(ctx, conversation, issue, seen)
+    return Plan(pair=ctx.pair, actions=(
+        AdoptIssue(conversation_id=cid, issue_id=iid, origin=Side.TRACKER), *extra,
+        *plan.actions))
 
 
 def _opening(conversation: SideView) -> Comment | None:

@@ -27,7 +27,7 @@ from syncer.plan import LinkView, Plan, SaveSnapshot, Side, SideView, Skip
 from syncer.reconcile import PAUSED, PairContext, is_our_issue, matches, reconcile
 from syncer.reconcile_reverse import reverse_link_plan
 from syncer.recovery import RecoveryPolicy, recover_intents
-from syncer.runner_reverse import retry_reverse, reverse_issue
+from syncer.runner_reverse import readopt_reverse, retry_reverse, reverse_issue
 from syncer.secrets import scrub
 
 log = structlog.get_logger("reamaze_sync.runner")
@@ -419,6 +419,10 @@ class PairRunner:
         one this pair may have created already (the state lost its link: deleted or
         restored database, another host); only a provably own issue is adopted."""
         view = self._view(self.helpdesk, conv.id, conv)
+        readopted = readopt_reverse(self, view)
+        if readopted is not None:  # opened for an issue by reverse creation: not a new one
+            plan, view, issue_view = readopted
+            return Decision(plan, view, issue_view)
         found = self.tracker.find_ticket_by_marker(self.ctx.markers.issue(conv.id))
         issue: SideView | None = None
         before = datetime.now(UTC)

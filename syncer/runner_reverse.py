@@ -18,11 +18,14 @@ from syncer.apply_reverse import adopt_conversation, open_conversation
 from syncer.errors import AuthError, FatalError, NotFoundError, RedirectError, SkippableError
 from syncer.markers import reverse_key
 from syncer.models import Ticket
-from syncer.plan import OpenConversation, Plan, Side
+from syncer.plan import OpenConversation, Plan, Side, SideView, Skip
 from syncer.reconcile_reverse import (
     AdoptConversation,
     CreateConversation,
+    opens_with_the_sync,
+    readopt,
     reconcile_reverse,
+    reverse_issue_of,
     reverse_match,
 )
 
@@ -85,6 +88,32 @@ def reverse_issue(runner: PairRunner, issue: Ticket, result: PassResult, dry_run
     if link is not None:
         runner.sync_new_link(link, result)
     return cid
+
+
+def readopt_reverse(runner: PairRunner, view: SideView
+                    ) -> tuple[Plan, SideView, SideView | None] | None:
+    """A conversation without a link that reverse creation opened (the state lost its
+    link): its plan is to be linked to its issue again, never to get an issue of its own;
+    with what was read. None for any other conversation. Costs a request only for a
+    conversation that starts with the opening text (its ``data`` is read)."""
+    if not opens_with_the_sync(view):
+        return None
+    full = runner.helpdesk.get_ticket(view.ticket.id)
+    iid = reverse_issue_of(runner.ctx, full)
+    if iid is None:
+        return None
+    conversation = view.model_copy(update={"ticket": full})
+    try:
+        issue, comments = runner.tracker.read_ticket(iid)
+    except NotFoundError:
+        return Plan(pair=runner.pair, actions=(Skip(
+            conversation_id=full.id, object_id=iid,
+            reason=f"opened for issue {iid}, which is gone; it gets no issue of its own"),)
+        ), conversation, None
+    issue_view = SideView(ticket=issue, comments=tuple(comments), me=runner.tracker.whoami())
+    log.warning("conversation_adopted", pair=runner.pair, object_id=full.id, issue_id=iid,
+                reason="opened for this issue (found by its key); the state had lost its link")
+    return readopt(runner.ctx, conversation, issue_view), conversation, issue_view
 
 
 def retry_reverse(runner: PairRunner, result: PassResult, max_retries: int) -> None:

@@ -32,6 +32,7 @@ from syncer.reconcile_reverse import OPENING
 from syncer.sandbox import LOGIN, PROJECT, Sandbox, sandbox_config
 
 FALLBACK = "support@acme.example"
+PAIR = "bugs"
 REVERSE: dict[str, Any] = {"enabled": True, "tracker_ids": [1],
                            "fallback_contact": FALLBACK, "tags": ["from-tracker"]}
 
@@ -233,3 +234,28 @@ def test_issues_the_sync_created_never_get_a_second_conversation(tmp_path: Path)
     run_pass(fresh)
     assert len(sb.reamaze.conversations) == 1
     assert len(sb.redmine.state.issues) == 1
+
+
+def test_a_lost_link_found_from_re_amaze_is_restored_not_given_an_issue(
+        tmp_path: Path) -> None:
+    """The conversation reverse creation opened carries a tag the pair's match rule wants
+    (``bug``). With the state lost, the Re:amaze feed reads it first: it is linked to its
+    issue again (proven by its key), never given a second issue, and nothing is echoed."""
+    sb = sandbox(tmp_path, reverse={**REVERSE, "tags": ["bug"]})
+    iid = _bug(sb, "Wrong totals", "Totals are off by one cent.")
+    engine = sb.engine()
+    run_pass(engine)
+    engine.close()
+    (tmp_path / "state.db").unlink()
+    fresh = sb.engine()
+    result = run_pass(fresh)
+    assert result.counts["issues_created"] == 0
+    assert sorted(sb.redmine.state.issues) == [iid]
+    [slug] = sb.reamaze.conversations
+    link = fresh.store.get_link(PAIR, slug)
+    assert link is not None and link.issue_id == str(iid) and link.origin is Side.TRACKER
+    assert sum("Totals are off" in m.body for m in messages(sb, slug)) == 1
+    assert journals(sb, iid) == []
+    mark = Mark.now(sb)
+    run_pass(fresh)
+    assert mark.writes() == []

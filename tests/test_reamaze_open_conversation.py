@@ -11,7 +11,7 @@ from syncer.models import NewConversation
 
 pytest_plugins = ["reamaze_fixtures"]
 
-NEW = NewConversation(subject="Export drops rows", opening="fixed text",
+NEW = NewConversation(issue_id="7", subject="Export drops rows", opening="fixed text",
                       contact_email="erin@customer.example", tags=("from-tracker",),
                       marker="rs-reverse-1")
 

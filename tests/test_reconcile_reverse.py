@@ -21,8 +21,16 @@ from reconcile_builders import (
     view,
 )
 
-from syncer.models import Ticket, User, Visibility, custom_field_key
-from syncer.plan import AddComment, AdoptComment, Plan, RemoveComment, Side, UpdateTicket
+from syncer.models import REVERSE_ISSUE_DATA_KEY, Ticket, User, Visibility, custom_field_key
+from syncer.plan import (
+    AddComment,
+    AdoptComment,
+    AdoptIssue,
+    Plan,
+    RemoveComment,
+    Side,
+    UpdateTicket,
+)
 from syncer.reconcile import reconcile
 from syncer.reconcile_reverse import (
     OPENING,
@@ -31,7 +39,9 @@ from syncer.reconcile_reverse import (
     NoConversation,
     contact_for,
     opening_source,
+    readopt,
     reconcile_reverse,
+    reverse_issue_of,
     reverse_link_plan,
     reverse_match,
 )
@@ -174,6 +184,32 @@ def test_the_details_note_found_is_adopted_and_a_public_one_is_removed() -> None
     public = ours(comment("m-2", body="details", internal=False, marker=marker))
     _, extra = reverse_link_plan(c, view(conversation(), (public,)), view(bug()), lk)
     assert [type(a) for a in extra] == [RemoveComment]
+
+
+def test_only_a_conversation_with_the_issue_key_is_tied_back_to_that_issue() -> None:
+    """The issue named in a conversation's data counts only with the issue's key: a
+    planted issue id, or another issue's key, ties nothing."""
+    c = ctx()
+    key = c.markers.reverse_conversation(IID)
+    def conv(iid: str, marker: str | None) -> Ticket:
+        return conversation(marker=marker).model_copy(
+            update={"data": {REVERSE_ISSUE_DATA_KEY: iid}})
+    assert reverse_issue_of(c, conv(IID, key)) == IID
+    assert reverse_issue_of(c, conv("99", key)) is None
+    assert reverse_issue_of(c, conv(IID, None)) is None
+    assert reverse_issue_of(c, conversation(marker=key)) is None
+
+
+def test_a_conversation_found_from_re_amaze_is_linked_to_its_issue_not_copied() -> None:
+    """Re-adopted from the Re:amaze side: the link is recorded as the tracker's, the
+    opening is recognised, and nothing of the conversation is sent to the issue."""
+    c = ctx()
+    opening = comment("m-1", body=OPENING, by_staff=False, at=0)
+    plan = readopt(c, view(conversation(), (opening,)), view(bug()))
+    assert plan.actions[0] == AdoptIssue(conversation_id=CID, issue_id=IID,
+                                         origin=Side.TRACKER)
+    assert not [a for a in of_type(plan, AddComment) if a.target is Side.TRACKER]
+    assert [a.source_id for a in of_type(plan, AdoptComment)] == [opening_source(IID)]
 
 
 def test_a_link_made_from_the_helpdesk_side_gets_nothing_extra() -> None:

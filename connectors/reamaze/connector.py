@@ -44,6 +44,7 @@ from connectors.reamaze.wire import (
 )
 from syncer.errors import BadPayloadError, LeakError, RejectedError
 from syncer.models import (
+    REVERSE_ISSUE_DATA_KEY,
     ChangePage,
     Collection,
     Comment,
@@ -221,7 +222,8 @@ class ReamazeConnector:
         return http.write_once(self.api,
             lambda: self.create_conversation(
                 new.subject, category, new.opening, new.contact_email, tags=new.tags,
-                data={MARKER_DATA_KEY: new.marker}, note=True),
+                data={MARKER_DATA_KEY: new.marker, REVERSE_ISSUE_DATA_KEY: new.issue_id},
+                note=True),
             lambda: self.find_ticket_by_marker(new.marker))
 
     def _category(self) -> str:
