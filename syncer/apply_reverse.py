@@ -85,7 +85,12 @@ def _opening_public(pair: str, helpdesk: Connector, cid: str) -> bool | None:
 
 
 def adopt_conversation(pair: str, store: StateStore, action: AdoptConversation) -> None:
-    store.create_link(pair, action.conversation_id, action.issue_id, Side.TRACKER)
+    try:
+        store.create_link(pair, action.conversation_id, action.issue_id, Side.TRACKER)
+    except LinkConflict as exc:  # linked by hand to something else meanwhile
+        raise SkippableError(f"conversation {action.conversation_id} was opened for issue "
+                             f"{action.issue_id}, but {exc}",
+                             object_id=action.issue_id) from None
     log.warning("conversation_adopted", pair=pair, object_id=action.conversation_id,
                 issue_id=action.issue_id,
                 reason="our conversation found by its key; the state had lost its link")

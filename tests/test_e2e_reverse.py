@@ -259,3 +259,25 @@ def test_a_lost_link_found_from_re_amaze_is_restored_not_given_an_issue(
     mark = Mark.now(sb)
     run_pass(fresh)
     assert mark.writes() == []
+
+
+def test_a_conversation_linked_by_hand_elsewhere_is_not_taken_back(tmp_path: Path) -> None:
+    """The conversation opened for an issue was linked by hand to another issue after the
+    state was lost: adopting it would steal it, so the issue fails on its own (the dead
+    letter says why) and the pass goes on."""
+    sb, _ = _world(tmp_path)
+    iid = _bug(sb, "Export drops rows", "The last row is lost.")
+    engine = sb.engine()
+    run_pass(engine)
+    engine.close()
+    (tmp_path / "state.db").unlink()
+    fresh = sb.engine()
+    [slug] = sb.reamaze.conversations
+    other = _bug(sb, "Another bug", "Unrelated.", tracker_id=2)
+    fresh.store.create_link(PAIR, slug, str(other), Side.HELPDESK)
+    sb.redmine.touch(iid)
+    [result] = run_all_once(fresh)
+    assert result.ok and list(result.failed) == [f"issue:{iid}"]
+    assert "was opened for issue" in result.failed[f"issue:{iid}"]
+    assert len(sb.reamaze.conversations) == 1
+    assert fresh.store.get_link(PAIR, slug).issue_id == str(other)  # type: ignore[union-attr]
