@@ -57,8 +57,10 @@ from syncer.render import neutralise_mentions
 
 OPENING = ("Conversation opened by reamaze-sync for an issue on the tracker. "
            "The details are in the internal notes.")
-# A line of its own in the issue's description: "Customer: carol@example.com".
-_CUSTOMER_RE = re.compile(rf"^[ \t>*_-]*customer[ \t*_]*:[ \t*_]*<?({EMAIL_RE})>?[ \t*_]*$",
+# A line of its own in the issue's description: "Customer: carol@example.com", also quoted,
+# in a list, emphasised or with the address in angle brackets (as Markdown writes them).
+_ADDRESS = r"[^@\s<>*_`]+@[^@\s<>*_`]+\.[^@\s<>*_`]+"
+_CUSTOMER_RE = re.compile(rf"^[ \t>*_-]*customer[ \t*_]*:[ \t*_]*<?({_ADDRESS})>?[ \t*_]*$",
                           re.IGNORECASE | re.MULTILINE)
 
 

@@ -95,6 +95,17 @@ def test_a_matching_issue_gets_a_conversation_for_the_customer_it_names() -> Non
     assert action.new.opening == OPENING
 
 
+@pytest.mark.parametrize("line", ["Customer: erin@x.example", "customer:erin@x.example",
+                                  "**Customer:** <erin@x.example>", "- Customer: erin@x.example",
+                                  "> Customer: erin@x.example",
+                                  "Customer: *erin@x.example*"])
+def test_the_customer_line_is_read_as_people_write_it(line: str) -> None:
+    """Quoted, listed, emphasised or bracketed: the address alone is taken."""
+    rules_ = ctx().policy.reverse
+    assert contact_for(rules_, bug(description=f"Steps.\n{line}\n")) == (
+        "erin@x.example", "issue")
+
+
 @pytest.mark.parametrize("description", [None, "No customer here.", "Customer: not-an-email",
                                          "The customer: said it fails"])
 def test_without_a_customer_line_the_fallback_contact_is_used(description: str | None) -> None:
