@@ -38,6 +38,7 @@ from syncer.plan import (
     description_target,
 )
 from syncer.reconcile import PAUSED
+from syncer.reconcile_reverse import contact_for, reverse_match
 from syncer.recovery import RecoveryPolicy
 
 
@@ -328,6 +329,10 @@ def explain_conversation(f: Facts, why: str | None, now: datetime) -> list[str]:
     return lines
 
 
+_CONTACT_FROM = {"custom_field": "from its contact custom field",
+                 "issue": "from its Customer line", "fallback_contact": "fallback_contact"}
+
+
 def explain_unlinked_issue(pair: PairConfig, issue: Ticket) -> list[str]:
     """An issue no conversation of the pair is linked to."""
     lines = [f"[{pair.name}] issue {issue.id} {issue.subject!r}"
@@ -339,4 +344,9 @@ def explain_unlinked_issue(pair: PairConfig, issue: Ticket) -> list[str]:
         lines.append("  it carries a reamaze-sync marker: the sync created it for a "
                      "conversation whose link this state does not have (a lost, restored or "
                      "other state database); that conversation's next pass adopts it")
+    elif (why := reverse_match(pair.reverse, issue)) is not None:
+        contact, source = contact_for(pair.reverse, issue)
+        lines.append(f"  it matches the pair's reverse rule ({why}): a pass that reads it "
+                     "from the tracker's feed opens a Re:amaze conversation for it, for "
+                     f"{contact} ({_CONTACT_FROM[source]}), as an internal note")
     return lines

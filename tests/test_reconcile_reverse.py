@@ -21,6 +21,7 @@ from reconcile_builders import (
     view,
 )
 
+from syncer.explain import explain_unlinked_issue
 from syncer.models import REVERSE_ISSUE_DATA_KEY, Ticket, User, Visibility, custom_field_key
 from syncer.plan import (
     AddComment,
@@ -259,6 +260,19 @@ def test_no_reverse_conversation_ever_carries_the_issue_in_public_or_by_email(
         if isinstance(a, AddComment):
             assert a.target is Side.HELPDESK
             assert a.new.visibility is Visibility.INTERNAL and not a.new.notify_customer
+
+
+def test_explain_says_an_unlinked_matching_issue_gets_a_conversation() -> None:
+    """`explain #ISSUE` on an unlinked issue the reverse rule matches says what a pass
+    does with it; one the sync created says it is adopted instead."""
+    pol = ctx().policy
+    lines = explain_unlinked_issue(pol, bug(description="Customer: erin@x.example"))
+    assert lines[-1] == ("  it matches the pair's reverse rule (label 'customer-bug'): a pass "
+                         "that reads it from the tracker's feed opens a Re:amaze conversation "
+                         "for it, for erin@x.example (from its Customer line), as an internal "
+                         "note")
+    ours_ = bug().model_copy(update={"marker": ctx().markers.issue("c")})
+    assert "reverse rule" not in "\n".join(explain_unlinked_issue(pol, ours_))
 
 
 def test_assignee_is_not_carried_without_a_mapping() -> None:
