@@ -19,6 +19,7 @@ from syncer.models import (
     Comment,
     Cursor,
     NewComment,
+    NewConversation,
     NewTicket,
     Ticket,
     TicketStatus,
@@ -193,3 +194,14 @@ class DownloadsAttachments(Protocol):
     serves them to Re:amaze, see ``syncer.relay``)."""
 
     def download_attachment(self, attachment: Attachment) -> bytes: ...
+
+
+@runtime_checkable
+class OpensConversations(Protocol):
+    """A helpdesk that can open a conversation for a contact (reverse creation)."""
+
+    def open_conversation(self, new: NewConversation) -> Ticket:
+        """Find or create the contact, then open the conversation keyed by ``new.marker``,
+        emailing no one. A create whose answer never came is looked up by its key before
+        anything is sent again."""
+        ...

@@ -46,6 +46,7 @@ from syncer.plan import (
     CopyEdit,
     CreateIssue,
     MarkOrphaned,
+    OpenConversation,
     Plan,
     PostLinkNote,
     RemoveComment,
@@ -201,7 +202,7 @@ class Applier:
             writes.later.append(save)
         elif isinstance(action, AdoptIssue):
             writes.later.append(lambda: self.store.create_link(
-                self.pair, action.conversation_id, action.issue_id, Side.HELPDESK))
+                self.pair, action.conversation_id, action.issue_id, action.origin))
             result.counts["issues_adopted"] += 1
             bound.warning("issue_adopted", object_id=action.issue_id,
                           reason="our issue found by its marker; the state had lost its link")
@@ -228,6 +229,8 @@ class Applier:
         elif isinstance(action, Skip):
             result.counts["skipped"] += 1
             bound.debug("skipped", object_id=action.object_id, reason=action.reason)
+        elif isinstance(action, OpenConversation):
+            raise TypeError("reverse creation is done by the runner, not from a plan")
         elif isinstance(action, Conflict):
             result.counts["conflicts"] += 1
             bound.warning("field_conflict", field=action.field, winner=action.winner.value,

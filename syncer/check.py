@@ -264,11 +264,25 @@ def _check_reamaze(cfg: AppConfig, pairs: list[tuple[int, PairConfig]], report: 
                     f"[pairs[{i}]] staff_to_user: {email!r} is not a Re:amaze staff email "
                     f"(known: {_listing(staff)})"
                     for email in pair.staff_to_user if email.lower() not in staff]
+        report.problems += _reverse_channel_problems(conn, pairs)
     except SyncError as exc:
         report.lines.append(f"[reamaze] FAIL {describe_failure(exc, attempts, base, _hint(base))}")
         report.failed = True
     finally:
         _close(conn)
+
+
+def _reverse_channel_problems(conn: ReamazeConnector,
+                              pairs: list[tuple[int, PairConfig]]) -> list[str]:
+    """The channel reverse creation opens conversations in must exist (a create there
+    would be refused for every issue)."""
+    wanted = [(i, p) for i, p in pairs if p.reverse.enabled and p.reverse.category]
+    if not wanted:
+        return []
+    channels = sorted(c.id for c in conn.list_collections())
+    return [f"[pairs[{i}].reverse] category: {p.reverse.category!r} is not a Re:amaze "
+            f"channel (known: {_listing(channels)})"
+            for i, p in wanted if p.reverse.category not in channels]
 
 
 def _hint(base: str) -> str:

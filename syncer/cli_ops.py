@@ -175,8 +175,28 @@ def _retry_pair(store: StateStore, pair: str, wanted: list[str] | None) -> set[s
                f"was failing, {before.attempts} attempts: {before.error[:160]}")
         click.echo(f"[{pair}] retry {cid}: {was}; the next pass tries it again")
         done.add(cid)
+    if wanted is None:
+        done |= _retry_issues(store, pair)
     if wanted is None and not done:
         click.echo(f"[{pair}] nothing to retry")
+    return done
+
+
+def _retry_issues(store: StateStore, pair: str) -> set[str]:
+    """The tracker side of the dead letter: issues whose conversation could not be opened
+    (reverse creation), reset so the next pass opens it."""
+    done: set[str] = set()
+    for failure in store.list_failures(pair):
+        if failure.side is not Side.TRACKER:
+            continue
+        before = store.reset_failure(pair, Side.TRACKER, failure.object_id)
+        if before is None:
+            continue
+        was = ("was skipped" if before.skipped else
+               f"was failing, {before.attempts} attempts: {before.error[:160]}")
+        click.echo(f"[{pair}] retry issue {failure.object_id} (its conversation): {was}; "
+                   "the next pass tries it again")
+        done.add(f"issue:{failure.object_id}")
     return done
 
 

@@ -42,6 +42,7 @@ from connectors.settings import SECRET_FILE_LIMIT as SECRET_FILE_LIMIT
 from connectors.settings import HttpSettings as HttpSettings
 from connectors.settings import Strict, TrackerSettings
 from connectors.settings import read_secret as read_secret
+from syncer.config_reverse import ReverseRules, reverse_problems
 from syncer.errors import ConfigError
 from syncer.markers import MIN_KEY_LENGTH
 from syncer.models import TicketState, TicketStatus
@@ -240,6 +241,8 @@ class PairConfig(Strict):
     # Where history starts for this pair: the first pass and `backfill` walk back to here.
     # None = everything.
     since: datetime | None = None
+    # Tracker issues that get a Re:amaze conversation (off unless enabled).
+    reverse: ReverseRules = ReverseRules()
 
     @model_validator(mode="before")
     @classmethod
@@ -524,6 +527,7 @@ def reference_problems(data: Mapping[str, Any]) -> list[tuple[str, str, str]]:
         model = _tracker_model(trackers.get(tracker)) if isinstance(tracker, str) else None
         if model is not None:
             problems += _pair_against_tracker(f"pairs[{i}]", pair, str(tracker), model)
+        problems += reverse_problems(f"pairs[{i}]", pair, str(tracker), model)
     for name, table in _tables(trackers).items():
         model = _tracker_model(table)
         if model is not None:

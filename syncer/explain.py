@@ -27,6 +27,7 @@ from syncer.plan import (
     CreateIssue,
     LinkView,
     MarkOrphaned,
+    OpenConversation,
     Plan,
     PostLinkNote,
     RemoveComment,
@@ -40,6 +41,7 @@ from syncer.plan import (
     description_target,
 )
 from syncer.reconcile import PAUSED
+from syncer.reconcile_reverse import contact_for, reverse_match
 from syncer.recovery import RecoveryPolicy
 
 
@@ -99,6 +101,8 @@ def describe_action(action: Action) -> str:
                 f"{action.target.value} {action.ticket_id}, the copy of edited "
                 f"{action.edit.source_side.value} comment {action.edit.source_id}: "
                 f"{_short(action.body)!r}")
+    if isinstance(action, OpenConversation):
+        return f"issue {action.issue_id}: {action.detail}"
     raise TypeError(type(action))
 
 
@@ -342,6 +346,10 @@ def explain_conversation(f: Facts, why: str | None, now: datetime) -> list[str]:
     return lines
 
 
+_CONTACT_FROM = {"custom_field": "from its contact custom field",
+                 "issue": "from its Customer line", "fallback_contact": "fallback_contact"}
+
+
 def explain_unlinked_issue(pair: PairConfig, issue: Ticket) -> list[str]:
     """An issue no conversation of the pair is linked to."""
     lines = [f"[{pair.name}] issue {issue.id} {issue.subject!r}"
@@ -353,4 +361,9 @@ def explain_unlinked_issue(pair: PairConfig, issue: Ticket) -> list[str]:
         lines.append("  it carries a reamaze-sync marker: the sync created it for a "
                      "conversation whose link this state does not have (a lost, restored or "
                      "other state database); that conversation's next pass adopts it")
+    elif (why := reverse_match(pair.reverse, issue)) is not None:
+        contact, source = contact_for(pair.reverse, issue)
+        lines.append(f"  it matches the pair's reverse rule ({why}): a pass that reads it "
+                     "from the tracker's feed opens a Re:amaze conversation for it, for "
+                     f"{contact} ({_CONTACT_FROM[source]}), as an internal note")
     return lines

@@ -80,3 +80,15 @@ class Markers:
         (or went: ``plan.GONE``): one note per edit, however often a pass is retried."""
         return self._make(conversation_id, "edit", Side(source_side).value, source_id,
                           fingerprint)
+
+    def reverse_conversation(self, issue_id: str) -> str:
+        """The conversation opened for tracker issue ``issue_id`` (reverse creation): it
+        exists before its conversation id does, so it is keyed by the issue. Kept in the
+        conversation's ``data``, where recovery and a lost state find it."""
+        return self._make(reverse_key(issue_id), "reverse-conversation")
+
+
+def reverse_key(issue_id: str) -> str:
+    """What stands for the conversation of tracker issue ``issue_id`` until it exists (the
+    intent journal's conversation id). Re:amaze slugs never contain a colon."""
+    return f"issue:{issue_id}"

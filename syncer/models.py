@@ -175,6 +175,18 @@ class TicketUpdate(Frozen):
     hold_until: AwareDatetime | None = None
 
 
+class NewConversation(Frozen):
+    """A conversation the sync opens for a tracker issue (reverse creation)."""
+
+    issue_id: str  # the tracker issue it is opened for (kept with the marker)
+    subject: str
+    opening: str  # the first message; it may be public (see ``syncer.reconcile_reverse``)
+    contact_email: str
+    category: str | None = None  # channel slug; None: the connector's default channel
+    tags: tuple[str, ...] = ()
+    marker: str
+
+
 class Cursor(Frozen):
     """A change-feed position: everything changed before ``watermark`` has been handled,
     and the ids in ``seen`` (changed exactly at the boundary) too."""
@@ -206,6 +218,16 @@ class ChangePage(Frozen):
     # ``total_count``): a backfill's progress shows it. The walk may stop earlier (at the
     # cursor or ``since``), so it is an upper bound on what this walk reads.
     total: int | None = None
+
+
+# The ``data`` key of a conversation opened for a tracker issue that names the issue (its
+# marker proves it): a conversation whose link the state lost is tied to it again.
+REVERSE_ISSUE_DATA_KEY = "reamaze_sync_issue"
+
+
+def custom_field_key(field_id: int) -> str:
+    """Where a tracker custom field's value is kept in ``Ticket.data`` (single values)."""
+    return f"custom_field:{field_id}"
 
 
 def content_fingerprint(text: str) -> str:

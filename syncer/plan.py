@@ -196,6 +196,9 @@ class AdoptIssue(_Frozen):
 
     conversation_id: str
     issue_id: str
+    # Which side the link was made from: a conversation opened for an issue (reverse
+    # creation) is the tracker's.
+    origin: Side = Side.HELPDESK
 
 
 class AdoptComment(_Frozen):
@@ -257,9 +260,19 @@ class Conflict(_Frozen):
     winner: Side
 
 
+class OpenConversation(_Frozen):
+    """What reverse creation would do for an unlinked issue (a dry run's plan). The pass
+    itself does it in ``syncer.runner_reverse``, never through the applier: the
+    conversation id it is recorded under does not exist before the create."""
+
+    conversation_id: str  # ``syncer.markers.reverse_key`` of the issue
+    issue_id: str
+    detail: str
+
+
 Action = (CreateIssue | AddComment | PostLinkNote | UpdateTicket | MarkOrphaned | SaveSnapshot
           | Skip | Conflict | AdoptIssue | AdoptComment | RemoveComment | Untrusted
-          | UpdateComment)
+          | UpdateComment | OpenConversation)
 
 
 class Plan(_Frozen):
@@ -270,7 +283,7 @@ class Plan(_Frozen):
     def writes(self) -> tuple[Action, ...]:
         return tuple(a for a in self.actions
                      if isinstance(a, CreateIssue | AddComment | PostLinkNote | UpdateTicket
-                                   | RemoveComment | UpdateComment))
+                                   | RemoveComment | UpdateComment | OpenConversation))
 
     def __add__(self, other: Plan) -> Plan:
         return Plan(pair=self.pair, actions=self.actions + other.actions)

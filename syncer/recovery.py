@@ -27,6 +27,7 @@ import structlog
 from connectors.base import Connector
 from state import Intent, StateStore
 from syncer.apply import record_edit
+from syncer.apply_reverse import is_reverse_intent, recover_conversation
 from syncer.errors import NotFoundError, SkippableError, SyncError
 from syncer.fields import landed, recorded
 from syncer.models import Ticket, Visibility
@@ -69,6 +70,9 @@ def recover_intents(pair: str, store: StateStore, helpdesk: Connector, tracker: 
             continue  # a definite failure; the reconciler plans it again if still wanted
         bound = log.bind(pair=pair, conversation_id=intent.conversation_id,
                          operation=f"recover_{intent.kind}", marker=intent.key)
+        if is_reverse_intent(intent):
+            _recover_reverse(pair, store, helpdesk, intent, policy, bound, out)
+            continue
         try:
             if intent.kind == "create_issue":
                 done = _recover_issue(pair, store, tracker, intent, bound)
@@ -97,6 +101,33 @@ def recover_intents(pair: str, store: StateStore, helpdesk: Connector, tracker: 
             out.waiting.add(intent.conversation_id)
             out.counts["writes_held"] += 1
     return out
+
+
+def _recover_reverse(pair: str, store: StateStore, helpdesk: Connector, intent: Intent,
+                     policy: RecoveryPolicy, bound: structlog.typing.FilteringBoundLogger,
+                     out: Recovery) -> None:
+    """A conversation opened for an issue (reverse creation). Found: linked, and due for
+    its first sync. Given up: the issue is put on the dead letter (tracker side), which
+    brings it back to a pass that plans its conversation again under the same key."""
+    try:
+        cid = recover_conversation(pair, store, helpdesk, intent)
+    except SkippableError as exc:
+        bound.warning("intent_lookup_failed", **exc.log_fields())
+        now = store.get_intent(pair, intent.key)
+        if now is not None and now.status == "failed":
+            return  # linked by hand meanwhile: nothing left to do
+        cid = None
+    if cid is not None:
+        out.resolved.add(cid)
+        out.counts["intents_recovered"] += 1
+    elif _give_up(pair, store, intent, policy, bound):
+        store.record_failure(pair, Side.TRACKER, str(intent.payload["issue_id"]),
+                             "its conversation create did not land; planned again",
+                             attempt=False)
+        out.counts["intents_expired"] += 1
+    else:
+        out.held.add(intent.key)
+        out.counts["writes_held"] += 1
 
 
 def _give_up(pair: str, store: StateStore, intent: Intent, policy: RecoveryPolicy,

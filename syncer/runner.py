@@ -27,7 +27,9 @@ from syncer.models import Attachment, Cursor, Ticket, Visibility
 from syncer.partial import conversation_from_snapshot, needs_conversation
 from syncer.plan import LinkView, Plan, SaveSnapshot, Side, SideView, Skip
 from syncer.reconcile import PAUSED, PairContext, is_our_issue, matches, reconcile
+from syncer.reconcile_reverse import reverse_link_plan
 from syncer.recovery import RecoveryPolicy, recover_intents
+from syncer.runner_reverse import readopt_reverse, retry_reverse, reverse_issue
 from syncer.secrets import scrub
 
 log = structlog.get_logger("reamaze_sync.runner")
@@ -179,6 +181,8 @@ class PairRunner:
                 self._held, self._waiting = recovered.held, recovered.waiting
                 self.ctx = replace(self.ctx, internal_paused=self._open_leaks(result))
                 retried = self._retry_failures(result, recovered.resolved, recovered.waiting)
+                if self.ctx.policy.reverse.enabled:
+                    retry_reverse(self, result, MAX_AUTO_RETRIES)
             else:
                 retried = {}
             if issues is not None:  # a webhook's: only these issues' links
@@ -269,6 +273,11 @@ class PairRunner:
                 self._check_stop()
                 result.counts["issues_seen"] += 1
                 link = self.store.get_link_by_issue(self.pair, issue.id)
+                if link is None and self.ctx.policy.reverse.enabled:
+                    cid = reverse_issue(self, issue, result, dry_run)
+                    if cid is not None:
+                        done.add(cid)
+                    continue
                 if link is None or (link.conversation_id in done
                                     and not self._outdated(link.conversation_id, issue)):
                     continue
@@ -422,7 +431,11 @@ class PairRunner:
         except NotFoundError:
             return Decision(reconcile(self.ctx, conv_view, None, link, issue_deleted=True),
                             conv_view, issue_deleted=True)
-        plan = reconcile(self.ctx, conv_view, iss_view, link)
+        # A link reverse creation made has a little more to do (its opening message, the
+        # issue's details): ``reverse_link_plan`` says what, and how the link then looks.
+        seen, extra = reverse_link_plan(self.ctx, conv_view, iss_view, link)
+        plan = reconcile(self.ctx, conv_view, iss_view, seen)
+        plan = Plan(pair=plan.pair, actions=extra + plan.actions)
         return Decision(_distrust_unsettled(plan, iss_view.ticket), conv_view, iss_view,
                         issue_read_at=before,
                         unchanged=_unchanged(link, helpdesk=conv_view.ticket)
@@ -458,6 +471,10 @@ class PairRunner:
         one this pair may have created already (the state lost its link: deleted or
         restored database, another host); only a provably own issue is adopted."""
         view = self._view(self.helpdesk, conv.id, conv)
+        readopted = readopt_reverse(self, view)
+        if readopted is not None:  # opened for an issue by reverse creation: not a new one
+            plan, view, issue_view = readopted
+            return Decision(plan, view, issue_view)
         found = self.tracker.find_ticket_by_marker(self.ctx.markers.issue(conv.id))
         issue: SideView | None = None
         before = datetime.now(UTC)
@@ -471,6 +488,15 @@ class PairRunner:
                 issue = None
         return Decision(reconcile(self.ctx, view, issue, None), view, issue,
                         issue_read_at=before if issue is not None else None)
+
+    @property
+    def held(self) -> set[str]:
+        """Keys of writes whose outcome this pass's recovery has not resolved."""
+        return self._held
+
+    def sync_new_link(self, link: LinkView, result: PassResult) -> None:
+        """A link just recorded (reverse creation): synced now, as any link is."""
+        self._sync_link(link, result, False)
 
     def decide_link(self, link: LinkView) -> Decision:
         """Both sides of a link read afresh and decided as a pass would (the sweep)."""

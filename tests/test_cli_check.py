@@ -211,3 +211,15 @@ def test_reamaze_404_hints_at_api_v1(served: Served) -> None:
             f"/api/v1, so base_url should probably be \"{url}/api/v1\" (1 attempt)"
             ) in result.stdout.splitlines()
     assert len(served.reamaze.requests) == 1
+
+
+def test_a_reverse_channel_re_amaze_lacks_is_named(served: Served) -> None:
+    """Reverse creation into a channel Re:amaze does not have would fail every issue:
+    a configuration error naming the key and the channels there are."""
+    with_redmine(served, pair='\n[pairs.reverse]\nenabled = true\ntracker_ids = [1]\n'
+                              'fallback_contact = "support@acme.example"\ncategory = "bugz"\n')
+    result = served.cli("check")
+    assert result.exit_code == 2, result.output
+    assert "[pairs[0].reverse] category: 'bugz' is not a Re:amaze channel (known: " \
+        in result.stderr
+    assert served.writes() == []

@@ -165,3 +165,28 @@ def test_a_pass_that_succeeds_keeps_a_skip_made_meanwhile(tmp_path: Path) -> Non
     store.clear_failure("p", Side.HELPDESK, "conv-1")
     assert store.list_failures("p") == []
     store.close()
+
+
+def test_an_issue_whose_conversation_cannot_be_opened_is_retried_on_request(
+        served: Served) -> None:
+    """Reverse creation into a channel Re:amaze refuses fails the issue on the tracker side
+    of the dead letter, past the automatic limit it waits; `retry` resets it and, once the
+    channel exists, the next pass opens its one conversation."""
+    served.write_config('\n[pairs.reverse]\nenabled = true\ntracker_ids = [1]\n'
+                        'fallback_contact = "support@acme.example"\ncategory = "bugs"\n')
+    issue = served.redmine.add_issue(served.project, "Crash", description="It crashes.")
+    first = served.cli("run", "--once")
+    assert first.exit_code == 1, first.output
+    store = store_of(served)
+    for _ in range(MAX_AUTO_RETRIES):
+        store.record_failure("bugs", Side.TRACKER, str(issue.id), "refused")
+    store.close()
+    served.reamaze.add_channel("bugs")
+    waiting = served.cli("run", "--once")
+    assert waiting.exit_code == 0 and served.reamaze.conversations == {}, waiting.output
+    retried = served.cli("retry")
+    assert retried.exit_code == 0, retried.output
+    assert f"[bugs] retry issue {issue.id} (its conversation): was failing" in retried.stdout
+    done = served.cli("run", "--once")
+    assert done.exit_code == 0, done.output
+    assert len(served.reamaze.conversations) == 1

@@ -45,6 +45,7 @@ from connectors.reamaze.wire import (
 from connectors.shared_reads import SharedPages
 from syncer.errors import BadPayloadError, LeakError, RejectedError
 from syncer.models import (
+    REVERSE_ISSUE_DATA_KEY,
     Attachment,
     ChangePage,
     Collection,
@@ -52,6 +53,7 @@ from syncer.models import (
     Contact,
     Cursor,
     NewComment,
+    NewConversation,
     NewTicket,
     Role,
     Ticket,
@@ -176,16 +178,22 @@ class ReamazeConnector:
     def create_conversation(self, subject: str, category: str, body: str, contact_email: str,
                             contact_name: str | None = None, tags: tuple[str, ...] = (),
                             status: int | None = None, data: Mapping[str, str] | None = None,
-                            *, notify: bool = False) -> Ticket:
-        """POST /conversations on behalf of ``contact_email`` (created if unknown)."""
+                            *, notify: bool = False, note: bool = False) -> Ticket:
+        """POST /conversations on behalf of ``contact_email`` (created if unknown).
+
+        ``note``: ask for the first message as an internal note. The reference documents
+        ``visibility`` only for ``POST .../messages``, so whether this is honoured here is
+        unknown: callers must not put anything in ``body`` a customer may not see."""
         user: dict[str, Any] = {"email": contact_email}
         if contact_name:
             user["name"] = contact_name
+        message: dict[str, Any] = {"body": body, "suppress_notifications": not notify,
+                                   "suppress_autoresolve": True}
+        if note:
+            message["visibility"] = INTERNAL
+            message["suppress_surveys"] = True
         conv: dict[str, Any] = {
-            "subject": subject, "category": category,
-            "message": {"body": body, "suppress_notifications": not notify,
-                        "suppress_autoresolve": True},
-            "user": user,
+            "subject": subject, "category": category, "message": message, "user": user,
         }
         if tags:
             conv["tag_list"] = list(tags)
@@ -211,6 +219,21 @@ class ReamazeConnector:
         if new.assignee_id:
             ticket = self.update_ticket(ticket.id, TicketUpdate(assignee_id=new.assignee_id))
         return ticket
+
+    def open_conversation(self, new: NewConversation) -> Ticket:
+        """A conversation for a contact (reverse creation): the contact is found or
+        created through the Contacts API first, then the conversation is opened on its
+        behalf with notifications suppressed, its first message asked to be a note, and
+        the key in ``data`` (a create whose answer never came is looked up, not re-sent)."""
+        if self.find_contact(new.contact_email) is None:
+            self.create_contact(email=new.contact_email)
+        category = new.category or self._category()
+        return http.write_once(self.api,
+            lambda: self.create_conversation(
+                new.subject, category, new.opening, new.contact_email, tags=new.tags,
+                data={MARKER_DATA_KEY: new.marker, REVERSE_ISSUE_DATA_KEY: new.issue_id},
+                note=True),
+            lambda: self.find_ticket_by_marker(new.marker))
 
     def _category(self) -> str:
         if self.default_category is None:

@@ -34,6 +34,7 @@ from syncer.models import (
     TicketStatus,
     User,
     Visibility,
+    custom_field_key,
 )
 
 
@@ -62,6 +63,9 @@ def issue_to_ticket(issue: Issue, *, base_url: str) -> Ticket:
         data["priority"] = issue.priority.name
     if issue.author is not None:
         data["author_id"] = str(issue.author.id)
+    for field in issue.custom_fields:
+        if isinstance(field.value, str) and field.value:
+            data[custom_field_key(field.id)] = field.value
     return Ticket(
         id=str(issue.id),
         subject=issue.subject,

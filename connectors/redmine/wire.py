@@ -74,6 +74,12 @@ class AttachmentWire(Wire):
     created_on: AwareDatetime | None = None
 
 
+class CustomFieldValue(Wire):
+    id: int
+    name: str = ""
+    value: str | list[str] | None = None  # a list for a multiple-value field
+
+
 class Issue(Wire):
     id: int
     project: IdName | None = None
@@ -90,6 +96,7 @@ class Issue(Wire):
     closed_on: AwareDatetime | None = None
     journals: tuple[Journal, ...] | None = None
     attachments: tuple[AttachmentWire, ...] | None = None
+    custom_fields: tuple[CustomFieldValue, ...] = ()
     allowed_statuses: tuple[StatusRef, ...] | None = None
 
 

@@ -104,6 +104,9 @@ def issue(st: SimState, i: SimIssue, viewer: SimUser, *, base: str, single: bool
                 "total_estimated_hours": None})
     if single:
         out.update({"spent_hours": 0.0, "total_spent_hours": 0.0})
+    if i.custom_fields:
+        out["custom_fields"] = [{"id": k, "name": f"Field {k}", "value": v}
+                                for k, v in sorted(i.custom_fields.items())]
     out.update({"created_on": stamp(i.created_on), "updated_on": stamp(i.updated_on),
                 "closed_on": stamp(i.closed_on)})
     if single and "attachments" in include:

@@ -67,10 +67,21 @@ def create_issue(st: SimState, user: SimUser, attrs: Mapping[str, Any]) -> SimIs
         priority_id=priority_id, author_id=user.id, subject=subject,
         description=None if description is None else crlf(str(description)),
         start_date=now.date(), created_on=now, updated_on=now,
-        assigned_to_id=assignee)
+        assigned_to_id=assignee, custom_fields=_custom_fields(attrs))
     st.issues[issue.id] = issue
     st.attach(issue, uploads)
     return issue
+
+
+def _custom_fields(attrs: Mapping[str, Any]) -> dict[int, str]:
+    """``custom_fields: [{id, value}]`` (single values; others are left out)."""
+    out: dict[int, str] = {}
+    items = attrs.get("custom_fields")
+    for item in items if isinstance(items, list) else ():
+        cf = _int(item.get("id")) if isinstance(item, Mapping) else None
+        if cf is not None and isinstance(item.get("value"), str):
+            out[cf] = item["value"]
+    return out
 
 
 def _assignee(st: SimState, attrs: Mapping[str, Any], *, author: int, project_id: int,
@@ -139,6 +150,12 @@ def update_issue(st: SimState, user: SimUser, issue: SimIssue,
         if name == "status_id" and st.is_closed(new) and not st.is_closed(old):
             issue.closed_on = now
     st.attach(issue, uploads)
+    if may_edit:
+        for cf, value in _custom_fields(attrs).items():
+            if issue.custom_fields.get(cf, "") != value:
+                details.append({"property": "cf", "name": str(cf),
+                                "old_value": issue.custom_fields.get(cf), "new_value": value})
+                issue.custom_fields[cf] = value
     details += [{"property": "attachment", "name": str(att.id), "old_value": None,
                  "new_value": att.filename} for att, _ in uploads]
     issue.updated_on = now  # even a PUT that changes nothing

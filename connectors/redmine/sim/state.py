@@ -145,6 +145,7 @@ class SimIssue:
     assigned_to_id: int | None = None
     closed_on: datetime | None = None
     is_private: bool = False
+    custom_fields: dict[int, str] = field(default_factory=dict)  # field id -> value
 
 
 def crlf(text: str) -> str:
