@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import SecretStr
@@ -89,21 +89,29 @@ class VirtualClock:
         return self.epoch + timedelta(seconds=self.monotonic())
 
 
-class RedmineSimClock(SimClock):
-    """The Redmine simulator's clock on the virtual clock; readings stay strictly
-    increasing, as the simulator's own clock guarantees with its tick."""
+C = TypeVar("C")
 
-    def __init__(self, clock: VirtualClock) -> None:
-        super().__init__(start=clock.now(), tick=timedelta(microseconds=1))
-        self.virtual = clock
 
-    def now(self) -> datetime:
-        with self._lock:
-            self.current = max(self.virtual.now(), self.current + self.tick)
-            return self.current
+def following(base: type[C], clock: VirtualClock, step: timedelta, **kw: Any) -> C:
+    """A simulator's clock (an instance of its ``base`` clock class) on the virtual clock:
+    readings follow it and stay strictly increasing by ``step``, as the simulator's own
+    clock guarantees; advancing it advances the virtual clock."""
 
-    def advance(self, seconds: float) -> None:
-        self.virtual.advance(seconds)
+    class Following(base):  # type: ignore[valid-type,misc]
+        def now(self) -> datetime:
+            with self._lock:
+                self.current = max(clock.now(), self.current + step)
+                return self.current  # type: ignore[no-any-return]
+
+        def advance(self, seconds: float) -> None:
+            clock.advance(seconds)
+
+    return Following(start=clock.now(), **kw)  # type: ignore[no-any-return]
+
+
+def RedmineSimClock(clock: VirtualClock) -> SimClock:
+    return following(SimClock, clock, timedelta(microseconds=1),
+                     tick=timedelta(microseconds=1))
 
 
 # --- sandbox and engine -----------------------------------------------------------------------

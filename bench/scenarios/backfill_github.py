@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from bench.harness import (
     STAFF,
     VirtualClock,
     classify_reamaze,
+    following,
     quiet_production_logging,
     seed_conversations,
 )
@@ -39,20 +40,8 @@ from syncer.sandbox import BRAND, LOGIN, MARKER_KEY, REAMAZE_TOKEN, Sandbox
 REPO = "acme/app"
 
 
-class GitHubSimClock(SimClock):
-    """The GitHub simulator's clock on the virtual clock, strictly increasing."""
-
-    def __init__(self, clock: VirtualClock) -> None:
-        super().__init__(start=clock.now())
-        self.virtual = clock
-
-    def now(self) -> datetime:
-        with self._lock:
-            self.current = max(self.virtual.now(), self.current + timedelta(milliseconds=1))
-            return self.current
-
-    def advance(self, seconds: float) -> None:
-        self.virtual.advance(seconds)
+def GitHubSimClock(clock: VirtualClock) -> SimClock:
+    return following(SimClock, clock, timedelta(milliseconds=1))
 
 
 def classify_github(method: str, path: str, params: dict[str, str]) -> str:

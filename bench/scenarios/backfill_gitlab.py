@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from bench.harness import (
     STAFF,
     VirtualClock,
     classify_reamaze,
+    following,
     quiet_production_logging,
     seed_conversations,
 )
@@ -44,20 +45,8 @@ from syncer.sandbox import BRAND, LOGIN, MARKER_KEY, REAMAZE_TOKEN, Sandbox
 PROJECT = "acme/app"
 
 
-class GitLabSimClock(SimClock):
-    """The GitLab simulator's clock on the virtual clock, strictly increasing."""
-
-    def __init__(self, clock: VirtualClock) -> None:
-        super().__init__(start=clock.now())
-        self.virtual = clock
-
-    def now(self) -> datetime:
-        with self._lock:
-            self.current = max(self.virtual.now(), self.current + timedelta(milliseconds=1))
-            return self.current
-
-    def advance(self, seconds: float) -> None:
-        self.virtual.advance(seconds)
+def GitLabSimClock(clock: VirtualClock) -> SimClock:
+    return following(SimClock, clock, timedelta(milliseconds=1))
 
 
 def classify_gitlab(method: str, path: str, query: dict[str, str]) -> str:

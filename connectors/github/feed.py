@@ -4,15 +4,10 @@
 (``state=all``: the default lists open issues only, and closings would be missed). Pull
 requests come in the same listing and are dropped here, after they moved the watermark.
 
-Why not just follow the ``link`` pages: an issue updated while the walk runs moves to the
-end of the order, every later issue shifts back by one, and the next page skips one. So
-each page re-queries from the newest second read so far (``since`` is second-precise and
-treated as inclusive; whether GitHub's "updated after" is inclusive does not matter: the
-overlap re-reads that second) and drops what this walk already met by ``number@updated``.
-Only when more than half a page shares the newest second (a bulk edit: re-querying would
-return the same page) does the walk follow ``rel="next"`` of that query; a shift there can
-skip an issue, which the next poll does not see again, so that case is logged
-(``github_feed_crowded``) and left to a full re-read (``verify``, the sweep).
+The listing shifts while it is read (an issue updated meanwhile moves to the end), so it
+is read by ``connectors.requery``: each page re-queried from the newest second read so far
+(``since`` is second-precise; whether GitHub's "updated after" is inclusive does not
+matter: the overlap re-reads that second), issues told apart by ``number@updated``.
 
 Cursor: ``watermark`` is the newest ``updated_at`` read, ``seen`` the keys the next poll's
 look-back (``overlap_seconds``) returns again, each kept only once its second is over on
@@ -35,13 +30,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import structlog
-
 from connectors.github.wire import CONNECTOR, GhCommentWire, GhIssueWire
-from connectors.paging import WalkGuard
+from connectors.requery import Requery
 from syncer.models import ChangePage, Cursor, Ticket
-
-log = structlog.get_logger("reamaze_sync.github")
 
 MAX_PAGES = 10_000
 ONE_SECOND = timedelta(seconds=1)
@@ -132,50 +123,35 @@ class ChangeFeed:
         yield from self._walk_comments(base, since.comments, set(prior_comments), started,
                                        yielded)
 
+    def _second(self, t: datetime) -> datetime:
+        return t.replace(microsecond=0)
+
     def _walk_comments(self, issues: Cursor, since: datetime, prior: set[str],
                        started: datetime, yielded: set[int]) -> Iterator[ChangePage]:
         assert self.comments is not None
         fetch, get_issue = self.comments
         watermark = since
-        read: dict[str, datetime] = {}
-        guard = WalkGuard("GET /repos/{owner}/{repo}/issues/comments (changes)",
-                          connector=CONNECTOR, max_pages=MAX_PAGES)
+        listing = Requery[GhCommentWire](
+            fetch=fetch, query_from=self._comment_params, key=comment_key,
+            changed=lambda c: c.updated_at, precision=self._second,
+            listing="GET /repos/{owner}/{repo}/issues/comments (changes)", connector=CONNECTOR,
+            page_size=self.settings.page_size, max_pages=MAX_PAGES)
         lower = since - timedelta(seconds=self.settings.overlap_seconds)
-        request: dict[str, Any] | str = self._comment_params(lower)
-        while True:
-            guard.before(repr(request))
-            comments, next_url = fetch(request)
-            met = 0
+        for comments, new in listing.pages(lower):
             numbers: list[int] = []
-            for comment in comments:
-                key = comment_key(comment)
-                if key in read:
-                    continue
-                read[key] = comment.updated_at
-                met += 1
+            for comment in new:
                 number = _issue_number(comment)
-                if key not in prior and number is not None and number not in yielded:
+                if comment_key(comment) not in prior and number is not None \
+                        and number not in yielded:
                     yielded.add(number)
                     numbers.append(number)
-            guard.page(items=len(comments), new=met, at=repr(request))
             if comments:
                 watermark = max(watermark, max(c.updated_at for c in comments))
             tickets = tuple(self.to_ticket(i) for i in map(get_issue, numbers)
                             if i is not None)
-            seen = (issues.seen
-                    + self._seen(prior, read, watermark, started))
+            seen = issues.seen + self._seen(prior, listing.read, watermark, started)
             yield ChangePage(tickets=tickets, checkpoint=issues.model_copy(
                 update={"seen": seen, "comments": watermark}))
-            if next_url is None or not comments:
-                return
-            last = max(c.updated_at for c in comments).replace(microsecond=0)
-            crowd = sum(1 for t in read.values() if t >= last)
-            if crowd <= self.settings.page_size // 2:
-                request = self._comment_params(last)
-            else:
-                log.warning("github_feed_crowded", connector=CONNECTOR, second=github_time(last),
-                            comments=crowd, action="following the next page of this query")
-                request = next_url
 
     def _newest_comments(self, started: datetime) -> tuple[datetime, tuple[str, ...]]:
         """The newest comment's time, and the keys of those the next walk's look-back
@@ -190,9 +166,12 @@ class ChangeFeed:
         return top, self._seen(set(), {comment_key(c): c.updated_at for c in newest}, top,
                                started)
 
-    def _comment_params(self, since: datetime) -> dict[str, Any]:
-        return {"sort": "updated", "direction": "asc", "per_page": self.settings.page_size,
-                "since": github_time(since)}
+    def _comment_params(self, since: datetime | None) -> dict[str, Any]:
+        params: dict[str, Any] = {"sort": "updated", "direction": "asc",
+                                  "per_page": self.settings.page_size}
+        if since is not None:
+            params["since"] = github_time(since)
+        return params
 
     def _walk_issues(self, since: Cursor | None, started: datetime,
                      yielded: set[int]) -> Iterator[ChangePage]:
@@ -200,43 +179,21 @@ class ChangeFeed:
         watermark = since.watermark if since else None
         lower = (watermark - timedelta(seconds=self.settings.overlap_seconds)
                  if watermark is not None else None)
-        read: dict[str, datetime] = {}
-        guard = WalkGuard("GET /repos/{owner}/{repo}/issues (changes)", connector=CONNECTOR,
-                          max_pages=MAX_PAGES)
-        request: dict[str, Any] | str = self._params(lower)
-        while True:
-            guard.before(repr(request))
-            issues, next_url = self.fetch(request)
-            fresh: list[GhIssueWire] = []
-            met = 0
-            for issue in issues:
-                key = item_key(issue)
-                if key in read:
-                    continue
-                read[key] = issue.updated_at
-                met += 1
-                if key not in prior and not issue.is_pull_request:
-                    fresh.append(issue)
-                    yielded.add(issue.number)
-            guard.page(items=len(issues), new=met, at=repr(request))
+        listing = Requery[GhIssueWire](
+            fetch=self.fetch, query_from=self._params, key=item_key,
+            changed=lambda i: i.updated_at, precision=self._second,
+            listing="GET /repos/{owner}/{repo}/issues (changes)", connector=CONNECTOR,
+            page_size=self.settings.page_size, max_pages=MAX_PAGES)
+        for issues, new in listing.pages(lower):
+            fresh = [i for i in new if item_key(i) not in prior and not i.is_pull_request]
+            yielded.update(i.number for i in fresh)
             if issues:
                 newest = max(i.updated_at for i in issues)
                 watermark = newest if watermark is None else max(watermark, newest)
-            checkpoint = (Cursor(watermark=watermark, seen=self._seen(prior, read, watermark,
-                                                                        started))
-                          if watermark is not None else None)
+            checkpoint = (Cursor(watermark=watermark, seen=self._seen(
+                prior, listing.read, watermark, started)) if watermark is not None else None)
             yield ChangePage(tickets=tuple(self.to_ticket(i) for i in fresh),
                              checkpoint=checkpoint)
-            if next_url is None or not issues:
-                return
-            last = max(i.updated_at for i in issues).replace(microsecond=0)
-            crowd = sum(1 for t in read.values() if t >= last)
-            if crowd <= self.settings.page_size // 2:
-                request = self._params(last)
-            else:
-                log.warning("github_feed_crowded", connector=CONNECTOR, second=github_time(last),
-                            issues=crowd, action="following the next page of this query")
-                request = next_url
 
     def _seen(self, prior: set[str], read: dict[str, datetime], watermark: datetime,
               started: datetime) -> tuple[str, ...]:

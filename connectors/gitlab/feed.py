@@ -4,13 +4,11 @@
 &per_page=100`` (no ``state``: every state is listed, closings included). GitLab's
 ``updated_after`` is "updated on or after" (inclusive) and times are millisecond-precise.
 
-As in the GitHub feed, offset pages shift when an issue is updated during the walk (it
-moves to the end, and every later issue moves back by one), so each page re-queries from
-the newest time read so far and drops what this walk already met by ``iid@updated``. Only
-when more than half a page shares the newest millisecond (a bulk import) does the walk
-follow the next page of that query, named by ``x-next-page`` or ``link: rel="next"``
-(``x-total`` is not needed: GitLab omits it on lists over 10,000 items). That case is
-logged (``gitlab_feed_crowded``).
+As in the GitHub feed, offset pages shift when an issue is updated during the walk, so
+the listing is read by ``connectors.requery`` (each page re-queried from the newest
+millisecond read so far, issues told apart by ``iid@updated``); the next page of a crowded
+query is named by ``x-next-page`` or ``link: rel="next"`` (``x-total`` is not needed:
+GitLab omits it on lists over 10,000 items).
 
 Cursor: ``watermark`` is the newest ``updated_at`` read, ``seen`` the keys the next poll's
 look-back (``overlap_seconds``) returns again, each kept only once its millisecond is over
@@ -24,13 +22,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import structlog
-
 from connectors.gitlab.wire import CONNECTOR, GlIssueWire
-from connectors.paging import WalkGuard
+from connectors.requery import Requery
 from syncer.models import ChangePage, Cursor, Ticket
-
-log = structlog.get_logger("reamaze_sync.gitlab")
 
 MAX_PAGES = 10_000
 ONE_MS = timedelta(milliseconds=1)
@@ -90,43 +84,20 @@ class ChangeFeed:
         watermark = since.watermark if since else None
         lower = (watermark - timedelta(seconds=self.settings.overlap_seconds)
                  if watermark is not None else None)
-        read: dict[str, datetime] = {}
-        guard = WalkGuard("GET /projects/:id/issues (changes)", connector=CONNECTOR,
-                          max_pages=MAX_PAGES)
-        request: Request = self._params(lower)
-        while True:
-            guard.before(repr(request))
-            issues, next_request = self.fetch(request)
-            fresh: list[GlIssueWire] = []
-            met = 0
-            for issue in issues:
-                key = item_key(issue)
-                if key in read:
-                    continue
-                read[key] = _ms(issue.updated_at)
-                met += 1
-                if key not in prior:
-                    fresh.append(issue)
-            guard.page(items=len(issues), new=met, at=repr(request))
+        listing = Requery[GlIssueWire](
+            fetch=self.fetch, query_from=self._params, key=item_key,
+            changed=lambda i: i.updated_at, precision=_ms,
+            listing="GET /projects/:id/issues (changes)", connector=CONNECTOR,
+            page_size=self.settings.page_size, max_pages=MAX_PAGES)
+        for issues, new in listing.pages(lower):
+            fresh = [i for i in new if item_key(i) not in prior]
             if issues:
                 newest = max(i.updated_at for i in issues)
                 watermark = newest if watermark is None else max(watermark, newest)
-            checkpoint = (Cursor(watermark=watermark, seen=self._seen(prior, read, watermark,
-                                                                        started))
-                          if watermark is not None else None)
+            checkpoint = (Cursor(watermark=watermark, seen=self._seen(
+                prior, listing.read, watermark, started)) if watermark is not None else None)
             yield ChangePage(tickets=tuple(self.to_ticket(i) for i in fresh),
                              checkpoint=checkpoint)
-            if next_request is None or not issues:
-                return
-            last = _ms(max(i.updated_at for i in issues))
-            crowd = sum(1 for t in read.values() if t >= last)
-            if crowd <= self.settings.page_size // 2:
-                request = self._params(last)
-            else:
-                log.warning("gitlab_feed_crowded", connector=CONNECTOR,
-                            millisecond=gitlab_time(last), issues=crowd,
-                            action="following the next page of this query")
-                request = next_request
 
     def _seen(self, prior: set[str], read: dict[str, datetime], watermark: datetime,
               started: datetime) -> tuple[str, ...]:
