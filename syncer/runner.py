@@ -278,8 +278,12 @@ class PairRunner:
                     if cid is not None:
                         done.add(cid)
                     continue
-                if link is None or (link.conversation_id in done
-                                    and not self._outdated(link.conversation_id, issue)):
+                if link is None:
+                    continue
+                if link.conversation_id in done and not self._outdated(link.conversation_id,
+                                                                       issue):
+                    if not dry_run:
+                        self._vouch_for_issue(link, issue)
                     continue
                 if link.conversation_id in self._skipped:  # an operator's `skip`
                     result.counts["skipped_by_operator"] += 1
@@ -320,6 +324,21 @@ class PairRunner:
         if covered is not None and covered == issue.updated_at:
             return False
         return _settled(issue.updated_at, datetime.now(UTC))
+
+    def _vouch_for_issue(self, link: LinkView, issue: Ticket) -> None:
+        """The feed shows the issue in the very version this pass's work on the link
+        accounts for (our create and notes included): the snapshot records its change
+        time, so the link reads as unchanged from then on without reading anything again
+        (a new link's snapshot has none until then)."""
+        snap = link.snapshot
+        covered = self._covered.get(link.conversation_id)
+        if (snap is None or covered is None or covered != issue.updated_at
+                or not _settled(issue.updated_at, datetime.now(UTC))):
+            return
+        stamp = issue.updated_at.isoformat()
+        if snap.tracker_updated_at != stamp:
+            self.store.save_snapshot(self.pair, link.conversation_id,
+                                     snap.model_copy(update={"tracker_updated_at": stamp}))
 
     def _open_leaks(self, result: PassResult) -> bool:
         """Look again at every copy recorded as public and unremovable: one that is gone or
@@ -404,9 +423,14 @@ class PairRunner:
         if link.status != "active" or (not force and _unchanged(link, helpdesk=conv)):
             return False
         if not force and is_own_echo(link.snapshot, conv):
-            # Only the sync's own writes since the last sync: nothing to read for.
+            # Only the sync's own writes since the last sync: nothing to read for. The
+            # snapshot takes the item's change time, so the link reads as unchanged
+            # (`explain`, the sweep) as it would after a read.
             result.counts["own_changes_not_reread"] += 1
             log.debug("own_change_not_reread", conversation_id=conv.id, operation="poll")
+            if not dry_run and link.snapshot is not None and conv.updated_at_exact:
+                self.store.save_snapshot(self.pair, conv.id, link.snapshot.model_copy(
+                    update={"helpdesk_updated_at": conv.updated_at.isoformat()}))
             return False
         self._sync_link(link, result, dry_run, conversation=conv)
         return True
