@@ -93,6 +93,9 @@ class Comment(Frozen):
     id: str  # stable identity within its ticket (see each connector for how it is made)
     ticket_id: str
     body: str
+    # The same message as HTML when the source has it (Re:amaze's ``original_body``):
+    # its structure (lists, links, code, quotes) is what a tracker copy is written from.
+    body_html: str | None = None
     visibility: Visibility
     author: Author
     created_at: AwareDatetime

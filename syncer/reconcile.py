@@ -470,7 +470,8 @@ def _copy_tracker_comments(ctx: PairContext, conversation: SideView, issue: Side
         if copies.copied(Side.TRACKER, c.id):
             if fingerprints.get(c.id) not in (None, "", c.fingerprint):  # "": not known
                 out += _tell_edit(ctx, cid, copies, c.id, c.fingerprint,
-                                  render.tracker_edit_note(ctx.tracker_name, issue.ticket, c))
+                                  render.tracker_edit_note(ctx.tracker_name, issue.ticket, c,
+                                                           markup=ctx.tracker_caps.markup))
             continue
         to_customer = (c.visibility == Visibility.PUBLIC
                        and ctx.policy.visibility.customer_replies_from_tracker)
@@ -493,7 +494,7 @@ def _copy_tracker_comments(ctx: PairContext, conversation: SideView, issue: Side
             source_id=c.id, source_fingerprint=c.fingerprint,
             new=NewComment(
                 body=render.tracker_comment_to_helpdesk(
-                    ctx.tracker_name, issue.ticket, c,
+                    ctx.tracker_name, issue.ticket, c, markup=ctx.tracker_caps.markup,
                     files=() if fetchable else c.attachments, for_customer=to_customer),
                 visibility=visibility, notify_customer=to_customer,
                 attachments=c.attachments if fetchable else (), marker=marker),

@@ -5,6 +5,13 @@ neutralised so a copy never pings an unrelated account on the other side, and te
 outside that goes to the tracker (message bodies, author, customer, channel and tag names)
 is escaped for the tracker's markup (``syncer.markup``) so it shows as written and cannot
 hide, restyle or embed anything. The engine's own words around it keep their markup.
+
+A message that came with HTML (Re:amaze's ``original_body``) is copied with its structure:
+paragraphs, line breaks, lists, links, code, quotes, bold and italic are written in the
+tracker's markup from the parsed document, each text run escaped the same way
+(``syncer.htmldoc``, ``syncer.richtext``). Without HTML the body is escaped as plain text.
+A tracker comment goes to Re:amaze as readable text, its markup rendered away
+(``syncer.plaintext``).
 """
 
 from __future__ import annotations
@@ -14,8 +21,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from syncer.config import PairConfig
+from syncer.htmldoc import parse_html
 from syncer.markup import Markup, escape, strong
 from syncer.models import Attachment, Comment, Ticket
+from syncer.plaintext import markup_to_text
+from syncer.richtext import Target, write
 
 # Redmine's own rule (lib/redmine/acts/mentionable.rb): an @ at a line start or after a
 # non-word character, followed by a login character. Its \W is ASCII-only, so "café@bob"
@@ -133,9 +143,20 @@ def helpdesk_comment_to_tracker(policy: PairConfig, comment: Comment, *,
     kind = "internal note" if comment.visibility == "internal" else "message"
     header = (f"{strong(markup, escape(markup, who))} ({role}) — Re:amaze {kind}, "
               f"{_when(comment.created_at)}")
-    body = escape(markup, comment.body)
+    body = message_body(markup, comment)
     files = attachment_lines(comment.attachments, markup)
     return neutralise_mentions(f"{header}\n\n{body}{files}")  # author names too
+
+
+def message_body(markup: Markup, comment: Comment) -> str:
+    """A Re:amaze message's text as written for ``markup``: from its HTML when it has
+    some that shows anything, else its plain body escaped."""
+    if comment.body_html:
+        target: Target = "text" if markup == "plain" else markup
+        written = write(target, parse_html(comment.body_html))
+        if written.strip():
+            return written
+    return escape(markup, comment.body)
 
 
 _SAFE_URL = re.compile(r"https?://[^\s<>\"'`\\]+")
@@ -161,11 +182,12 @@ def attachment_lines(attachments: Sequence[Attachment], markup: Markup) -> str:
 
 
 def tracker_comment_to_helpdesk(tracker_name: str, issue: Ticket, comment: Comment, *,
-                                files: Sequence[Attachment] = (),
+                                markup: Markup, files: Sequence[Attachment] = (),
                                 for_customer: bool = False) -> str:
     """``files``: the note's attachments Re:amaze cannot fetch, named one a line."""
     who = comment.author.name or comment.author.email or "someone"
-    text = f"{who} commented on {tracker_name} issue #{issue.id}:\n\n{comment.body}"
+    text = (f"{who} commented on {tracker_name} issue #{issue.id}:\n\n"
+            f"{markup_to_text(markup, comment.body)}")
     lines = [file_line(tracker_name, issue, a, for_customer=for_customer) for a in files]
     return neutralise_mentions("\n\n".join([text, "\n".join(lines)]) if lines else text)
 
@@ -191,11 +213,13 @@ def file_line(tracker_name: str, issue: Ticket, a: Attachment, *,
     return f"Attached on {tracker_name} (needs a {tracker_name} login): {what} {where}"
 
 
-def tracker_edit_note(tracker_name: str, issue: Ticket, comment: Comment) -> str:
+def tracker_edit_note(tracker_name: str, issue: Ticket, comment: Comment, *,
+                      markup: Markup) -> str:
     """Re:amaze messages cannot be edited: the new text goes as a note of its own."""
     who = comment.author.name or comment.author.email or "someone"
     return neutralise_mentions(f"Note {comment.id} by {who} on {tracker_name} issue "
-                               f"#{issue.id} was edited; it now reads:\n\n{comment.body}")
+                               f"#{issue.id} was edited; it now reads:\n\n"
+                               f"{markup_to_text(markup, comment.body)}")
 
 
 def tracker_delete_note(tracker_name: str, issue_id: str, comment_id: str) -> str:

@@ -6,6 +6,7 @@ import pytest
 
 from syncer.markup import Markup, escape
 from syncer.models import Visibility
+from syncer.plaintext import markup_to_text
 from syncer.plan import (
     AddComment,
     AdoptComment,
@@ -153,14 +154,14 @@ def test_mentions_in_copies_are_neutralised_both_ways(body: str, mention_free: s
 @pytest.mark.parametrize("markup", ["textile", "common_mark"])
 def test_copies_to_the_tracker_are_escaped_for_its_markup(markup: Markup) -> None:
     """Text copied to the tracker is written for the tracker's markup, from its declared
-    capabilities; text copied to Re:amaze is left as it is."""
+    capabilities; text copied to Re:amaze is that markup rendered to readable text."""
     body = "<!-- {{collapse}} *x* ![](http://evil.example/i.png)"
     copies = _sync(context(markup=markup), hd=(comment("m1", body=body),),
                    tr=(comment("n1", ticket=IID, body=body),))
     to_tracker, to_helpdesk = copies
     assert to_tracker.target is Side.TRACKER
     assert to_tracker.new.body.endswith("\n\n" + escape(markup, body))
-    assert to_helpdesk.new.body.endswith("\n\n" + body)
+    assert to_helpdesk.new.body.endswith("\n\n" + markup_to_text(markup, body))
 
 
 # --- tracker -> helpdesk ---------------------------------------------------------------

@@ -154,7 +154,8 @@ def test_author_names_that_look_like_mentions_are_neutralised() -> None:
     """An author named like a mention cannot ping anyone through the attribution line."""
     hd = render.helpdesk_comment_to_tracker(policy(), comment("m1", name="@admin"),
                                             markup="common_mark")
-    tr = render.tracker_comment_to_helpdesk("Redmine", issue(), comment("n1", name="@support"))
+    tr = render.tracker_comment_to_helpdesk("Redmine", issue(), comment("n1", name="@support"),
+                                           markup="textile")
     assert redmine_mentions(hd, "textile") == redmine_mentions(tr, "textile") == []
 
 
@@ -211,7 +212,7 @@ def test_a_forged_marker_in_a_message_is_no_marker(markup: Markup) -> None:
 def test_tracker_copy_names_author_tracker_and_issue() -> None:
     """A tracker note copy says who wrote it on which tracker issue."""
     text = render.tracker_comment_to_helpdesk("Redmine", issue(), comment(
-        "n1", body="Fixed", name="Dev Dan"))
+        "n1", body="Fixed", name="Dev Dan"), markup="textile")
     assert text == "Dev Dan commented on Redmine issue #42:\n\nFixed"
 
 

@@ -281,8 +281,9 @@ class ReamazeConnector:
     # -- comments (messages) --------------------------------------------------------------
     def list_comments(self, ticket_id: str) -> list[Comment]:
         messages: list[WireMessage] = []
+        # The HTML is what keeps a message's lists, links and code (render.py).
         for items in directory.iter_raw(self.api, self._path(ticket_id) + "/messages",
-                                        "messages"):
+                                        "messages", {"include": "original_body"}):
             messages.extend(parse_items(WireMessage, items, kind="message"))
         return comments_from_wire(ticket_id, messages)
 

@@ -234,6 +234,7 @@ def comment_from_wire(slug: str, msg: WireMessage, *, comment_id: str) -> Commen
         id=comment_id,
         ticket_id=slug,
         body=msg.body,
+        body_html=msg.original_body or None,
         visibility=visibility,
         author=author,
         created_at=msg.created_at,

@@ -182,6 +182,7 @@ LenientConversationRef = Annotated[WireConversationRef | None, WrapValidator(_or
 class WireMessage(Wire):
     created_at: AwareDatetime
     body: Annotated[str, WrapValidator(lambda v, _h: v if isinstance(v, str) else "")] = ""
+    original_body: LenientStr = None  # the HTML, only with ``include=original_body``
     visibility: Any = None  # 0 public, 1 internal, 2 collision; anything else is unsafe
     origin: LenientInt = None
     origin_id: IdText = None

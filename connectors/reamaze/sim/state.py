@@ -20,6 +20,7 @@ seeding/mutation helpers tests and the demo use directly (``add_conversation``,
 from __future__ import annotations
 
 import hashlib
+import html
 import re
 import threading
 from collections.abc import Callable, Iterable
@@ -109,6 +110,7 @@ class SimMessage:
     attachments: list[JSON] = field(default_factory=list)
     recipients: list[str] = field(default_factory=list)
     notified: bool = True  # False when the writer suppressed notifications (emails)
+    html: str | None = None  # ``original_body`` as the mail came in; None: made from body
 
 
 @dataclass
@@ -235,12 +237,15 @@ class SimState:
             return slug
 
     def add_customer_message(self, slug: str, body: str, *, email: str | None = None,
-                             attachments: Iterable[JSON] = ()) -> SimMessage:
+                             attachments: Iterable[JSON] = (),
+                             html: str | None = None) -> SimMessage:
         with self.lock:
             conv = self.conversations[slug]
             author = self.person(email) if email else conv.author
-            return self.post_message(conv, body, author, 0, origin=ORIGIN_EMAIL,
-                                     attachments=list(attachments))
+            msg = self.post_message(conv, body, author, 0, origin=ORIGIN_EMAIL,
+                                    attachments=list(attachments))
+            msg.html = html
+            return msg
 
     def add_staff_message(self, slug: str, body: str, *, email: str, visibility: int = 0,
                           origin_id: str | None = None,
@@ -390,7 +395,8 @@ class SimState:
                              "category": self.render_channel(self.channels[c.category])},
         }
         if original_body:
-            out["original_body"] = "<p>" + m.body.replace("\n", "<br>") + "</p>"
+            out["original_body"] = m.html if m.html is not None else (
+                "<p>" + html.escape(m.body, quote=False).replace("\n", "<br>") + "</p>")
         return out
 
     def render_contact(self, p: SimPerson) -> JSON:

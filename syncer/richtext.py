@@ -1,0 +1,270 @@
+"""A parsed message (``syncer.htmldoc``) written out in a tracker's markup, or as readable
+text for Re:amaze.
+
+The structure is ours to write; every text run inside it is customer text and goes
+through the markup's escaper (``syncer.markup``) exactly as a plain body does. A line is
+escaped whole, with each piece of our own markup held by a private-use placeholder the
+text does not contain, so the escaper sees the customer's characters in their real
+neighbourhood (``http:`` + ``//`` split over two runs is still an autolink) and our markup
+is put back only afterwards. On top of the escaper, textile lines always escape ``"``,
+``!``, ``_`` and ``@``: next to our own links, italics and code they could otherwise
+pair with our markup.
+
+Where a markup cannot hold a structure safely the content falls back to escaped text
+(still readable): textile code whose text could end our ``<pre>``/``<code>`` early or
+hold an HTML comment, and code, lists and quotes nested where textile has no syntax
+for them. Link targets are made safe by ``htmldoc.safe_url``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from syncer.htmldoc import Block, Br, Code, Inline, Link, ListBlock, Para, Pre, Quote, Span, Text
+from syncer.markup import escape_commonmark, escape_gfm, escape_textile
+
+Target = Literal["text", "textile", "common_mark", "gfm"]
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """Our own markup: written as is. ``space_after``: what follows must not touch it
+    (textile's link target runs until whitespace)."""
+
+    text: str
+    space_after: bool = False
+
+
+Piece = str | _Raw  # a str is text from outside, escaped on output
+Line = list[Piece]
+
+_WS = re.compile(r"[ \t\n\r\f]+")  # HTML's whitespace (not U+00A0)
+_TEXTILE_UNSAFE_CODE = re.compile(r"(?i)<!|</?(?:pre|code|kbd|notextile)")
+_TEXTILE_EXTRA = {c: f"&#{ord(c)};" for c in '"!_@'}
+
+
+def _ws(text: str) -> str:
+    return _WS.sub(" ", text)
+
+
+def _plain_text(children: Sequence[Inline]) -> str:
+    parts: list[str] = []
+    for x in children:
+        if isinstance(x, Text | Code):
+            parts.append(x.text)
+        elif isinstance(x, Br):
+            parts.append(" ")
+        else:
+            parts.append(_plain_text(x.children))
+    return "".join(parts)
+
+
+def _backticks(text: str, least: int) -> str:
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    return "`" * max(least, longest + 1)
+
+
+class _Writer:
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.escape: Callable[[str], str] = {
+            "text": lambda s: s, "textile": self._escape_textile,
+            "common_mark": escape_commonmark, "gfm": escape_gfm}[target]
+
+    # --- inline ------------------------------------------------------------------------
+
+    @staticmethod
+    def _escape_textile(line: str) -> str:
+        out = escape_textile(line)
+        for c, ref in _TEXTILE_EXTRA.items():
+            out = out.replace(c, ref)
+        return out
+
+    def _marks(self, kind: str) -> tuple[str, str]:
+        if self.target == "textile":
+            return ("*", "*") if kind == "strong" else ("_", "_")
+        if self.target in ("common_mark", "gfm"):
+            return ("**", "**") if kind == "strong" else ("*", "*")
+        return "", ""
+
+    def code(self, text: str) -> list[Piece]:
+        text = _ws(text).strip()
+        if not text:
+            return []
+        if self.target == "textile":
+            if _TEXTILE_UNSAFE_CODE.search(text):
+                return [text]
+            return [_Raw(f"<code>{text}</code>")]
+        fence = _backticks(text, 1)
+        pad = " " if text.startswith("`") or text.endswith("`") or (
+            text.startswith(" ") and text.endswith(" ")) else ""
+        return [_Raw(f"{fence}{pad}{text}{pad}{fence}")]
+
+    def link(self, text: str, url: str) -> list[Piece]:
+        shown = text or url
+        if self.target == "textile":
+            return [_Raw('"'), shown, _Raw(f'":{url}', space_after=True)]
+        if self.target in ("common_mark", "gfm"):
+            return [_Raw("["), shown, _Raw(f"]({url})")]
+        if shown in (url, url.removeprefix("mailto:")):
+            return [url]
+        return [f"{shown} ({url})"]
+
+    def wrap(self, kind: str, line: Line) -> Line:
+        opener, closer = self._marks(kind)
+        if not opener or not any(isinstance(p, _Raw) or p.strip() for p in line):
+            return line
+        body = list(line)
+        lead = trail = ""
+        if isinstance(body[0], str) and body[0] != body[0].lstrip():
+            lead, body[0] = " ", body[0].lstrip()
+        if isinstance(body[-1], str) and body[-1] != body[-1].rstrip():
+            trail, body[-1] = " ", body[-1].rstrip()
+        return [lead, _Raw(opener), *body, _Raw(closer), trail]
+
+    def lines(self, inlines: Sequence[Inline]) -> list[Line]:
+        out: list[Line] = [[]]
+        for x in inlines:
+            if isinstance(x, Text):
+                out[-1].append(_ws(x.text))
+            elif isinstance(x, Br):
+                out.append([])
+            elif isinstance(x, Code):
+                out[-1].extend(self.code(x.text))
+            elif isinstance(x, Span):
+                for i, sub in enumerate(self.lines(x.children)):
+                    if i:
+                        out.append([])
+                    out[-1].extend(self.wrap(x.kind, sub))
+            elif isinstance(x, Link):
+                out[-1].extend(self.link(_ws(_plain_text(x.children)).strip(), x.url))
+        return out
+
+    def finish(self, line: Line) -> str:
+        """One line written out: text escaped in context, our markup put back."""
+        pieces: Line = []
+        for i, p in enumerate(line):
+            if isinstance(p, str) and pieces and isinstance(pieces[-1], str):
+                pieces[-1] = _ws(pieces[-1] + p)
+            else:
+                pieces.append(p)
+            if isinstance(p, _Raw) and p.space_after:
+                nxt = line[i + 1] if i + 1 < len(line) else None
+                if nxt is not None and not (isinstance(nxt, str) and nxt[:1] in ("", " ")):
+                    pieces.append(" ")
+        if pieces and isinstance(pieces[0], str):
+            pieces[0] = pieces[0].lstrip()
+        if pieces and isinstance(pieces[-1], str):
+            pieces[-1] = pieces[-1].rstrip()
+        text = "".join(p for p in pieces if isinstance(p, str))
+        free = (chr(c) for c in range(0xE000, 0xF900) if chr(c) not in text)
+        raws: dict[str, str] = {}
+        joined = []
+        for p in pieces:
+            if isinstance(p, _Raw):
+                mark = next(free)
+                raws[mark] = p.text
+                joined.append(mark)
+            else:
+                joined.append(p)
+        written = self.escape("".join(joined))
+        if raws and self.target in ("common_mark", "gfm"):
+            # "!" right before our "[" would make our link an image.
+            written = re.sub("!(?=[" + "".join(raws) + "])", r"\\!", written)
+        return "".join(raws.get(ch, ch) for ch in written)
+
+    # --- blocks ------------------------------------------------------------------------
+
+    def para(self, p: Para, *, tight: bool) -> list[str]:
+        out: list[str] = []
+        for line in self.lines(p.children):
+            written = self.finish(line)
+            if written or (out and out[-1] and not tight):
+                out.append(written)
+        while out and not out[-1]:
+            out.pop()
+        return out
+
+    def pre(self, p: Pre, *, nested: bool) -> list[str]:
+        lines = p.text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        if self.target == "textile":
+            if nested or _TEXTILE_UNSAFE_CODE.search(p.text):
+                return [self.escape(line) for line in lines]
+            return ["<pre>", *lines, "</pre>"]
+        fence = _backticks(p.text, 3)
+        return [fence, *lines, fence]
+
+    def blocks(self, blocks: Sequence[Block], *, tight: bool = False,
+               nested: bool = False) -> list[str]:
+        out: list[str] = []
+        for b in blocks:
+            if isinstance(b, Para):
+                lines = self.para(b, tight=tight)
+            elif isinstance(b, Pre):
+                lines = self.pre(b, nested=nested)
+            elif isinstance(b, Quote):
+                lines = self.quote(b, nested=nested)
+            else:
+                lines = self.items(b, nested=nested)
+            if not lines:
+                continue
+            if out and not tight:
+                out.append("")
+            out.extend(lines)
+        return out
+
+    def quote(self, q: Quote, *, nested: bool) -> list[str]:
+        if self.target == "textile":
+            if nested:
+                return self.blocks(q.blocks, tight=True, nested=True)
+            return ["> " + line for line in self.blocks(q.blocks, tight=True, nested=True)]
+        return [f"> {line}".rstrip() for line in self.blocks(q.blocks, nested=nested)]
+
+    def items(self, lb: ListBlock, *, nested: bool, prefix: str = "") -> list[str]:
+        if self.target == "textile":
+            return self._textile_list(lb, nested=nested, prefix=prefix)
+        out: list[str] = []
+        for i, item in enumerate(lb.items):
+            marker = f"{lb.start + i}. " if lb.ordered else "- "
+            lines = self.blocks(item, tight=True, nested=nested)
+            for j, line in enumerate(lines or [""]):
+                if j == 0:
+                    out.append((marker + line).rstrip())
+                else:
+                    out.append(" " * len(marker) + line if line else "")
+        return out
+
+    def _textile_list(self, lb: ListBlock, *, nested: bool, prefix: str) -> list[str]:
+        """Textile's ``*``/``#`` items, nested by repeating the markers; inside a quote,
+        where textile has no list, each item is a ``- `` line."""
+        marks = self.escape("- ").rstrip() if nested else prefix + ("#" if lb.ordered else "*")
+        out: list[str] = []
+        for item in lb.items:
+            first = True
+            for b in item:
+                if isinstance(b, ListBlock) and not nested:
+                    out.extend(self._textile_list(b, nested=False, prefix=marks))
+                    first = False
+                    continue
+                for line in self.blocks([b], tight=True, nested=True):
+                    if not line:
+                        continue
+                    if first:
+                        out.append(f"{marks} {line}")
+                        first = False
+                    elif line[0] in "*#":
+                        # A continuation line starting like a marker would start an item.
+                        out.append("&#8203;" + line)
+                    else:
+                        out.append(line)
+            if first:
+                out.append(f"{marks} &#8203;")
+        return out
+
+
+def write(target: Target, blocks: Sequence[Block]) -> str:
+    """``blocks`` in ``target``'s markup (``text``: readable plain text)."""
+    return "\n".join(_Writer(target).blocks(blocks)).strip("\n")
