@@ -171,9 +171,9 @@ class _Writer:
             else:
                 joined.append(p)
         written = self.escape("".join(joined))
-        if raws and self.target in ("common_mark", "gfm"):
-            # "!" right before our "[" would make our link an image.
-            written = re.sub("!(?=[" + "".join(raws) + "])", r"\\!", written)
+        opens = "".join(m for m, raw in raws.items() if raw.startswith("["))
+        if opens:  # "!" right before our "[" would make our link an image
+            written = re.sub(f"!(?=[{opens}])", r"\\!", written)
         return "".join(raws.get(ch, ch) for ch in written)
 
     # --- blocks ------------------------------------------------------------------------
