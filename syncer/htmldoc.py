@@ -10,11 +10,12 @@ renderers escape it for each markup (``syncer.richtext``).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote, urlsplit
 
-from bs4 import BeautifulSoup
+from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning
 from bs4.element import NavigableString, Tag
 
 # --- the document ----------------------------------------------------------------------
@@ -209,4 +210,8 @@ def _blocks(node: Tag) -> list[Block]:
 
 def parse_html(html: str) -> tuple[Block, ...]:
     """The blocks of an HTML message (a fragment or a whole document)."""
-    return tuple(_blocks(BeautifulSoup(html, "html.parser")))
+    with warnings.catch_warnings():
+        # A message that is only a URL or a file name is still a message.
+        warnings.simplefilter("ignore", MarkupResemblesLocatorWarning)
+        soup = BeautifulSoup(html, "html.parser")
+    return tuple(_blocks(soup))

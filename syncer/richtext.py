@@ -12,12 +12,13 @@ pair with our markup.
 
 Where a markup cannot hold a structure safely the content falls back to escaped text
 (still readable): textile code whose text could end our ``<pre>``/``<code>`` early or
-hold an HTML comment, and code, lists and quotes nested where textile has no syntax
-for them. Link targets are made safe by ``htmldoc.safe_url``.
+hold an HTML comment, a code block inside a textile list or quote, and a quote inside a
+textile list item. Link targets are made safe by ``htmldoc.safe_url``.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -117,7 +118,12 @@ class _Writer:
         opener, closer = self._marks(kind)
         if not opener or not any(isinstance(p, _Raw) or p.strip() for p in line):
             return line
-        body = list(line)
+        body: Line = []
+        for p in line:  # adjacent text merged, so the spaces to move out are all seen
+            if isinstance(p, str) and body and isinstance(body[-1], str):
+                body[-1] = _ws(body[-1] + p)
+            elif p != "":
+                body.append(p)
         lead = trail = ""
         if isinstance(body[0], str) and body[0] != body[0].lstrip():
             lead, body[0] = " ", body[0].lstrip()
@@ -125,7 +131,10 @@ class _Writer:
             trail, body[-1] = " ", body[-1].rstrip()
         return [lead, _Raw(opener), *body, _Raw(closer), trail]
 
-    def lines(self, inlines: Sequence[Inline]) -> list[Line]:
+    def lines(self, inlines: Sequence[Inline], within: frozenset[str] = frozenset()
+              ) -> list[Line]:
+        """``within``: the emphasis already open around these (textile reads ``**`` as
+        another element, CommonMark ``****`` as text)."""
         out: list[Line] = [[]]
         for x in inlines:
             if isinstance(x, Text):
@@ -135,10 +144,10 @@ class _Writer:
             elif isinstance(x, Code):
                 out[-1].extend(self.code(x.text))
             elif isinstance(x, Span):
-                for i, sub in enumerate(self.lines(x.children)):
+                for i, sub in enumerate(self.lines(x.children, within | {x.kind})):
                     if i:
                         out.append([])
-                    out[-1].extend(self.wrap(x.kind, sub))
+                    out[-1].extend(sub if x.kind in within else self.wrap(x.kind, sub))
             elif isinstance(x, Link):
                 out[-1].extend(self.link(_ws(_plain_text(x.children)).strip(), x.url))
         return out
@@ -160,12 +169,17 @@ class _Writer:
         if pieces and isinstance(pieces[-1], str):
             pieces[-1] = pieces[-1].rstrip()
         text = "".join(p for p in pieces if isinstance(p, str))
-        free = (chr(c) for c in range(0xE000, 0xF900) if chr(c) not in text)
+        used = set(text)
+        wanted = sum(isinstance(p, _Raw) for p in pieces)
+        free = list(itertools.islice((chr(c) for c in range(0xE000, 0xF900)
+                                      if chr(c) not in used), wanted))
+        if len(free) < wanted:
+            return self.escape(text)  # absurdly many spans in one line: text only
         raws: dict[str, str] = {}
         joined = []
         for p in pieces:
             if isinstance(p, _Raw):
-                mark = next(free)
+                mark = free[len(raws)]
                 raws[mark] = p.text
                 joined.append(mark)
             else:
@@ -189,6 +203,8 @@ class _Writer:
         return out
 
     def pre(self, p: Pre, *, nested: bool) -> list[str]:
+        """A code block; in textile, inside a list or a quote (where a ``<pre>`` would take
+        the markers as code, or a blank line end the list) its lines as escaped text."""
         lines = p.text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
         if self.target == "textile":
             if nested or _TEXTILE_UNSAFE_CODE.search(p.text):
@@ -198,13 +214,15 @@ class _Writer:
         return [fence, *lines, fence]
 
     def blocks(self, blocks: Sequence[Block], *, tight: bool = False,
-               nested: bool = False) -> list[str]:
+               nested: bool = False, quoted: bool = False) -> list[str]:
+        """``nested``: inside a textile list item, where only lines can go; ``quoted``:
+        inside a quote."""
         out: list[str] = []
         for b in blocks:
             if isinstance(b, Para):
                 lines = self.para(b, tight=tight)
             elif isinstance(b, Pre):
-                lines = self.pre(b, nested=nested)
+                lines = self.pre(b, nested=nested or quoted)
             elif isinstance(b, Quote):
                 lines = self.quote(b, nested=nested)
             else:
@@ -217,11 +235,10 @@ class _Writer:
         return out
 
     def quote(self, q: Quote, *, nested: bool) -> list[str]:
-        if self.target == "textile":
-            if nested:
-                return self.blocks(q.blocks, tight=True, nested=True)
-            return ["> " + line for line in self.blocks(q.blocks, tight=True, nested=True)]
-        return [f"> {line}".rstrip() for line in self.blocks(q.blocks, nested=nested)]
+        if nested and self.target == "textile":
+            return self.blocks(q.blocks, tight=True, nested=True)
+        return [f"> {line}".rstrip()
+                for line in self.blocks(q.blocks, nested=nested, quoted=True)]
 
     def items(self, lb: ListBlock, *, nested: bool, prefix: str = "") -> list[str]:
         if self.target == "textile":
@@ -238,29 +255,27 @@ class _Writer:
         return out
 
     def _textile_list(self, lb: ListBlock, *, nested: bool, prefix: str) -> list[str]:
-        """Textile's ``*``/``#`` items, nested by repeating the markers; inside a quote,
-        where textile has no list, each item is a ``- `` line."""
-        marks = self.escape("- ").rstrip() if nested else prefix + ("#" if lb.ordered else "*")
+        """Textile's ``*``/``#`` items, nested by repeating the markers; where a list
+        stands inside a list item's flattened quote, each item is just its lines."""
+        marks = "" if nested else prefix + ("#" if lb.ordered else "*")
         out: list[str] = []
         for item in lb.items:
             first = True
             for b in item:
                 if isinstance(b, ListBlock) and not nested:
+                    if first:  # RedCloth nests a list in an item only after its text
+                        out.append(f"{marks} &#8203;")
                     out.extend(self._textile_list(b, nested=False, prefix=marks))
                     first = False
                     continue
                 for line in self.blocks([b], tight=True, nested=True):
                     if not line:
                         continue
-                    if first:
-                        out.append(f"{marks} {line}")
-                        first = False
-                    elif line[0] in "*#":
-                        # A continuation line starting like a marker would start an item.
-                        out.append("&#8203;" + line)
-                    else:
-                        out.append(line)
-            if first:
+                    # A continuation line never starts an item: escaped text cannot start
+                    # with "*" or "#", and our "*" of bold is never followed by a space.
+                    out.append(f"{marks} {line}" if first and marks else line)
+                    first = False
+            if first and marks:
                 out.append(f"{marks} &#8203;")
         return out
 

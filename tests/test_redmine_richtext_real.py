@@ -7,18 +7,22 @@ the issue page).
 from __future__ import annotations
 
 import html
+import random
+import re
 import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from bs4 import BeautifulSoup
 from e2e_support import real_redmine_engine
-from redmine_html import rendered_blocks
+from redmine_html import Block, rendered_blocks
 from servers.redmine_server import RedmineAdmin
 
 from connectors.reamaze.sim.simulator import ReamazeSimulator
 from syncer.app import run_all_once
+from syncer.htmldoc import safe_url
 from syncer.sandbox import BRAND, LOGIN, REAMAZE_TOKEN, sandbox_config
 
 if TYPE_CHECKING:
@@ -107,3 +111,100 @@ def test_html_message_renders_with_its_structure(redmine_server: RedmineServer,
                  'File "x.py", line 1'):
         assert " ".join(text.split()) in seen, (text, seen)
     assert "alert" not in seen and "hidden" not in seen
+
+
+_WORDS = [*"*_-+^~%?=!@#<>&[]{}()|\"':.`\\/", "abc", "x1", "www.", "://", "&#64;", "{{",
+          "<!--", "-->", "#12", "r3", "http://e.example", "@x", "h1. ", "bq. "]
+_URLS = ["https://ok.example/a", "http://ok.example/b_c*d", "mailto:carol@example.com",
+         "javascript:alert(1)", "https://ok.example/@x", "data:,x"]
+
+
+def _text(rnd: random.Random) -> str:
+    words = [rnd.choice(_WORDS) for _ in range(rnd.randint(1, 5))]
+    return "tq" + " ".join(words) if rnd.random() < 0.5 else " ".join(words) + "qt"
+
+
+def _doc(rnd: random.Random, depth: int) -> str:
+    """A random HTML fragment of the structures we write (seeded: reproducible)."""
+    leaf = html.escape(_text(rnd))
+    if depth == 0:
+        return leaf
+    kids = " ".join(_doc(rnd, depth - 1) for _ in range(rnd.randint(1, 3)))
+    choice = rnd.randrange(10)
+    if choice == 0:
+        return f"<p>{kids}</p>"
+    if choice == 1:
+        return f"<b>{kids}</b> <em>{leaf}</em>"
+    if choice == 2:
+        return f'<a href="{html.escape(rnd.choice(_URLS))}">{leaf}</a> {kids}'
+    if choice == 3:
+        return f"<code>{leaf}</code> {kids}"
+    if choice == 4:
+        return f"<pre>{leaf}\n{leaf}</pre>"
+    if choice == 5:
+        return f"<blockquote>{kids}</blockquote>"
+    if choice in (6, 7):
+        tag = "ol" if choice == 6 else "ul"
+        return f"<{tag}>" + "".join(f"<li>{_doc(rnd, depth - 1)}</li>"
+                                    for _ in range(rnd.randint(1, 3))) + f"</{tag}>"
+    if choice == 8:
+        return f"{kids}<br>{leaf}"
+    return kids
+
+
+def _squeeze(text: str) -> str:
+    return "".join(text.replace("\u200b", "").split())
+
+
+def _check_fuzzed(block: Block, source: str, where: str) -> None:
+    for tag, attrs in block.elements:
+        assert tag in ALLOWED, (where, tag, attrs, source)
+        if tag == "a":
+            wanted = {safe_url(html.unescape(h))
+                      for h in re.findall(r'href="([^"]*)"', source)}
+            href = attrs.get("href") or ""
+            # Redmine links e-mail addresses in text by itself (mailto:, class "email").
+            assert href in wanted or href.startswith("mailto:"), (where, href, source)
+    assert _squeeze(block.text) == _squeeze(BeautifulSoup(source, "html.parser").get_text()), (
+        where, block.text, source)
+
+
+@pytest.mark.parametrize("formatting", ["textile", "common_mark"])
+def test_random_html_renders_only_its_own_structure(redmine_server: RedmineServer,
+                                                    admin: RedmineAdmin, formatting: str,
+                                                    tmp_path: Path) -> None:
+    """Seeded random messages of nested lists, quotes, code, links and emphasis around
+    hostile text render with no element beyond those we write, links only to their own
+    safe targets, and every character of their text."""
+    rnd = random.Random(9)
+    sources = [f"<p>tok{n}a</p>{_doc(rnd, 3)}" for n in range(30)]
+    project = f"rf-{uuid.uuid4().hex[:8]}"
+    admin.create_project(project)
+    redmine_server.set_setting("text_formatting", formatting)
+    try:
+        reamaze = ReamazeSimulator(brand=BRAND, login_email=LOGIN, token=REAMAZE_TOKEN)
+        slug = reamaze.add_conversation("Fuzz", "Opening", "eve@customer.example",
+                                        tags=["bug"])
+        for n, source in enumerate(sources):  # distinct bodies: distinct message ids
+            reamaze.add_customer_message(slug, f"plain fallback {n}", html=source)
+        engine = real_redmine_engine(_config(redmine_server, project, formatting, tmp_path),
+                                     redmine_server.admin_key, reamaze)
+        try:
+            results = run_all_once(engine)
+        finally:
+            engine.close()
+        assert [r.ok and not r.failed for r in results] == [True], results
+        [issue] = admin.http.get("/issues.json", params={"project_id": project,
+                                                        "status_id": "*"}).json()["issues"]
+        with httpx.Client(base_url=redmine_server.url, timeout=30,
+                          headers={"X-Redmine-API-Key": redmine_server.admin_key}) as client:
+            blocks = rendered_blocks(client.get(f"/issues/{issue['id']}").text)
+    finally:
+        redmine_server.set_setting("text_formatting", "textile")
+    for n, source in enumerate(sources):
+        [block] = [b for b in blocks.values() if f"tok{n}a" in b.text.split()]
+        # The engine's attribution header comes first, then a blank line: drop it.
+        header = "Customer (customer) — Re:amaze message, "
+        assert block.text.startswith(header), block.text
+        body = Block(elements=block.elements, parts=[block.text.split(" UTC ", 1)[1]])
+        _check_fuzzed(body, source, f"message {n}")
