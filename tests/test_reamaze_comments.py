@@ -10,8 +10,10 @@ import pytest
 from reamaze_support import AGENT, LOGIN
 
 from connectors.reamaze.connector import ReamazeConnector
+from connectors.reamaze.mapping import comments_from_wire
 from connectors.reamaze.sim.simulator import ReamazeSimulator
 from connectors.reamaze.sim.state import SimClock
+from connectors.reamaze.wire import WireMessage
 from syncer.errors import LeakError, NotFoundError
 from syncer.models import Attachment, NewComment, Visibility
 
@@ -228,3 +230,28 @@ def test_comments_of_an_unknown_conversation_are_not_found(rz_conn: ReamazeConne
     with pytest.raises(NotFoundError):
         rz_conn.create_comment("ghost", NewComment(body="x", visibility=Visibility.PUBLIC,
                                                 marker="rs-g"))
+
+
+def test_messages_are_read_with_their_html(rz_conn: ReamazeConnector,
+                                           rz_sim: ReamazeSimulator) -> None:
+    """Messages are listed with ``include=original_body``: the HTML comes with the plain
+    body, and a body with markup characters is HTML-escaped in the simulator's HTML."""
+    slug = rz_sim.add_conversation("Steps", "a <b> & c", "cu@x.example")
+    rz_sim.add_customer_message(slug, "- step 1\n- step 2",
+                                html="<ul><li>step 1</li><li>step 2</li></ul>")
+    first, second = rz_conn.list_comments(slug)
+    assert (first.body, first.body_html) == ("a <b> & c", "<p>a &lt;b&gt; &amp; c</p>")
+    assert (second.body, second.body_html) == ("- step 1\n- step 2",
+                                               "<ul><li>step 1</li><li>step 2</li></ul>")
+    listings = [c for c in rz_sim.calls("GET") if c.path.endswith("/messages")]
+    assert listings and all(c.params.get("include") == "original_body" for c in listings)
+
+
+def test_messages_without_html_have_none(rz_conn: ReamazeConnector, rz_raw: httpx.Client,
+                                         seeded: str) -> None:
+    """Where Re:amaze sends no ``original_body`` the comment has no HTML (the engine then
+    escapes the plain body)."""
+    raw = rz_raw.get(f"/conversations/{seeded}/messages").json()["messages"]
+    assert all("original_body" not in m for m in raw)
+    comments = comments_from_wire(seeded, [WireMessage.model_validate(m) for m in raw])
+    assert comments and all(c.body_html is None for c in comments)

@@ -226,3 +226,42 @@ def test_notes_and_close_reply() -> None:
     assert render.close_reply(pol, conversation(), issue()) == (
         "Login fails on Safari: fixed in #42 https://redmine.example/issues/42")
     assert render.close_reply(pol, conversation(), issue(url=None)).endswith("#42 ")
+
+
+@pytest.mark.parametrize(("markup", "written"), [
+    ("textile", '* step 1\n* see "docs":https://docs.example/a'),
+    ("common_mark", "- step 1\n- see [docs](https://docs.example/a)"),
+    ("gfm", "- step 1\n- see [docs](https://docs.example/a)"),
+    ("plain", "- step 1\n- see docs (https://docs.example/a)"),
+])
+def test_a_message_with_html_is_copied_with_its_structure(markup: Markup,
+                                                          written: str) -> None:
+    """A Re:amaze message's HTML is written as a list and a link in the tracker's markup,
+    not as the plain body's escaped dashes."""
+    c = comment("m1", body="- step 1\n- see docs").model_copy(update={
+        "body_html": '<ul><li>step 1</li><li>see <a href="https://docs.example/a">docs</a>'
+                     "</li></ul>"})
+    assert render.helpdesk_comment_to_tracker(policy(), c, markup=markup).endswith(
+        "\n\n" + written)
+
+
+@pytest.mark.parametrize("html", [None, "", "<!-- nothing shown --><script>x()</script>"])
+def test_without_html_that_shows_anything_the_body_is_escaped(html: str | None) -> None:
+    """No HTML, or HTML that shows nothing: the plain body, escaped as before."""
+    c = comment("m1", body="- step 1\n- step 2").model_copy(update={"body_html": html})
+    assert render.message_body("textile", c) == escape("textile", "- step 1\n- step 2")
+    assert render.message_body("textile", c) == "&#45; step 1\n&#45; step 2"
+
+
+@pytest.mark.parametrize(("markup", "note", "text"), [
+    ("textile", '* fixed in "r12":https://scm.example/r12\n* @deploy@ tonight',
+     "- fixed in r12 (https://scm.example/r12)\n- `deploy` tonight"),
+    ("common_mark", "- fixed in [r12](https://scm.example/r12)\n- `deploy` tonight",
+     "- fixed in r12 (https://scm.example/r12)\n- `deploy` tonight"),
+])
+def test_tracker_notes_reach_reamaze_as_readable_text(markup: Markup, note: str,
+                                                      text: str) -> None:
+    """A tracker note's markup is rendered away: links as text (url), lists as lines."""
+    copy = render.tracker_comment_to_helpdesk("Redmine", issue(), comment(
+        "n1", body=note, name="Dev Dan"), markup=markup)
+    assert copy == f"Dev Dan commented on Redmine issue #42:\n\n{text}"

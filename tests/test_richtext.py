@@ -53,6 +53,8 @@ STRUCTURE = [
     ("<pre>x\n```\ny</pre>", "<pre>\nx\n```\ny\n</pre>", "````\nx\n```\ny\n````"),
     ("<blockquote><p>hi</p><p>there</p></blockquote>", "> hi\n>\n> there",
      "> hi\n>\n> there"),
+    ('<p>Wow!<a href="https://ex.example/">x</a></p>', 'Wow&#33;"x":https://ex.example/',
+     "Wow\\![x](https://ex.example/)"),
     ("<p><b>bold</b> and <em>it</em></p>", "*bold* and _it_", "**bold** and *it*"),
     ("<p><strong> spaced </strong>x</p>", "*spaced* x", "**spaced** x"),
     ("<p><b>a <b>b</b> <i>c</i></b></p>", "*a b _c_*", "**a b *c***"),
