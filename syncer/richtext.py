@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from syncer.emphasis import commonmark_pair, commonmark_shows_same, textile_pair
 from syncer.htmldoc import Block, Br, Code, Inline, Link, ListBlock, Para, Pre, Quote, Span, Text
 from syncer.markup import escape_commonmark, escape_gfm, escape_textile
 
@@ -33,10 +34,13 @@ Target = Literal["text", "textile", "common_mark", "gfm"]
 @dataclass(frozen=True)
 class _Raw:
     """Our own markup: written as is. ``space_after``: what follows must not touch it
-    (textile's link target runs until whitespace)."""
+    (textile's link target runs until whitespace); ``pair``: shared by the two markers
+    of one bold or italic span."""
 
     text: str
     space_after: bool = False
+    pair: object = None
+    code: str | None = None  # a CommonMark code span's text
 
 
 Piece = str | _Raw  # a str is text from outside, escaped on output
@@ -66,6 +70,41 @@ def _plain_text(children: Sequence[Inline]) -> str:
 def _backticks(text: str, least: int) -> str:
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
     return "`" * max(least, longest + 1)
+
+
+def _code_span(text: str) -> _Raw:
+    fence = _backticks(text, 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or (
+        text.startswith(" ") and text.endswith(" ")) else ""
+    return _Raw(f"{fence}{pad}{text}{pad}{fence}", code=text)
+
+
+def _merge_code(segs: list[str | _Raw]) -> list[str | _Raw]:
+    """Code spans that ended up side by side as one: "`a``b`" would be one span of
+    "a``b" with stray backticks."""
+    out: list[str | _Raw] = []
+    for s in segs:
+        last = out[-1] if out else None
+        if isinstance(s, _Raw) and s.code is not None and isinstance(last, _Raw) \
+                and last.code is not None:
+            out[-1] = _code_span(last.code + s.code)
+        else:
+            out.append(s)
+    return out
+
+
+def _joined(segs: list[str | _Raw]) -> str:
+    """Segments written out; a "!" right before our "[" (the escaper leaves "!" bare
+    there) is escaped, or it would turn our link into an image."""
+    out = []
+    for i, s in enumerate(segs):
+        if isinstance(s, _Raw):
+            out.append(s.text)
+            continue
+        nxt = segs[i + 1] if i + 1 < len(segs) else None
+        out.append("\\!" if s == "!" and isinstance(nxt, _Raw) and nxt.text.startswith("[")
+                   else s)
+    return "".join(out)
 
 
 class _Writer:
@@ -99,10 +138,7 @@ class _Writer:
             if _TEXTILE_UNSAFE_CODE.search(text):
                 return [text]
             return [_Raw(f"<code>{text}</code>")]
-        fence = _backticks(text, 1)
-        pad = " " if text.startswith("`") or text.endswith("`") or (
-            text.startswith(" ") and text.endswith(" ")) else ""
-        return [_Raw(f"{fence}{pad}{text}{pad}{fence}")]
+        return [_code_span(text)]
 
     def link(self, text: str, url: str) -> list[Piece]:
         shown = text or url
@@ -129,14 +165,24 @@ class _Writer:
             lead, body[0] = " ", body[0].lstrip()
         if isinstance(body[-1], str) and body[-1] != body[-1].rstrip():
             trail, body[-1] = " ", body[-1].rstrip()
-        return [lead, _Raw(opener), *body, _Raw(closer), trail]
+        pair = object()
+        return [lead, _Raw(opener, pair=pair), *body, _Raw(closer, pair=pair), trail]
 
     def lines(self, inlines: Sequence[Inline], within: frozenset[str] = frozenset()
               ) -> list[Line]:
         """``within``: the emphasis already open around these (textile reads ``**`` as
         another element, CommonMark ``****`` as text)."""
+        merged: list[Inline] = []
+        for x in inlines:  # <b>a</b><b>b</b> is one bold span, not "**a****b**"
+            last = merged[-1] if merged else None
+            if isinstance(x, Span) and isinstance(last, Span) and last.kind == x.kind:
+                merged[-1] = Span(x.kind, last.children + x.children)
+            elif isinstance(x, Code) and isinstance(last, Code):  # nor "`a``b`"
+                merged[-1] = Code(last.text + x.text)
+            else:
+                merged.append(x)
         out: list[Line] = [[]]
-        for x in inlines:
+        for x in merged:
             if isinstance(x, Text):
                 out[-1].append(_ws(x.text))
             elif isinstance(x, Br):
@@ -175,20 +221,44 @@ class _Writer:
                                       if chr(c) not in used), wanted))
         if len(free) < wanted:
             return self.escape(text)  # absurdly many spans in one line: text only
-        raws: dict[str, str] = {}
+        raws: dict[str, _Raw] = {}
         joined = []
         for p in pieces:
             if isinstance(p, _Raw):
                 mark = free[len(raws)]
-                raws[mark] = p.text
+                raws[mark] = p
                 joined.append(mark)
             else:
                 joined.append(p)
         written = self.escape("".join(joined))
-        opens = "".join(m for m, raw in raws.items() if raw.startswith("["))
-        if opens:  # "!" right before our "[" would make our link an image
-            written = re.sub(f"!(?=[{opens}])", r"\\!", written)
-        return "".join(raws.get(ch, ch) for ch in written)
+        return self._settle([raws.get(ch, ch) for ch in written])
+
+    def _settle(self, segs: list[str | _Raw]) -> str:
+        """The line with every emphasis pair the markup would not read as one dropped."""
+        check = {"textile": textile_pair, "common_mark": commonmark_pair,
+                 "gfm": commonmark_pair}.get(self.target)
+        while check is not None:
+            parts: list[str] = []
+            spans: dict[object, list[tuple[int, int]]] = {}
+            pos = 0
+            for s in segs:
+                text = s.text if isinstance(s, _Raw) else s
+                if isinstance(s, _Raw) and s.pair is not None:
+                    spans.setdefault(s.pair, []).append((pos, pos + len(text)))
+                parts.append(text)
+                pos += len(text)
+            full = "".join(parts)
+            bad = {pair for pair, (o, c) in spans.items() if not check(full, o, c)}
+            if not bad:
+                break
+            segs = [s for s in segs if not (isinstance(s, _Raw) and s.pair in bad)]
+        line = _joined(_merge_code(segs))
+        if self.target in ("common_mark", "gfm"):
+            plain = _joined(_merge_code([s for s in segs
+                                         if not (isinstance(s, _Raw) and s.pair)]))
+            if plain != line and not commonmark_shows_same(line, plain):
+                return plain
+        return line
 
     # --- blocks ------------------------------------------------------------------------
 
@@ -244,10 +314,14 @@ class _Writer:
         if self.target == "textile":
             return self._textile_list(lb, nested=nested, prefix=prefix)
         out: list[str] = []
-        for i, item in enumerate(lb.items):
-            marker = f"{lb.start + i}. " if lb.ordered else "- "
+        shown = 0
+        for item in lb.items:
             lines = self.blocks(item, tight=True, nested=nested)
-            for j, line in enumerate(lines or [""]):
+            if not lines:
+                continue  # an empty item shows nothing (and could not interrupt a paragraph)
+            marker = f"{lb.start + shown}. " if lb.ordered else "- "
+            shown += 1
+            for j, line in enumerate(lines):
                 if j == 0:
                     out.append((marker + line).rstrip())
                 else:
@@ -275,8 +349,6 @@ class _Writer:
                     # with "*" or "#", and our "*" of bold is never followed by a space.
                     out.append(f"{marks} {line}" if first and marks else line)
                     first = False
-            if first and marks:
-                out.append(f"{marks} &#8203;")
         return out
 
 

@@ -129,7 +129,8 @@ def _doc(rnd: random.Random, depth: int) -> str:
     leaf = html.escape(_text(rnd))
     if depth == 0:
         return leaf
-    kids = " ".join(_doc(rnd, depth - 1) for _ in range(rnd.randint(1, 3)))
+    # Joined with or without a space: emphasis and code right next to words too.
+    kids = rnd.choice(["", " "]).join(_doc(rnd, depth - 1) for _ in range(rnd.randint(1, 3)))
     choice = rnd.randrange(10)
     if choice == 0:
         return f"<p>{kids}</p>"

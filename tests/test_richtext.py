@@ -58,6 +58,14 @@ STRUCTURE = [
     ("<p><b>bold</b> and <em>it</em></p>", "*bold* and _it_", "**bold** and *it*"),
     ("<p><strong> spaced </strong>x</p>", "*spaced* x", "**spaced** x"),
     ("<p><b>a <b>b</b> <i>c</i></b></p>", "*a b _c_*", "**a b *c***"),
+    # Emphasis the markup would not read as such is left out, not shown as "*".
+    ("<p>a<b>b</b>c</p>", "abc", "a**b**c"),
+    ("<p>(<b>x</b>)</p>", "&#40;x&#41;", "(**x**)"),
+    ('<p><b>"q"</b>x</p>', "&#34;q&#34;x", '"q"x'),
+    ("<p><b>*</b><b>*</b> <em><b>x</b></em></p>", "*&#42;&#42;* _*x*_", "**\\*\\*** ***x***"),
+    ("<p><code>a</code><b><code>b</code></b></p>", "<code>a</code>*<code>b</code>*",
+     "`a`**`b`**"),
+    ("<ol><li></li><li>x</li></ol>", "# x", "1. x"),
     ("<p>a<br>b</p><p>c</p>", "a\nb\n\nc", "a\nb\n\nc"),
     ("<div>a</div><div>b</div>", "a\n\nb", "a\n\nb"),
     ("<p>x</p><!-- hidden --><script>alert(1)</script><style>p{}</style>", "x", "x"),
@@ -163,7 +171,9 @@ def _nodes(depth: int) -> st.SearchStrategy[str]:
     leaf = TEXT.map(htmllib.escape)
     if depth == 0:
         return leaf
-    inner = st.lists(_nodes(depth - 1), min_size=1, max_size=3).map(" ".join)
+    # Joined with or without a space: emphasis right next to a word or punctuation too.
+    inner = st.tuples(st.lists(_nodes(depth - 1), min_size=1, max_size=3),
+                      st.sampled_from(["", " "])).map(lambda t: t[1].join(t[0]))
     return st.one_of(
         leaf,
         inner.map(lambda s: f"<p>{s}</p>"),
