@@ -65,6 +65,10 @@ STRUCTURE = [
     ("<p><b>*</b><b>*</b> <em><b>x</b></em></p>", "*&#42;&#42;* _*x*_", "**\\*\\*** ***x***"),
     ("<p><code>a</code><b><code>b</code></b></p>", "<code>a</code>*<code>b</code>*",
      "`a`**`b`**"),
+    # Runs CommonMark would pair otherwise than we meant: no emphasis at all.
+    ("<em><b>*</b>*<b>*</b></em>", "_*&#42;*&#42;&#42;_", "\\*\\*\\*"),
+    # Bold dropped between two code spans: one span, not "`x``y`".
+    ("<p><code>x</code><b><code>y</code></b>b</p>", "<code>x</code><code>y</code>b", "`xy`b"),
     ("<ol><li></li><li>x</li></ol>", "# x", "1. x"),
     ("<p>a<br>b</p><p>c</p>", "a\nb\n\nc", "a\nb\n\nc"),
     ("<div>a</div><div>b</div>", "a\n\nb", "a\n\nb"),
@@ -160,7 +164,8 @@ def test_link_targets_are_safe(href: str | None, safe: str | None) -> None:
 # --- property: re-parsed output holds nothing the input did not ------------------------
 
 WORDS = st.sampled_from([*"*_-+^~%?=!@#<>&[]{}()|\"':.`\\/ ", "abc", "x1", "www.", "://",
-                         "&#64;", "{{", "<!--", "-->", "@admin", "#12", "r3", "http://e.x"])
+                         "&#64;", "{{", "<!--", "-->", "@admin", "#12", "r3", "http://e.x",
+                         "\n", "\n\n", "    "])
 TEXT = st.lists(WORDS, min_size=1, max_size=8).map("".join)
 URLS = st.sampled_from(["https://ok.example/a", "http://ok.example/b_c*d",
                         "mailto:carol@example.com", "javascript:alert(1)",
