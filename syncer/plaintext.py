@@ -15,14 +15,14 @@ from syncer.htmldoc import parse_html
 from syncer.markup import Markup
 from syncer.richtext import write
 
-# Redmine's common_mark and GitHub both break a line where the author did; both allow
-# raw HTML (then sanitise it), and GitHub and Redmine have tables and strikethrough.
+# Redmine's common_mark, GitHub and GitLab all break a line where the author did, allow
+# raw HTML (then sanitise it), and have tables and strikethrough.
 _MARKDOWN = MarkdownIt("commonmark", {"html": True, "breaks": True}).enable(
     ["table", "strikethrough"])
 
 
 def to_html(markup: Markup, text: str) -> str:
-    if markup in ("common_mark", "gfm"):
+    if markup in ("common_mark", "gfm", "glfm"):
         return str(_MARKDOWN.render(text))
     if markup == "textile":
         return str(textile.textile(text))

@@ -26,9 +26,10 @@ from typing import Literal
 
 from syncer.emphasis import commonmark_pair, commonmark_shows_same, textile_pair
 from syncer.htmldoc import Block, Br, Code, Inline, Link, ListBlock, Para, Pre, Quote, Span, Text
-from syncer.markup import escape_commonmark, escape_gfm, escape_textile
+from syncer.markup import escape_commonmark, escape_gfm, escape_glfm, escape_textile
 
-Target = Literal["text", "textile", "common_mark", "gfm"]
+Target = Literal["text", "textile", "common_mark", "gfm", "glfm"]
+_MARKDOWN = frozenset({"common_mark", "gfm", "glfm"})
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ class _Writer:
         self.target = target
         self.escape: Callable[[str], str] = {
             "text": lambda s: s, "textile": self._escape_textile,
-            "common_mark": escape_commonmark, "gfm": escape_gfm}[target]
+            "common_mark": escape_commonmark, "gfm": escape_gfm, "glfm": escape_glfm}[target]
 
     # --- inline ------------------------------------------------------------------------
 
@@ -126,7 +127,7 @@ class _Writer:
     def _marks(self, kind: str) -> tuple[str, str]:
         if self.target == "textile":
             return ("*", "*") if kind == "strong" else ("_", "_")
-        if self.target in ("common_mark", "gfm"):
+        if self.target in _MARKDOWN:
             return ("**", "**") if kind == "strong" else ("*", "*")
         return "", ""
 
@@ -144,7 +145,7 @@ class _Writer:
         shown = text or url
         if self.target == "textile":
             return [_Raw('"'), shown, _Raw(f'":{url}', space_after=True)]
-        if self.target in ("common_mark", "gfm"):
+        if self.target in _MARKDOWN:
             return [_Raw("["), shown, _Raw(f"]({url})")]
         if shown in (url, url.removeprefix("mailto:")):
             return [url]
@@ -235,8 +236,8 @@ class _Writer:
 
     def _settle(self, segs: list[str | _Raw]) -> str:
         """The line with every emphasis pair the markup would not read as one dropped."""
-        check = {"textile": textile_pair, "common_mark": commonmark_pair,
-                 "gfm": commonmark_pair}.get(self.target)
+        check = textile_pair if self.target == "textile" else (
+            commonmark_pair if self.target in _MARKDOWN else None)
         while check is not None:
             parts: list[str] = []
             spans: dict[object, list[tuple[int, int]]] = {}
@@ -253,7 +254,7 @@ class _Writer:
                 break
             segs = [s for s in segs if not (isinstance(s, _Raw) and s.pair in bad)]
         line = _joined(_merge_code(segs))
-        if self.target in ("common_mark", "gfm"):
+        if self.target in _MARKDOWN:
             plain = _joined(_merge_code([s for s in segs
                                          if not (isinstance(s, _Raw) and s.pair)]))
             if plain != line and not commonmark_shows_same(line, plain):

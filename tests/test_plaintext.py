@@ -21,6 +21,8 @@ CASES: list[tuple[Markup, str, str]] = [
     ("common_mark", "Fixed.\n<!-- reamaze-sync:rs-abc -->", "Fixed."),
     ("common_mark", "line one\nline two", "line one\nline two"),
     ("common_mark", "![shot](https://x.example/s.png)", "shot"),
+    ("glfm", "- [x] done\n- see [MR](https://gl.example/mr/1)",
+     "- [x] done\n- see MR (https://gl.example/mr/1)"),
     ("gfm", "| a | b |\n|---|---|\n| 1 | 2 |", "a | b\n\n1 | 2"),
     ("textile", "* one\n* two\n** nested", "- one\n- two\n  - nested"),
     ("textile", "# a\n# b", "1. a\n2. b"),

@@ -232,6 +232,7 @@ def test_notes_and_close_reply() -> None:
     ("textile", '* step 1\n* see "docs":https://docs.example/a'),
     ("common_mark", "- step 1\n- see [docs](https://docs.example/a)"),
     ("gfm", "- step 1\n- see [docs](https://docs.example/a)"),
+    ("glfm", "- step 1\n- see [docs](https://docs.example/a)"),
     ("plain", "- step 1\n- see docs (https://docs.example/a)"),
 ])
 def test_a_message_with_html_is_copied_with_its_structure(markup: Markup,

@@ -213,13 +213,16 @@ def _squeeze(text: str) -> str:
 
 
 @pytest.mark.filterwarnings("ignore::bs4.MarkupResemblesLocatorWarning")
+@pytest.mark.parametrize("target", ["common_mark", "gfm", "glfm"])
 @settings(max_examples=300, deadline=None)
-@given(_nodes(3))
-def test_commonmark_output_holds_only_the_inputs_structure(source: str) -> None:
-    """Re-parsed by a CommonMark parser, the output has no image and no raw HTML, links
-    only to the input's own safe targets, every character of the input's text, and
-    (with mentions neutralised as render.py does) no Redmine mention."""
-    written = write("common_mark", parse_html(source))
+@given(source=_nodes(3))
+def test_commonmark_output_holds_only_the_inputs_structure(target: Target,
+                                                           source: str) -> None:
+    """Re-parsed by a CommonMark parser, the output (Redmine's, GitHub's or GitLab's
+    Markdown) has no image and no raw HTML, links only to the input's own safe targets,
+    every character of the input's text, and (with mentions neutralised as render.py
+    does) no Redmine mention."""
+    written = write(target, parse_html(source))
     tokens = _tokens(_MD.parse(written))
     kinds = {t.type for t in tokens}
     assert not kinds & {"image", "html_inline", "html_block"}, written
@@ -233,13 +236,15 @@ def test_commonmark_output_holds_only_the_inputs_structure(source: str) -> None:
 
 
 @pytest.mark.parametrize(("markup", "target"), [("plain", "text"), ("textile", "textile"),
-                                                ("common_mark", "common_mark"), ("gfm", "gfm")])
+                                                ("common_mark", "common_mark"), ("gfm", "gfm"),
+                                                ("glfm", "glfm")])
 def test_each_markup_has_a_writer(markup: Markup, target: Target) -> None:
     """Every tracker markup gets its structure; plain trackers get readable text."""
     doc = parse_html('<ul><li><a href="https://ok.example/">docs</a></li></ul>')
     expected = {"text": "- docs (https://ok.example/)",
                 "textile": '* "docs":https://ok.example/',
                 "common_mark": "- [docs](https://ok.example/)",
-                "gfm": "- [docs](https://ok.example/)"}[target]
+                "gfm": "- [docs](https://ok.example/)",
+                "glfm": "- [docs](https://ok.example/)"}[target]
     assert write(target, doc) == expected
     assert escape(markup, "x") == "x"
