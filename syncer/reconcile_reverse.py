@@ -36,6 +36,7 @@ from syncer.models import (
     content_fingerprint,
     custom_field_key,
 )
+from syncer.plaintext import markup_to_text
 from syncer.plan import (
     Action,
     AddComment,
@@ -159,7 +160,8 @@ def details_note(ctx: PairContext, issue: Ticket, contact: str | None) -> str:
     lines = [f"{ctx.tracker_name} issue #{issue.id} opened this conversation"
              + (f": {issue.url}" if issue.url else "."), "", f"**{issue.subject}**"]
     if issue.description and issue.description.strip():
-        lines += ["", issue.description.strip()]
+        # Read as the tracker shows it, as every tracker note copied to Re:amaze is.
+        lines += ["", markup_to_text(ctx.tracker_caps.markup, issue.description).strip()]
     if contact:
         lines += ["", f"Contact: {contact}"]
     return neutralise_mentions("\n".join(lines))

@@ -184,6 +184,18 @@ def test_a_new_reverse_link_records_its_opening_and_posts_the_details_once() -> 
     assert not [a for a in of_type(rest, AddComment) if a.target is Side.TRACKER]
 
 
+def test_the_details_note_reads_the_issue_as_the_tracker_shows_it() -> None:
+    """The issue's description reaches Re:amaze as readable text, its markup rendered."""
+    c = context(policy(reverse=rules(), staff_to_user={"jane@acme.example": "7"}),
+                markup="textile")
+    iss = bug(description='* open "the page":https://app.example/p\n* click *Save*')
+    opening = comment("m-1", body=OPENING, by_staff=False, at=0)
+    lk = link(snapshot=None).model_copy(update={"origin": Side.TRACKER})
+    _seen, extra = reverse_link_plan(c, view(conversation(), (opening,)), view(iss), lk)
+    [note] = of_type(Plan(pair="p", actions=extra), AddComment)
+    assert "\n\n- open the page (https://app.example/p)\n- click Save\n\n" in note.new.body
+
+
 def test_the_details_note_found_is_adopted_and_a_public_one_is_removed() -> None:
     """A repeat finds the details note by its marker; one that came back public is never
     kept as good."""
