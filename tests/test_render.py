@@ -266,3 +266,11 @@ def test_tracker_notes_reach_reamaze_as_readable_text(markup: Markup, note: str,
     copy = render.tracker_comment_to_helpdesk("Redmine", issue(), comment(
         "n1", body=note, name="Dev Dan"), markup=markup)
     assert copy == f"Dev Dan commented on Redmine issue #42:\n\n{text}"
+
+
+def test_an_edited_tracker_note_reads_as_text_too() -> None:
+    """The new text of an edited tracker note is rendered like any tracker note."""
+    note = render.tracker_edit_note("Redmine", issue(), comment(
+        "n1", body='* see "the fix":https://scm.example/r12', name="Dev Dan"),
+        markup="textile")
+    assert note.endswith("it now reads:\n\n- see the fix (https://scm.example/r12)")
