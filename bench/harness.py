@@ -98,10 +98,20 @@ def following(base: type[C], clock: VirtualClock, step: timedelta, **kw: Any) ->
     clock guarantees; advancing it advances the virtual clock."""
 
     class Following(base):  # type: ignore[valid-type,misc]
+        # What the simulator reads as "now" between two readings (its rate-limit windows)
+        # is the virtual clock too, not the time of its last reading.
+        @property
+        def current(self) -> datetime:
+            return max(clock.now(), self._last)
+
+        @current.setter
+        def current(self, value: datetime) -> None:
+            self._last = value
+
         def now(self) -> datetime:
             with self._lock:
-                self.current = max(clock.now(), self.current + step)
-                return self.current  # type: ignore[no-any-return]
+                self._last = max(clock.now(), self._last + step)
+                return self._last  # type: ignore[no-any-return]
 
         def advance(self, seconds: float) -> None:
             clock.advance(seconds)
