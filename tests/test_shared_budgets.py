@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -132,8 +133,6 @@ def test_keys_name_the_credential_not_its_secret() -> None:
 # -- real processes -----------------------------------------------------------------------
 
 def _book(url: str, n: int, interval: float, out: Any) -> None:
-    import time
-
     from state import StateStore as Store
     from syncer.budgets import StorePacer as Pacer
 
@@ -202,7 +201,6 @@ def test_a_fast_budget_books_its_slots_in_batches_and_still_keeps_the_rate(
     """At 6,000 requests a minute a transaction per request would cost more than the
     request: a quarter second of slots is booked at once. Two processes (threads with
     stores of their own, on the real clock) together still send at the configured rate."""
-    import time
 
     stores = [open_store(), open_store()]
     bookings = [0, 0]
@@ -240,3 +238,34 @@ def test_a_fast_budget_books_its_slots_in_batches_and_still_keeps_the_rate(
     slow.acquire()
     slow.acquire()
     assert not slow.shared._slots
+
+
+def test_two_first_bookings_at_once_never_share_a_slot(
+        open_store: Callable[[], StateStore]) -> None:
+    """The credential's row does not exist yet, and two processes book at the same moment:
+    the second waits for the first (its row, or SQLite's write lock) instead of seeing no
+    row and booking the same slot. Each booking's clock is read once its row is locked;
+    the first holds there until the second has had every chance to get that far."""
+    stores = [open_store(), open_store()]
+    inside = threading.Event()
+    results: list[tuple[float, bool]] = [(0.0, False), (0.0, False)]
+
+    def first_clock() -> float:
+        inside.wait(1.0)  # the second booking reaches its clock only if nothing stops it
+        return 100.0
+
+    def second_clock() -> float:
+        inside.set()
+        return 100.0
+
+    def book(n: int, clock: Callable[[], float]) -> None:
+        results[n] = stores[n].reserve_request("new-credential", clock, 1.0, 1.0)
+
+    first = threading.Thread(target=book, args=(0, first_clock))
+    first.start()
+    time.sleep(0.2)  # the first is inside its transaction, waiting in its clock
+    second = threading.Thread(target=book, args=(1, second_clock))
+    second.start()
+    first.join(10)
+    second.join(10)
+    assert sorted(w for w, _ in results) == [0.0, 1.0]
