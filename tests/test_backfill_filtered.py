@@ -95,3 +95,18 @@ def test_a_change_while_a_later_walk_runs_is_found_by_the_next_poll(tmp_path: Pa
     run_pass(engine)
     assert any("LATE-1" in j.text for j in journals(sb, issue_for(engine, first)))
     engine.close()
+
+
+def test_a_filtered_backfill_announces_its_total_before_the_first_conversation(
+        tmp_path: Path) -> None:
+    """The progress bar needs the listing's total from its first page, not at the end."""
+    sb, bugs = brand(tmp_path, 300)
+    engine = sb.engine()
+    runner = engine.runner(engine.config.pairs[0])
+    assert not isinstance(runner, Exception)
+    events: list[str] = []
+    runner.progress = lambda n: events.append("read")
+    runner.progress_total = lambda total: events.append(f"total {total}")
+    runner.run_once(kind="backfill", full=True)
+    assert events[0] == f"total {len(bugs)}" and events.count("read") == len(bugs)
+    engine.close()

@@ -86,11 +86,8 @@ class ChangeFeed:
         self.comments = comments
 
     def _params(self, since: datetime | None) -> dict[str, Any]:
-        params: dict[str, Any] = {"state": "all", "sort": "updated", "direction": "asc",
-                                  "per_page": self.settings.page_size}
-        if since is not None:
-            params["since"] = github_time(since)
-        return params
+        # Without state=all the listing holds open issues only, and closings are missed.
+        return {"state": "all", **self._comment_params(since)}
 
     def walk(self, since: Cursor | None) -> Iterator[ChangePage]:
         started = self.now()
@@ -167,6 +164,7 @@ class ChangeFeed:
                                started)
 
     def _comment_params(self, since: datetime | None) -> dict[str, Any]:
+        """Oldest change first, from ``since``: the query both listings share."""
         params: dict[str, Any] = {"sort": "updated", "direction": "asc",
                                   "per_page": self.settings.page_size}
         if since is not None:

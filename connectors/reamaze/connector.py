@@ -360,23 +360,20 @@ class ReamazeConnector:
         return comments_from_wire(ticket_id, [wire])[0]
 
     # -- change feed -----------------------------------------------------------------------
-    def iter_changes(self, since: Cursor | None) -> Iterator[ChangePage]:
-        def fetch(p: dict[str, Any]) -> Any:
-            return self.api.get_json("/conversations",
-                                     params={"filter": "all", "sort": "changed", **p})
+    def _changes_page(self, p: dict[str, Any]) -> Any:
+        """One page of the change listing (``p``: its page and any listing filter)."""
+        return self.api.get_json("/conversations",
+                                 params={"filter": "all", "sort": "changed", **p})
 
-        return walk_changes(fetch, self._tickets, since, self.overlap)
+    def iter_changes(self, since: Cursor | None) -> Iterator[ChangePage]:
+        return walk_changes(self._changes_page, self._tickets, since, self.overlap)
 
     def iter_changes_where(self, since: Cursor | None, *, tags: Sequence[str] = (),
                            channels: Sequence[str] = ()) -> Iterator[ChangePage]:
         """The changes of the conversations with one of ``tags`` or in one of ``channels``,
         read with the listing's own ``tag`` and ``category`` filters (one walk each)."""
-        def fetch(p: dict[str, Any]) -> Any:
-            return self.api.get_json("/conversations",
-                                     params={"filter": "all", "sort": "changed", **p})
-
         filters = [{"tag": t} for t in tags] + [{"category": c} for c in channels]
-        return walk_each(fetch, self._tickets, since, self.overlap, filters)
+        return walk_each(self._changes_page, self._tickets, since, self.overlap, filters)
 
     def iter_changes_for(self, reader: str, since: Cursor | None) -> Iterator[ChangePage]:
         """The change feed as pair ``reader`` walks it, sharing pages with the brand's other
@@ -384,11 +381,9 @@ class ReamazeConnector:
         previous = self.shared_pages.begin_walk(reader)
 
         def fetch(p: dict[str, Any]) -> Any:
-            params = {"filter": "all", "sort": "changed", **p}
-            return self.shared_pages.get(
-                tuple(sorted((k, str(v)) for k, v in params.items())),
-                lambda: self.api.get_json("/conversations", params=params),
-                reader=reader, newer_than=previous)
+            return self.shared_pages.get(tuple(sorted((k, str(v)) for k, v in p.items())),
+                                         lambda: self._changes_page(p),
+                                         reader=reader, newer_than=previous)
 
         return walk_changes(fetch, self._tickets, since, self.overlap)
 
