@@ -13,6 +13,12 @@ conversation whose list item was once seen to count exactly the messages read, i
 notes among them: a count that left out internal notes could not tell a staff member's
 note from nothing, so it is never trusted (the conversation is read, as before). A
 missing count is never trusted either.
+
+What a count counts is a property of the API, not of one conversation: once any
+conversation's count was seen to include its internal notes, the counts of the others
+(the sync's own internal link note among their messages) can be compared too, although
+they never held a note of their own (``counts_internal_notes``). Without that, the poll
+after a backfill read every conversation the backfill had just written its note in.
 """
 
 from __future__ import annotations
@@ -67,9 +73,18 @@ def expect_helpdesk(conversation: SideView, base: Snapshot | None, snapshot: Sna
                                        "helpdesk_last_customer": last_customer})
 
 
-def is_own_echo(snapshot: Snapshot | None, item: Ticket) -> bool:
-    """The list item shows exactly what the last sync left (its own writes included)."""
-    if snapshot is None or not snapshot.helpdesk_count_trusted \
+def counts_internal_notes(snapshot: Snapshot | None) -> bool:
+    """This snapshot's count was seen to include internal notes (so all counts do)."""
+    return snapshot is not None and snapshot.helpdesk_count_trusted
+
+
+def is_own_echo(snapshot: Snapshot | None, item: Ticket, *,
+                counts_internal: bool = False) -> bool:
+    """The list item shows exactly what the last sync left (its own writes included).
+
+    ``counts_internal``: another conversation's count was seen to include internal notes,
+    so this one's can be relied on although it never held a note of its own."""
+    if snapshot is None or not (snapshot.helpdesk_count_trusted or counts_internal) \
             or snapshot.helpdesk_messages is None or item.listed_comments is None:
         return False
     last = item.last_customer_at.isoformat() if item.last_customer_at is not None else None
