@@ -248,8 +248,10 @@ def _new_link(ctx: PairContext, conversation: SideView) -> Plan:
             ),
             covered=covered,
         ),
-        PostLinkNote(conversation_id=conv.id, marker=ctx.markers.link_note(conv.id)),
     ]
+    if ctx.policy.link_note:
+        actions.append(PostLinkNote(conversation_id=conv.id,
+                                    marker=ctx.markers.link_note(conv.id)))
     for c in covered:
         copies.by_source[(Side.HELPDESK, c.source_id)] = CommentLinkView(
             source_side=Side.HELPDESK, source_id=c.source_id, target_id="",
@@ -325,9 +327,9 @@ def _sync_link(ctx: PairContext, conversation: SideView, issue: SideView,
     note_marker = ctx.markers.link_note(cid)
     if (Side.TRACKER, note_marker) not in copies.by_source:
         note = copies.own[Side.HELPDESK].get(note_marker)
-        if note is None:
+        if note is None and ctx.policy.link_note:
             actions.append(PostLinkNote(conversation_id=cid, marker=note_marker))
-        else:
+        elif note is not None:
             actions.append(AdoptComment(conversation_id=cid, source_side=Side.TRACKER,
                                         source_id=note_marker, target_id=note.id,
                                         visibility=note.visibility, fingerprint=""))

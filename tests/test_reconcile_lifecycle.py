@@ -163,5 +163,20 @@ def test_missing_link_note_is_put_back_once() -> None:
         ours(comment(marker, internal=True, marker=marker)),))
     plan = reconcile(context(policy()), already_there, view(iss), bare)
     assert not [a for a in plan.actions if isinstance(a, PostLinkNote)]
+
+
+def test_a_pair_without_link_notes_writes_none_and_keeps_an_old_one() -> None:
+    """``link_note = false``: a link without the note is left so; one written before the
+    setting changed is still recognised as the sync's own, never copied to the issue."""
+    conv, iss = conversation(tags=("bug",)), issue()
+    marker = MARKERS.link_note(CID)
+    bare = link(link_note=False, snapshot=agreed(conv, iss))
+    quiet = policy(link_note=False)
+    assert reconcile(context(quiet), view(conv), view(iss), bare).writes == ()
+
+    already_there = view(conv, (ours(comment(marker, internal=True, marker=marker)),))
+    plan = reconcile(context(quiet), already_there, view(iss), bare)
+    assert plan.writes == ()
+    assert [a.source_id for a in plan.actions if isinstance(a, AdoptComment)] == [marker]
     (adopted,) = of_type(plan, AdoptComment)
     assert (adopted.source_side, adopted.source_id) == (Side.TRACKER, marker)

@@ -90,6 +90,20 @@ def test_matching_conversation_creates_issue_link_note_and_copies() -> None:
     assert plan.writes == plan.actions[:-1]
 
 
+def test_a_pair_without_link_notes_writes_nothing_in_the_new_conversation() -> None:
+    """``link_note = false``: the issue and the copies, no Re:amaze write; the snapshot
+    expects the conversation's own messages only."""
+    msgs = (customer_comment("m1", at=1), comment("m2", internal=True, at=2))
+    plan = reconcile(context(policy(link_note=False)),
+                     view(conversation(tags=("bug",)), comments=msgs), None, None)
+    assert of_type(plan, PostLinkNote) == []
+    assert [a for a in plan.writes if getattr(a, "target", Side.TRACKER) is Side.HELPDESK
+            or isinstance(a, PostLinkNote)] == []
+    assert len(of_type(plan, CreateIssue)) == 1 and len(of_type(plan, AddComment)) == 2
+    (snap,) = of_type(plan, SaveSnapshot)
+    assert snap.snapshot.helpdesk_messages == 2
+
+
 @pytest.mark.parametrize("caps", [{}, {"labels": False, "assignee": False}])
 def test_new_link_snapshot_is_what_the_issue_is_created_with(caps: dict[str, bool]) -> None:
     """The first snapshot holds the values the issue is created with, so the next pass is quiet."""
