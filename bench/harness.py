@@ -225,6 +225,8 @@ def classify_reamaze(method: str, path: str) -> str:
             return "rz_get_conversation" if method == "GET" else "rz_update_conversation"
         if parts[2] == "messages":
             return "rz_list_messages" if method == "GET" else "rz_create_message"
+    if parts == ["messages"] and method == "GET":
+        return "rz_list_brand_messages"  # across conversations, by tag
     return f"rz_other {method} /{parts[0]}"
 
 

@@ -165,6 +165,22 @@ class FiltersChanges(Protocol):
                            channels: Sequence[str] = ()) -> Iterator[ChangePage]: ...
 
 
+class MessageSource(Protocol):
+    """Messages read ahead for the conversations a walk is about to look at."""
+
+    def messages_for(self, ticket: Ticket) -> list[Comment] | None:
+        """Its messages, complete as its list item counts them; None: read it alone."""
+        ...
+
+
+@runtime_checkable
+class PrefetchesMessages(Protocol):
+    """A helpdesk that lists messages across conversations by tag, so a backfill reads
+    many conversations' messages a request (``connectors.reamaze.prefetch``)."""
+
+    def message_prefetch(self, tags: Sequence[str]) -> MessageSource: ...
+
+
 @runtime_checkable
 class SharesChanges(Protocol):
     """A connector whose change listing several pairs read alike (the Re:amaze brand): each

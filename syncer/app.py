@@ -20,6 +20,7 @@ from state import StateStore
 from syncer.budgets import HELPDESK, LearnedBudgets, share_budgets
 from syncer.config import AppConfig, PairConfig, read_secret
 from syncer.errors import ConfigError
+from syncer.expect import Counting
 from syncer.markers import MIN_KEY_LENGTH, Markers
 from syncer.reconcile import PairContext
 from syncer.recovery import RecoveryPolicy
@@ -44,6 +45,8 @@ class Engine:
     budgets: LearnedBudgets | None = None
     # Set by the daemon once its listener serves ``/files/`` (``syncer.relay``).
     relay: FileRelay | None = None
+    # How Re:amaze counts messages, as the pairs' runs learn it (``syncer.expect``).
+    counting: Counting = field(default_factory=Counting)
 
     def runner(self, pair: PairConfig) -> PairRunner | ConfigError:
         tracker = self.trackers[pair.tracker]
@@ -63,6 +66,7 @@ class Engine:
         recovery = RecoveryPolicy(window=timedelta(seconds=sync.unknown_write_window_seconds),
                                   min_lookups=sync.unknown_write_lookups)
         return PairRunner(ctx=ctx, store=self.store, helpdesk=self.helpdesk, tracker=tracker,
+                          counting=self.counting,
                           recovery=recovery, lock_wait=self.config.state.lock_wait_seconds,
                           after_pass=self.budgets.save if self.budgets is not None else None,
                           attachment_max_bytes=int(self.config.sync.attachment_max_mb

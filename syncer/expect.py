@@ -24,6 +24,7 @@ after a backfill read every conversation the backfill had just written its note 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from syncer.models import Ticket, Visibility
 from syncer.plan import (
@@ -71,6 +72,14 @@ def expect_helpdesk(conversation: SideView, base: Snapshot | None, snapshot: Sna
     return snapshot.model_copy(update={"helpdesk_messages": count,
                                        "helpdesk_count_trusted": trusted,
                                        "helpdesk_last_customer": last_customer})
+
+
+@dataclass
+class Counting:
+    """What the engine learnt of how a Re:amaze brand counts messages, shared by the runs
+    of every pair on it (a fact about the API, learnt again by each process)."""
+
+    includes_internal: bool = False
 
 
 def counts_internal_notes(snapshot: Snapshot | None) -> bool:

@@ -18,14 +18,21 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from connectors.base import Connector, FiltersChanges, ListsStatuses, SharesChanges
+from connectors.base import (
+    Connector,
+    FiltersChanges,
+    ListsStatuses,
+    MessageSource,
+    PrefetchesMessages,
+    SharesChanges,
+)
 from state import PairBusy, PairLease, StateStore
 from syncer.apply import HELD, Applier, ApplyResult, TrackerWrites
 from syncer.errors import NotFoundError, SkippableError, SyncError
-from syncer.expect import counts_internal_notes, is_own_echo
+from syncer.expect import Counting, counts_internal_notes, is_own_echo
 from syncer.models import Attachment, Cursor, Ticket, Visibility
 from syncer.partial import conversation_from_snapshot, needs_conversation
-from syncer.plan import LinkView, Plan, SaveSnapshot, Side, SideView, Skip
+from syncer.plan import LinkView, Plan, PostLinkNote, SaveSnapshot, Side, SideView, Skip
 from syncer.reconcile import PAUSED, PairContext, is_our_issue, matches, reconcile
 from syncer.reconcile_reverse import reverse_link_plan
 from syncer.recovery import RecoveryPolicy, recover_intents
@@ -112,9 +119,15 @@ class PairRunner:
     # Conversations reconciled in this pass -> the version of their issue that work
     # accounts for (None: it cannot vouch for any), see ``_covered``.
     _covered: dict[str, datetime | None] = field(default_factory=dict, init=False)
-    # Re:amaze was seen to count internal notes in ``message_count`` (``syncer.expect``):
-    # learnt from the first conversation that shows it, once per process.
-    _counts_internal: bool = field(default=False, init=False)
+    # Whether Re:amaze was seen to count internal notes in ``message_count``
+    # (``syncer.expect``): learnt from the first conversation that shows it; the engine
+    # shares it between the runs of the brand's pairs.
+    counting: Counting = field(default_factory=Counting)
+    # A backfill's messages read across conversations (``connectors.reamaze.prefetch``),
+    # used once ``counting`` says a conversation's count can vouch for them; the
+    # times the engine read a conversation after its link note to learn that.
+    _prefetch: MessageSource | None = field(default=None, init=False)
+    _count_probes: int = field(default=0, init=False)
     # Run after the feeds of every poll (the daemon's sweep slice), or instead of them
     # (``run_once(feeds=False)``: `verify`).
     after_feeds: PassWork | None = None
@@ -174,6 +187,7 @@ class PairRunner:
         structlog.contextvars.bind_contextvars(pair=self.pair)
         ctx = self.ctx
         self._covered = {}
+        self._prefetch = None
         try:
             self.ctx = self._with_statuses(ctx)
             self._load_dead_letter()
@@ -207,6 +221,7 @@ class PairRunner:
             log.exception("pass_crashed")
         finally:
             self.ctx = ctx
+            self._prefetch = None
             structlog.contextvars.unbind_contextvars("pair")
         if result.counts.get("leaks_open") and result.error is None:
             result.error = (f"{result.counts['leaks_open']} copies of internal content are "
@@ -241,6 +256,8 @@ class PairRunner:
             # A walk through history: only the conversations the rules can match.
             pages = self.helpdesk.iter_changes_where(cursor, tags=rules.tags,
                                                      channels=rules.channels)
+            if isinstance(self.helpdesk, PrefetchesMessages) and rules.tags:
+                self._prefetch = self.helpdesk.message_prefetch(rules.tags)
         elif isinstance(self.helpdesk, SharesChanges):
             pages = self.helpdesk.iter_changes_for(self.pair, cursor)
         else:
@@ -426,7 +443,7 @@ class PairRunner:
         if link.status != "active" or (not force and _unchanged(link, helpdesk=conv)):
             return False
         if not force and is_own_echo(link.snapshot, conv,
-                                     counts_internal=self._counts_internal):
+                                     counts_internal=self.counting.includes_internal):
             # Only the sync's own writes since the last sync: nothing to read for. The
             # snapshot takes the item's change time, so the link reads as unchanged
             # (`explain`, the sweep) as it would after a read.
@@ -450,7 +467,7 @@ class PairRunner:
             decided = self._decide_from_tracker(link, issue)
             if decided is not None:
                 return decided
-        conv_view = self._view(self.helpdesk, link.conversation_id, conversation)
+        conv_view = self._helpdesk_view(link.conversation_id, conversation)
         if link.issue_id is None:
             return Decision(reconcile(self.ctx, conv_view, None, link), conv_view)
         before = datetime.now(UTC)
@@ -498,7 +515,7 @@ class PairRunner:
         """A matching conversation without a link: before planning an issue, look for the
         one this pair may have created already (the state lost its link: deleted or
         restored database, another host); only a provably own issue is adopted."""
-        view = self._view(self.helpdesk, conv.id, conv)
+        view = self._helpdesk_view(conv.id, conv)
         readopted = readopt_reverse(self, view)
         if readopted is not None:  # opened for an issue by reverse creation: not a new one
             plan, view, issue_view = readopted
@@ -560,6 +577,39 @@ class PairRunner:
             return Decision(reconcile(self.ctx, None, None, link))
         return self._decide_link(link, conv)
 
+    def _helpdesk_view(self, cid: str, known: Ticket | None) -> SideView:
+        """The conversation with its messages: read ahead by a backfill when its count,
+        which includes internal notes, vouches for them; else read on its own."""
+        if (known is not None and self._prefetch is not None
+                and self.counting.includes_internal):
+            comments = self._prefetch.messages_for(known)
+            if comments is not None:
+                return SideView(ticket=known, comments=tuple(comments),
+                                me=self.helpdesk.whoami())
+        return self._view(self.helpdesk, cid, known)
+
+    def _learn_how_reamaze_counts(self, cid: str, plan: Plan) -> None:
+        """A backfill that reads messages ahead, before it knows whether Re:amaze counts
+        internal notes: the conversation it just wrote its (internal) link note in is read
+        once more. Its count matching the messages read, the note among them, says so; a
+        count of public messages only never does, and after three tries it stops asking."""
+        if (self._prefetch is None or self.counting.includes_internal
+                or self._count_probes >= 3
+                or not any(isinstance(a, PostLinkNote) for a in plan.writes)):
+            return
+        self._count_probes += 1
+        try:
+            ticket, comments = self.helpdesk.read_ticket(cid)
+        except SkippableError as exc:
+            log.warning("count_probe_failed", conversation_id=cid, **exc.log_fields())
+            return
+        learnt = ticket.listed_comments == len(comments) and any(
+            c.visibility is Visibility.INTERNAL for c in comments)
+        self.counting.includes_internal = learnt
+        log.info("reamaze_counting_learnt" if learnt
+                 else "reamaze_counting_unknown", conversation_id=cid,
+                 listed=ticket.listed_comments, read=len(comments))
+
     @staticmethod
     def _view(connector: Connector, ticket_id: str, known: Ticket | None) -> SideView:
         """A ticket with its comments; the ticket from the feed when we have it."""
@@ -594,9 +644,10 @@ class PairRunner:
         result.failed.update(applied.failed)
         if cid not in applied.failed:
             self._covered[cid] = _covered(decision, applied.tracker.get(cid))
-            self._counts_internal = self._counts_internal or any(
+            self.counting.includes_internal = self.counting.includes_internal or any(
                 isinstance(a, SaveSnapshot) and counts_internal_notes(a.snapshot)
                 for a in plan.actions)
+            self._learn_how_reamaze_counts(cid, plan)
         if cid in applied.failed:
             self._failing.add(cid)
         elif any(isinstance(a, Skip) and a.reason == PAUSED for a in plan.actions):

@@ -35,6 +35,7 @@ from connectors.reamaze.mapping import (
     comments_from_wire,
     ticket_from_wire,
 )
+from connectors.reamaze.prefetch import MessagePrefetch
 from connectors.reamaze.wire import (
     CONNECTOR,
     WireConversation,
@@ -286,6 +287,11 @@ class ReamazeConnector:
                                         "messages", {"include": "original_body"}):
             messages.extend(parse_items(WireMessage, items, kind="message"))
         return comments_from_wire(ticket_id, messages)
+
+    def message_prefetch(self, tags: Sequence[str]) -> MessagePrefetch:
+        """The messages of the conversations carrying ``tags``, read across conversations
+        (``GET /messages?tag=``) as a backfill asks for them."""
+        return MessagePrefetch(lambda p: self.api.get_json("/messages", params=p), tags)
 
     def find_comment_by_marker(self, ticket_id: str, marker: str) -> Comment | None:
         """Our message with this marker (``origin_id``), posted by our login user."""

@@ -86,6 +86,12 @@ class ReamazeSimulator(DirectoryRoutes):
         # "public" counts only the messages a customer sees (internal notes left out);
         # the engine must stay correct with either.
         self.message_count: str = "all"
+        # The brand-wide ``GET /messages``: its order is [S, unverified] (newest first by one
+        # source) and its ``tag`` filter is [C]; "oldest" serves it oldest first, and
+        # ``messages_listing_ignores_tag`` every message of the brand, to prove a backfill
+        # reading it stays correct either way.
+        self.messages_listing_order: str = "newest"
+        self.messages_listing_ignores_tag = False
         self.add_staff(login_email, login_name, role={
             "id": 1, "name": "Administrator", "admin?": True,
             "permissions": {"manage_staff?": True, "reply_to_customers?": True,
@@ -329,8 +335,9 @@ class ReamazeSimulator(DirectoryRoutes):
         return self._in_window(m.created_at, params)
 
     def _render_messages(self, pairs: list[tuple[SimConversation, SimMessage]],
-                         params: dict[str, str]) -> httpx.Response:
-        pairs.sort(key=lambda p: (p[1].created_at, p[1].seq), reverse=True)
+                         params: dict[str, str], *, oldest_first: bool = False
+                         ) -> httpx.Response:
+        pairs.sort(key=lambda p: (p[1].created_at, p[1].seq), reverse=not oldest_first)
         original = params.get("include") == "original_body"
         return page_of("messages", pairs, params,
                        lambda p: self.render_message(p[0], p[1], original_body=original))
@@ -346,11 +353,14 @@ class ReamazeSimulator(DirectoryRoutes):
     def _list_all_messages(self, request: httpx.Request, params: dict[str, str]
                            ) -> httpx.Response:
         tags = {t.strip() for t in params.get("tag", "").split(",") if t.strip()}
+        if self.messages_listing_ignores_tag:
+            tags = set()
         pairs = [(c, m) for c in self.conversations.values()
                  if (not tags or tags & set(c.tags))
                  and ("category" not in params or c.category == params["category"])
                  for m in c.messages if self._message_filter(m, params)]
-        return self._render_messages(pairs, params)
+        return self._render_messages(pairs, params,
+                                     oldest_first=self.messages_listing_order == "oldest")
 
     def _create_message(self, request: httpx.Request, params: dict[str, str], slug: str
                         ) -> httpx.Response:
