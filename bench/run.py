@@ -261,13 +261,20 @@ def table(res: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                      _verdict(lat["latency_s"]["p95"] <= lat["target_p95_s"])))
     sparse = res.get("sparse")
     if sparse is not None:
-        e, n = sparse["engine"], sparse["naive"]
-        rows.append((f"Re:amaze calls per backfilled conversation incl. settle pass, brand of "
-                     f"{sparse['conversations']:,}, one in ten a bug ({e['bugs']} bugs x "
-                     f"{sparse['messages']})",
+        e, q, n = sparse["engine"], sparse["without_link_notes"], sparse["naive"]
+        what = (f"brand of {sparse['conversations']:,}, one in ten a bug ({e['bugs']} bugs x "
+                f"{sparse['messages']})")
+        rows.append((f"Re:amaze calls per backfilled conversation incl. settle pass, {what}, "
+                     "link notes on (default)",
                      f"{e['reamaze_per_bug']} (backfill {e['reamaze_backfill']}, settle "
-                     f"{e['reamaze_settle']}); naive full listing {n['reamaze_per_bug']}",
+                     f"{e['reamaze_settle']}; the API's floor {sparse['floor_per_bug']}, one "
+                     f"link note each); naive full listing {n['reamaze_per_bug']}",
                      "<= 0.5", _verdict(e["reamaze_per_bug"] <= 0.5)))
+        rows.append((f"The same with link_note = false, {what}",
+                     f"{q['reamaze_per_bug']} (backfill {q['reamaze_backfill']}, settle "
+                     f"{q['reamaze_settle']}; the API's floor "
+                     f"{sparse['floor_per_bug_without_link_notes']})",
+                     "<= 0.5", _verdict(q["reamaze_per_bug"] <= 0.5)))
     brk = res.get("break_point")
     if brk is not None:
         rows += _break_point_rows(brk)
