@@ -244,6 +244,7 @@ def test_tracker_change_is_not_lost_when_an_aborted_pass_is_repeated(tmp_path: P
     a, b = _seed(sb)
     engine = sb.engine(clock=FakeClock())
     run_pass(engine)
+    sb.reamaze.add_customer_message(b, "Any news?")  # so that B is read, and fails
     sb.reamaze.add_staff_message(a, "INTERNAL-B newest change", email=STAFF,
                                  visibility=INTERNAL)
     sb.reamaze.faults.add(status=503, times=8, method="GET",
