@@ -101,14 +101,11 @@ def test_a_link_settles_once_the_trackers_clock_leaves_the_second(
     engine.close()
 
 
-@OFFSETS
-def test_a_note_in_the_second_of_our_own_write_is_copied(
-        tmp_path: Path, offset: timedelta) -> None:
+def note_after_our_copy(tmp_path: Path, offset: timedelta, *,
+                        tells_time: bool = True) -> tuple[Sandbox, Engine, str]:
     """A developer's note lands just after the sync wrote a copy to the issue and read it
-    back, in the same second, and the pass goes on for a few seconds of the tracker's
-    clock before the tracker feed shows the issue: that version is not the one the write
-    left (the read-back cannot vouch for a second that was not over), so the note is
-    copied."""
+    back, in the same second, and the pass goes on for three seconds of the tracker's
+    clock before its tracker feed shows the issue. Returns after that pass."""
     armed: list[str] = []  # the issue, then "written" once the copy went to it
 
     def wrap(name: str, handler: Handler) -> Handler:
@@ -131,6 +128,8 @@ def test_a_note_in_the_second_of_our_own_write_is_copied(
     slug = sb.reamaze.add_conversation("Crash on save", "It crashes.", "c@customer.example",
                                        tags=["bug"])
     engine = engine_on_tracker_clock(sb)
+    if not tells_time:
+        del engine.trackers[TRACKER].now  # type: ignore[union-attr]
     run_pass(engine)
     run_pass(engine)
     issue = issue_for(engine, slug)
@@ -138,7 +137,27 @@ def test_a_note_in_the_second_of_our_own_write_is_copied(
     armed.append(issue)
     run_pass(engine)
     assert not armed, "the hook did not fire: no read-back after the copy"
+    return sb, engine, slug
+
+
+@OFFSETS
+def test_a_note_in_the_second_of_our_own_write_is_copied_in_the_same_pass(
+        tmp_path: Path, offset: timedelta) -> None:
+    """The version the feed shows is not the one the write left (the read-back cannot
+    vouch for a second that was not over), and its second is over by then: the issue is
+    read again at once and the note copied."""
+    sb, engine, slug = note_after_our_copy(tmp_path, offset)
+    assert sum(1 for m in messages(sb, slug) if "LATE-1" in m.body) == 1
+    mark = Mark.now(sb)
     run_pass(engine)
+    assert mark.writes() == []
+    engine.close()
+
+
+def test_without_the_trackers_time_a_note_after_our_copy_is_read_at_once(
+        tmp_path: Path) -> None:
+    """Nothing says the feed will show the issue again: it is read again in the pass."""
+    sb, engine, slug = note_after_our_copy(tmp_path, timedelta(days=-120), tells_time=False)
     assert sum(1 for m in messages(sb, slug) if "LATE-1" in m.body) == 1
     engine.close()
 
