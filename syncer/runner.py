@@ -44,10 +44,11 @@ log = structlog.get_logger("reamaze_sync.runner")
 
 MAX_AUTO_RETRIES = 10
 # Trackers such as Redmine show change times in whole seconds; with 1 s of clock skew on
-# top, a time is only final once it is this old. Old by the tracker's clock (the one its
-# feed settles by, ``connectors.base.server_now``), never ours: against a tracker whose
-# clock is behind ours every second would look over, and a note written later in the
-# second of our read would be taken for the version we read.
+# top, a time is only final once it is this old. Old by the time the tracker's connector
+# tells (``connectors.base.server_now``: the clock its feed settles by; the host's unless
+# one is injected), never by a clock of the runner's own: against a tracker whose clock is
+# behind it every second would look over, and a note written later in the second of our
+# read would be taken for the version read.
 SETTLE_TIME = timedelta(seconds=2)
 
 
