@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from syncer.errors import FatalError, RateLimitedError, SyncError, TransientError
@@ -147,6 +148,20 @@ class Connector(Protocol):
     def check(self) -> str:
         """Verify credentials and permissions; return a one-line description of who we are."""
         ...
+
+
+@runtime_checkable
+class TellsTime(Protocol):
+    """A tracker whose connector knows the server's wall time: the clock its change feed
+    settles whole-second change times by (injected, or the host's by default)."""
+
+    now: Callable[[], datetime]
+
+
+def server_now(connector: object) -> datetime | None:
+    """The wall time of the server behind ``connector``, as its feed reads it; None when
+    the connector does not tell it (nothing can then be taken as settled)."""
+    return connector.now() if isinstance(connector, TellsTime) else None
 
 
 @runtime_checkable

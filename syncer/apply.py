@@ -19,12 +19,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import structlog
 
-from connectors.base import CommentBatch, Connector, FetchesAttachments
+from connectors.base import CommentBatch, Connector, FetchesAttachments, server_now
 from state import LinkConflict, NewCommentLink, NewIntent, StateStore
 from syncer.errors import (
     AuthError,
@@ -70,7 +70,8 @@ class TrackerWrites:
     left, as far as the applier saw it. The runner needs it to tell its own changes, which
     the tracker feed shows later in the same pass, from someone else's."""
 
-    before: datetime  # wall time just before the first write to the issue
+    # The tracker's time just before the first write to the issue (None: unknown).
+    before: datetime | None
     after: Ticket | None  # the issue as read back after the last write; None: not read
     others: frozenset[str] = frozenset()  # comments on that read-back these writes did not make
 
@@ -121,7 +122,8 @@ class Applier:
 
     # -- one conversation ------------------------------------------------------------------
     def _apply_conversation(self, cid: str, actions: list[Action], result: ApplyResult) -> None:
-        writes = _Writes(cid, fields=field_changes(actions))
+        writes = _Writes(cid, fields=field_changes(actions),
+                         now=lambda: server_now(self.sides[Side.TRACKER]))
         issue_id: str | None = None
         bound = log.bind(pair=self.pair, conversation_id=cid)
         try:
@@ -547,6 +549,8 @@ class _Writes:
     failed: dict[str, str] = field(default_factory=dict)  # marker -> error
     later: list[Callable[[], object]] = field(default_factory=list)
     tracker: TrackerWrites | None = None  # once anything was written to the issue
+    # The tracker's time (``connectors.base.server_now``): its change times settle by it.
+    now: Callable[[], datetime | None] = lambda: None
     _made: set[str] = field(default_factory=set)  # comments written to the issue
 
     def to_tracker(self, after: Ticket | None, made: Sequence[Comment] = (),
@@ -554,7 +558,7 @@ class _Writes:
         """Account for a write to the issue: called with None before it is sent, then
         with the issue as read back after it (if it was)."""
         self._made |= {c.id for c in made}
-        before = self.tracker.before if self.tracker is not None else datetime.now(UTC)
+        before = self.tracker.before if self.tracker is not None else self.now()
         others = frozenset(c.id for c in seen if c.id not in self._made)
         self.tracker = TrackerWrites(before=before, after=after, others=others)
 

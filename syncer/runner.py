@@ -14,7 +14,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -25,6 +25,7 @@ from connectors.base import (
     MessageSource,
     PrefetchesMessages,
     SharesChanges,
+    server_now,
 )
 from state import PairBusy, PairLease, StateStore
 from syncer.apply import HELD, Applier, ApplyResult, TrackerWrites
@@ -43,7 +44,11 @@ log = structlog.get_logger("reamaze_sync.runner")
 
 MAX_AUTO_RETRIES = 10
 # Trackers such as Redmine show change times in whole seconds; with 1 s of clock skew on
-# top, a time is only final once it is this old.
+# top, a time is only final once it is this old. Old by the time the tracker's connector
+# tells (``connectors.base.server_now``: the clock its feed settles by; the host's unless
+# one is injected), never by a clock of the runner's own: against a tracker whose clock is
+# behind it every second would look over, and a note written later in the second of our
+# read would be taken for the version read.
 SETTLE_TIME = timedelta(seconds=2)
 
 
@@ -86,7 +91,8 @@ class Decision:
     conversation: SideView | None = None
     issue: SideView | None = None
     issue_deleted: bool = False
-    issue_read_at: datetime | None = None  # wall time just before the issue was read
+    # The tracker's time just before the issue was read (None: unknown).
+    issue_read_at: datetime | None = None
     unchanged: bool = False  # neither side changed since the last sync: a pass skips it
 
 
@@ -336,14 +342,17 @@ class PairRunner:
         version that work does not account for: someone changed it after the read, or our
         own writes could not be told from theirs. Looked at again now, or the feed's
         cursor moves past the change. An unsettled version waits: the feed keeps returning
-        the issue until its second is over. A conversation that failed (the dead letter
-        retries it) or was not reconciled (skipped by an operator) is left alone."""
+        the issue until its second is over (by the same clock). Without the tracker's time
+        nothing says the feed will, so it is looked at now. A conversation that failed
+        (the dead letter retries it) or was not reconciled (skipped by an operator) is left
+        alone."""
         if cid not in self._covered:
             return False
         covered = self._covered[cid]
         if covered is not None and covered == issue.updated_at:
             return False
-        return _settled(issue.updated_at, datetime.now(UTC))
+        now = self._tracker_now()
+        return now is None or _settled(issue.updated_at, now)
 
     def _vouch_for_issue(self, link: LinkView, issue: Ticket) -> None:
         """The feed shows the issue in the very version this pass's work on the link
@@ -353,12 +362,15 @@ class PairRunner:
         snap = link.snapshot
         covered = self._covered.get(link.conversation_id)
         if (snap is None or covered is None or covered != issue.updated_at
-                or not _settled(issue.updated_at, datetime.now(UTC))):
+                or not _settled(issue.updated_at, self._tracker_now())):
             return
         stamp = issue.updated_at.isoformat()
         if snap.tracker_updated_at != stamp:
             self.store.save_snapshot(self.pair, link.conversation_id,
                                      snap.model_copy(update={"tracker_updated_at": stamp}))
+
+    def _tracker_now(self) -> datetime | None:
+        return server_now(self.tracker)
 
     def _open_leaks(self, result: PassResult) -> bool:
         """Look again at every copy recorded as public and unremovable: one that is gone or
@@ -470,7 +482,7 @@ class PairRunner:
         conv_view = self._helpdesk_view(link.conversation_id, conversation)
         if link.issue_id is None:
             return Decision(reconcile(self.ctx, conv_view, None, link), conv_view)
-        before = datetime.now(UTC)
+        before = self._tracker_now()
         try:
             iss_view = self._view(self.tracker, link.issue_id, issue)
         except NotFoundError:
@@ -481,7 +493,7 @@ class PairRunner:
         seen, extra = reverse_link_plan(self.ctx, conv_view, iss_view, link)
         plan = reconcile(self.ctx, conv_view, iss_view, seen)
         plan = Plan(pair=plan.pair, actions=extra + plan.actions)
-        return Decision(_distrust_unsettled(plan, iss_view.ticket), conv_view, iss_view,
+        return Decision(_distrust_unsettled(plan, iss_view.ticket, before), conv_view, iss_view,
                         issue_read_at=before,
                         unchanged=_unchanged(link, helpdesk=conv_view.ticket)
                         and _unchanged(link, tracker=iss_view.ticket))
@@ -492,7 +504,7 @@ class PairRunner:
         conversation = conversation_from_snapshot(link)
         if conversation is None or link.issue_id is None:
             return None
-        before = datetime.now(UTC)
+        before = self._tracker_now()
         try:
             iss_view = self._view(self.tracker, link.issue_id, issue)
         except NotFoundError:
@@ -501,14 +513,14 @@ class PairRunner:
         unread = SideView(ticket=conversation, me=me, from_snapshot=True, comments_read=False)
         plan = reconcile(self.ctx, unread, iss_view, link)
         if not needs_conversation(plan, read_comments=False):
-            return Decision(_distrust_unsettled(plan, iss_view.ticket), unread, iss_view,
+            return Decision(_distrust_unsettled(plan, iss_view.ticket, before), unread, iss_view,
                             issue_read_at=before)
         comments = tuple(self.helpdesk.list_comments(link.conversation_id))
         read = SideView(ticket=conversation, comments=comments, me=me, from_snapshot=True)
         plan = reconcile(self.ctx, read, iss_view, link)
         if needs_conversation(plan, read_comments=True):
             return None
-        return Decision(_distrust_unsettled(plan, iss_view.ticket), read, iss_view,
+        return Decision(_distrust_unsettled(plan, iss_view.ticket, before), read, iss_view,
                         issue_read_at=before)
 
     def _decide_new(self, conv: Ticket) -> Decision:
@@ -522,7 +534,7 @@ class PairRunner:
             return Decision(plan, view, issue_view)
         found = self.tracker.find_ticket_by_marker(self.ctx.markers.issue(conv.id))
         issue: SideView | None = None
-        before = datetime.now(UTC)
+        before = self._tracker_now()
         if found is not None:
             issue = self._view(self.tracker, found.id, None)
             if not is_our_issue(self.ctx, conv.id, issue):
@@ -681,9 +693,10 @@ class PairRunner:
             self.lease.check()
 
 
-def _settled(changed: datetime, now: datetime) -> bool:
-    """No later change of the issue can show this (whole-second) change time any more."""
-    return now - changed >= SETTLE_TIME
+def _settled(changed: datetime, now: datetime | None) -> bool:
+    """No later change of the issue can show this (whole-second) change time any more, by
+    the tracker's time ``now``; never when that is unknown."""
+    return now is not None and now - changed >= SETTLE_TIME
 
 
 def _covered(decision: Decision, wrote: TrackerWrites | None) -> datetime | None:
@@ -714,15 +727,16 @@ def _covered(decision: Decision, wrote: TrackerWrites | None) -> datetime | None
     return after.updated_at if _settled(after.updated_at, wrote.before) else None
 
 
-def _distrust_unsettled(plan: Plan, issue: Ticket) -> Plan:
+def _distrust_unsettled(plan: Plan, issue: Ticket, read_at: datetime | None) -> Plan:
     """Keep a change time out of the snapshot while its second may not be over.
 
     ``_unchanged`` skips an issue whose change time equals the one recorded at its last
     sync. With whole-second times, a note added later in the same second as our read shows
     the same time, and would be skipped for good; leaving the time out makes the next pass
     look again (the tracker feed returns the issue until its second has settled).
+    ``read_at`` is the tracker's time just before the read.
     """
-    if _settled(issue.updated_at, datetime.now(UTC)):
+    if _settled(issue.updated_at, read_at):
         return plan
     return Plan(pair=plan.pair, actions=tuple(
         a.model_copy(update={"snapshot": a.snapshot.model_copy(

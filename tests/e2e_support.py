@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,18 +41,20 @@ QUICK_RECOVERY = {"unknown_write_lookups": 2, "unknown_write_window_seconds": 0}
 
 def sandbox(tmp_path: Path, *, config: dict[str, Any] | None = None,
             live_tracker_clock: bool = False, sync: dict[str, Any] | None = None,
-            **pair: Any) -> Sandbox:
+            tracker_clock_offset: timedelta | None = None, **pair: Any) -> Sandbox:
     """A sandbox whose state lives in a file, so a brand-new engine can take over.
 
     ``live_tracker_clock`` starts the Redmine simulator's clock at the real time (the
     sandbox's starts at a fixed date), as a real server's would be, for tests about
-    whole-second change times.
+    whole-second change times; ``tracker_clock_offset`` puts it that far from the real
+    time (a server whose clock is behind or ahead of ours).
     """
     sb = make_sandbox(f"sqlite:///{tmp_path / 'state.db'}", config=config, sync=sync, **pair)
-    if live_tracker_clock:
+    if live_tracker_clock or tracker_clock_offset is not None:
         # Early in the current second: the simulator's clock only moves 1 ms per reading,
         # so everything a short test does lands in this one second.
-        start = datetime.now(UTC).replace(microsecond=100_000)
+        start = (datetime.now(UTC) + (tracker_clock_offset or timedelta())).replace(
+            microsecond=100_000)
         sb.redmine = RedmineSimulator(clock=SimClock(start=start),
                                       admin_key=sb.redmine.admin_key)
         sb.redmine.add_project(PROJECT, name="Support bugs")

@@ -154,10 +154,17 @@ def steady_change(sb: Sandbox, engine: Engine, clock: VirtualClock, slugs: list[
     rm.add_note(int(link.issue_id), "Reproduced on staging; fix in review.", user=dev)
 
 
-def poll_until_quiet(sb: Sandbox, engine: Engine, limit: int = 4) -> list[dict[str, int]]:
-    """Poll until a pass sends nothing but list requests; each pass's calls by kind."""
+def poll_until_quiet(sb: Sandbox, engine: Engine, clock: VirtualClock,
+                     limit: int = 4) -> list[dict[str, int]]:
+    """Poll until a pass sends nothing but list requests; each pass's calls by kind.
+
+    Each poll comes the pair's interval after the last, as the daemon's do: back to back
+    on the virtual clock, an issue changed in the last pass would still be in its second
+    on the tracker's clock, and every poll would rightly read it again."""
     passes: list[dict[str, int]] = []
+    interval = sb.config.pairs[0].interval_seconds
     for _ in range(limit):
+        clock.advance(interval)
         mark = Mark.of(sb)
         one_pass(engine, kind="poll")
         calls = tally(sb, mark)
@@ -229,7 +236,7 @@ def run_backfill(n: int, messages: int = 5, *, idle_repeats: int = 5,
             one_pass(engine, kind="poll")
             after_burst = tally(sb, mark)
             steady_change(sb, engine, clock, slugs)
-            change_passes = poll_until_quiet(sb, engine)
+            change_passes = poll_until_quiet(sb, engine, clock)
             clock.advance(3600)
             idle = measure_idle(sb, engine, cpu, idle_repeats)
         finally:

@@ -73,7 +73,7 @@ def run_latency(links: int, changes: int, *, interval: float = 60.0,
         engine = bench_engine(sb, clock)
         try:
             one_pass(engine, kind="backfill", full=True)
-            poll_until_quiet(sb, engine)
+            poll_until_quiet(sb, engine, clock)
             rm = sb.redmine
             dev = rm.add_user("dev", firstname="Dana")
             rm.add_member(rm.state.project_by_ref(PROJECT), dev)

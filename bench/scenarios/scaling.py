@@ -178,11 +178,11 @@ def _idle_pairs(count: int, per_pair: int, share: bool) -> dict[str, Any]:
         engine = bench_engine(sb, clock)
         try:
             one_pass(engine, kind="backfill", full=True)
-            poll_until_quiet(sb, engine)
+            poll_until_quiet(sb, engine, clock)
             # As in the backfill scenario: a later change moves the watermarks past the
             # backfill's burst, which idle polls would otherwise re-read (see README).
             steady_change(sb, engine, clock, first[:1], pair="pair0")
-            poll_until_quiet(sb, engine)
+            poll_until_quiet(sb, engine, clock)
             clock.advance(3600)
             idle: dict[str, Any] = measure_idle(sb, engine, cpu, repeats=3)
         finally:
