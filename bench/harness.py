@@ -185,9 +185,11 @@ LOREM = ("The app crashes right after login on iOS 17.2; it started with version
 
 
 def seed_conversations(sb: Sandbox, clock: VirtualClock, n: int, *, messages: int = 5,
-                       spacing_s: float = 300.0, tag: str = "bug") -> list[str]:
+                       spacing_s: float = 300.0, tag: str = "bug",
+                       internal_note_at: int | None = None) -> list[str]:
     """``n`` customer conversations of ``messages`` public customer messages each, spread
-    over time (``spacing_s`` between conversations) as real history is."""
+    over time (``spacing_s`` between conversations) as real history is; message number
+    ``internal_note_at`` (1 … messages-1) an agent's internal note instead."""
     rz = sb.reamaze
     slugs: list[str] = []
     for i in range(n):
@@ -197,7 +199,11 @@ def seed_conversations(sb: Sandbox, clock: VirtualClock, n: int, *, messages: in
                                    tags=[tag])
         for j in range(1, messages):
             clock.advance(spacing_s / (2 * messages))
-            rz.add_customer_message(slug, f"#{i}/{j} more detail: {LOREM[: 60 + 20 * j]}")
+            text = f"#{i}/{j} more detail: {LOREM[: 60 + 20 * j]}"
+            if j == internal_note_at:
+                rz.add_staff_message(slug, text, email=STAFF, visibility=1)
+            else:
+                rz.add_customer_message(slug, text)
         slugs.append(slug)
     return slugs
 

@@ -270,11 +270,13 @@ def table(res: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                      f"{e['reamaze_settle']}; the API's floor {sparse['floor_per_bug']}, one "
                      f"link note each); naive full listing {n['reamaze_per_bug']}",
                      "<= 0.5", _verdict(e["reamaze_per_bug"] <= 0.5)))
-        rows.append((f"The same with link_note = false, {what}",
-                     f"{q['reamaze_per_bug']} (backfill {q['reamaze_backfill']}, settle "
-                     f"{q['reamaze_settle']}; the API's floor "
-                     f"{sparse['floor_per_bug_without_link_notes']})",
-                     "<= 0.5", _verdict(q["reamaze_per_bug"] <= 0.5)))
+        for label, r in (("", q), (", an agent's internal note in each bug conversation",
+                                   sparse["without_link_notes_with_internal_notes"])):
+            rows.append((f"The same with link_note = false{label}",
+                         f"{r['reamaze_per_bug']} (backfill {r['reamaze_backfill']}, settle "
+                         f"{r['reamaze_settle']}; the API's floor "
+                         f"{sparse['floor_per_bug_without_link_notes']})",
+                         "<= 0.5", _verdict(r["reamaze_per_bug"] <= 0.5)))
     brk = res.get("break_point")
     if brk is not None:
         rows += _break_point_rows(brk)

@@ -174,6 +174,23 @@ def messages(sb: Sandbox, slug: str) -> list[SimMessage]:
     return sorted(sb.reamaze.conversations[slug].messages, key=lambda m: m.seq)
 
 
+def assert_same_second_note_is_copied_once(sb: Sandbox, engine: Engine, slug: str,
+                                           issue: str) -> None:
+    """A developer's note lands in the second the engine just read the issue in (its
+    visible change time stays): the next pass copies it, privately, and nothing more."""
+    before = sb.redmine.state.issues[int(issue)].updated_on
+    sb.redmine.add_note(int(issue), "Same-second note from the developer")
+    assert sb.redmine.state.issues[int(issue)].updated_on.replace(microsecond=0) == \
+        before.replace(microsecond=0)
+    result = run_pass(engine)
+    assert result.counts["comments_to_helpdesk"] == 1
+    assert [m.visibility for m in messages(sb, slug)
+            if "Same-second note" in m.body] == [1]  # internal
+    mark = Mark.now(sb)
+    run_pass(engine)
+    assert mark.writes() == []
+
+
 def issue_ids(sb: Sandbox) -> list[int]:
     return sorted(sb.redmine.state.issues)
 

@@ -12,6 +12,7 @@ from e2e_support import (
     STAFF,
     Engineer,
     Mark,
+    assert_same_second_note_is_copied_once,
     issue_for,
     issue_ids,
     journals,
@@ -236,17 +237,7 @@ def test_tracker_note_in_the_same_second_as_our_read_is_not_lost(tmp_path: Path)
     run_pass(engine)
     run_pass(engine)  # reads the issue as it is now, in this very second
     issue = issue_for(engine, slug)
-    before = sb.redmine.state.issues[int(issue)].updated_on
-    sb.redmine.add_note(int(issue), "Same-second note from the developer")
-    assert sb.redmine.state.issues[int(issue)].updated_on.replace(microsecond=0) == \
-        before.replace(microsecond=0)
-    result = run_pass(engine)
-    assert result.counts["comments_to_helpdesk"] == 1
-    assert [m.visibility for m in messages(sb, slug)
-            if "Same-second note" in m.body] == [INTERNAL]
-    mark = Mark.now(sb)
-    run_pass(engine)
-    assert mark.writes() == []
+    assert_same_second_note_is_copied_once(sb, engine, slug, issue)
     engine.close()
 
 

@@ -17,7 +17,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from e2e_support import Engineer, Handler, Mark, issue_for, messages, run_pass, sandbox
+from e2e_support import (
+    Engineer,
+    Handler,
+    Mark,
+    assert_same_second_note_is_copied_once,
+    issue_for,
+    messages,
+    run_pass,
+    sandbox,
+)
 from pydantic import SecretStr
 
 from connectors.base import server_now
@@ -64,17 +73,7 @@ def test_a_note_in_the_second_of_our_read_is_copied_on_the_next_pass(
         tmp_path: Path, offset: timedelta) -> None:
     sb, engine, slug, issue = linked(tmp_path, offset)
     run_pass(engine)  # reads the issue as it is now, in this very second
-    before = sb.redmine.state.issues[int(issue)].updated_on
-    sb.redmine.add_note(int(issue), "Same-second note from the developer")
-    assert sb.redmine.state.issues[int(issue)].updated_on.replace(microsecond=0) == \
-        before.replace(microsecond=0)
-    result = run_pass(engine)
-    assert result.counts["comments_to_helpdesk"] == 1
-    assert [m.visibility for m in messages(sb, slug)
-            if "Same-second note" in m.body] == [INTERNAL]
-    mark = Mark.now(sb)
-    run_pass(engine)
-    assert mark.writes() == []
+    assert_same_second_note_is_copied_once(sb, engine, slug, issue)
     engine.close()
 
 

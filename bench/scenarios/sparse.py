@@ -8,7 +8,10 @@ so the difference is exactly what the ``tag`` filter saves. The floor the APIs f
 a bug conversation of ``messages`` messages: its share of the brand-wide message listing
 filtered by the tag (``GET /messages?tag=``, 30 a page), the filtered conversation
 listing's share of a page, and the internal link note, one write no API batches. A pair
-with ``link_note = false`` writes none; that variant is measured too.
+with ``link_note = false`` writes none; that variant is measured too, on the same brand and
+on one where each bug conversation holds an agent's internal note (the messages can be
+taken from the brand-wide listing only once the engine saw that ``message_count`` counts
+internal notes, and without a note of its own or of an agent's it never sees it).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ def _reamaze(calls: dict[str, int]) -> int:
 
 
 def _run(total: int, every: int, messages: int, match: dict[str, Any],
-         link_note: bool = True) -> dict[str, Any]:
+         link_note: bool = True, internal_note_at: int | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-sparse-") as tmp, \
             quiet_production_logging():
         clock = VirtualClock()
@@ -45,7 +48,8 @@ def _run(total: int, every: int, messages: int, match: dict[str, Any],
                            link_note=link_note)
         bugs = 0
         for start in range(0, total, every):
-            seed_conversations(sb, clock, 1, messages=messages, tag="bug")
+            seed_conversations(sb, clock, 1, messages=messages, tag="bug",
+                               internal_note_at=internal_note_at)
             seed_conversations(sb, clock, min(every, total - start) - 1, messages=messages,
                                tag="question")
             bugs += 1
@@ -71,11 +75,16 @@ def run_sparse_backfill(total: int = 1000, every: int = 10, messages: int = 5
                         ) -> dict[str, Any]:
     engine = _run(total, every, messages, {"tags": ["bug"]})
     no_notes = _run(total, every, messages, {"tags": ["bug"]}, link_note=False)
+    # Without link notes the engine can learn how Re:amaze counts only from a conversation
+    # holding an internal note: here every bug conversation's third message is an agent's.
+    no_notes_internal = _run(total, every, messages, {"tags": ["bug"]}, link_note=False,
+                             internal_note_at=2)
     naive = _run(total, every, messages, {"tags": ["bug"], "statuses": ["spam"]})
     bugs = engine["bugs"]
     pages = math.ceil(bugs * messages / PAGE) + math.ceil(bugs / PAGE)
     return {"conversations": total, "bug_share": 1 / every, "messages": messages,
-            "engine": engine, "without_link_notes": no_notes, "naive": naive,
+            "engine": engine, "without_link_notes": no_notes,
+            "without_link_notes_with_internal_notes": no_notes_internal, "naive": naive,
             "floor_per_bug": round((pages + bugs) / bugs, 3),
             "floor_per_bug_without_link_notes": round(pages / bugs, 3),
             "ratio": round(naive["reamaze_per_bug"] / engine["reamaze_per_bug"], 2)}
