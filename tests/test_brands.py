@@ -4,11 +4,14 @@ the errors when either is wrong."""
 from __future__ import annotations
 
 import copy
+import re
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from syncer.config import SINGLE_BRAND, parse_config
+from syncer.config import SINGLE_BRAND, AppConfig, parse_config
 from syncer.errors import ConfigError
 
 ENV = {"ACME_TOKEN": "acme-token", "GLOBEX_TOKEN": "globex-token",
@@ -156,3 +159,37 @@ def test_a_command_on_one_pair_needs_only_its_brands_token() -> None:
     assert problems(two_brands(), pair="globex-bugs", need_secrets=True, environ=env) == [
         "[brands.globex] api_token_env: environment variable GLOBEX_TOKEN is not set "
         "(used by pair 'globex-bugs')"]
+
+
+def test_a_dump_validates_again_in_both_forms() -> None:
+    """``brands`` holds the [reamaze] brand too, but a dump says what the file said."""
+    named = parse_config(two_brands())
+    assert AppConfig.model_validate(named.model_dump()) == named
+    data = two_brands()
+    data["reamaze"] = data.pop("brands")["acme"]
+    for pair in data["pairs"]:
+        del pair["brand"]
+    single = parse_config(data)
+    assert single.model_dump()["brands"] == {}
+    again = AppConfig.model_validate(single.model_dump())
+    assert again == single and list(again.brands) == ["reamaze"]
+
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
+
+
+def test_the_examples_two_brands_are_a_valid_config() -> None:
+    """The commented two-brand example, as tables and inline, configures the same brands."""
+    text = EXAMPLE.read_text()
+    block = text[text.index("# [brands.acme]"):text.index("# The same two brands")]
+    tables = tomllib.loads("\n".join(line.removeprefix("#").strip()
+                                     for line in block.splitlines()))
+    line = re.search(r"^# (brands = .*)$", text, re.M)
+    assert line is not None
+    inline = tomllib.loads(line.group(1))
+    assert tables == inline
+    data = two_brands()
+    data["brands"] = tables["brands"]
+    cfg = parse_config(data)
+    assert {n: (b.brand, b.api_token_env) for n, b in cfg.brands.items()} == {
+        "acme": ("acme", "ACME_REAMAZE_TOKEN"), "globex": ("globex", "GLOBEX_REAMAZE_TOKEN")}

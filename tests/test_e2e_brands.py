@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import sqlite3
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,11 @@ from connectors.reamaze.sim.simulator import ReamazeSimulator
 from connectors.redmine.sim.simulator import RedmineSimulator
 from syncer.app import Engine, build_engine, run_all_once
 from syncer.budgets import StorePacer
+from syncer.check import run_check
 from syncer.config import AppConfig, parse_config
 from syncer.secrets import MASK, scrub
+from syncer.startcheck import check_at_start
+from syncer.status import render_status, status_document
 
 FAST = {"requests_per_minute": 100_000, "burst": 1000}
 REDMINE_URL = "http://redmine.sandbox"
@@ -34,12 +38,14 @@ class TwoBrands:
     environ: dict[str, str]
     state_file: Path
 
-    def engine(self) -> Engine:
+    def transports(self) -> dict[str, httpx.BaseTransport]:
         redmine = httpx.MockTransport(self.redmine.handle)
-        return build_engine(self.config, environ=self.environ, transports={
-            "reamaze:acme": httpx.MockTransport(self.acme.handle),
-            "reamaze:globex": httpx.MockTransport(self.globex.handle),
-            "acme-rm": redmine, "globex-rm": redmine})
+        return {"reamaze:acme": httpx.MockTransport(self.acme.handle),
+                "reamaze:globex": httpx.MockTransport(self.globex.handle),
+                "acme-rm": redmine, "globex-rm": redmine}
+
+    def engine(self) -> Engine:
+        return build_engine(self.config, environ=self.environ, transports=self.transports())
 
     def issues(self, project: str) -> list[str]:
         found = next(p for p in self.redmine.state.projects.values()
@@ -190,3 +196,42 @@ def test_two_logins_get_a_budget_each(tmp_path: Path) -> None:
     assert _pacer_key(engine, "acme") != _pacer_key(engine, "globex")
     assert _budget_rows(world.state_file) == ["reamaze bot@acme.example",
                                               "reamaze bot@globex.example"]
+
+
+def test_check_names_each_brand_and_skips_an_unused_one(tmp_path: Path) -> None:
+    world = two_brands(tmp_path)
+    report = run_check(world.config, environ=world.environ, transports=world.transports())
+    assert report.exit_code == 0, report
+    assert "[brands.acme] ok: brand acme as bot@acme.example (Sync Bot)" in report.lines
+    assert "[brands.globex] ok: brand globex as bot@globex.example (Sync Bot)" in report.lines
+    acme, globex = world.config.pairs
+    quiet = world.config.model_copy(update={
+        "pairs": [acme, globex.model_copy(update={"enabled": False})]})
+    asked = len(world.globex.requests)
+    report = run_check(quiet, environ=world.environ, transports=world.transports())
+    assert "[brands.globex] skipped: no enabled pair uses it" in report.lines
+    assert len(world.globex.requests) == asked
+
+
+def test_start_check_tries_each_brand_once(tmp_path: Path) -> None:
+    world = two_brands(tmp_path)
+    engine = world.engine()
+    found = check_at_start(engine, engine.pairs())
+    assert not found.broken and not found.unreachable
+    assert sorted(found.calls) == ["acme-rm", "globex-rm", "reamaze:acme", "reamaze:globex"]
+    assert [r.path for r in world.globex.requests] == ["/api/v1/staff"]
+
+
+def test_status_shows_each_pairs_brand(tmp_path: Path) -> None:
+    world = two_brands(tmp_path)
+    engine = world.engine()
+    sync(engine)
+    now = datetime.now(UTC)
+    doc = status_document(world.config, engine.store, now)
+    assert [(p["name"], p["brand"]) for p in doc["pairs"]] == [("acme-bugs", "acme"),
+                                                               ("globex-bugs", "globex")]
+    assert [b["service"] for b in doc["api_budgets"]] == [
+        "reamaze:acme", "reamaze:globex", "acme-rm", "globex-rm"]
+    text = render_status(world.config, engine.store, now)
+    assert "[acme-bugs] brand=acme tracker=acme-rm " in text
+    assert "[globex-bugs] brand=globex tracker=globex-rm " in text
