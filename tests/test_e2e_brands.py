@@ -19,6 +19,7 @@ from syncer.app import Engine, build_engine, run_all_once
 from syncer.budgets import StorePacer
 from syncer.check import run_check
 from syncer.config import AppConfig, parse_config
+from syncer.daemon import sweep_slice
 from syncer.secrets import MASK, scrub
 from syncer.startcheck import check_at_start
 from syncer.status import render_status, status_document
@@ -235,3 +236,15 @@ def test_status_shows_each_pairs_brand(tmp_path: Path) -> None:
     text = render_status(world.config, engine.store, now)
     assert "[acme-bugs] brand=acme tracker=acme-rm " in text
     assert "[globex-bugs] brand=globex tracker=globex-rm " in text
+
+
+def test_the_sweep_splits_each_brands_budget_among_its_own_pairs(tmp_path: Path) -> None:
+    """A daemon with one pair per brand gives each pair its brand's whole sweep share."""
+    world = two_brands(tmp_path)
+    engine = world.engine()
+    acme, globex = engine.pairs()
+    made = sweep_slice(engine, globex, [acme, globex])
+    assert made is not None
+    share = world.config.sync.sweep_share * FAST["requests_per_minute"] / 60
+    assert made.budget.per_second == {"reamaze:globex": share, "globex-rm": share}
+    assert made.budget.apis["reamaze:globex"] is engine.helpdesks["globex"].api
