@@ -813,6 +813,10 @@ def format_errors(exc: ValidationError) -> list[str]:
             continue
         section, key = _location(loc)
         msg = err["msg"].removeprefix("Value error, ")
+        if loc[-1:] == ("[key]",) and len(loc) >= 2:
+            # A table's name (``[brands.NAME]``) is wrong, not a key inside it.
+            section, key = _location(loc[:-1])
+            msg = f"not a valid name ({msg})"
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         elif err["type"] in ("union_tag_invalid", "union_tag_not_found") and loc[:1] == (

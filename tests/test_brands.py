@@ -131,6 +131,15 @@ def test_field_errors_in_a_brand_name_its_table() -> None:
                for line in lines), lines
 
 
+def test_a_brand_name_that_is_not_a_name_is_reported_as_such() -> None:
+    data = two_brands()
+    data["brands"]["acme corp"] = data["brands"].pop("acme")
+    data["pairs"][0]["brand"] = "acme corp"
+    lines = problems(data)
+    assert lines[0].startswith("[brands] acme corp: not a valid name (String should match "
+                               "pattern"), lines
+
+
 def test_a_pair_naming_the_single_reamaze_brand_is_accepted_and_others_refused() -> None:
     data = two_brands()
     data["reamaze"] = data.pop("brands")["acme"]
