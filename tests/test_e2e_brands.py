@@ -20,6 +20,7 @@ from syncer.budgets import StorePacer
 from syncer.check import run_check
 from syncer.config import AppConfig, parse_config
 from syncer.daemon import sweep_slice
+from syncer.metrics import DaemonMetrics
 from syncer.secrets import MASK, scrub
 from syncer.startcheck import check_at_start
 from syncer.status import render_status, status_document
@@ -248,3 +249,18 @@ def test_the_sweep_splits_each_brands_budget_among_its_own_pairs(tmp_path: Path)
     share = world.config.sync.sweep_share * FAST["requests_per_minute"] / 60
     assert made.budget.per_second == {"reamaze:globex": share, "globex-rm": share}
     assert made.budget.apis["reamaze:globex"] is engine.helpdesks["globex"].api
+
+
+def test_metrics_count_each_brands_requests_apart(tmp_path: Path) -> None:
+    world = two_brands(tmp_path)
+    world.globex.add_conversation("Globex export fails", "Export is empty.",
+                                  "erin@customer.example", tags=["bug"])
+    engine = world.engine()
+    sync(engine)
+    metrics = DaemonMetrics(engine.store, engine.pairs(), {**engine.connections()},
+                            lambda _pair: False)
+    sample = metrics.registry.get_sample_value
+    for brand, sim in (("acme", world.acme), ("globex", world.globex)):
+        counted = sample("reamaze_sync_api_requests_total", {"service": f"reamaze:{brand}"})
+        assert counted == len(sim.requests), brand
+    assert len(world.globex.requests) > len(world.acme.requests)
