@@ -6,9 +6,10 @@ by ``kind`` over the tracker kinds registered in ``connectors/registry.py``.
 
 Brands: a config has either one ``[reamaze]`` table (the brand is then named ``reamaze``,
 ``SINGLE_BRAND``) or one or more ``[brands.NAME]`` tables with the same keys; a pair names
-its brand with ``brand = "NAME"``, which may be left out when there is only one. What lives here is
-the engine's own settings (pairs, state, sync, server, logging) and the checks between
-sections.
+its brand with ``brand = "NAME"``, which may be left out when there is only one.
+
+What lives here is the engine's own settings (pairs, state, sync, server, logging) and the
+checks between sections.
 
 Secrets are never written in the file: each connection names the environment variable
 that holds its token (``api_token_env``), read into a ``SecretStr`` from that variable, from
