@@ -814,8 +814,8 @@ def format_errors(exc: ValidationError) -> list[str]:
             continue
         section, key = _location(loc)
         msg = err["msg"].removeprefix("Value error, ")
-        if loc[-1:] == ("[key]",) and len(loc) >= 2:
-            # A table's name (``[brands.NAME]``) is wrong, not a key inside it.
+        if loc[:1] == ("brands",) and loc[-1:] == ("[key]",) and len(loc) == 3:
+            # A brand table's name (``[brands.NAME]``) is wrong, not a key inside it.
             section, key = _location(loc[:-1])
             msg = f"not a valid name ({msg})"
         if err["type"] == "extra_forbidden":
