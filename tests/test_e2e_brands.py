@@ -21,6 +21,7 @@ from syncer.check import run_check
 from syncer.config import AppConfig, parse_config
 from syncer.daemon import sweep_slice
 from syncer.metrics import DaemonMetrics
+from syncer.runner import PairRunner
 from syncer.secrets import MASK, scrub
 from syncer.startcheck import check_at_start
 from syncer.status import render_status, status_document
@@ -264,3 +265,14 @@ def test_metrics_count_each_brands_requests_apart(tmp_path: Path) -> None:
         counted = sample("reamaze_sync_api_requests_total", {"service": f"reamaze:{brand}"})
         assert counted == len(sim.requests), brand
     assert len(world.globex.requests) > len(world.acme.requests)
+
+
+def test_each_brand_learns_how_it_counts_messages_on_its_own(tmp_path: Path) -> None:
+    """What a brand's runs learn of its message counts is shared by its pairs only."""
+    world = two_brands(tmp_path)
+    engine = world.engine()
+    acme, globex = (engine.runner(p) for p in engine.pairs())
+    assert isinstance(acme, PairRunner) and isinstance(globex, PairRunner)
+    assert acme.counting is not globex.counting
+    again = engine.runner(engine.pairs()[0])
+    assert isinstance(again, PairRunner) and again.counting is acme.counting
