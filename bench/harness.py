@@ -32,7 +32,7 @@ from connectors.redmine.sim.simulator import RedmineSimulator
 from connectors.redmine.sim.state import SimClock
 from state import StateStore
 from syncer.app import Engine, build_engine
-from syncer.budgets import HELPDESK, LearnedBudgets, share_budgets
+from syncer.budgets import LearnedBudgets, share_budgets
 from syncer.config import parse_config
 from syncer.logs import configure_logging
 from syncer.sandbox import (
@@ -156,8 +156,7 @@ def bench_engine(sb: Sandbox, clock: VirtualClock, store: StateStore | None = No
             cfg, SecretStr(sb.environ["REDMINE_API_KEY"]), transport=transports[name],
             clock=clock, now=clock.now)
     # The rebuilt trackers' budgets learn and are kept like the ones build_engine made.
-    engine.budgets = LearnedBudgets.of(sb.config, engine.store,
-                                       {HELPDESK: engine.helpdesk, **engine.trackers})
+    engine.budgets = LearnedBudgets.of(sb.config, engine.store, engine.connections())
     engine.budgets.restore()
     if sb.config.sync.share_budgets:
         share_budgets(sb.config, engine.store, engine.trackers, now=clock.monotonic)
@@ -273,7 +272,7 @@ def total_calls(counts: Counter[str]) -> int:
 def engine_request_count(engine: Engine) -> int:
     """Requests as the engine's own ApiClients counted them (cross-check of the logs)."""
     total = 0
-    for conn in (engine.helpdesk, *engine.trackers.values()):
+    for conn in engine.connections().values():
         for attr in ("api", "api_once"):
             api = getattr(conn, attr, None)
             stats = getattr(api, "stats", None)

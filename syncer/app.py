@@ -17,7 +17,7 @@ from connectors.http import Clock
 from connectors.reamaze.connector import ReamazeConnector
 from connectors.registry import TRACKER_KINDS as TRACKER_KINDS  # where callers found it
 from state import StateStore
-from syncer.budgets import HELPDESK, LearnedBudgets, share_budgets
+from syncer.budgets import LearnedBudgets, share_budgets
 from syncer.config import AppConfig, PairConfig, read_secret
 from syncer.errors import ConfigError
 from syncer.expect import Counting
@@ -33,7 +33,7 @@ from syncer.secrets import register_basic_auth, register_secret
 class Engine:
     config: AppConfig
     store: StateStore
-    helpdesk: Connector | ConfigError
+    helpdesks: dict[str, Connector | ConfigError]  # brand name -> its connection
     trackers: dict[str, Connector | ConfigError] = field(default_factory=dict)
     marker_key: bytes | ConfigError = b""
     # How the connections were made, so a second, short-lived set can be (the daemon's
@@ -45,15 +45,33 @@ class Engine:
     budgets: LearnedBudgets | None = None
     # Set by the daemon once its listener serves ``/files/`` (``syncer.relay``).
     relay: FileRelay | None = None
-    # How Re:amaze counts messages, as the pairs' runs learn it (``syncer.expect``).
-    counting: Counting = field(default_factory=Counting)
+    # How each brand counts messages, as its pairs' runs learn it (``syncer.expect``).
+    countings: dict[str, Counting] = field(default_factory=dict)
+
+    @property
+    def helpdesk(self) -> Connector | ConfigError:
+        """The connection of a config's only brand (several: use ``helpdesk_of``)."""
+        if len(self.helpdesks) != 1:
+            raise LookupError(f"the config has {len(self.helpdesks)} brands; ask for a "
+                              "pair's with helpdesk_of(pair)")
+        [only] = self.helpdesks.values()
+        return only
+
+    def helpdesk_of(self, pair: PairConfig) -> Connector | ConfigError:
+        return self.helpdesks[self.config.brand_of(pair)]
+
+    def connections(self) -> dict[str, Connector | ConfigError]:
+        """Every connection by service (``AppConfig.brand_service`` or a tracker's name)."""
+        return {**{self.config.brand_service(b): c for b, c in self.helpdesks.items()},
+                **self.trackers}
 
     def runner(self, pair: PairConfig) -> PairRunner | ConfigError:
         tracker = self.trackers[pair.tracker]
+        helpdesk = self.helpdesk_of(pair)
         if isinstance(self.marker_key, ConfigError):
             return self.marker_key
-        if isinstance(self.helpdesk, ConfigError):
-            return self.helpdesk
+        if isinstance(helpdesk, ConfigError):
+            return helpdesk
         if isinstance(tracker, ConfigError):
             return tracker
         relay = self.relay
@@ -65,8 +83,9 @@ class Engine:
         sync = self.config.sync
         recovery = RecoveryPolicy(window=timedelta(seconds=sync.unknown_write_window_seconds),
                                   min_lookups=sync.unknown_write_lookups)
-        return PairRunner(ctx=ctx, store=self.store, helpdesk=self.helpdesk, tracker=tracker,
-                          counting=self.counting,
+        return PairRunner(ctx=ctx, store=self.store, helpdesk=helpdesk, tracker=tracker,
+                          counting=self.countings.setdefault(self.config.brand_of(pair),
+                                                             Counting()),
                           recovery=recovery, lock_wait=self.config.state.lock_wait_seconds,
                           after_pass=self.budgets.save if self.budgets is not None else None,
                           attachment_max_bytes=int(self.config.sync.attachment_max_mb
@@ -87,8 +106,12 @@ def build_engine(config: AppConfig, *, environ: Mapping[str, str] | None = None,
                  transports: Mapping[str, httpx.BaseTransport] | None = None,
                  clock: Clock | None = None, store: StateStore | None = None,
                  background: bool = False) -> Engine:
-    """``transports`` (keyed "reamaze" or a tracker name) route a connection to a simulator.
-    ``background``: the process only takes the request budget others leave (`backfill`)."""
+    """``transports`` route a connection to a simulator, keyed by service: "reamaze" for
+    the ``[reamaze]`` brand, "reamaze:NAME" for ``[brands.NAME]``
+    (``AppConfig.brand_service``), or a tracker's name. Each brand gets its own connection
+    (and so its own shared change-feed pages); the request budget is shared per login
+    (``syncer.budgets``). ``background``: the process only takes the request budget others
+    leave (`backfill`)."""
     env = dict(environ) if environ is not None else None
     transports = transports or {}
     marker_key: bytes | ConfigError
@@ -96,15 +119,18 @@ def build_engine(config: AppConfig, *, environ: Mapping[str, str] | None = None,
         marker_key = read_marker_key(config, env)
     except ConfigError as exc:
         marker_key = exc
-    helpdesk: Connector | ConfigError
-    try:
-        token = read_secret(config.reamaze.api_token_env, "reamaze", "api_token_env", env)
-        # Before the connector is built, so even an error building it cannot show the token.
-        register_basic_auth(config.reamaze.login_email, token.get_secret_value())
-        helpdesk = ReamazeConnector.from_config(config.reamaze, token,
-                                                transport=transports.get("reamaze"), clock=clock)
-    except ConfigError as exc:
-        helpdesk = exc
+    helpdesks: dict[str, Connector | ConfigError] = {}
+    for brand, bcfg in config.brands.items():
+        try:
+            token = read_secret(bcfg.api_token_env, config.brand_section(brand),
+                                "api_token_env", env)
+            # Before the connector is built, so even an error building it cannot show it.
+            register_basic_auth(bcfg.login_email, token.get_secret_value())
+            helpdesks[brand] = ReamazeConnector.from_config(
+                bcfg, token, transport=transports.get(config.brand_service(brand)),
+                clock=clock)
+        except ConfigError as exc:
+            helpdesks[brand] = exc
     trackers: dict[str, Connector | ConfigError] = {}
     for name, tcfg in config.trackers.items():
         kind = TRACKER_KINDS[tcfg.kind]
@@ -117,14 +143,14 @@ def build_engine(config: AppConfig, *, environ: Mapping[str, str] | None = None,
         except ConfigError as exc:
             trackers[name] = exc
     store = store or StateStore(config.state.url, lease_seconds=config.state.lease_seconds)
-    budgets = LearnedBudgets.of(config, store, {HELPDESK: helpdesk, **trackers})
-    budgets.restore()
+    engine = Engine(config=config, store=store, helpdesks=helpdesks, trackers=trackers,
+                    marker_key=marker_key, environ=env, transports=transports, clock=clock)
+    engine.budgets = LearnedBudgets.of(config, store, engine.connections())
+    engine.budgets.restore()
     if config.sync.share_budgets:
-        share_budgets(config, store, {HELPDESK: helpdesk, **trackers},
+        share_budgets(config, store, engine.connections(),
                       now=clock.monotonic if clock is not None else None, background=background)
-    return Engine(config=config, store=store, helpdesk=helpdesk, trackers=trackers,
-                  marker_key=marker_key, environ=env, transports=transports, clock=clock,
-                  budgets=budgets)
+    return engine
 
 
 def read_marker_key(config: AppConfig, environ: Mapping[str, str] | None) -> bytes:

@@ -28,8 +28,10 @@ HELPDESK = "reamaze"
 
 
 def budget_keys(config: AppConfig) -> dict[str, str]:
-    """service (``reamaze`` or a tracker's name) -> the key its learned rate is kept under."""
-    keys = {HELPDESK: f"{HELPDESK} {config.reamaze.login_email} {config.reamaze.api_base()}"}
+    """service (a brand's, ``AppConfig.brand_service``, or a tracker's name) -> the key its
+    learned rate is kept under."""
+    keys = {config.brand_service(name): f"{HELPDESK} {brand.login_email} {brand.api_base()}"
+            for name, brand in config.brands.items()}
     for name, tracker in config.trackers.items():
         keys[name] = f"{name} {str(tracker.base_url).rstrip('/')}"
     return keys
@@ -87,9 +89,10 @@ class LearnedBudgets:
 
 def shared_budget_keys(config: AppConfig) -> dict[str, str]:
     """service -> the key of the budget every process using its credential shares: the
-    Re:amaze login (its token, whichever brand), a tracker's server and the variable its
-    secret comes from. Never the credential itself."""
-    keys = {HELPDESK: f"{HELPDESK} {config.reamaze.login_email.lower()}"}
+    Re:amaze login (its token, whichever brand: two brands on one login share a budget),
+    a tracker's server and the variable its secret comes from. Never the credential."""
+    keys = {config.brand_service(name): f"{HELPDESK} {brand.login_email.lower()}"
+            for name, brand in config.brands.items()}
     for name, tracker in config.trackers.items():
         keys[name] = (f"{tracker.kind} {str(tracker.base_url).rstrip('/')} "
                       f"{tracker.secret_env()}")

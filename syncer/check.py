@@ -222,7 +222,8 @@ def run_check(cfg: AppConfig, *, environ: Mapping[str, str] | None = None,
               transports: Mapping[str, httpx.BaseTransport] | None = None,
               clock: Clock | None = None) -> CheckReport:
     """Check the state and the connections of every enabled pair. ``transports`` (keyed
-    "reamaze" or a tracker name) and ``clock`` as for ``build_engine``."""
+    by service: "reamaze", "reamaze:NAME" or a tracker name) and ``clock`` as for
+    ``build_engine``."""
     report = CheckReport()
     try:
         report.lines.append(state_report(cfg.state.url))
@@ -231,7 +232,14 @@ def run_check(cfg: AppConfig, *, environ: Mapping[str, str] | None = None,
         report.problems.append(f"[state] url: {exc.message}")
     transports = transports or {}
     enabled = [(i, p) for i, p in enumerate(cfg.pairs) if p.enabled]
-    _check_reamaze(cfg, enabled, report, environ, transports.get("reamaze"), clock)
+    for brand in cfg.brands:
+        users = [(i, p) for i, p in enabled if cfg.brand_of(p) == brand]
+        section = cfg.brand_section(brand)
+        if not users and cfg.reamaze is None:
+            report.lines.append(f"[{section}] skipped: no enabled pair uses it")
+            continue
+        _check_reamaze(cfg, brand, users, report, environ,
+                       transports.get(cfg.brand_service(brand)), clock)
     for name, tcfg in cfg.trackers.items():
         users = [(i, p) for i, p in enabled if p.tracker == name]
         if not users:
@@ -241,21 +249,24 @@ def run_check(cfg: AppConfig, *, environ: Mapping[str, str] | None = None,
     return report
 
 
-def _check_reamaze(cfg: AppConfig, pairs: list[tuple[int, PairConfig]], report: CheckReport,
-                   environ: Mapping[str, str] | None, transport: httpx.BaseTransport | None,
-                   clock: Clock | None) -> None:
+def _check_reamaze(cfg: AppConfig, brand: str, pairs: list[tuple[int, PairConfig]],
+                   report: CheckReport, environ: Mapping[str, str] | None,
+                   transport: httpx.BaseTransport | None, clock: Clock | None) -> None:
+    """One brand: the ``[reamaze]`` table, or a ``[brands.NAME]`` (checked only when an
+    enabled pair syncs it; the single ``[reamaze]`` brand always is, as before)."""
+    bcfg, section = cfg.brands[brand], cfg.brand_section(brand)
     try:
-        token = read_secret(cfg.reamaze.api_token_env, "reamaze", "api_token_env", environ)
+        token = read_secret(bcfg.api_token_env, section, "api_token_env", environ)
     except ConfigError as exc:
         report.problems.append(exc.message)
         return
-    settings = cfg.reamaze.model_copy(update={"http": quick(cfg.reamaze.http)})
+    settings = bcfg.model_copy(update={"http": quick(bcfg.http)})
     conn = ReamazeConnector.from_config(settings, token, transport=transport, clock=clock)
     attempts = Attempts()
     attempts.watch(conn)
-    base = cfg.reamaze.api_base()
+    base = bcfg.api_base()
     try:
-        report.lines.append(f"[reamaze] ok: {conn.check()}")
+        report.lines.append(f"[{section}] ok: {conn.check()}")
         mapped = [(i, p) for i, p in pairs if p.staff_to_user]
         if mapped:
             staff = sorted({u.email.lower() for u in conn.list_users() if u.email})
@@ -266,7 +277,8 @@ def _check_reamaze(cfg: AppConfig, pairs: list[tuple[int, PairConfig]], report: 
                     for email in pair.staff_to_user if email.lower() not in staff]
         report.problems += _reverse_channel_problems(conn, pairs)
     except SyncError as exc:
-        report.lines.append(f"[reamaze] FAIL {describe_failure(exc, attempts, base, _hint(base))}")
+        report.lines.append(f"[{section}] FAIL "
+                            f"{describe_failure(exc, attempts, base, _hint(base))}")
         report.failed = True
     finally:
         _close(conn)

@@ -1,10 +1,15 @@
 """The TOML configuration, validated by strict pydantic models.
 
 Each connection's section is its connector's own model (``connectors/<system>/config.py``);
-this module composes them: ``[reamaze]``, and ``[trackers.NAME]`` as a union selected by
-``kind`` over the tracker kinds registered in ``connectors/registry.py``. What lives here is
-the engine's own settings (pairs, state, sync, server, logging) and the checks between
-sections.
+this module composes them: the Re:amaze brands, and ``[trackers.NAME]`` as a union selected
+by ``kind`` over the tracker kinds registered in ``connectors/registry.py``.
+
+Brands: a config has either one ``[reamaze]`` table (the brand is then named ``reamaze``,
+``SINGLE_BRAND``) or one or more ``[brands.NAME]`` tables with the same keys; a pair names
+its brand with ``brand = "NAME"``, which may be left out when there is only one.
+
+What lives here is the engine's own settings (pairs, state, sync, server, logging) and the
+checks between sections.
 
 Secrets are never written in the file: each connection names the environment variable
 that holds its token (``api_token_env``), read into a ``SecretStr`` from that variable, from
@@ -27,8 +32,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from pydantic import (
     Field,
     HttpUrl,
+    StringConstraints,
     ValidationError,
     ValidationInfo,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -218,6 +225,8 @@ def status_named(status: TicketStatus, key: str) -> bool:
 class PairConfig(Strict):
     name: str = Field(pattern=NAME_RE)
     tracker: str
+    # The [brands.NAME] the pair syncs; None: the config's only brand.
+    brand: str | None = None
     enabled: bool = True
     interval_seconds: float = Field(60.0, ge=5)
     # `status` calls the pair stale (and exits 1) when no pass succeeded for this long.
@@ -450,8 +459,18 @@ class LoggingConfig(Strict):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+# The name of the brand a ``[reamaze]`` table configures.
+SINGLE_BRAND = "reamaze"
+BrandName = Annotated[str, StringConstraints(pattern=NAME_RE)]
+
+
 class AppConfig(Strict):
-    reamaze: ReamazeConfig
+    # The ``[reamaze]`` table as written (None when the brands are named): read a pair's
+    # settings through ``brands`` and ``brand_of``, which know both forms.
+    reamaze: ReamazeConfig | None
+    # Every brand by name: the ``[brands.NAME]`` tables, or the ``[reamaze]`` table as
+    # SINGLE_BRAND (``_single_brand``; dumped back as ``[reamaze]`` alone).
+    brands: dict[BrandName, ReamazeConfig] = {}
     trackers: dict[str, TrackerConfig]
     pairs: list[PairConfig]
     state: StateConfig = StateConfig()
@@ -465,7 +484,10 @@ class AppConfig(Strict):
         # A default model instance is not validated, so the default state URL would never
         # be resolved against the config folder: validate an empty table instead.
         if isinstance(data, dict) and "state" not in data:
-            return {**data, "state": {}}
+            data = {**data, "state": {}}
+        # [reamaze] is required unless the brands are named (``Field required`` otherwise).
+        if isinstance(data, dict) and "brands" in data and "reamaze" not in data:
+            data = {**data, "reamaze": None}
         return data
 
     @model_validator(mode="after")
@@ -476,6 +498,39 @@ class AppConfig(Strict):
         if problems:
             raise ReferenceProblems(problems)
         return self
+
+    @model_validator(mode="after")
+    def _single_brand(self) -> AppConfig:
+        # Filled in after validation, so a [reamaze] table's errors keep its own name; the
+        # model is frozen to its users, not to its own validator.
+        if self.reamaze is not None and not self.brands:
+            self.__dict__["brands"] = {SINGLE_BRAND: self.reamaze}
+        return self
+
+    @field_serializer("brands")
+    def _dump_brands(self, brands: dict[str, ReamazeConfig]) -> dict[str, ReamazeConfig]:
+        # What the file said: a dump validates again (``_references`` reads one).
+        if self.reamaze is not None and list(brands) == [SINGLE_BRAND] \
+                and brands[SINGLE_BRAND] is self.reamaze:
+            return {}
+        return brands
+
+    def brand_of(self, pair: PairConfig) -> str:
+        """The name of the brand ``pair`` syncs (validated: it exists)."""
+        if pair.brand is not None:
+            return pair.brand
+        [only] = self.brands  # several brands without a pair's brand are refused at load
+        return only
+
+    def brand_section(self, brand: str) -> str:
+        """Where the brand is configured, for messages: ``reamaze`` or ``brands.NAME``."""
+        return "reamaze" if self.reamaze is not None else f"brands.{brand}"
+
+    def brand_service(self, brand: str) -> str:
+        """The brand's connection among the services (transports, budgets, metrics):
+        ``reamaze`` for a ``[reamaze]`` table, ``reamaze:NAME`` for ``[brands.NAME]`` (a
+        tracker name cannot hold a colon, so the two never collide)."""
+        return "reamaze" if self.reamaze is not None else f"reamaze:{brand}"
 
     def pair(self, name: str) -> PairConfig:
         for p in self.pairs:
@@ -516,11 +571,14 @@ def reference_problems(data: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     assert isinstance(trackers, dict)
     known = ", ".join(sorted(trackers)) or "none"
     first_use: dict[str, int] = {}
+    brands, problems = _brand_names(data)
     for i, pair in _pair_tables(data):
         name, tracker = pair.get("name"), pair.get("tracker")
         if isinstance(tracker, str) and tracker not in trackers:
             problems.append((f"pairs[{i}]", "tracker",
                              f"unknown tracker {tracker!r} (known: {known})"))
+        if brands is not None:
+            problems += _pair_brand_problems(f"pairs[{i}]", pair.get("brand"), brands)
         if isinstance(name, str):
             if name in first_use:
                 problems.append((f"pairs[{i}]", "name", f"{name!r} is already used by "
@@ -537,6 +595,34 @@ def reference_problems(data: Mapping[str, Any]) -> list[tuple[str, str, str]]:
         if model is not None:
             problems += [(f"trackers.{name}", k, m) for k, m in model.table_problems(table)]
     return problems
+
+
+def _brand_names(data: Mapping[str, Any]) -> tuple[list[str] | None,
+                                                 list[tuple[str, str, str]]]:
+    """The brands pairs may name (None: the brand tables themselves are wrong, or there
+    are none to check against), and what is wrong with the brand tables."""
+    single, named = data.get("reamaze"), data.get("brands")
+    if isinstance(single, dict):
+        if named:
+            return None, [("config", "brands", "cannot be used together with [reamaze]: "
+                           "configure one brand as [reamaze], or every brand as "
+                           "[brands.NAME]")]
+        return [SINGLE_BRAND], []
+    if single is None and named == {}:
+        return None, [("config", "brands", "no brand: add a [brands.NAME] table for each "
+                       "Re:amaze brand (or one [reamaze] table)")]
+    return (sorted(named) if isinstance(named, dict) and named else None), []
+
+
+def _pair_brand_problems(section: str, brand: Any,
+                         brands: list[str]) -> list[tuple[str, str, str]]:
+    known = ", ".join(brands)
+    if brand is None and len(brands) > 1:
+        return [(section, "brand", f"missing: the config has several brands, name one "
+                 f"(known: {known})")]
+    if isinstance(brand, str) and brand not in brands:
+        return [(section, "brand", f"unknown brand {brand!r} (known: {known})")]
+    return []
 
 
 _TO_TRACKER = ("both", "helpdesk_to_tracker")
@@ -617,11 +703,15 @@ def secret_problems(data: Mapping[str, Any], pair: str | None,
     if not used:
         return []
     problems: list[str] = []
-    reamaze = data.get("reamaze") if isinstance(data.get("reamaze"), dict) else {}
-    assert isinstance(reamaze, dict)
-    env_var = reamaze.get("api_token_env", ReamazeConfig.model_fields["api_token_env"].default)
-    if isinstance(env_var, str):
-        problems += _missing(env_var, "reamaze", "api_token_env", "", environ)
+    named = data.get("brands")
+    if isinstance(named, dict) and named and not isinstance(data.get("reamaze"), dict):
+        problems += _brand_secret_problems(_tables(named), used, environ)
+    else:
+        reamaze = data.get("reamaze") if isinstance(data.get("reamaze"), dict) else {}
+        assert isinstance(reamaze, dict)
+        env_var = reamaze.get("api_token_env", _TOKEN_ENV_DEFAULT)
+        if isinstance(env_var, str):
+            problems += _missing(env_var, "reamaze", "api_token_env", "", environ)
     sync = data.get("sync") if isinstance(data.get("sync"), dict) else {}
     assert isinstance(sync, dict)
     key_var = sync.get("marker_key_env", SyncSettings.model_fields["marker_key_env"].default)
@@ -638,11 +728,37 @@ def secret_problems(data: Mapping[str, Any], pair: str | None,
             continue
         key = model.secret_key_in(table)
         env_var = table.get(key, model.model_fields[key].default)
-        names = users[name]
-        by = (f" (used by pair {names[0]!r})" if len(names) == 1
-              else f" (used by pairs {', '.join(map(repr, names))})")
         if isinstance(env_var, str):
-            problems += _missing(env_var, f"trackers.{name}", key, by, environ)
+            problems += _missing(env_var, f"trackers.{name}", key, _used_by(users[name]),
+                                 environ)
+    return problems
+
+
+_TOKEN_ENV_DEFAULT = ReamazeConfig.model_fields["api_token_env"].default
+
+
+def _used_by(names: list[str]) -> str:
+    return (f" (used by pair {names[0]!r})" if len(names) == 1
+            else f" (used by pairs {', '.join(map(repr, names))})")
+
+
+def _brand_secret_problems(brands: dict[str, dict[str, Any]], used: list[dict[str, Any]],
+                           environ: Mapping[str, str] | None) -> list[str]:
+    """The API token of each named brand a used pair syncs (a pair without ``brand``
+    syncs the only one; one naming no known brand is reported by reference_problems)."""
+    users: dict[str, list[str]] = {}
+    for p in used:
+        brand = p.get("brand")
+        if brand is None and len(brands) == 1:
+            [brand] = brands
+        if isinstance(brand, str) and brand in brands:
+            users.setdefault(brand, []).append(str(p.get("name")))
+    problems: list[str] = []
+    for name, table in brands.items():
+        env_var = table.get("api_token_env", _TOKEN_ENV_DEFAULT)
+        if name in users and isinstance(env_var, str):
+            problems += _missing(env_var, f"brands.{name}", "api_token_env",
+                                 _used_by(users[name]), environ)
     return problems
 
 
@@ -698,6 +814,10 @@ def format_errors(exc: ValidationError) -> list[str]:
             continue
         section, key = _location(loc)
         msg = err["msg"].removeprefix("Value error, ")
+        if loc[:1] == ("brands",) and loc[-1:] == ("[key]",) and len(loc) == 3:
+            # A brand table's name (``[brands.NAME]``) is wrong, not a key inside it.
+            section, key = _location(loc[:-1])
+            msg = f"not a valid name ({msg})"
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         elif err["type"] in ("union_tag_invalid", "union_tag_not_found") and loc[:1] == (

@@ -225,9 +225,11 @@ def sweep_slice(engine: Engine, pair: PairConfig, pairs: list[PairConfig]) -> Sw
     share = engine.config.sync.sweep_share
     if share <= 0:
         return None
-    apis = {"reamaze": getattr(engine.helpdesk, "api", None),
+    cfg, brand = engine.config, engine.config.brand_of(pair)
+    service = cfg.brand_service(brand)
+    apis = {service: getattr(engine.helpdesks[brand], "api", None),
             pair.tracker: getattr(engine.trackers.get(pair.tracker), "api", None)}
-    sharing = {"reamaze": len(pairs),
+    sharing = {service: sum(1 for p in pairs if cfg.brand_of(p) == brand),
                pair.tracker: sum(1 for p in pairs if p.tracker == pair.tracker)}
     budget = SweepBudget({k: v for k, v in apis.items() if isinstance(v, ApiClient)}, share,
                          sharing, pair.interval_seconds)
@@ -250,7 +252,8 @@ def run_daemon(engine: Engine, only: str | None = None,
     pruner = Pruner(engine.store,
                     keep_done_intents=timedelta(days=engine.config.state.keep_done_intents_days),
                     keep_runs=engine.config.state.keep_runs)
-    metrics = DaemonMetrics(engine.store, pairs, {"reamaze": engine.helpdesk, **engine.trackers},
+    connections: dict[str, object] = {**engine.connections()}
+    metrics = DaemonMetrics(engine.store, pairs, connections,
                             claims.holds)
     targeted = TargetedSyncs(lambda pair, issues: _targeted(engine, pair, issues, stop, metrics))
     endpoint = _webhooks(engine, pairs, targeted)

@@ -18,6 +18,7 @@ recovers by itself once the server side is fixed).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 from connectors.base import Connector
 from connectors.http import CallStats
@@ -79,14 +80,14 @@ def _try(section: str, conn: Connector, base_url: str, settings: bool) -> Verdic
     return verdict
 
 
-def _reamaze(engine: Engine) -> Verdict:
-    cfg = engine.config.reamaze
-    token = read_secret(cfg.api_token_env, "reamaze", "api_token_env", engine.environ)
-    conn = ReamazeConnector.from_config(cfg.model_copy(update={"http": quick(cfg.http)}),
-                                        token, transport=engine.transports.get("reamaze"),
-                                        clock=engine.clock)
-    _share_budget(conn, engine.helpdesk)
-    return _try("reamaze", conn, cfg.api_base(), settings=False)
+def _reamaze(engine: Engine, brand: str) -> Verdict:
+    cfg, section = engine.config.brands[brand], engine.config.brand_section(brand)
+    token = read_secret(cfg.api_token_env, section, "api_token_env", engine.environ)
+    conn = ReamazeConnector.from_config(
+        cfg.model_copy(update={"http": quick(cfg.http)}), token,
+        transport=engine.transports.get(engine.config.brand_service(brand)), clock=engine.clock)
+    _share_budget(conn, engine.helpdesks[brand])
+    return _try(section, conn, cfg.api_base(), settings=False)
 
 
 def _tracker(engine: Engine, name: str) -> Verdict:
@@ -109,16 +110,21 @@ def check_at_start(engine: Engine, pairs: list[PairConfig]) -> StartCheck:
         if isinstance(runner, ConfigError):  # a secret or the marker key: nothing to try
             result.broken[pair.name] = [runner.message]
             continue
-        for conn in ("reamaze", f"trackers.{pair.tracker}"):
+        cfg, brand = engine.config, engine.config.brand_of(pair)
+        # By section (a brand's and a tracker's never clash), counted by service.
+        tries = [(cfg.brand_section(brand), cfg.brand_service(brand),
+                  partial(_reamaze, engine, brand)),
+                 (f"trackers.{pair.tracker}", pair.tracker,
+                  partial(_tracker, engine, pair.tracker))]
+        for conn, service, attempt in tries:
             if conn not in verdicts:
                 try:
-                    verdicts[conn] = (_reamaze(engine) if conn == "reamaze"
-                                      else _tracker(engine, pair.tracker))
+                    verdicts[conn] = attempt()
                 except ConfigError as exc:
                     verdicts[conn] = Verdict(broken=[exc.message])
                 calls = verdicts[conn].calls
                 if calls is not None:
-                    result.calls["reamaze" if conn == "reamaze" else pair.tracker] = calls
+                    result.calls[service] = calls
             verdict = verdicts[conn]
             if verdict.broken:
                 result.broken.setdefault(pair.name, []).extend(verdict.broken)

@@ -34,8 +34,8 @@ from state import (
     StateOutdated,
     StateStore,
 )
-from syncer.budgets import HELPDESK, budget_keys
-from syncer.config import AppConfig, PairConfig
+from syncer.budgets import budget_keys
+from syncer.config import SINGLE_BRAND, AppConfig, PairConfig
 from syncer.plan import Side
 from syncer.runner import MAX_AUTO_RETRIES
 
@@ -178,7 +178,8 @@ def api_budgets(cfg: AppConfig, store: StateStore, now: datetime) -> list[dict[s
     """Per service: the configured request budget and the rate learned from its 429s
     (None until a 429 taught one), as the last process to save it left it."""
     stored = {r.key: r for r in store.learned_rates()}
-    configured = {HELPDESK: cfg.reamaze.http.requests_per_minute,
+    configured = {**{cfg.brand_service(name): b.http.requests_per_minute
+                     for name, b in cfg.brands.items()},
                   **{name: t.http.requests_per_minute for name, t in cfg.trackers.items()}}
     out = []
     for service, key in budget_keys(cfg).items():
@@ -194,7 +195,7 @@ def api_budgets(cfg: AppConfig, store: StateStore, now: datetime) -> list[dict[s
 
 
 def status_document(cfg: AppConfig, store: StateStore, now: datetime) -> dict[str, Any]:
-    pairs = [pair_status(p, store, now) for p in cfg.pairs]
+    pairs = [{**pair_status(p, store, now), "brand": cfg.brand_of(p)} for p in cfg.pairs]
     return {"format": FORMAT, "generated_at": now.isoformat(),
             "state_database": store.location, "ok": not any(p["problems"] for p in pairs),
             "api_budgets": api_budgets(cfg, store, now), "pairs": pairs}
@@ -216,7 +217,10 @@ def _when(value: str | None, now: datetime) -> str:
 
 
 def render_pair(doc: dict[str, Any], now: datetime) -> list[str]:
-    lines = [f"[{doc['name']}] tracker={doc['tracker']} enabled={doc['enabled']} "
+    # The brand is named only where a config has named brands ([reamaze] is one).
+    brand = doc.get("brand", SINGLE_BRAND)
+    shown = f"brand={brand} " if brand != SINGLE_BRAND else ""
+    lines = [f"[{doc['name']}] {shown}tracker={doc['tracker']} enabled={doc['enabled']} "
              f"links={doc['links']['active']} orphaned={doc['links']['orphaned']}"]
     for side, cur in doc["cursors"].items():
         mark = cur["watermark"] or "none"

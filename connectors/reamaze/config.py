@@ -1,4 +1,5 @@
-"""The ``[reamaze]`` section: which brand, which login, and how to pace the connection."""
+"""A Re:amaze brand's settings (the ``[reamaze]`` table, or each ``[brands.NAME]``): which
+brand, which login, and how to pace the connection."""
 
 from __future__ import annotations
 
