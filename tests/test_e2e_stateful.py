@@ -195,6 +195,12 @@ class SyncMachine(RuleBasedStateMachine):
         self.bot.drop_private_notes = False
         for slug in self.ledger.slugs:
             self.sb.reamaze.set_tags(slug, ("bug",))
+        # As the operator does once the cause is fixed (`reamaze-sync retry`): a
+        # conversation that failed past its automatic retries (ten passes of a plugin
+        # dropping the private flag) waits for that.
+        store = self.engine.store
+        for failure in store.list_failures("bugs"):
+            store.reset_failure("bugs", failure.side, failure.object_id)
         for _ in range(MAX_QUIET_PASSES):
             Stats.quiet_passes += 1
             self.clock.now += PERMISSION_TTL
