@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from click.testing import CliRunner, Result
 
 from connectors.loopback import LoopbackServer
@@ -23,14 +22,6 @@ TOKEN = "cli-reamaze-token-0123"
 LOGIN = "sync-bot@acme.example"
 STAFF = "jane@acme.example"
 WRITES = frozenset({"POST", "PUT", "DELETE"})
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The CLI configures structlog to print to the runner's (soon closed) stderr."""
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
 
 
 class Served:

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 from click.testing import CliRunner, Result
 
 from connectors.loopback import LoopbackServer
@@ -18,13 +17,6 @@ from syncer.cli import main
 from syncer.sandbox import MARKER_KEY
 
 BRANDS = ("acme", "globex")
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
 
 
 class Served:

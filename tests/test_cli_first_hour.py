@@ -16,7 +16,6 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-import structlog
 from click.testing import CliRunner, Result
 from test_cli import Served
 
@@ -30,13 +29,6 @@ COMMANDS = sorted(main.commands)
 # Each command that reads the config, with the arguments it needs to get that far.
 READS_CONFIG = [["run", "--once"], ["backfill"], ["plan"], ["status"], ["check"],
                 ["link", "abc", "1", "--pair", "bugs"], ["unlink", "abc", "--pair", "bugs"]]
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
 
 
 def child(*args: str, cwd: Path | None = None,

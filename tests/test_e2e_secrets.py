@@ -12,7 +12,6 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-import structlog
 from click.testing import Result
 from e2e_support import Handler, sandbox
 from leaks import basic, dump_sqlite, found, fragments
@@ -28,13 +27,6 @@ from syncer.logs import configure_logging
 # URL and form encodings rewrite.
 TOKEN = "rz-echo-io~ctiq71hget7?m"
 CREDENTIAL_HEADERS = ("authorization", "x-redmine-api-key")
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
 
 
 def echo_credentials(request: httpx.Request) -> bytes:

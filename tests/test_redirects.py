@@ -4,13 +4,11 @@ for success: a pass it hits ends like one with bad credentials, and `check` prin
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 import pytest
-import structlog
 from e2e_support import QUICK_RECOVERY, sandbox
 from fakes import FakeClock
 from leaks import found, fragments
@@ -23,13 +21,6 @@ from syncer.secrets import register_basic_auth, register_secret
 
 TOKEN = "redirect-token-5b1e0c7a9d"
 EMAIL = "bot@example.com"
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
 
 
 def client(handler: httpx.MockTransport) -> ApiClient:

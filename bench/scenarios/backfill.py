@@ -229,9 +229,13 @@ def run_backfill(n: int, messages: int = 5, *, idle_repeats: int = 5,
                 raise RuntimeError("simulator logs and engine counters disagree")
             verify_backfill(sb, engine, slugs, messages, mode)
 
+            # The daemon's next polls, an interval apart (see ``poll_until_quiet``).
+            interval = sb.config.pairs[0].interval_seconds
+            clock.advance(interval)
             mark = Mark.of(sb)
             one_pass(engine, kind="poll")
             settle = tally(sb, mark)
+            clock.advance(interval)
             mark = Mark.of(sb)
             one_pass(engine, kind="poll")
             after_burst = tally(sb, mark)

@@ -59,6 +59,7 @@ def _run(total: int, every: int, messages: int, match: dict[str, Any],
             mark = Mark.of(sb)
             result = one_pass(engine, kind="backfill", full=True)
             backfill = dict(tally(sb, mark))
+            clock.advance(sb.config.pairs[0].interval_seconds)  # the daemon's next poll
             mark = Mark.of(sb)
             one_pass(engine, kind="poll")
             settle = dict(tally(sb, mark))
