@@ -21,14 +21,18 @@ def message(slug: str, n: int, *, visibility: int = 0) -> dict[str, Any]:
 
 
 class Listing:
-    """Pages of 30 of ``items``, counting the pages asked for."""
+    """Pages of 30 of ``items``, counting the pages asked for; ``grow`` new messages land at
+    its head after each page (as a backfill's link notes do)."""
 
-    def __init__(self, items: list[dict[str, Any]]) -> None:
+    def __init__(self, items: list[dict[str, Any]], grow: int = 0) -> None:
         self.items = items
         self.asked: list[dict[str, Any]] = []
+        self.grow = grow
 
     def __call__(self, params: dict[str, Any]) -> dict[str, Any]:
         self.asked.append(params)
+        for n in range(self.grow):
+            self.items.insert(0, message(f"note-{len(self.asked)}-{n}", 10_000))
         page = int(params["page"])
         count = (len(self.items) + 29) // 30
         return {"page_size": 30, "page_count": count, "total_count": len(self.items),
@@ -95,3 +99,13 @@ def test_a_listing_that_misbehaves_is_abandoned_not_fatal() -> None:
     prefetch = MessagePrefetch(broken, ["bug"])
     assert prefetch.messages_for(ticket("a", 1)) is None
     assert prefetch.messages_for(ticket("b", 1)) is None
+
+
+def test_a_listing_that_grows_while_it_is_read_is_followed_to_its_end() -> None:
+    """The walk's bound comes from the count the first page announced; the backfill's own
+    link notes grow the listing past it, and the walk resumes instead of giving up."""
+    items = [message(f"c{i}", 4500 - i) for i in range(4500)]  # newest first
+    listing = Listing(items, grow=6)
+    prefetch = MessagePrefetch(listing, ["bug"], max_buffered=100_000)
+    assert prefetch.messages_for(ticket("c4499", 1)) is not None
+    assert len(listing.asked) > 4500 // 30 * 1.1 + 3  # past the first walk's bound

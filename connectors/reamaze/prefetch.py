@@ -21,6 +21,10 @@ repeat a message while new ones arrive, so nothing here relies on either:
 * Messages of a conversation already handed out, or read on its own, are dropped: the
   walk never asks for it again in the same version (the runner reads a changed version
   on its own).
+* The listing grows while it is read: the backfill's own link notes land at its head. A
+  walk bounded by the count its first page announced (``connectors.paging``) would stop
+  short of the end, so a walk stopped by its bound resumes at the next page with the
+  count announced then, at most ``MAX_RESUMES`` times.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ log = structlog.get_logger("reamaze_sync.reamaze")
 
 FetchPage = Callable[[dict[str, Any]], Any]
 MAX_BUFFERED = 3000  # messages waiting for their conversation: about 100 pages, a few MB
+MAX_RESUMES = 3
 
 
 class MessagePrefetch:
@@ -50,6 +55,8 @@ class MessagePrefetch:
         self._fetch = fetch
         self._walks: dict[str, Iterator[tuple[Mapping[str, Any], list[Any]]] | None] = {
             t: None for t in tags}
+        self._last_page: dict[str, int] = dict.fromkeys(tags, 0)
+        self._resumes: dict[str, int] = dict.fromkeys(tags, 0)
         self._ended: set[str] = set()
         self._max = max_buffered
         # slug -> distinct messages read for it, keyed as ``comments_from_wire`` dedupes
@@ -77,19 +84,30 @@ class MessagePrefetch:
                 return None
             self._read_page(tag)
 
+    def _walk(self, tag: str, start: int) -> Iterator[tuple[Mapping[str, Any], list[Any]]]:
+        def fetch(p: dict[str, Any]) -> Any:
+            page = self._fetch({"tag": tag, "include": "original_body", **p})
+            self._last_page[tag] = int(p["page"])
+            return page
+        return walk_pages(fetch, PageNumberPaginator(start), "messages", connector=CONNECTOR,
+                          listing="GET /messages")
+
     def _read_page(self, tag: str) -> None:
         walk = self._walks[tag]
         if walk is None:
-            walk = self._walks[tag] = walk_pages(
-                lambda p: self._fetch({"tag": tag, "include": "original_body", **p}),
-                PageNumberPaginator(), "messages", connector=CONNECTOR,
-                listing="GET /messages")
+            walk = self._walks[tag] = self._walk(tag, 1)
         try:
             _page, items = next(walk)
         except StopIteration:
             self._ended.add(tag)
             return
         except SyncError as exc:
+            if self._resumes[tag] < MAX_RESUMES and self._last_page[tag] > 0:
+                self._resumes[tag] += 1
+                log.info("reamaze_message_listing_resumed", tag=tag,
+                         page=self._last_page[tag] + 1, reason=str(exc))
+                self._walks[tag] = self._walk(tag, self._last_page[tag] + 1)
+                return
             # A listing that misbehaves (a paging loop, a bad page) only costs the saving:
             # every conversation is read on its own from here on.
             log.warning("reamaze_message_listing_abandoned", tag=tag, **exc.log_fields())
