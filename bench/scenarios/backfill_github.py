@@ -13,29 +13,13 @@ an idle poll afterwards (the issue listing and the comment listing).
 
 from __future__ import annotations
 
-import tempfile
-from collections import Counter
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-import httpx
-
-from bench.harness import (
-    STAFF,
-    VirtualClock,
-    classify_reamaze,
-    following,
-    quiet_production_logging,
-    seed_conversations,
-)
-from bench.scenarios.backfill_gitlab import _one_pass
+from bench.harness import VirtualClock, following
+from bench.scenarios.tracker_backfill import run_tracker_backfill
 from connectors.github.sim import GitHubSimulator
 from connectors.github.sim.state import SimClock
-from connectors.reamaze.sim.simulator import ReamazeSimulator
-from syncer.app import build_engine
-from syncer.config import parse_config
-from syncer.sandbox import BRAND, LOGIN, MARKER_KEY, REAMAZE_TOKEN, Sandbox
 
 REPO = "acme/app"
 
@@ -62,68 +46,34 @@ def classify_github(method: str, path: str, params: dict[str, str]) -> str:
     return f"gh_other {method} {path.rsplit('/', 1)[-1]}"
 
 
+def _github(clock: VirtualClock) -> tuple[GitHubSimulator, str]:
+    gh = GitHubSimulator(clock=GitHubSimClock(clock), sleep=clock.sleep)
+    bot = gh.add_user("sync-bot", kind="Bot")
+    gh.grant(gh.add_repo(REPO), bot.login, "write")
+    return gh, bot.token
+
+
 def run_backfill_github(n: int, messages: int = 5, *, idle_repeats: int = 3
                         ) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="bench-github-") as tmp, \
-            quiet_production_logging():
-        clock = VirtualClock()
-        rz = ReamazeSimulator(brand=BRAND, login_email=LOGIN, token=REAMAZE_TOKEN,
-                              login_name="Sync Bot", clock=clock.now, sleep=clock.sleep)
-        rz.add_staff(STAFF, "Jane Support")
-        gh = GitHubSimulator(clock=GitHubSimClock(clock), sleep=clock.sleep)
-        bot = gh.add_user("sync-bot", kind="Bot")
-        gh.grant(gh.add_repo(REPO), bot.login, "write")
-        config = parse_config({
-            "state": {"url": f"sqlite:///{Path(tmp) / 'state.db'}"},
-            "reamaze": {"brand": BRAND, "login_email": LOGIN,
-                        "base_url": f"https://{BRAND}.reamaze.io/api/v1",
-                        "http": {"requests_per_minute": 100_000, "burst": 1000}},
-            "trackers": {"gh": {"kind": "github", "repo": REPO}},  # default budgets
-            "pairs": [{"name": "bugs", "tracker": "gh", "interval_seconds": 60}]})
-        sb = Sandbox(reamaze=rz, redmine=None, config=config,  # type: ignore[arg-type]
-                     environ={})
-        seed_conversations(sb, clock, n, messages=messages)
-        clock.advance(3600)
-        engine = build_engine(config, clock=clock, environ={
-            "REAMAZE_API_TOKEN": REAMAZE_TOKEN, "GITHUB_TOKEN": bot.token,
-            "REAMAZE_SYNC_MARKER_KEY": MARKER_KEY},
-            transports={"reamaze": httpx.MockTransport(rz.handle), "gh": gh.transport()})
-        try:
-            gh_mark, rz_mark = len(gh.requests), len(rz.requests)
-            started = clock.monotonic()
-            backfill = _one_pass(engine, kind="backfill", full=True)
-            took = clock.monotonic() - started
-            calls = Counter(classify_github(r.method, r.path, r.query)
-                            for r in gh.requests[gh_mark:])
-            calls.update(classify_reamaze(r.method, r.path) for r in rz.requests[rz_mark:])
-            limited = sum(1 for r in gh.requests[gh_mark:] if r.status in (403, 429))
-            issues = len(gh.state.issues)
-            for _ in range(2):  # settle: the backfill's own writes come back once
-                _one_pass(engine)
-            clock.advance(3600)
-            idle: Counter[str] = Counter()
-            for _ in range(idle_repeats):
-                gh_mark, rz_mark = len(gh.requests), len(rz.requests)
-                _one_pass(engine)
-                idle = Counter(
-                    [classify_github(r.method, r.path, r.query) for r in gh.requests[gh_mark:]]
-                    + [classify_reamaze(r.method, r.path) for r in rz.requests[rz_mark:]])
-                clock.advance(60)
-        finally:
-            engine.close()
+    done, gh = run_tracker_backfill(
+        n, messages, idle_repeats, tracker=_github, token_env="GITHUB_TOKEN",
+        table={"kind": "github", "repo": REPO},  # default budgets
+        classify=classify_github)
+    assert isinstance(gh, GitHubSimulator)
+    calls = done.calls
     writes = n + n * messages
-    made = calls["gh_issue_create"] + calls["gh_comment_create"]
     writes_per_minute = 8.0
     return {
         "conversations": n, "messages_per_conversation": messages,
-        "issues_created": issues, "counts": dict(sorted(backfill.counts.items())),
+        "issues_created": len(gh.state.issues), "counts": done.counts,
         "calls_by_kind": dict(sorted(calls.items())),
-        "github_writes": made, "minimum_github_writes": writes,
+        "github_writes": calls["gh_issue_create"] + calls["gh_comment_create"],
+        "minimum_github_writes": writes,
         "github_calls": sum(v for k, v in calls.items() if k.startswith("gh_")),
-        "rate_limited_answers": limited,
-        "virtual_seconds": round(took, 1),
+        "rate_limited_answers": sum(1 for s in done.statuses if s in (403, 429)),
+        "virtual_seconds": round(done.seconds, 1),
         "write_budget_floor_seconds": round((writes - 1) * 60 / (writes_per_minute * 0.99), 1),
-        "idle_calls_by_kind": dict(sorted(idle.items())),
+        "idle_calls_by_kind": dict(sorted(done.idle.items())),
     }
 
 
