@@ -71,18 +71,21 @@ def reads(sb: Sandbox, since: int = 0) -> tuple[int, int]:
     return alone, brand
 
 
-def backfill(sb: Sandbox, slugs: list[str], *, complete: bool = True) -> None:
-    """The backfill pass, then two polls. ``complete``: the backfill alone copied
-    everything (the polls after it would repair a conversation it read short)."""
+def backfill(sb: Sandbox, slugs: list[str], *, complete: bool = True) -> int:
+    """The backfill pass, then two polls; the number of Re:amaze requests the backfill
+    pass ended at. ``complete``: the backfill alone copied everything (the polls after it
+    would repair a conversation it read short)."""
     engine = sb.engine()
     result = run_pass(engine, kind="backfill", full=True)
     assert result.counts["issues_created"] == BUGS
+    ended = len(sb.reamaze.requests)
     if complete:
         assert_copied_once(sb, engine, slugs)
     run_pass(engine)
     run_pass(engine)
     assert_copied_once(sb, engine, slugs)
     engine.close()
+    return ended
 
 
 def edit_brand_listing(sb: Sandbox, edit: Callable[[list[Any]], list[Any]]) -> None:
@@ -138,9 +141,13 @@ def test_a_count_that_cannot_vouch_for_a_conversation_reads_each_alone(
     sb = sandbox(tmp_path)
     sb.reamaze.message_count = count
     slugs = seed(sb)
-    backfill(sb, slugs)
+    ended = backfill(sb, slugs)
     alone, brand = reads(sb)
     assert brand == 0 and alone >= BUGS
+    # It tried to learn from a conversation after its link note three times, then stopped.
+    probes = [r for r in sb.reamaze.requests[:ended] if r.method == "GET"
+              and r.path.startswith("/api/v1/conversations/") and r.path.count("/") == 4]
+    assert len(probes) == 3
 
 
 def test_a_message_the_listing_skips_is_read_from_its_conversation(tmp_path: Path) -> None:
