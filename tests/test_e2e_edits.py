@@ -22,7 +22,7 @@ from e2e_support import (
 )
 from github_support import REPO, World
 
-from syncer.app import Engine, run_all_once
+from syncer.app import Engine
 from syncer.runner import PairRunner, PassResult
 from syncer.sandbox import Sandbox
 from syncer.sweep import Checker, VerifyAll
@@ -66,6 +66,14 @@ def _edit_journal(dev: Engineer, journal_id: int, text: str) -> None:
 
 def _notes_about(sb: Sandbox, slug: str, needle: str) -> list[tuple[int, bool]]:
     return [(m.visibility, m.notified) for m in messages(sb, slug) if needle in m.body]
+
+
+def assert_quiet(sb: Sandbox, engine: Engine) -> None:
+    """Nothing left to write: `verify --fix` and a pass leave both sides as they are."""
+    mark = Mark.now(sb)
+    verify(engine, fix=True)
+    run_pass(engine)
+    assert mark.writes() == []
 
 
 def test_redmine_note_edited_reaches_reamaze_once_as_internal_note(tmp_path: Path) -> None:
@@ -114,10 +122,7 @@ def test_redmine_note_deleted_reaches_reamaze_once(tmp_path: Path) -> None:
         assert jid not in sb.redmine.state.journals
         verify(engine, fix=True)
         assert _notes_about(sb, slug, f"Note {jid} on Redmine issue") == [(INTERNAL, False)]
-        mark = Mark.now(sb)
-        verify(engine, fix=True)
-        run_pass(engine)
-        assert mark.writes() == []
+        assert_quiet(sb, engine)
     finally:
         engine.close()
 
@@ -135,10 +140,7 @@ def test_policy_off_writes_nothing_for_edits_and_deletes(tmp_path: Path) -> None
         [drift] = checker.drift
         assert drift.problems == () and drift.notes[0].startswith(f"{jid} was edited ")
         _edit_journal(dev, jid, "")
-        mark = Mark.now(sb)
-        verify(engine, fix=True)
-        run_pass(engine)
-        assert mark.writes() == []
+        assert_quiet(sb, engine)
     finally:
         engine.close()
 
@@ -196,10 +198,7 @@ def test_reamaze_internal_note_edited_rewrites_its_private_redmine_copy(
         assert after.id == copy.id and after.private
         assert "plan Y" in after.text and "plan X" not in after.text
         assert "rs-" in after.text  # the marker stays: recovery can still find the copy
-        mark = Mark.now(sb)
-        verify(engine, fix=True)
-        run_pass(engine)
-        assert mark.writes() == []
+        assert_quiet(sb, engine)
         assert not [m for m in messages(sb, slug) if "was edited" in m.body]
     finally:
         engine.close()
@@ -249,40 +248,34 @@ def test_reamaze_note_without_stable_id_edited_is_copied_as_a_new_note(
 
 # --- GitHub: a comment edit or delete moves the issue, so the poll sees it ---------------
 
-def _one_pass(engine: Engine) -> PassResult:
-    [result] = run_all_once(engine)
-    assert result.ok and not result.failed, (result.error, result.failed)
-    return result
-
-
 def test_github_comment_edited_and_deleted_reach_reamaze_once(tmp_path: Path) -> None:
     w = World(f"sqlite:///{tmp_path / 'state.db'}")
     slug = w.reamaze.add_conversation("Crash on save", "It crashes.",
                                       "carol@customer.example", tags=["bug"])
     engine = w.engine()
     try:
-        _one_pass(engine)
+        run_pass(engine)
         w.gh.sim.clock.advance(5)
         made = w.gh.person().post(f"/repos/{REPO}/issues/1/comments",
                                   json={"body": "GH-NOTE fix in 4.2"})
         comment_id = made.json()["id"]
-        _one_pass(engine)
+        run_pass(engine)
         conv = w.reamaze.conversations[slug]
         assert [m for m in conv.messages if "GH-NOTE fix in 4.2" in m.body]
 
         w.gh.sim.clock.advance(5)
         w.gh.person().patch(f"/repos/{REPO}/issues/comments/{comment_id}",
                             json={"body": "GH-NOTE fix in 4.3"})
-        _one_pass(engine)
-        _one_pass(engine)
+        run_pass(engine)
+        run_pass(engine)
         edits = [(m.visibility, m.notified) for m in conv.messages
                  if "GH-NOTE fix in 4.3" in m.body]
         assert edits == [(INTERNAL, False)]
 
         w.gh.sim.clock.advance(5)
         w.gh.person().delete(f"/repos/{REPO}/issues/comments/{comment_id}")
-        _one_pass(engine)
-        _one_pass(engine)
+        run_pass(engine)
+        run_pass(engine)
         deleted = [m.visibility for m in conv.messages
                    if f"Note {comment_id} on GitHub issue" in m.body]
         assert deleted == [INTERNAL]
@@ -297,16 +290,16 @@ def test_github_policy_off_writes_nothing(tmp_path: Path) -> None:
                                       "carol@customer.example", tags=["bug"])
     engine = w.engine()
     try:
-        _one_pass(engine)
+        run_pass(engine)
         w.gh.sim.clock.advance(5)
         made = w.gh.person().post(f"/repos/{REPO}/issues/1/comments",
                                   json={"body": "GH-NOTE fix in 4.2"})
-        _one_pass(engine)
+        run_pass(engine)
         posts = len(w.reamaze.calls("POST"))
         w.gh.sim.clock.advance(5)
         w.gh.person().patch(f"/repos/{REPO}/issues/comments/{made.json()['id']}",
                             json={"body": "GH-NOTE fix in 4.3"})
-        _one_pass(engine)
+        run_pass(engine)
         assert len(w.reamaze.calls("POST")) == posts
         assert not [m for m in w.reamaze.conversations[slug].messages if "4.3" in m.body]
     finally:

@@ -8,21 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from e2e_support import run_pass
 from github_support import REPO, World
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncer.app import Engine, run_all_once
-from syncer.runner import PassResult
-
 PUBLIC, INTERNAL = 0, 1
 STAFF = "jane@acme.example"
-
-
-def one_pass(engine: Engine) -> PassResult:
-    [result] = run_all_once(engine)
-    assert result.ok and not result.failed, (result.error, result.failed)
-    return result
 
 
 @pytest.mark.parametrize("app", [False, True], ids=["token", "github-app"])
@@ -34,7 +26,7 @@ def test_a_bug_conversation_round_trips_through_github(tmp_path: Path, app: bool
                                 email=STAFF, visibility=INTERNAL)
     w.reamaze.add_staff_message(slug, "Thanks, looking into it.", email=STAFF)
     engine = w.engine()
-    one_pass(engine)
+    run_pass(engine)
     [issue] = w.issues()
     assert issue.title == "[Re:amaze] Crash on save" and issue.labels == ["bug"]
     assert issue.author == ("acme-sync[bot]" if app else "sync-bot")
@@ -46,24 +38,24 @@ def test_a_bug_conversation_round_trips_through_github(tmp_path: Path, app: bool
 
     w.gh.sim.clock.advance(5)
     w.gh.person().post(f"/repos/{REPO}/issues/1/comments", json={"body": "Fix is coming."})
-    one_pass(engine)
+    run_pass(engine)
     copies = [m for m in w.reamaze.conversations[slug].messages if "Fix is coming" in m.body]
     assert [(m.visibility, m.notified) for m in copies] == [(INTERNAL, False)]
 
     w.gh.sim.clock.advance(5)
     w.gh.sim.set_state(w.gh.repo, "dev-dana", 1, "closed")
-    one_pass(engine)
+    run_pass(engine)
     assert w.reamaze.conversations[slug].status == 2  # Done
     before = len(w.gh.writes())
     reamaze_before = len(w.reamaze.calls("POST")) + len(w.reamaze.calls("PUT"))
-    one_pass(engine)
+    run_pass(engine)
     assert len(w.gh.writes()) == before
     assert len(w.reamaze.calls("POST")) + len(w.reamaze.calls("PUT")) == reamaze_before
     engine.close()
 
     (tmp_path / "state.db").unlink()  # lost state: the issue is re-adopted, not duplicated
     again = w.engine()
-    one_pass(again)
+    run_pass(again)
     assert len(w.issues()) == 1
     assert len(w.gh.writes()) == before
     again.close()
@@ -88,8 +80,8 @@ def test_internal_notes_never_reach_github_whatever_the_policy(
         if internal:
             secrets.append(text)
     engine = w.engine()
-    one_pass(engine)
-    one_pass(engine)
+    run_pass(engine)
+    run_pass(engine)
     on_github = w.everything_on_github()
     assert not any(s in on_github for s in secrets)
     placeholders = sum("An internal note was added" in b for b in w.comments(1))
@@ -103,7 +95,7 @@ def test_customer_text_pings_and_links_nobody(text: str) -> None:
     slug = w.reamaze.add_conversation("Bug", text, "carol@customer.example", tags=["bug"])
     w.reamaze.add_staff_message(slug, f"Reply: {text}", email=STAFF)
     engine = w.engine()
-    one_pass(engine)
+    run_pass(engine)
     for body in [w.issues()[0].body or "", *w.comments(1)]:
         assert "@octocat" not in body and "#12" not in body and "GH-7" not in body
         assert "app#3" not in body
@@ -135,10 +127,10 @@ def test_files_reach_github_as_links(tmp_path: Path) -> None:
     slug = w.reamaze.add_conversation("Crash on save", "It crashes.", "carol@customer.example",
                                       tags=["bug"])
     engine = w.engine()
-    one_pass(engine)
+    run_pass(engine)
     w.reamaze.add_customer_message(slug, "The log.", attachments=[
         w.reamaze.host_file("crash.log", b"trace" * 500, "text/plain")])
-    one_pass(engine)
+    run_pass(engine)
     [copy] = [b for b in w.comments(1) if "The log." in b]
     assert "crash.log (2 KB): https://acme.reamaze.com/attachments/" in copy
     engine.close()

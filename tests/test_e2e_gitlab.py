@@ -10,20 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from e2e_support import run_pass
 from gitlab_support import PROJECT, STAFF, GitLabWorld, World
 
 from connectors.gitlab.sim import GitLabSimulator
-from syncer.app import Engine, run_all_once
-from syncer.runner import PassResult
+from syncer.app import run_all_once
 
 SHOT = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
 PUBLIC, INTERNAL = 0, 1
-
-
-def one_pass(engine: Engine) -> PassResult:
-    [result] = run_all_once(engine)
-    assert result.ok and not result.failed, (result.error, result.failed)
-    return result
 
 
 def test_a_bug_conversation_round_trips_through_gitlab(tmp_path: Path) -> None:
@@ -40,7 +34,7 @@ def test_a_bug_conversation_round_trips_through_gitlab(tmp_path: Path) -> None:
             w.reamaze.conversations[slug], "Screenshot attached.", w.reamaze.staff[STAFF],
             PUBLIC, attachments=[w.reamaze.host_file("shot.png", SHOT, "image/png")])
     engine = w.engine()
-    one_pass(engine)
+    run_pass(engine)
     [issue] = w.issues()
     assert issue.title == "[Re:amaze] Crash on save" and issue.labels == ["bug"]
     assert issue.author == "sync-bot" and issue.assignees == ["dev-dana"]
@@ -63,7 +57,7 @@ def test_a_bug_conversation_round_trips_through_gitlab(tmp_path: Path) -> None:
         dev.post(base, json={"body": "Fix is coming."}).raise_for_status()
         dev.post(base, json={"body": "DEV-SECRET root cause in billing",
                              "internal": True}).raise_for_status()
-    one_pass(engine)
+    run_pass(engine)
     messages = w.reamaze.conversations[slug].messages
     assert [m.visibility for m in messages if "Fix is coming" in m.body] == [INTERNAL]
     assert [(m.visibility, m.notified) for m in messages if "DEV-SECRET" in m.body] == [
@@ -73,26 +67,26 @@ def test_a_bug_conversation_round_trips_through_gitlab(tmp_path: Path) -> None:
     # made there writes no system note back as a comment.
     w.gl.sim.clock.advance(5)
     w.gl.sim.set_state(w.gl.project, "dev-dana", 1, "closed")
-    one_pass(engine)
+    run_pass(engine)
     assert w.reamaze.conversations[slug].status == 2  # Done
     assert w.gl.notes(1, system=True)  # GitLab noted the closing, and it stays there
     assert not any(m.body.endswith("\n\nclosed") for m in w.reamaze.conversations[slug].messages)
 
     # Re-opened in Re:amaze (a customer writes again): the issue reopens.
     w.reamaze.add_customer_message(slug, "Still broken!")
-    one_pass(engine)
+    run_pass(engine)
     assert w.issues()[0].state == "opened"
 
     before = len(w.gl.writes())
     reamaze_before = len(w.reamaze.calls("POST")) + len(w.reamaze.calls("PUT"))
-    one_pass(engine)
+    run_pass(engine)
     assert len(w.gl.writes()) == before
     assert len(w.reamaze.calls("POST")) + len(w.reamaze.calls("PUT")) == reamaze_before
     engine.close()
 
     (tmp_path / "state.db").unlink()  # lost state: the issue is re-adopted, not duplicated
     again = w.engine()
-    one_pass(again)
+    run_pass(again)
     assert len(w.issues()) == 1
     assert len(w.gl.writes()) == before
     again.close()
@@ -110,7 +104,7 @@ def test_a_create_whose_answer_was_lost_is_found_not_doubled() -> None:
     lost_note = w.gl.sim.faults.add(timeout=True, commit=True, method="POST", path=r"/notes$")
     engine = w.engine()
     run_all_once(engine)
-    one_pass(engine)
+    run_pass(engine)
     assert (lost_issue.hits, lost_note.hits) == (1, 1)
     assert len(w.issues()) == 1
     bodies = [n.body for n in w.gl.notes(1)]
@@ -149,7 +143,7 @@ def test_customer_text_pings_and_links_nobody(text: str) -> None:
     slug = w.reamaze.add_conversation("Bug", text, "carol@customer.example", tags=["bug"])
     w.reamaze.add_staff_message(slug, f"Reply: {text}", email=STAFF)
     engine = w.engine()
-    one_pass(engine)
+    run_pass(engine)
     bodies = [w.issues()[0].description or "", *(n.body for n in w.gl.notes(1))]
     for body in bodies:
         for ref in ("@octocat", "#12", "!7", "app#3", "~bug", "%v1", "&12", "$4"):

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from e2e_support import run_pass
 from github_support import REPO, STAFF, World
-from test_e2e_github import one_pass
 
 from syncer.reconcile_reverse import OPENING
 from syncer.sandbox import LOGIN
@@ -30,7 +30,7 @@ def test_a_labelled_github_issue_gets_one_internal_conversation(tmp_path: Path) 
     assert made.status_code == 201, made.text
     person.post(f"/repos/{REPO}/issues", json={"title": "Refactor", "body": "internal"})
     engine = w.engine()
-    one_pass(engine)
+    run_pass(engine)
     [conv] = w.reamaze.conversations.values()
     assert conv.author.email == "gina@customer.example"
     assert conv.assignee is not None and conv.assignee.email == STAFF
@@ -43,7 +43,7 @@ def test_a_labelled_github_issue_gets_one_internal_conversation(tmp_path: Path) 
 
     writes = len(w.gh.writes())
     rz_writes = len(w.reamaze.calls("POST")) + len(w.reamaze.calls("PUT"))
-    one_pass(engine)
+    run_pass(engine)
     assert len(w.gh.writes()) == writes
     assert len(w.reamaze.calls("POST")) + len(w.reamaze.calls("PUT")) == rz_writes
 
@@ -52,7 +52,7 @@ def test_a_labelled_github_issue_gets_one_internal_conversation(tmp_path: Path) 
     w.reamaze.add_staff_message(conv.slug, "Customer says it is urgent.", email=STAFF)
     w.reamaze.add_staff_message(conv.slug, "INTERNAL-X enterprise customer", email=STAFF,
                                 visibility=INTERNAL)
-    one_pass(engine)
+    run_pass(engine)
     copies = [m for m in conv.messages if "next build" in m.body]
     assert [(m.visibility, m.notified) for m in copies] == [(INTERNAL, False)]
     assert any("urgent" in body for body in w.comments(1))
