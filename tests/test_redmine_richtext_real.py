@@ -67,13 +67,11 @@ def _config(server: RedmineServer, project: str, formatting: str,
     return data
 
 
-@pytest.mark.parametrize("formatting", ["textile", "common_mark"])
-def test_html_message_renders_with_its_structure(redmine_server: RedmineServer,
-                                                 admin: RedmineAdmin, formatting: str,
-                                                 tmp_path: Path) -> None:
-    """List, nested list, link, inline code, code block and quote render as such; the
-    customer's hostile text inside a list item shows as text; the javascript link, the
-    image, the script and the comment leave nothing behind."""
+def _synced_and_rendered(redmine_server: RedmineServer, admin: RedmineAdmin,
+                         formatting: str, tmp_path: Path, htmls: list[str]) -> dict[str, Block]:
+    """A bug conversation with one customer message per HTML source, synced by one pass
+    into a new project on the real Redmine set to ``formatting``; the blocks of the issue
+    page as Redmine renders it."""
     project = f"rt-{uuid.uuid4().hex[:8]}"
     admin.create_project(project)
     redmine_server.set_setting("text_formatting", formatting)
@@ -81,7 +79,8 @@ def test_html_message_renders_with_its_structure(redmine_server: RedmineServer,
         reamaze = ReamazeSimulator(brand=BRAND, login_email=LOGIN, token=REAMAZE_TOKEN)
         slug = reamaze.add_conversation("Rich", "Opening", "eve@customer.example",
                                         tags=["bug"])
-        reamaze.add_customer_message(slug, "plain fallback", html=MESSAGE)
+        for n, source in enumerate(htmls):  # distinct bodies: distinct message ids
+            reamaze.add_customer_message(slug, f"plain fallback {n}", html=source)
         engine = real_redmine_engine(_config(redmine_server, project, formatting, tmp_path),
                                      redmine_server.admin_key, reamaze)
         try:
@@ -93,9 +92,19 @@ def test_html_message_renders_with_its_structure(redmine_server: RedmineServer,
                                                         "status_id": "*"}).json()["issues"]
         with httpx.Client(base_url=redmine_server.url, timeout=30,
                           headers={"X-Redmine-API-Key": redmine_server.admin_key}) as client:
-            blocks = rendered_blocks(client.get(f"/issues/{issue['id']}").text)
+            return rendered_blocks(client.get(f"/issues/{issue['id']}").text)
     finally:
         redmine_server.set_setting("text_formatting", "textile")
+
+
+@pytest.mark.parametrize("formatting", ["textile", "common_mark"])
+def test_html_message_renders_with_its_structure(redmine_server: RedmineServer,
+                                                 admin: RedmineAdmin, formatting: str,
+                                                 tmp_path: Path) -> None:
+    """List, nested list, link, inline code, code block and quote render as such; the
+    customer's hostile text inside a list item shows as text; the javascript link, the
+    image, the script and the comment leave nothing behind."""
+    blocks = _synced_and_rendered(redmine_server, admin, formatting, tmp_path, [MESSAGE])
 
     [block] = [b for k, b in blocks.items() if k != "description" and "step one" in b.text]
     tags = [tag for tag, _ in block.elements]
@@ -179,29 +188,7 @@ def test_random_html_renders_only_its_own_structure(redmine_server: RedmineServe
     safe targets, and every character of their text."""
     rnd = random.Random(9)
     sources = [f"<p>tok{n}a</p>{_doc(rnd, 3)}" for n in range(30)]
-    project = f"rf-{uuid.uuid4().hex[:8]}"
-    admin.create_project(project)
-    redmine_server.set_setting("text_formatting", formatting)
-    try:
-        reamaze = ReamazeSimulator(brand=BRAND, login_email=LOGIN, token=REAMAZE_TOKEN)
-        slug = reamaze.add_conversation("Fuzz", "Opening", "eve@customer.example",
-                                        tags=["bug"])
-        for n, source in enumerate(sources):  # distinct bodies: distinct message ids
-            reamaze.add_customer_message(slug, f"plain fallback {n}", html=source)
-        engine = real_redmine_engine(_config(redmine_server, project, formatting, tmp_path),
-                                     redmine_server.admin_key, reamaze)
-        try:
-            results = run_all_once(engine)
-        finally:
-            engine.close()
-        assert [r.ok and not r.failed for r in results] == [True], results
-        [issue] = admin.http.get("/issues.json", params={"project_id": project,
-                                                        "status_id": "*"}).json()["issues"]
-        with httpx.Client(base_url=redmine_server.url, timeout=30,
-                          headers={"X-Redmine-API-Key": redmine_server.admin_key}) as client:
-            blocks = rendered_blocks(client.get(f"/issues/{issue['id']}").text)
-    finally:
-        redmine_server.set_setting("text_formatting", "textile")
+    blocks = _synced_and_rendered(redmine_server, admin, formatting, tmp_path, sources)
     for n, source in enumerate(sources):
         [block] = [b for b in blocks.values() if f"tok{n}a" in b.text.split()]
         # The engine's attribution header comes first, then a blank line: drop it.
