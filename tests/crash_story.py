@@ -59,31 +59,17 @@ def _config(tmp: Path) -> dict[str, Any]:
                           status={"close_reply_template": CLOSE_REPLY})
 
 
-class Story:
-    """Two conversations over six passes: a backfill (public messages, staff and
-    customer, into the new issues' descriptions; internal notes as private notes; a link
-    note each); comments both ways (a public and an internal note to Redmine; a public
-    and a private Redmine note into Re:amaze as a customer reply and an internal note);
-    the issue closed (the conversation closed and the customer mailed); the state rolled
-    back to a backup from before the comments (everything since re-adopted from what both
-    sides show); the private Redmine note edited and the public one deleted (an internal
-    note each in Re:amaze), the issue reopened and closed again (a second reply)."""
+class FaultedStory:
+    """The engine side of a story played under the crash matrix's faults: an engine on
+    the sandbox's state, restarted after a kill, and passes until quiet."""
 
-    def __init__(self, tmp: Path, injector: Injector) -> None:
-        tmp.mkdir(parents=True, exist_ok=True)
-        self.tmp = tmp
+    def __init__(self, sb: Sandbox, injector: Injector) -> None:
+        self.sb = sb
         self.injector = injector
-        self.sb: Sandbox = sandbox(tmp, config=_config(tmp))
         self.engine = self._engine()
         self.restarts = 0
         self.unsettled: list[str] = []
-        self.sent: list[Msg] = []
-        self.slugs: list[str] = []
-        self.statuses: dict[str, int] = {}  # slug -> the Re:amaze status it must end with
-        self.dev: Engineer | None = None
-        self.deleted: int | None = None  # the Redmine note the engineer deleted
 
-    # -- engines ---------------------------------------------------------------------
     def _engine(self) -> Engine:
         live = not self.injector.dead
         self.sb.wrap = self.injector.wrap if live else None
@@ -116,6 +102,40 @@ class Story:
             return False
         return not mark.writes() and all(r.clean for r in results) and not self.pending()
 
+    def settle(self, when: str, limit: int = 8) -> None:
+        """Passes until one writes nothing, is clean and leaves nothing pending (at the
+        end, also the check that a synced world causes no echo)."""
+        for _ in range(limit):
+            if self._pass():
+                return
+        self.unsettled.append(f"{when}: {limit} passes still wrote, failed or left writes "
+                              f"pending ({self.pending()})")
+
+    def pending(self) -> list[str]:
+        return [f"{i.kind} {i.key}" for i in self.engine.store.pending_intents(PAIR)
+                if i.status == "pending"]
+
+
+class Story(FaultedStory):
+    """Two conversations over six passes: a backfill (public messages, staff and
+    customer, into the new issues' descriptions; internal notes as private notes; a link
+    note each); comments both ways (a public and an internal note to Redmine; a public
+    and a private Redmine note into Re:amaze as a customer reply and an internal note);
+    the issue closed (the conversation closed and the customer mailed); the state rolled
+    back to a backup from before the comments (everything since re-adopted from what both
+    sides show); the private Redmine note edited and the public one deleted (an internal
+    note each in Re:amaze), the issue reopened and closed again (a second reply)."""
+
+    def __init__(self, tmp: Path, injector: Injector) -> None:
+        tmp.mkdir(parents=True, exist_ok=True)
+        self.tmp = tmp
+        super().__init__(sandbox(tmp, config=_config(tmp)), injector)
+        self.sent: list[Msg] = []
+        self.slugs: list[str] = []
+        self.statuses: dict[str, int] = {}  # slug -> the Re:amaze status it must end with
+        self.dev: Engineer | None = None
+        self.deleted: int | None = None  # the Redmine note the engineer deleted
+
     def _reopen(self, between: Callable[[], object]) -> None:
         self.engine.close()
         between()
@@ -143,15 +163,6 @@ class Story:
         self.run_pass()
         self.close_issue()
         self.run_pass()
-
-    def settle(self, when: str, limit: int = 8) -> None:
-        """Passes until one writes nothing, is clean and leaves nothing pending (at the
-        end, also the check that a synced world causes no echo)."""
-        for _ in range(limit):
-            if self._pass():
-                return
-        self.unsettled.append(f"{when}: {limit} passes still wrote, failed or left writes "
-                              f"pending ({self.pending()})")
 
     def seed(self) -> None:
         rz = self.sb.reamaze
@@ -237,9 +248,6 @@ class Story:
             self._pass()
         raise AssertionError(f"{slug} never got an issue")
 
-    def pending(self) -> list[str]:
-        return [f"{i.kind} {i.key}" for i in self.engine.store.pending_intents(PAIR)
-                if i.status == "pending"]
 
 
 # --- the checks ---------------------------------------------------------------------------

@@ -12,19 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from crash_matrix import Injector, Outcome, Point, faults_of, points_of, quiet_logs
+from crash_story import FaultedStory
 from e2e_support import (
     QUICK_RECOVERY,
     STAFF,
     Engineer,
-    Mark,
     SimulatedCrash,
     journals,
     messages,
     sandbox,
 )
-from fakes import FakeClock
 
-from syncer.app import Engine, run_all_once
 from syncer.reconcile_reverse import OPENING
 from syncer.sandbox import LOGIN, PROJECT
 
@@ -36,47 +34,11 @@ TOKENS = {"TR-DETAILS": "the issue's details", "TR-PUB": "a public Redmine note"
           "TR-PRIV": "a private Redmine note", "HD-INT": "an internal Re:amaze note"}
 
 
-class ReverseStory:
+class ReverseStory(FaultedStory):
     def __init__(self, tmp: Path, injector: Injector) -> None:
         tmp.mkdir(parents=True, exist_ok=True)
-        self.injector = injector
-        self.sb = sandbox(tmp, reverse=REVERSE, sync=QUICK_RECOVERY)
-        self.engine = self._engine()
-        self.restarts = 0
-        self.unsettled: list[str] = []
+        super().__init__(sandbox(tmp, reverse=REVERSE, sync=QUICK_RECOVERY), injector)
         self.issue_id = 0
-
-    def _engine(self) -> Engine:
-        live = not self.injector.dead
-        self.sb.wrap = self.injector.wrap if live else None
-        engine = self.sb.engine(clock=FakeClock())
-        if live:
-            self.injector.attach(engine.store)
-        return engine
-
-    def _pass(self) -> bool:
-        mark = Mark.now(self.sb)
-        try:
-            results = run_all_once(self.engine)
-        except SimulatedCrash:
-            self.engine.close()
-            self.restarts += 1
-            self.engine = self._engine()
-            return False
-        pending = [i for i in self.engine.store.pending_intents(PAIR) if i.status == "pending"]
-        return not mark.writes() and all(r.clean for r in results) and not pending
-
-    def run_pass(self) -> None:
-        fired = self.injector.fired
-        self._pass()
-        if self.injector.fired != fired:
-            self.settle("after the fault")
-
-    def settle(self, when: str, limit: int = 8) -> None:
-        for _ in range(limit):
-            if self._pass():
-                return
-        self.unsettled.append(f"{when}: {limit} passes still wrote, failed or left writes")
 
     def run(self) -> None:
         project = next(p for p in self.sb.redmine.state.projects.values()
